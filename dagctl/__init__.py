@@ -1,0 +1,28 @@
+"""dagctl: a workflow scheduler for directories of YAML DAG files."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+__all__ = ["__version__", "trigger_dag"]
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+
+def trigger_dag(
+    dag: str,
+    *,
+    creator: str = "python",
+    params: Mapping[str, Any] | None = None,
+    dags: str | None = None,
+    db: str | None = None,
+) -> str:
+    """Queue a manual run of `dag` and return its run id.
+
+    Params are validated against the DAG's typed params before anything is written.
+    """
+    from dagctl.service import trigger
+
+    return trigger(dag, creator=creator, params=dict(params or {}), dags=dags, db=db)

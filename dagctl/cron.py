@@ -1,0 +1,146 @@
+"""Cron slot arithmetic, DST-correct.
+
+A schedule is read in the DAG's time zone, on the wall clock, and every slot is stored
+as a naive UTC datetime. The rule at daylight-saving changes:
+
+* spring gap: a wall-clock time that does not exist that day (02:30 in Europe/Berlin
+  on the last Sunday of March) runs at the same distance past the start of the gap,
+  i.e. at the instant the clocks would have shown it without the jump (02:30 CET =
+  01:30 UTC = 03:30 CEST). A slot that would land on or before the previous slot in
+  UTC is dropped, so hourly schedules do not run twice at 03:00 CEST.
+* autumn fold: a wall-clock time that happens twice (02:30 on the last Sunday of
+  October) runs once, at its first occurrence (summer time).
+
+So a daily schedule runs exactly once per local day, and slots are strictly increasing
+in UTC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter  # type: ignore[attr-defined,unused-ignore]
+
+UTC = timezone.utc
+_MACROS = frozenset({"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"})
+_SEARCH_WINDOWS = (
+    timedelta(hours=2),
+    timedelta(days=1),
+    timedelta(days=32),
+    timedelta(days=367),
+    timedelta(days=8 * 366),
+)
+
+
+class ScheduleError(ValueError):
+    pass
+
+
+def check_expression(expression: str) -> str | None:
+    """Return why `expression` is not a usable 5-field cron expression, or None."""
+    text = expression.strip()
+    if text.lower() in _MACROS:
+        return None
+    fields = text.split()
+    if len(fields) != 5:
+        return f"cron expression {expression!r} has {len(fields)} fields, expected 5"
+    try:
+        croniter(text, datetime(2000, 1, 1))
+    except (ValueError, KeyError, TypeError) as exc:
+        return f"bad cron expression {expression!r}: {exc}"
+    return None
+
+
+def never_fires(expression: str) -> bool:
+    """True for valid expressions that match no date at all (0 0 30 2 *)."""
+    try:
+        croniter(expression, datetime(2000, 1, 1), max_years_between_matches=9).get_next(datetime)
+    except Exception:  # croniter signals "no match" with CroniterBadDateError and others
+        return True
+    return False
+
+
+@lru_cache(maxsize=1024)
+def zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ScheduleError(f"unknown time zone {name!r}") from exc
+
+
+def check_timezone(name: str) -> str | None:
+    try:
+        zone(name)
+    except ScheduleError as exc:
+        return str(exc)
+    return None
+
+
+def to_utc(local_wall_time: datetime, tz: ZoneInfo) -> datetime:
+    """Naive wall-clock time in `tz` -> naive UTC, with the gap/fold rule above (fold=0)."""
+    aware = local_wall_time.replace(tzinfo=tz, fold=0)
+    return aware.astimezone(UTC).replace(tzinfo=None)
+
+
+def to_local(utc_naive: datetime, tz: ZoneInfo) -> datetime:
+    return utc_naive.replace(tzinfo=UTC).astimezone(tz)
+
+
+def next_slot_after(expression: str, tz_name: str, after: datetime) -> datetime | None:
+    """The first slot strictly after `after` (naive UTC), or None if the schedule never fires."""
+    tz = zone(tz_name)
+    # Start a little before `after` on the wall clock: around a fold the wall clock goes
+    # back, and a slot can map to a UTC instant later than its wall-clock neighbours.
+    start = to_local(after, tz).replace(tzinfo=None) - timedelta(hours=3)
+    try:
+        walker = croniter(expression, start, max_years_between_matches=9)
+        previous: datetime | None = None
+        for _ in range(10_000):
+            candidate = to_utc(walker.get_next(datetime), tz)
+            if previous is not None and candidate <= previous:
+                continue
+            previous = candidate
+            if candidate > after:
+                return candidate
+    except Exception:  # croniter gives up on expressions with no match
+        return None
+    return None
+
+
+def slots_between(
+    expression: str, tz_name: str, after: datetime, until: datetime, limit: int = 10_000
+) -> Iterator[datetime]:
+    """Slots in (after, until], oldest first, at most `limit` of them."""
+    cursor = after
+    for _ in range(limit):
+        slot = next_slot_after(expression, tz_name, cursor)
+        if slot is None or slot > until:
+            return
+        yield slot
+        cursor = slot
+
+
+def latest_slot_at_or_before(
+    expression: str, tz_name: str, at: datetime, not_before: datetime | None = None
+) -> datetime | None:
+    """The most recent slot <= `at` (and > `not_before` when given), found without walking
+    every slot of a long downtime."""
+    for window in _SEARCH_WINDOWS:
+        start = at - window
+        if not_before is not None and start < not_before:
+            start = not_before
+        latest = None
+        for slot in slots_between(expression, tz_name, start, at):
+            latest = slot
+        if latest is not None:
+            return latest
+        if not_before is not None and start == not_before:
+            return None
+    return None
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)

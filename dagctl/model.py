@@ -1,0 +1,194 @@
+"""The resolved DAG model: frozen values, no I/O.
+
+The loader turns files into these objects; everything downstream (planner, scheduler,
+runner, CLI) reads them and never touches YAML.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+TASK_EXTENSIONS: Mapping[str, str] = MappingProxyType(
+    {".sh": "shell", ".py": "python", ".sql": "sql", ".yaml": "", ".yml": ""}
+)
+BUILTIN_TASK_TYPES = frozenset({"shell", "python", "sql", "command", "no_op"})
+WORKFLOW_FILE = "workflow.yaml"
+ROOT_CONFIG_FILE = "dagctl.yaml"
+
+CatchupPolicy = Literal["latest", "none", "all"]
+Severity = Literal["error", "warning"]
+
+DEFAULT_RETRIES = 2
+DEFAULT_RETRY_DELAY_S = 10.0
+DEFAULT_RETRY_BACKOFF = 1.0
+MAX_RETRY_DELAY_S = 6 * 3600.0
+DEFAULT_TIMEOUT_S: float | None = None
+DEFAULT_MAX_ACTIVE_RUNS = 1
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One mistake in the DAG tree, located as precisely as we can."""
+
+    path: str
+    line: int | None
+    message: str
+    hint: str | None = None
+    pointer: str | None = None  # JSON pointer of the offending field, e.g. /params/limit/default
+    severity: Severity = "error"
+    dag: str | None = None
+
+    def render(self) -> str:
+        location = f"{self.path}:{self.line}" if self.line else self.path
+        text = f"{location}: {self.message}"
+        if self.severity == "warning":
+            text = f"{location}: warning: {self.message}"
+        return f"{text} ({self.hint})" if self.hint else text
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "line": self.line,
+            "severity": self.severity,
+            "dag": self.dag,
+            "field": self.pointer,
+            "message": self.message,
+            "hint": self.hint,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ParamSpec:
+    name: str
+    schema: Mapping[str, Any]  # the JSON-Schema subset written by the user, minus our own keys
+    has_default: bool
+    default: Any
+    secret: bool = False
+    description: str = ""
+
+    @property
+    def type(self) -> str:
+        return str(self.schema.get("type", "string"))
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    name: str  # the file name, extension included
+    path: Path
+    type: str
+    description: str = ""
+    inputs: tuple[str, ...] = ()  # same-DAG task names, or "other_dag:task"
+    parameters: tuple[str, ...] = ()
+    retries: int | None = None
+    retry_delay: float | None = None
+    timeout: float | None = None
+    connection: str | None = None
+    command: tuple[str, ...] = ()
+    worker_config: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    options: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    line: int = 1  # where the header starts, for messages
+
+    @property
+    def local_inputs(self) -> tuple[str, ...]:
+        return tuple(i for i in self.inputs if ":" not in i)
+
+    @property
+    def external_inputs(self) -> tuple[tuple[str, str], ...]:
+        return tuple((dag, task) for dag, _, task in (i.partition(":") for i in self.inputs if ":" in i))
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    name: str
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class RootConfig:
+    path: Path | None = None
+    defaults: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    worker_config: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    connections: Mapping[str, Connection] = field(default_factory=lambda: _EMPTY)
+
+
+@dataclass(frozen=True, slots=True)
+class Dag:
+    name: str
+    path: Path
+    description: str
+    tasks: Mapping[str, Task]
+    fingerprint: str
+    schedule: str | None = None
+    timezone: str = "UTC"
+    catchup: CatchupPolicy = "latest"
+    max_active_runs: int = DEFAULT_MAX_ACTIVE_RUNS
+    params: Mapping[str, ParamSpec] = field(default_factory=lambda: _EMPTY)
+    retries: int = DEFAULT_RETRIES
+    retry_delay: float = DEFAULT_RETRY_DELAY_S
+    retry_backoff: float = DEFAULT_RETRY_BACKOFF
+    timeout: float | None = DEFAULT_TIMEOUT_S
+    worker_config: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    tags: tuple[str, ...] = ()
+    connections: Mapping[str, Connection] = field(default_factory=lambda: _EMPTY)
+
+    def retries_for(self, task: Task) -> int:
+        return self.retries if task.retries is None else task.retries
+
+    def timeout_for(self, task: Task) -> float | None:
+        return self.timeout if task.timeout is None else task.timeout
+
+    def retry_delay_for(self, task: Task, failed_attempt: int) -> float:
+        """Delay before the attempt after `failed_attempt` (1-based), with exponential backoff."""
+        base = self.retry_delay if task.retry_delay is None else task.retry_delay
+        delay = base * self.retry_backoff ** max(0, failed_attempt - 1)
+        return float(min(delay, MAX_RETRY_DELAY_S))
+
+    def worker_config_for(self, task: Task) -> Mapping[str, Any]:
+        """Root config, then DAG, then task: later levels win key by key."""
+        return MappingProxyType({**self.worker_config, **task.worker_config})
+
+    def roots(self) -> tuple[str, ...]:
+        return tuple(name for name, task in self.tasks.items() if not task.local_inputs)
+
+    def downstream(self) -> Mapping[str, tuple[str, ...]]:
+        children: dict[str, list[str]] = {name: [] for name in self.tasks}
+        for name, task in self.tasks.items():
+            for parent in task.local_inputs:
+                children.setdefault(parent, []).append(name)
+        return {name: tuple(kids) for name, kids in children.items()}
+
+    @property
+    def secret_params(self) -> frozenset[str]:
+        return frozenset(name for name, spec in self.params.items() if spec.secret)
+
+
+@dataclass(frozen=True, slots=True)
+class BrokenDag:
+    name: str
+    path: Path
+    problems: tuple[Problem, ...]
+
+    @property
+    def reason(self) -> str:
+        first = next((p for p in self.problems if p.severity == "error"), self.problems[0])
+        return first.render()
+
+
+@dataclass(frozen=True, slots=True)
+class DagTree:
+    root: Path
+    config: RootConfig
+    dags: Mapping[str, Dag]
+    broken: Mapping[str, BrokenDag]
+    problems: tuple[Problem, ...]
+    ignored_files: tuple[str, ...] = ()
+
+    @property
+    def errors(self) -> tuple[Problem, ...]:
+        return tuple(p for p in self.problems if p.severity == "error")

@@ -1,0 +1,171 @@
+"""Typed DAG params: checking defaults, and turning `-p NAME=VALUE` strings into values.
+
+Params are data. They travel to tasks as environment variables, bind parameters or
+JSON, never through a shell, so the only checks here are about types and size.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime
+from typing import Any
+
+from dagctl.errors import ParamError
+from dagctl.model import ParamSpec
+
+# Linux refuses any single environment string over 128 KiB (MAX_ARG_STRLEN), and the
+# whole environment plus argv shares a limit too. Refusing big values at trigger time
+# beats a task that cannot even start.
+MAX_PARAM_BYTES = 64 * 1024
+MAX_PARAMS_TOTAL_BYTES = 256 * 1024
+_OUR_KEYS = frozenset({"secret", "default", "description"})
+_TRUE = frozenset({"true", "yes", "on", "1"})
+_FALSE = frozenset({"false", "no", "off", "0"})
+
+
+def build_spec(name: str, raw: Mapping[str, Any]) -> ParamSpec:
+    schema = {k: v for k, v in raw.items() if k not in _OUR_KEYS}
+    schema.setdefault("type", "string")
+    return ParamSpec(
+        name=name,
+        schema=schema,
+        has_default="default" in raw,
+        default=raw.get("default"),
+        secret=bool(raw.get("secret", False)),
+        description=str(raw.get("description", "")),
+    )
+
+
+def value_error(spec: ParamSpec, value: Any) -> str | None:
+    """Why `value` does not fit `spec`, or None."""
+    kind = spec.type
+    if kind == "boolean" and not isinstance(value, bool):
+        return f"expected a boolean, got {value!r}"
+    if kind == "integer" and (isinstance(value, bool) or not isinstance(value, int)):
+        return f"expected an integer, got {value!r}"
+    if kind == "number" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        return f"expected a number, got {value!r}"
+    if kind == "string" and not isinstance(value, str):
+        return f"expected a string, got {value!r}"
+    schema = spec.schema
+    if "enum" in schema and value not in schema["enum"]:
+        choices = ", ".join(str(c) for c in schema["enum"])
+        return f"{value!r} is not one of: {choices}"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if "minimum" in schema and value < schema["minimum"]:
+            return f"{value} is less than the minimum {schema['minimum']}"
+        if "maximum" in schema and value > schema["maximum"]:
+            return f"{value} is more than the maximum {schema['maximum']}"
+    if isinstance(value, str):
+        if "minLength" in schema and len(value) < schema["minLength"]:
+            return f"is shorter than {schema['minLength']} characters"
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            return f"is longer than {schema['maxLength']} characters"
+        if "pattern" in schema:
+            try:
+                if re.search(schema["pattern"], value) is None:
+                    return f"{value!r} does not match the pattern {schema['pattern']!r}"
+            except re.error:
+                return f"the pattern {schema['pattern']!r} is not a valid regular expression"
+        fmt = schema.get("format")
+        if fmt == "date":
+            try:
+                date.fromisoformat(value)
+            except ValueError:
+                return f"{value!r} is not a date (YYYY-MM-DD)"
+        elif fmt == "date-time":
+            try:
+                datetime.fromisoformat(value)
+            except ValueError:
+                return f"{value!r} is not a date-time (YYYY-MM-DDTHH:MM:SS)"
+    return None
+
+
+def coerce(spec: ParamSpec, text: str) -> Any:
+    """A `-p` string as a value of the param's type."""
+    kind = spec.type
+    try:
+        if kind == "integer":
+            return int(text.strip())
+        if kind == "number":
+            return float(text.strip())
+    except ValueError:
+        raise ParamError(
+            f"param {spec.name!r}: {text!r} is not {'an integer' if kind == 'integer' else 'a number'}"
+        ) from None
+    if kind == "boolean":
+        lowered = text.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise ParamError(f"param {spec.name!r}: {text!r} is not a boolean", "use true or false")
+    return text
+
+
+def parse_assignments(assignments: Iterable[str]) -> dict[str, str]:
+    """`NAME=VALUE` strings, split on the first `=` so values may contain more."""
+    values: dict[str, str] = {}
+    for item in assignments:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ParamError(f"bad param {item!r}", "write -p NAME=VALUE")
+        values[name] = value
+    return values
+
+
+def resolve(dag_name: str, specs: Mapping[str, ParamSpec], given: Mapping[str, Any]) -> dict[str, Any]:
+    """Given values (strings from the CLI, or typed values from Python/JSON) plus defaults,
+    checked against the DAG's params. Raises ParamError before anything is written."""
+    unknown = sorted(set(given) - set(specs))
+    if unknown:
+        from dagctl.hints import did_you_mean
+
+        hint = did_you_mean(unknown[0], specs) or (
+            f"declared params: {', '.join(specs)}" if specs else "the DAG declares no params"
+        )
+        raise ParamError(f"DAG {dag_name!r} has no param {unknown[0]!r}", hint)
+    resolved: dict[str, Any] = {}
+    for name, spec in specs.items():
+        if name in given:
+            value = given[name]
+            if isinstance(value, str) and spec.type != "string":
+                value = coerce(spec, value)
+        elif spec.has_default:
+            value = spec.default
+        else:
+            raise ParamError(f"DAG {dag_name!r} needs param {name!r}", f"pass -p {name}=VALUE")
+        problem = value_error(spec, value)
+        if problem:
+            raise ParamError(f"param {name!r}: {problem}")
+        resolved[name] = value
+    check_sizes(resolved)
+    return resolved
+
+
+def check_sizes(values: Mapping[str, Any]) -> None:
+    total = 0
+    for name, value in values.items():
+        text = value if isinstance(value, str) else json.dumps(value)
+        if "\x00" in text:
+            raise ParamError(f"param {name!r} contains a NUL byte", "NUL cannot be passed to a process")
+        size = len(text.encode("utf-8", "surrogatepass"))
+        if size > MAX_PARAM_BYTES:
+            raise ParamError(
+                f"param {name!r} is {size:,} bytes, over the {MAX_PARAM_BYTES:,}-byte limit",
+                "pass a path or a URL to the data instead",
+            )
+        total += size
+    if total > MAX_PARAMS_TOTAL_BYTES:
+        raise ParamError(
+            f"params total {total:,} bytes, over the {MAX_PARAMS_TOTAL_BYTES:,}-byte limit",
+            "pass paths or URLs to the data instead",
+        )
+
+
+def as_env_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value if isinstance(value, str) else json.dumps(value)
