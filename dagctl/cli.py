@@ -118,6 +118,134 @@ def schema(name: str) -> None:
     click.echo(schemas.text(name), nl=False)
 
 
+def _params_from(assignments: tuple[str, ...], params_file: Path | None) -> dict[str, Any]:
+    from dagctl.errors import ParamError
+    from dagctl.params import parse_assignments
+
+    given: dict[str, Any] = {}
+    if params_file is not None:
+        try:
+            loaded = json.loads(params_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ParamError(f"cannot read params file {params_file}: {exc}", "give a JSON object") from None
+        if not isinstance(loaded, dict):
+            raise ParamError(f"params file {params_file} must hold a JSON object")
+        given.update(loaded)
+    given.update(parse_assignments(assignments))
+    return given
+
+
+param_option = click.option("-p", "--param", "assignments", multiple=True, metavar="NAME=VALUE",
+                            help="A param value; repeat for more. Split on the first '='.")
+
+
+@cli.command()
+@click.argument("dag")
+@param_option
+@click.option("--params-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="A JSON object of params; -p values win.")
+@click.option("--wait", is_flag=True, help="Follow the run and exit with its outcome (0 success, 1 otherwise).")
+@click.option("--creator", default="cli", show_default=True, help="Recorded as who started the run.")
+@output_option
+@click.pass_context
+def trigger(ctx: click.Context, dag: str, assignments: tuple[str, ...], params_file: Path | None,
+            wait: bool, creator: str, output: str) -> None:
+    """Queue a manual run of DAG and print its run id."""
+    from dagctl import service
+
+    settings = _settings(ctx)
+    run_id = service.trigger_run(settings, dag, _params_from(assignments, params_file), creator)
+    if output == "json":
+        _print_json({"run_id": run_id, "dag": dag})
+    else:
+        click.echo(run_id)
+    if wait:
+        outcome = service.wait_for_run(settings, run_id)
+        click.echo(f"run {run_id}: {outcome}", err=True)
+        ctx.exit(EXIT_OK if outcome == "success" else EXIT_FAILED)
+
+
+@cli.command()
+@click.argument("dag")
+@click.argument("task")
+@param_option
+@click.option("--run-id", type=int, help="Use this run's params and logical date.")
+@click.pass_context
+def run(ctx: click.Context, dag: str, task: str, assignments: tuple[str, ...], run_id: int | None) -> None:
+    """Execute one TASK of DAG in the foreground; exit with the task's code."""
+    from dagctl import service
+    from dagctl.params import parse_assignments
+
+    outcome = service.run_task(_settings(ctx), dag, task, parse_assignments(assignments), run_id)
+    if outcome.status != "success":
+        click.echo(f"dagctl: task {dag}/{task} failed: {outcome.error}", err=True)
+        code = outcome.exit_code if outcome.exit_code and outcome.exit_code > 0 else EXIT_FAILED
+        ctx.exit(code)
+
+
+@cli.command()
+@click.option("--manager", default="worker", show_default=True, help="Task manager: worker, or a plug-in name.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=None,
+              help="Task attempts at once (default: the CPU count).")
+@click.option("--poll-interval", type=click.FloatRange(min=0.01), default=1.0, show_default=True,
+              help="Seconds between polls when nothing wakes the loop.")
+@click.option("--grace", "grace_seconds", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              help="On SIGTERM/SIGINT, seconds running tasks get before they are killed.")
+@click.option("--once", is_flag=True, help="Run one iteration and exit.")
+@click.option("--until-idle", is_flag=True, help="Exit 0 once no run is queued or running.")
+@click.pass_context
+def schedule(ctx: click.Context, manager: str, concurrency: int | None, poll_interval: float,
+             grace_seconds: float, once: bool, until_idle: bool) -> None:
+    """Run the scheduling loop (exit 0 when stopped by a signal, 3 after a long database outage)."""
+    import logging
+
+    from dagctl import service
+
+    settings = _settings(ctx)
+    logging.basicConfig(level=logging.DEBUG if settings.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ctx.exit(service.schedule(
+        settings, manager, concurrency=concurrency or os.cpu_count() or 1, poll_interval=poll_interval,
+        grace_seconds=grace_seconds, once=once, until_idle=until_idle,
+    ))
+
+
+@cli.command()
+@click.argument("dag", required=False)
+@click.option("--run", "run_id", type=int, help="Show one run.")
+@click.option("--limit", type=click.IntRange(min=1), default=10, show_default=True)
+@output_option
+@click.pass_context
+def status(ctx: click.Context, dag: str | None, run_id: int | None, limit: int, output: str) -> None:
+    """Recent runs and the state of their tasks."""
+    from dagctl import service
+
+    runs = service.status(_settings(ctx), dag, run_id, limit)
+    if output == "json":
+        _print_json(runs)
+    else:
+        from dagctl.console import render_status
+
+        render_status(runs)
+
+
+@cli.group()
+def db() -> None:
+    """State database maintenance."""
+
+
+@db.command("upgrade")
+@click.pass_context
+def db_upgrade(ctx: click.Context) -> None:
+    """Apply pending migrations to the state database."""
+    from dagctl import service
+    from dagctl.store.engine import mask_url
+
+    settings = _settings(ctx)
+    revision = service.upgrade_db(settings)
+    click.echo(f"{mask_url(settings.db_url)} is at revision {revision}")
+
+
 def _print_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))
 

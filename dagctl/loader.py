@@ -643,7 +643,51 @@ def known_task_types() -> frozenset[str]:
     return task_type_names()
 
 
-def load_tree(root: Path | str) -> DagTree:
+_LoadResult = tuple[
+    "Dag | BrokenDag", list[Problem], Mapping[str, Task], tuple[str, ...], list[Path]
+]
+
+
+def _signature(path: Path) -> tuple[tuple[str, int, int], ...]:
+    """What changes when any file of a DAG folder changes: names, sizes, mtimes."""
+    entries = []
+    with os.scandir(path) as listing:
+        for entry in listing:
+            try:
+                info = entry.stat()
+            except OSError:
+                entries.append((entry.name, -1, -1))
+                continue
+            entries.append((entry.name, info.st_mtime_ns, info.st_size))
+    return tuple(sorted(entries))
+
+
+class DagCache:
+    """Reloads only the DAG folders whose files changed since the last load; a changed
+    dagctl.yaml reloads everything. This keeps a scheduler's periodic sync cheap."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+        self._results: dict[Path, tuple[Any, _LoadResult]] = {}
+
+    def load(self) -> DagTree:
+        return load_tree(self.root, cache=self._results)
+
+
+def load_one(root: Path | str, name: str) -> tuple[Dag | BrokenDag | None, RootConfig]:
+    """One DAG by name, without reading the others (what `trigger` and `run` need)."""
+    root = Path(root)
+    dag_dir = root / name
+    if name.startswith(".") or "/" in name or not dag_dir.is_dir():
+        return None, RootConfig()
+    config, problems = load_root_config(root, root)
+    result, *_ = load_dag(dag_dir, config, root)
+    if isinstance(result, Dag) and any(p.severity == "error" for p in problems):
+        return BrokenDag(name, dag_dir, tuple(problems)), config
+    return result, config
+
+
+def load_tree(root: Path | str, cache: dict[Path, tuple[Any, _LoadResult]] | None = None) -> DagTree:
     """Every DAG under `root` (or `root` itself when it is one DAG folder)."""
     root = Path(root)
     if _is_dag_dir(root):
@@ -671,8 +715,22 @@ def load_tree(root: Path | str) -> DagTree:
     loaded_tasks: dict[str, Mapping[str, Task]] = {}
     ignored: list[str] = []
     per_dag: dict[str, list[Problem]] = {}
+    config_signature = _signature(config_root) if cache is not None and config.path else None
     for dag_dir in dag_dirs:
-        result, dag_problems, tasks, names, skipped = load_dag(dag_dir, config, base)
+        if cache is not None:
+            try:
+                key = (config_signature, config.path and config.path.stat().st_mtime_ns, _signature(dag_dir))
+            except OSError:
+                key = None
+            cached = cache.get(dag_dir)
+            if key is not None and cached is not None and cached[0] == key:
+                loaded = cached[1]
+            else:
+                loaded = load_dag(dag_dir, config, base)
+                cache[dag_dir] = (key, loaded)
+        else:
+            loaded = load_dag(dag_dir, config, base)
+        result, dag_problems, tasks, names, skipped = loaded
         per_dag[dag_dir.name] = list(dag_problems)
         loaded_tasks[dag_dir.name] = tasks
         task_names[dag_dir.name] = names

@@ -41,3 +41,15 @@ def postgres_url(pg_server: PgServer) -> Iterator[str]:
 
 
 # --- end PostgreSQL -----------------------------------------------------------
+
+
+# --- state databases ----------------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: object) -> str:
+    """A fresh, empty state database on each backend dagctl supports."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/state.db"
+    url: str = request.getfixturevalue("postgres_url")
+    return url

@@ -1,0 +1,205 @@
+"""Scheduling decisions as pure functions of time, definitions and a state snapshot.
+
+No database, no clock, no sleeping: tests feed times and snapshots in, the store and
+the scheduler loop carry the decisions out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from dagctl import cron
+from dagctl.model import Dag
+from dagctl.states import FINISHED_TASK, RunStatus, TaskStatus
+
+# With catchup "none", a slot still counts as on time this long after it passed.
+ON_TIME_GRACE = timedelta(seconds=60)
+# With catchup "all", at most this many runs are created per DAG per iteration.
+CATCHUP_ALL_BATCH = 500
+
+_OK_UPSTREAM = frozenset({TaskStatus.SUCCESS.value, TaskStatus.SKIPPED.value})
+_BAD_UPSTREAM = frozenset(
+    {TaskStatus.FAILED.value, TaskStatus.UPSTREAM_FAILED.value, TaskStatus.CANCELLED.value}
+)
+
+
+# ---------------------------------------------------------------- cron slots
+
+
+@dataclass(frozen=True, slots=True)
+class DueSlots:
+    slots: tuple[datetime, ...]  # runs to create, oldest first
+    watermark: datetime  # the new last_slot
+
+
+def due_slots(dag: Dag, last_slot: datetime | None, first_seen: datetime, now: datetime) -> DueSlots | None:
+    """What the catch-up policy creates for `dag` at `now`, or None when nothing is due.
+
+    A DAG never seen before gets no runs for slots before it was first seen.
+    """
+    if not dag.schedule:
+        return None
+    after = last_slot or first_seen
+    upcoming = cron.next_slot_after(dag.schedule, dag.timezone, after)
+    if upcoming is None or upcoming > now:
+        return None
+    if dag.catchup == "all":
+        slots = tuple(
+            cron.slots_between(dag.schedule, dag.timezone, after, now, limit=CATCHUP_ALL_BATCH)
+        )
+        return DueSlots(slots, slots[-1])
+    latest = cron.latest_slot_at_or_before(dag.schedule, dag.timezone, now, not_before=after) or upcoming
+    if dag.catchup == "none" and now - latest > ON_TIME_GRACE:
+        return DueSlots((), latest)
+    return DueSlots((latest,), latest)
+
+
+def next_due(dag: Dag, last_slot: datetime | None, first_seen: datetime) -> datetime | None:
+    if not dag.schedule:
+        return None
+    return cron.next_slot_after(dag.schedule, dag.timezone, last_slot or first_seen)
+
+
+# ---------------------------------------------------------------- advancing runs
+
+
+@dataclass(frozen=True, slots=True)
+class RunSnapshot:
+    id: int
+    dag_name: str
+    status: str
+    logical_date: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptSnapshot:
+    """The latest attempt of one task in one run."""
+
+    task_name: str
+    attempt: int
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewTaskRun:
+    dag_run_id: int
+    dag_name: str
+    task_name: str
+    status: str  # queued, or upstream_failed when an input failed
+
+
+@dataclass
+class AdvancePlan:
+    start_runs: list[int] = field(default_factory=list)
+    new_task_runs: list[NewTaskRun] = field(default_factory=list)
+    finish_runs: list[tuple[int, str]] = field(default_factory=list)  # (run id, final status)
+    # Runs to look at again next iteration although nothing will flag them: they wait
+    # on another DAG's task, on a queue slot, or on a DAG that failed to load.
+    still_dirty: list[int] = field(default_factory=list)
+
+
+ExternalLookup = Callable[[str, str, datetime], "str | None"]
+
+
+def plan_advance(
+    dags: Mapping[str, Dag],
+    paused: Mapping[str, bool],
+    runs: Sequence[RunSnapshot],
+    attempts: Mapping[int, Mapping[str, AttemptSnapshot]],
+    external_status: ExternalLookup,
+) -> AdvancePlan:
+    """Start queued runs (oldest first, within max_active_runs), create the task runs whose
+    inputs are all done, and finish runs that have nothing left to do."""
+    plan = AdvancePlan()
+    by_dag: dict[str, list[RunSnapshot]] = {}
+    for run in runs:
+        by_dag.setdefault(run.dag_name, []).append(run)
+    for dag_name, dag_runs in by_dag.items():
+        dag = dags.get(dag_name)
+        if dag is None:
+            plan.still_dirty.extend(r.id for r in dag_runs)
+            continue
+        running = [r for r in dag_runs if r.status == RunStatus.RUNNING.value]
+        queued = sorted(
+            (r for r in dag_runs if r.status == RunStatus.QUEUED.value), key=lambda r: (r.logical_date, r.id)
+        )
+        free = dag.max_active_runs - len(running)
+        if queued:
+            if paused.get(dag_name) or free <= 0:
+                plan.still_dirty.extend(r.id for r in queued)
+            else:
+                starting = queued[:free]
+                plan.start_runs.extend(r.id for r in starting)
+                plan.still_dirty.extend(r.id for r in queued[free:])
+                running.extend(starting)
+        for run in running:
+            _advance_one(dag, run, attempts.get(run.id, {}), external_status, plan)
+    return plan
+
+
+def _advance_one(
+    dag: Dag,
+    run: RunSnapshot,
+    latest: Mapping[str, AttemptSnapshot],
+    external_status: ExternalLookup,
+    plan: AdvancePlan,
+) -> None:
+    pending = False
+    for name, task in dag.tasks.items():
+        if name in latest:
+            if latest[name].status not in FINISHED_TASK:
+                pending = True
+            continue
+        verdict = _inputs_verdict(task.local_inputs, latest)
+        if verdict == "wait":
+            pending = True
+            continue
+        if verdict == "ok" and task.external_inputs:
+            verdict = _external_verdict(task.external_inputs, run.logical_date, external_status)
+            if verdict == "wait":
+                pending = True
+                plan.still_dirty.append(run.id)
+                continue
+        status = TaskStatus.QUEUED if verdict == "ok" else TaskStatus.UPSTREAM_FAILED
+        plan.new_task_runs.append(NewTaskRun(run.id, dag.name, name, status.value))
+        if status is TaskStatus.QUEUED:
+            pending = True
+    if pending:
+        return
+    statuses = [latest[name].status for name in dag.tasks if name in latest]
+    statuses += [t.status for t in plan.new_task_runs if t.dag_run_id == run.id]
+    final = RunStatus.SUCCESS if all(s in _OK_UPSTREAM for s in statuses) else RunStatus.FAILED
+    plan.finish_runs.append((run.id, final.value))
+
+
+def _inputs_verdict(inputs: Sequence[str], latest: Mapping[str, AttemptSnapshot]) -> str:
+    verdict = "ok"
+    for upstream in inputs:
+        attempt = latest.get(upstream)
+        if attempt is None or attempt.status not in FINISHED_TASK:
+            verdict = "wait"
+        elif attempt.status in _BAD_UPSTREAM:
+            return "failed"
+    return verdict
+
+
+def _external_verdict(
+    inputs: Sequence[tuple[str, str]], logical_date: datetime, external_status: ExternalLookup
+) -> str:
+    for other_dag, other_task in inputs:
+        status = external_status(other_dag, other_task, logical_date)
+        if status in _BAD_UPSTREAM:
+            return "failed"
+        if status not in _OK_UPSTREAM:
+            return "wait"
+    return "ok"
+
+
+def retry_delay(dag: Dag, task_name: str, failed_attempt: int) -> float | None:
+    """Seconds before the next attempt, or None when retries are exhausted."""
+    task = dag.tasks.get(task_name)
+    if task is None or failed_attempt > dag.retries_for(task):
+        return None
+    return dag.retry_delay_for(task, failed_attempt)

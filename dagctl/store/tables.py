@@ -1,0 +1,114 @@
+"""The state schema, defined once. Migrations must reach exactly this (tests/migration)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+# Stable constraint names, so migrations can refer to them on every backend.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# All timestamps are naive UTC.
+
+dag = Table(
+    "dag",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("paused", Boolean, nullable=False, default=False),
+    Column("fingerprint", String(64), nullable=True),
+    # The scheduling watermark: the latest slot a run was created (or deliberately
+    # skipped) for. Slots at or before it are never considered again.
+    Column("last_slot", DateTime, nullable=True),
+    Column("first_seen_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+dag_run = Table(
+    "dag_run",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("dag_name", String(200), nullable=False),
+    Column("kind", String(16), nullable=False),  # scheduled | manual | backfill
+    Column("creator", String(200), nullable=False),
+    Column("logical_date", DateTime, nullable=False),
+    # Set for scheduled runs only: the unique key that makes "one run per slot" hold
+    # whatever the number of schedulers. NULLs never collide, so manual runs are free.
+    Column("scheduled_slot", DateTime, nullable=True),
+    Column("params", Text, nullable=False, default="{}"),  # JSON
+    Column("status", String(16), nullable=False),
+    # Set whenever something happened that the run's next step depends on (created,
+    # an attempt ended, cancelled); the advance step only looks at flagged runs.
+    Column("dirty", Boolean, nullable=False, default=True),
+    Column("fingerprint", String(64), nullable=True),
+    Column("error", Text, nullable=True),
+    Column("created_at", DateTime, nullable=False),
+    Column("started_at", DateTime, nullable=True),
+    Column("ended_at", DateTime, nullable=True),
+    UniqueConstraint("dag_name", "scheduled_slot"),
+    Index(None, "dag_name", "logical_date"),
+    Index(None, "status", "dirty"),
+)
+
+task_run = Table(
+    "task_run",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("dag_run_id", Integer, ForeignKey("dag_run.id", ondelete="CASCADE"), nullable=False),
+    Column("dag_name", String(200), nullable=False),
+    Column("task_name", String(255), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("not_before", DateTime, nullable=False),  # retry delay: not claimable earlier
+    Column("queued_at", DateTime, nullable=False),
+    Column("started_at", DateTime, nullable=True),
+    Column("ended_at", DateTime, nullable=True),
+    Column("host", String(255), nullable=True),
+    Column("pid", Integer, nullable=True),
+    Column("exit_code", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_expires_at", DateTime, nullable=True),
+    UniqueConstraint("dag_run_id", "task_name", "attempt"),
+    Index(None, "status", "not_before", "queued_at"),
+    Index(None, "lease_owner", "status"),
+)
+
+task_log = Table(
+    "task_log",
+    metadata,
+    Column("task_run_id", Integer, ForeignKey("task_run.id", ondelete="CASCADE"), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("text", Text, nullable=False),
+    Column("truncated_bytes", Integer, nullable=False, default=0),
+    Column("created_at", DateTime, nullable=False),
+)
+
+scheduler = Table(
+    "scheduler",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("manager", String(64), nullable=False),
+    Column("started_at", DateTime, nullable=False),
+    Column("heartbeat_at", DateTime, nullable=False),
+    Column("stopped_at", DateTime, nullable=True),
+)
