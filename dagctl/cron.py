@@ -35,10 +35,14 @@ _SEARCH_WINDOWS = (
 )
 
 
+FIELD_NAMES = ("minute", "hour", "day-of-month", "month", "day-of-week")
+
+
 class ScheduleError(ValueError):
     pass
 
 
+@lru_cache(maxsize=4096)
 def check_expression(expression: str) -> str | None:
     """Return why `expression` is not a usable 5-field cron expression, or None."""
     text = expression.strip()
@@ -50,12 +54,24 @@ def check_expression(expression: str) -> str | None:
     try:
         croniter(text, datetime(2000, 1, 1))
     except (ValueError, KeyError, TypeError) as exc:
+        # croniter names the whole expression; find the field that is wrong on its own.
+        for index, name in enumerate(FIELD_NAMES):
+            alone = ["*"] * 5
+            alone[index] = fields[index]
+            try:
+                croniter(" ".join(alone), datetime(2000, 1, 1))
+            except (ValueError, KeyError, TypeError):
+                return f"bad cron expression {expression!r}: the {name} field {fields[index]!r} is not valid"
         return f"bad cron expression {expression!r}: {exc}"
     return None
 
 
+@lru_cache(maxsize=4096)
 def never_fires(expression: str) -> bool:
     """True for valid expressions that match no date at all (0 0 30 2 *)."""
+    fields = expression.split()
+    if expression.strip().lower() in _MACROS or (len(fields) == 5 and fields[2] in ("*", "?")):
+        return False  # every day of every month matches, so some minute always does
     try:
         croniter(expression, datetime(2000, 1, 1), max_years_between_matches=9).get_next(datetime)
     except Exception:  # croniter signals "no match" with CroniterBadDateError and others

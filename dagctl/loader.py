@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 from dagctl import cron, schemas
+from dagctl.errors import UsageError
 from dagctl.hints import did_you_mean
 from dagctl.model import (
     BUILTIN_TASK_TYPES,
@@ -137,11 +138,14 @@ def _check_schema(path: Path, doc: YamlDoc, schema_name: str, out: _Collector) -
         out.add(path, doc.line_of(pointer), message, hint, pointer)
 
 
+_KIND_NAMES = {"str": "string", "int": "number", "float": "number", "bool": "boolean", "date": "date"}
+
+
 def _mapping_or_problem(path: Path, doc: YamlDoc, what: str, out: _Collector) -> Mapping[str, Any]:
     if doc.data is None:
         return {}
     if not isinstance(doc.data, dict):
-        kind = type(doc.data).__name__
+        kind = _KIND_NAMES.get(type(doc.data).__name__, type(doc.data).__name__)
         out.add(
             path, doc.line_of(""), f"{what} must be a mapping of keys, not a {kind}", "write key: value lines"
         )
@@ -161,6 +165,10 @@ class _Header:
 def _shell_header(path: Path, text: str, out: _Collector) -> _Header:
     lines = text.split("\n")
     index = 1 if lines and lines[0].startswith("#!") else 0
+    # Blank lines before the header are allowed (as in .sql): a header that silently
+    # stopped counting would make a task with inputs a root that runs at once.
+    while index < len(lines) - 1 and not lines[index].strip():
+        index += 1
     start = index
     block: list[str] = []
     while index < len(lines) and lines[index].startswith("#"):
@@ -355,12 +363,9 @@ def _dag_files(dag_dir: Path) -> tuple[list[Path], list[Path]]:
             if entry.name.startswith(".") or entry.name == WORKFLOW_FILE:
                 continue
             path = Path(entry.path)
-            suffix = path.suffix
-            try:
-                is_file = entry.is_file()
-            except OSError:
-                is_file = False
-            if suffix in TASK_EXTENSIONS and (is_file or entry.is_symlink()):
+            # Anything named like a task is one: a FIFO, a folder or a broken symlink called
+            # x.sh is reported as unreadable instead of silently dropping the task.
+            if path.suffix in TASK_EXTENSIONS:
                 tasks.append(path)
             else:
                 ignored.append(path)
@@ -376,7 +381,8 @@ def _load_params(path: Path, doc: YamlDoc, raw: Any, out: _Collector) -> dict[st
             continue
         spec = build_spec(str(name), body)
         specs[spec.name] = spec
-        if spec.has_default and spec.default is not None:
+        # Other defaults (an unquoted 2024-06-01 is a date to YAML) fail the schema check.
+        if spec.has_default and isinstance(spec.default, (str, int, float)):
             problem = value_error(spec, spec.default)
             if problem:
                 pointer = f"/params/{name}/default"
@@ -399,13 +405,12 @@ def _check_schedule(path: Path, doc: YamlDoc, data: Mapping[str, Any], out: _Col
     if isinstance(schedule, str):
         problem = cron.check_expression(schedule)
         if problem:
-            out.add(
-                path,
-                doc.line_of("/schedule"),
-                problem,
-                "use 5 fields: minute hour day-of-month month day-of-week",
-                "/schedule",
+            hint = (
+                "use 5 fields: minute hour day-of-month month day-of-week"
+                if "expected 5" in problem
+                else "minute 0-59, hour 0-23, day-of-month 1-31, month 1-12, day-of-week 0-6"
             )
+            out.add(path, doc.line_of("/schedule"), problem, hint, "/schedule")
         elif cron.never_fires(schedule):
             out.add(
                 path,
@@ -528,26 +533,50 @@ def load_dag(
     return dag, out.problems, tasks, task_names, ignored
 
 
+def _header_line(task: Task, pointer: str) -> int:
+    """File line of a field of a task's header, e.g. /inputs/1. Only problems need it, so
+    the header is read again here instead of keeping every parsed header around."""
+    scratch = _Collector(base=task.path, dag=None)
+    try:
+        text = _read_text(task.path, MAX_SCRIPT_BYTES, scratch)
+        header = _HEADER_READERS[task.path.suffix](task.path, text, scratch)
+    except (_Invalid, KeyError):
+        return task.line
+    line = header.doc.line_of(pointer) if header.doc is not None else None
+    return line or task.line
+
+
+def _input_pointer(task: Task, upstream: str) -> str:
+    return f"/inputs/{task.inputs.index(upstream)}" if upstream in task.inputs else "/inputs"
+
+
 def _check_inputs(dag_name: str, tasks: Mapping[str, Task], out: _Collector) -> None:
     for task in tasks.values():
         for upstream in task.local_inputs:
+            pointer = _input_pointer(task, upstream)
             if upstream == task.name:
                 out.add(
                     task.path,
-                    task.line,
+                    _header_line(task, pointer),
                     f"cycle: {task.name} -> {task.name}",
                     "a task cannot be its own input",
-                    "/inputs",
+                    pointer,
                 )
             elif upstream not in tasks:
                 hint = did_you_mean(upstream, tasks) or "name a task file of this DAG, extension included"
-                out.add(task.path, task.line, f"unknown input {upstream!r}", hint, "/inputs")
+                out.add(task.path, _header_line(task, pointer), f"unknown input {upstream!r}", hint, pointer)
     for cycle in _find_cycles(
         {name: [i for i in t.local_inputs if i in tasks and i != name] for name, t in tasks.items()}
     ):
+        # The search follows inputs (downstream to upstream); the message follows the data.
         first = tasks[cycle[0]]
+        pointer = _input_pointer(first, cycle[1])
         out.add(
-            first.path, first.line, f"cycle: {' -> '.join(cycle)}", "remove one of these inputs", "/inputs"
+            first.path,
+            _header_line(first, pointer),
+            f"cycle: {' -> '.join(reversed(cycle))}",
+            "remove one of these inputs",
+            pointer,
         )
 
 
@@ -557,7 +586,13 @@ def _check_connections(tasks: Mapping[str, Task], config: RootConfig, out: _Coll
             hint = did_you_mean(task.connection, config.connections) or (
                 f"define it under connections: in {ROOT_CONFIG_FILE}"
             )
-            out.add(task.path, task.line, f"unknown connection {task.connection!r}", hint, "/connection")
+            out.add(
+                task.path,
+                _header_line(task, "/connection"),
+                f"unknown connection {task.connection!r}",
+                hint,
+                "/connection",
+            )
 
 
 def _find_cycles(graph: Mapping[str, Iterable[str]]) -> list[list[str]]:
@@ -696,7 +731,14 @@ def load_tree(root: Path | str, cache: dict[Path, tuple[Any, _LoadResult]] | Non
     else:
         config_root = root
         dag_dirs = []
-        with os.scandir(root) as entries:
+        try:
+            listing = os.scandir(root)
+        except OSError as exc:
+            raise UsageError(
+                f"cannot read the DAGs folder {str(root)!r}: {exc.strerror or exc}",
+                "pass --dags PATH or set DAGCTL_DAGS",
+            ) from None
+        with listing as entries:
             for entry in sorted(entries, key=lambda e: e.name):
                 if entry.name.startswith(".") or entry.name in _SKIPPED_DIRS:
                     continue
@@ -780,21 +822,26 @@ def _check_external_inputs(
             node = f"{dag_name}:{task.name}"
             edges.setdefault(node, []).extend(f"{dag_name}:{i}" for i in task.local_inputs)
             for other_dag, other_task in task.external_inputs:
+                pointer = _input_pointer(task, f"{other_dag}:{other_task}")
                 if other_dag not in task_names:
                     hint = did_you_mean(other_dag, task_names) or "name an existing DAG folder"
                     out.add(
                         task.path,
-                        task.line,
+                        _header_line(task, pointer),
                         f"unknown DAG {other_dag!r} in input {other_dag}:{other_task}",
                         hint,
-                        "/inputs",
+                        pointer,
                     )
                 elif other_task not in task_names[other_dag]:
                     hint = (
                         did_you_mean(other_task, task_names[other_dag]) or f"name a task file of {other_dag}"
                     )
                     out.add(
-                        task.path, task.line, f"DAG {other_dag!r} has no task {other_task!r}", hint, "/inputs"
+                        task.path,
+                        _header_line(task, pointer),
+                        f"DAG {other_dag!r} has no task {other_task!r}",
+                        hint,
+                        pointer,
                     )
                 else:
                     edges[node].append(f"{other_dag}:{other_task}")
@@ -806,12 +853,14 @@ def _check_external_inputs(
             continue  # reported within its DAG already
         dag_name, task_name = cycle[0].split(":", 1)
         task = dags[dag_name][task_name]
+        upstream_dag, _, upstream_task = cycle[1].partition(":")
+        pointer = _input_pointer(task, upstream_task if upstream_dag == dag_name else cycle[1])
         out = _Collector(base=base, dag=dag_name)
         out.add(
             task.path,
-            task.line,
-            f"cycle across DAGs: {' -> '.join(cycle)}",
+            _header_line(task, pointer),
+            f"cycle across DAGs: {' -> '.join(reversed(cycle))}",
             "remove one of these inputs",
-            "/inputs",
+            pointer,
         )
         per_dag[dag_name].extend(out.problems)

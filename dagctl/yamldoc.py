@@ -7,6 +7,7 @@ failing document only: valid files pay nothing for error reporting.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,28 @@ except AttributeError:  # PyYAML built without libyaml
 # but explodes when anything walks it (schema validation, JSON encoding). Past this
 # many expanded nodes the document is refused.
 MAX_EXPANDED_NODES = 100_000
+MAX_DEPTH = 200
+_DEPTH_HINT = f"nest at most {MAX_DEPTH} levels"
+
+
+# libyaml's composer recurses in C for each level of nesting and overflows the C stack
+# (a segfault, not an exception) somewhere past 20,000 levels: a file of 30,000 "["
+# kills the process. Every level of nesting needs one of these indicators, so a text
+# with few of them is safe for libyaml; any other text is parsed by PyYAML's pure-Python
+# loader, which stops at Python's recursion limit instead.
+_NESTING_INDICATORS = "[{-?:"
+MAX_INDICATORS_FOR_LIBYAML = 1000
+
+
+def _loader_for(text: str) -> type[yaml.SafeLoader]:
+    if _Loader is yaml.SafeLoader:
+        return _Loader
+    count = 0
+    for char in _NESTING_INDICATORS:
+        count += text.count(char)
+        if count > MAX_INDICATORS_FOR_LIBYAML:
+            return yaml.SafeLoader
+    return _Loader
 
 
 class YamlProblem(Exception):
@@ -48,7 +71,12 @@ def load(text: str, line_offset: int = 0) -> YamlDoc:
     if "\t" in text:
         _reject_tab_indentation(text, line_offset)
     try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+        loader = _loader_for(text)
+        try:
+            data = _construct(yaml.compose(text, Loader=loader), line_offset)
+        except _Fallback:
+            data = yaml.load(text, Loader=loader)  # noqa: S506 - a SafeLoader
+            _check_expansion(data, line_offset)
     except yaml.MarkedYAMLError as exc:
         reason = exc.problem or "invalid YAML"
         if exc.context:
@@ -62,9 +90,100 @@ def load(text: str, line_offset: int = 0) -> YamlDoc:
     except yaml.YAMLError as exc:
         raise YamlProblem(f"YAML error: {_one_line(str(exc))}", None) from None
     except RecursionError:
-        raise YamlProblem("YAML nesting is too deep", None) from None
-    _check_expansion(data, line_offset)
+        raise _too_deep(line_offset) from None
     return YamlDoc(data=data, text=text, line_offset=line_offset)
+
+
+# ---------------------------------------------------------------- construction
+# PyYAML's constructor is generic Python and costs about as much as libyaml's parsing.
+# Documents made of plain mappings, sequences and the usual scalars are built here
+# from the composed node tree instead, sizing aliased subtrees on the way (see
+# _check_expansion). Anything else (merge keys, !!set, !!binary, complex keys,
+# recursive aliases, ...) is handed to PyYAML's safe loader unchanged.
+
+_STR = "tag:yaml.org,2002:str"
+_SEQ = "tag:yaml.org,2002:seq"
+_MAP = "tag:yaml.org,2002:map"
+_SAFE = yaml.constructor.SafeConstructor()
+_SCALARS: dict[str, Callable[[Any], Any]] = {
+    "tag:yaml.org,2002:null": _SAFE.construct_yaml_null,
+    "tag:yaml.org,2002:bool": _SAFE.construct_yaml_bool,
+    "tag:yaml.org,2002:int": _SAFE.construct_yaml_int,
+    "tag:yaml.org,2002:float": _SAFE.construct_yaml_float,
+    "tag:yaml.org,2002:timestamp": _SAFE.construct_yaml_timestamp,
+}
+
+
+class _Fallback(Exception):
+    """The document needs PyYAML's own constructor."""
+
+
+def _construct(root: yaml.Node | None, line_offset: int) -> Any:
+    if root is None:
+        return None
+    done: dict[int, tuple[Any, int]] = {}  # id(node) -> (value, expanded size): aliases share
+    busy: set[int] = set()
+
+    def build(node: yaml.Node, depth: int) -> tuple[Any, int]:
+        if depth > MAX_DEPTH:
+            raise _too_deep(line_offset)
+        kind = type(node)
+        if kind is yaml.ScalarNode:  # immutable: aliases need not share them
+            if node.tag == _STR:
+                return node.value, 1
+            make = _SCALARS.get(node.tag)
+            if make is None:
+                raise _Fallback
+            return make(node), 1
+        key = id(node)
+        known = done.get(key)
+        if known is not None:
+            return known
+        if key in busy:
+            raise _Fallback  # a recursive alias: PyYAML reports it
+        if kind is yaml.SequenceNode and node.tag == _SEQ:
+            busy.add(key)
+            items = []
+            size = 1
+            for child in node.value:
+                value, count = build(child, depth + 1)
+                items.append(value)
+                size = _grown(size, count)
+            result: tuple[Any, int] = (items, size)
+        elif kind is yaml.MappingNode and node.tag == _MAP:
+            busy.add(key)
+            mapping = {}
+            size = 1
+            for key_node, value_node in node.value:
+                if key_node.tag != _STR and key_node.tag not in _SCALARS:
+                    raise _Fallback  # merge keys (<<), complex keys, ...
+                name, key_count = build(key_node, depth + 1)
+                value, count = build(value_node, depth + 1)
+                mapping[name] = value
+                size = _grown(size, key_count + count)
+            result = (mapping, size)
+        else:
+            raise _Fallback
+        done[key] = result
+        return result
+
+    return build(root, 0)[0]
+
+
+def _grown(size: int, more: int) -> int:
+    size += more
+    if size > MAX_EXPANDED_NODES:
+        raise YamlProblem(
+            f"YAML document expands to more than {MAX_EXPANDED_NODES:,} nodes",
+            None,
+            "use fewer anchors and aliases",
+        )
+    return size
+
+
+def _too_deep(line_offset: int) -> YamlProblem:
+    # The header's first line for a header inside a script; no line for a whole file.
+    return YamlProblem("YAML nesting is too deep", line_offset + 1 if line_offset else None, _DEPTH_HINT)
 
 
 def _reject_tab_indentation(text: str, line_offset: int) -> None:
@@ -87,6 +206,8 @@ def _syntax_hint(reason: str) -> str | None:
         return "quote values that contain ': '"
     if "could not find expected ':'" in reason:
         return "write each entry as key: value"
+    if "did not find expected key" in reason:
+        return "check the indentation, and for a quote left open on a line above"
     return None
 
 
@@ -100,8 +221,8 @@ def _check_expansion(data: Any, line_offset: int) -> None:
     sizes: dict[int, int] = {}
 
     def size(node: Any, depth: int) -> int:
-        if depth > 200:
-            raise YamlProblem("YAML nesting is too deep", line_offset + 1 if line_offset else None)
+        if depth > MAX_DEPTH:
+            raise _too_deep(line_offset)
         if isinstance(node, dict):
             children: Any = [*node.keys(), *node.values()]
         elif isinstance(node, list):
@@ -134,8 +255,8 @@ def line_of_pointer(text: str, pointer: str, line_offset: int = 0) -> int | None
     mapping it is missing from.
     """
     try:
-        node = yaml.compose(text, Loader=_Loader)
-    except yaml.YAMLError:
+        node = yaml.compose(text, Loader=_loader_for(text))
+    except (yaml.YAMLError, RecursionError):
         return None
     if node is None:
         return 1 + line_offset

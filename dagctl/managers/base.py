@@ -1,0 +1,101 @@
+"""What the scheduler loop needs from a task manager, and the values they exchange.
+
+A manager starts claimed task attempts somewhere (a subprocess, a pod), never blocks
+the loop, and reports outcomes when asked. The scheduler owns all database work: a
+manager only hands back plain values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from dagctl.model import Dag, Task
+
+# Attempt outcomes a manager may report.
+SUCCESS = "success"
+FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskContext:
+    """Everything a task attempt is told about its run. Also what `run(context)` receives."""
+
+    dag: str
+    task: str
+    run_id: int | None
+    attempt: int
+    logical_date: datetime
+    params: Mapping[str, Any]
+    secret_params: frozenset[str] = frozenset()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "dag": self.dag,
+            "task": self.task,
+            "run_id": self.run_id,
+            "attempt": self.attempt,
+            "logical_date": self.logical_date.isoformat(),
+            "params": dict(self.params),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """A claimed task attempt, handed to a manager to execute."""
+
+    task_run_id: int
+    dag: Dag
+    task: Task
+    context: TaskContext
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How an attempt ended. `log` is the captured output not yet handed over."""
+
+    task_run_id: int
+    status: str  # SUCCESS or FAILED
+    exit_code: int | None = None
+    error: str | None = None
+    log: str = ""
+    log_truncated_bytes: int = 0
+
+
+@dataclass(slots=True)
+class LogChunk:
+    task_run_id: int
+    text: str
+
+
+@dataclass(slots=True)
+class PollResult:
+    finished: list[Outcome] = field(default_factory=list)
+    logs: list[LogChunk] = field(default_factory=list)
+
+
+class Manager(Protocol):
+    """The interface every task manager implements (built-in or from the
+    `dagctl.managers` entry point group)."""
+
+    name: str
+
+    def launch(self, attempt: Attempt) -> None:
+        """Start the attempt and return at once. Errors starting it are reported by poll()."""
+
+    def poll(self) -> PollResult:
+        """Outcomes of attempts that ended since the last call, and new log output."""
+
+    def running(self) -> int:
+        """How many attempts are in flight (they count against --concurrency)."""
+
+    def wait_fds(self) -> Sequence[int]:
+        """File descriptors that become readable when poll() has something new."""
+
+    def cancel(self, task_run_id: int, reason: str) -> None:
+        """Stop an attempt; its outcome (failed, with `reason`) comes through poll()."""
+
+    def shutdown(self, grace_seconds: float) -> PollResult:
+        """Let running attempts finish within the grace period, then kill them."""

@@ -1,0 +1,86 @@
+"""`python -m dagctl.pytask PATH`: run a Python task file's `run(context)`.
+
+This is the only Python the worker starts per Python task, so it imports nothing
+heavy: no SQLAlchemy, no click, no yaml, nothing else from dagctl.
+
+`context` is a plain dict built from the environment the runner prepared:
+`dag`, `task`, `run_id` (a string, "" when there is no run), `attempt` (int),
+`logical_date` (ISO 8601 string, UTC, `+00:00`) and `params` (dict, from the
+`DAGCTL_PARAMS` JSON, so typed: ints stay ints).
+
+Exit status: 0 when `run` returns (its return value is ignored: a task reports
+failure by raising); 1 when it raises, with the traceback on stderr;
+`SystemExit` (`sys.exit(3)`) passes through unchanged.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+import traceback
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+
+def build_context(environ: Mapping[str, str]) -> dict[str, Any]:
+    params = json.loads(environ.get("DAGCTL_PARAMS") or "{}")
+    try:
+        attempt = int(environ.get("DAGCTL_ATTEMPT") or "1")
+    except ValueError:
+        attempt = 1
+    return {
+        "dag": environ.get("DAGCTL_DAG", ""),
+        "task": environ.get("DAGCTL_TASK", ""),
+        "run_id": environ.get("DAGCTL_RUN_ID", ""),
+        "attempt": attempt,
+        "logical_date": environ.get("DAGCTL_LOGICAL_DATE", ""),
+        "params": params if isinstance(params, dict) else {},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m dagctl.pytask PATH", file=sys.stderr)
+        return 2
+    path = os.path.abspath(args[0])
+    # Prints show up in `dagctl logs -f` as they happen, and in order with tracebacks.
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(line_buffering=True)
+    # Like `python file.py`: the task's folder first, so sibling modules import.
+    sys.path[0] = os.path.dirname(path)
+    name = os.path.splitext(os.path.basename(path))[0]
+    try:
+        context = build_context(os.environ)
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            print(f"cannot load {path} as a Python module", file=sys.stderr)
+            return 1
+        module = importlib.util.module_from_spec(spec)
+        # Registered under its own name (pickle and dataclasses look modules up there),
+        # unless that would shadow a module already imported, e.g. a task named json.py.
+        sys.modules.setdefault(name, module)
+        spec.loader.exec_module(module)
+        run = getattr(module, "run", None)
+        if not callable(run):
+            print(f"{path} defines no run(context) function", file=sys.stderr)
+            return 1
+        run(context)
+    except Exception as exc:
+        # Drop this frame: the user's code is what the traceback should show.
+        tb = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
+        traceback.print_exception(type(exc), exc, tb)
+        return 1
+    finally:
+        sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
