@@ -18,7 +18,7 @@ def trigger_dag(
     params: Mapping[str, Any] | None = None,
     dags: str | None = None,
     db: str | None = None,
-) -> str:
+) -> int:
     """Queue a manual run of `dag` and return its run id.
 
     Params are validated against the DAG's typed params before anything is written.

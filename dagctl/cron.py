@@ -17,7 +17,9 @@ in UTC.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import time
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -160,3 +162,16 @@ def latest_slot_at_or_before(
 
 def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+def clock_from_env() -> Callable[[], datetime]:
+    """The scheduler's clock. DAGCTL_FAKE_NOW (ISO time, UTC) starts it at that instant and
+    lets it run at real speed: for tests and demos of catch-up and DST behaviour only."""
+    start = os.environ.get("DAGCTL_FAKE_NOW")
+    if not start:
+        return utcnow
+    base = datetime.fromisoformat(start.replace("Z", "+00:00"))
+    if base.tzinfo is not None:
+        base = base.astimezone(UTC).replace(tzinfo=None)
+    origin = time.monotonic()
+    return lambda: base + timedelta(seconds=time.monotonic() - origin)

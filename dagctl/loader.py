@@ -63,9 +63,10 @@ class _Collector:
 
     def shown(self, path: Path) -> str:
         try:
-            return str(path.relative_to(self.base.parent)) if self.base.parent != path else str(path)
+            text = str(path.relative_to(self.base.parent)) if self.base.parent != path else str(path)
         except ValueError:
-            return str(path)
+            text = str(path)
+        return _printable(text)
 
     def add(
         self,
@@ -91,6 +92,21 @@ class _Collector:
     @property
     def has_errors(self) -> bool:
         return any(p.severity == "error" for p in self.problems)
+
+
+def _printable(text: str) -> str:
+    """A path as text that can be printed and stored: bytes of a file name that are not
+    UTF-8 (surrogate escapes in Python) are shown as \\xNN."""
+    if text.isascii():
+        return text
+    try:
+        return os.fsencode(text).decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _is_utf8(name: str) -> bool:
+    return _printable(name) == name
 
 
 # ---------------------------------------------------------------- reading files
@@ -266,7 +282,7 @@ def _load_task(path: Path, out: _Collector, hasher: Any) -> Task | None:
     limit = MAX_YAML_BYTES if suffix in (".yaml", ".yml") else MAX_SCRIPT_BYTES
     try:
         text = _read_text(path, limit, out)
-        hasher.update(path.name.encode() + b"\0" + text.encode())
+        hasher.update(os.fsencode(path.name) + b"\0" + text.encode())
         header = _HEADER_READERS[suffix](path, text, out)
         if header.doc is None:
             spec: Mapping[str, Any] = {}
@@ -459,6 +475,10 @@ def load_dag(
     except OSError as exc:
         out.add(dag_dir, None, f"cannot list the DAG folder: {exc.strerror or exc}")
         return BrokenDag(name, dag_dir, tuple(out.problems)), out.problems, {}, (), []
+    for path in [p for p in task_paths if not _is_utf8(p.name)]:
+        # Task names end up in the state database and in every message: they must be text.
+        out.add(path, None, "the file name is not valid UTF-8", "rename the file")
+        task_paths.remove(path)
     task_names = tuple(p.name for p in task_paths)
     hasher = hashlib.sha256()
     data: Mapping[str, Any] = {}
@@ -749,6 +769,12 @@ def load_tree(root: Path | str, cache: dict[Path, tuple[Any, _LoadResult]] | Non
                     continue
     base = root if not _is_dag_dir(root) else root.parent
     config, problems = load_root_config(config_root, base)
+    for dag_dir in [d for d in dag_dirs if not _is_utf8(d.name)]:
+        # A DAG name is a key in the state database and in every message: it must be text.
+        dag_dirs.remove(dag_dir)
+        _Collector(base=base, dag=None, problems=problems).add(
+            dag_dir, None, "the folder name is not valid UTF-8", "rename the folder"
+        )
     config_broken = any(p.severity == "error" for p in problems)
 
     dags: dict[str, Dag] = {}
@@ -776,7 +802,7 @@ def load_tree(root: Path | str, cache: dict[Path, tuple[Any, _LoadResult]] | Non
         per_dag[dag_dir.name] = list(dag_problems)
         loaded_tasks[dag_dir.name] = tasks
         task_names[dag_dir.name] = names
-        ignored.extend(str(p) for p in skipped)
+        ignored.extend(_printable(str(p)) for p in skipped)
         if isinstance(result, Dag):
             dags[result.name] = result
         else:

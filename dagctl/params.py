@@ -10,7 +10,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 from dagctl.errors import ParamError
 from dagctl.model import ParamSpec
@@ -49,21 +49,26 @@ def value_error(spec: ParamSpec, value: Any) -> str | None:
         return f"expected a number, got {value!r}"
     if kind == "string" and not isinstance(value, str):
         return f"expected a string, got {value!r}"
+    # The keywords are only trusted when well-typed: a malformed declaration (minimum: ~)
+    # is reported by the schema check, and must not crash this one.
     schema = spec.schema
-    if "enum" in schema and value not in schema["enum"]:
-        choices = ", ".join(str(c) for c in schema["enum"])
+    enum = schema.get("enum")
+    if isinstance(enum, list) and value not in enum:
+        choices = ", ".join(str(c) for c in enum)
         return f"{value!r} is not one of: {choices}"
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if "minimum" in schema and value < schema["minimum"]:
-            return f"{value} is less than the minimum {schema['minimum']}"
-        if "maximum" in schema and value > schema["maximum"]:
-            return f"{value} is more than the maximum {schema['maximum']}"
+    if _is_number(value):
+        minimum, maximum = schema.get("minimum"), schema.get("maximum")
+        if _is_number(minimum) and value < minimum:
+            return f"{value} is less than the minimum {minimum}"
+        if _is_number(maximum) and value > maximum:
+            return f"{value} is more than the maximum {maximum}"
     if isinstance(value, str):
-        if "minLength" in schema and len(value) < schema["minLength"]:
-            return f"is shorter than {schema['minLength']} characters"
-        if "maxLength" in schema and len(value) > schema["maxLength"]:
-            return f"is longer than {schema['maxLength']} characters"
-        if "pattern" in schema:
+        min_length, max_length = schema.get("minLength"), schema.get("maxLength")
+        if _is_number(min_length) and len(value) < min_length:
+            return f"is shorter than {min_length} characters"
+        if _is_number(max_length) and len(value) > max_length:
+            return f"is longer than {max_length} characters"
+        if isinstance(schema.get("pattern"), str):
             try:
                 if re.search(schema["pattern"], value) is None:
                     return f"{value!r} does not match the pattern {schema['pattern']!r}"
@@ -81,6 +86,10 @@ def value_error(spec: ParamSpec, value: Any) -> str | None:
             except ValueError:
                 return f"{value!r} is not a date-time (YYYY-MM-DDTHH:MM:SS)"
     return None
+
+
+def _is_number(value: Any) -> TypeGuard[int | float]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def coerce(spec: ParamSpec, text: str) -> Any:

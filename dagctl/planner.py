@@ -142,34 +142,36 @@ def plan_advance(
 def _advance_one(
     dag: Dag,
     run: RunSnapshot,
-    latest: Mapping[str, AttemptSnapshot],
+    known: Mapping[str, AttemptSnapshot],
     external_status: ExternalLookup,
     plan: AdvancePlan,
 ) -> None:
-    pending = False
-    for name, task in dag.tasks.items():
-        if name in latest:
-            if latest[name].status not in FINISHED_TASK:
-                pending = True
-            continue
-        verdict = _inputs_verdict(task.local_inputs, latest)
-        if verdict == "wait":
-            pending = True
-            continue
-        if verdict == "ok" and task.external_inputs:
-            verdict = _external_verdict(task.external_inputs, run.logical_date, external_status)
-            if verdict == "wait":
-                pending = True
-                plan.still_dirty.append(run.id)
+    latest = dict(known)
+    waiting_outside = False
+    # Repeat until nothing changes: an upstream_failed task created in this pass decides
+    # its own downstream tasks in the same pass, so a failure reaches the end of the DAG
+    # (and the run finishes) without waiting for another iteration.
+    changed = True
+    while changed:
+        changed = False
+        for name, task in dag.tasks.items():
+            if name in latest:
                 continue
-        status = TaskStatus.QUEUED if verdict == "ok" else TaskStatus.UPSTREAM_FAILED
-        plan.new_task_runs.append(NewTaskRun(run.id, dag.name, name, status.value))
-        if status is TaskStatus.QUEUED:
-            pending = True
-    if pending:
-        return
+            verdict = _inputs_verdict(task.local_inputs, latest)
+            if verdict == "ok" and task.external_inputs:
+                verdict = _external_verdict(task.external_inputs, run.logical_date, external_status)
+                waiting_outside = waiting_outside or verdict == "wait"
+            if verdict == "wait":
+                continue
+            status = TaskStatus.QUEUED if verdict == "ok" else TaskStatus.UPSTREAM_FAILED
+            plan.new_task_runs.append(NewTaskRun(run.id, dag.name, name, status.value))
+            latest[name] = AttemptSnapshot(name, 1, status.value)
+            changed = True
+    if waiting_outside:
+        plan.still_dirty.append(run.id)
     statuses = [latest[name].status for name in dag.tasks if name in latest]
-    statuses += [t.status for t in plan.new_task_runs if t.dag_run_id == run.id]
+    if len(statuses) < len(dag.tasks) or any(s not in FINISHED_TASK for s in statuses):
+        return
     final = RunStatus.SUCCESS if all(s in _OK_UPSTREAM for s in statuses) else RunStatus.FAILED
     plan.finish_runs.append((run.id, final.value))
 

@@ -15,6 +15,7 @@ failure by raising); 1 when it raises, with the traceback on stderr;
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -78,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exception(type(exc), exc, tb)
         return 1
     finally:
-        sys.stdout.flush()
+        # Nobody may be reading any more; the exit status still counts.
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdout.flush()
     return 0
 
 

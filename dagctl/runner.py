@@ -19,6 +19,7 @@ import re
 import selectors
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -102,6 +103,9 @@ def prepare(dag: Dag, task: Task, context: TaskContext) -> Launch | None:
     if missing:
         plural = "s" if len(missing) > 1 else ""
         raise PrepareError(f"task needs parameter{plural} {', '.join(missing)}")
+    # Before params join the environment: a param must not be able to redirect the
+    # connection (a param named DATABASE_URL, or one named after a ${VAR} in the URL).
+    sql_url = _sql_url(dag, task, env) if task.type == "sql" else ""
     for name, value in params.items():
         text = as_env_value(value)
         if "\x00" in text:
@@ -110,10 +114,11 @@ def prepare(dag: Dag, task: Task, context: TaskContext) -> Launch | None:
         if name and "=" not in name and "\x00" not in name:
             env[name] = text
     params_json = json.dumps(params, ensure_ascii=False, default=str)
-    if len(params_json.encode("utf-8", "surrogatepass")) > MAX_ENV_STRING_BYTES - len("DAGCTL_PARAMS="):
+    size = len(params_json.encode("utf-8", "surrogatepass"))
+    if size > MAX_ENV_STRING_BYTES - len("DAGCTL_PARAMS="):
         raise PrepareError(
-            f"params are {len(params_json.encode('utf-8', 'surrogatepass')):,} bytes as JSON, over the"
-            " 128 KiB a process environment variable can hold (pass paths or URLs to big data)"
+            f"params are {size:,} bytes as JSON, over the 128 KiB a process environment"
+            " variable can hold (pass paths or URLs to big data)"
         )
     env.update(
         DAGCTL_DAG=dag.name,
@@ -141,9 +146,8 @@ def prepare(dag: Dag, task: Task, context: TaskContext) -> Launch | None:
     elif task.type == "python":
         argv = [sys.executable, "-m", "dagctl.pytask", script]
     elif task.type == "sql":
-        url = _sql_url(dag, task, env)
-        env["DAGCTL_SQL_URL"] = url
-        password = urlsplit(url).password
+        env["DAGCTL_SQL_URL"] = sql_url
+        password = urlsplit(sql_url).password
         if password:
             secrets.append(password)
         argv = [sys.executable, "-m", "dagctl.sqltask", script]
@@ -258,9 +262,17 @@ def run_foreground(
     if launch is None:
         return Outcome(task_run_id, SUCCESS)
 
+    broken: list[bool] = []
+
     def emit(text: str) -> None:
-        stream.write(text)
-        stream.flush()
+        # A closed terminal or `| head` must not cost the outcome: stop echoing only.
+        if broken:
+            return
+        try:
+            stream.write(text)
+            stream.flush()
+        except (OSError, ValueError):
+            broken.append(True)
 
     guardian = Guardian() if use_guardian else None
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -277,7 +289,7 @@ def run_foreground(
             proc = TaskProcess(
                 launch, guardian=guardian, kill_grace=kill_grace, log_cap_bytes=log_cap_bytes, on_text=emit
             )
-        except OSError as exc:
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
             return Outcome(task_run_id, FAILED, error=f"cannot start the task: {exc}")
         with contextlib.suppress(ValueError):  # not the main thread: no forwarding
             for sig in (signal.SIGINT, signal.SIGTERM):

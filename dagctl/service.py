@@ -112,6 +112,7 @@ def run_task(
 
 
 def schedule(settings: Settings, manager_name: str, **options: Any) -> int:
+    from dagctl.cron import clock_from_env
     from dagctl.managers import get_manager
     from dagctl.scheduler import Scheduler, SchedulerOptions
 
@@ -121,7 +122,7 @@ def schedule(settings: Settings, manager_name: str, **options: Any) -> int:
     manager = get_manager(manager_name, scheduler_options.concurrency)
     store = open_store(settings, migrate=True)
     try:
-        return Scheduler(store, settings.dags, manager, scheduler_options).run()
+        return Scheduler(store, settings.dags, manager, scheduler_options, clock=clock_from_env()).run()
     finally:
         store.close()
 

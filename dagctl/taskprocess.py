@@ -110,12 +110,19 @@ class TaskProcess:
         )
         self.pid = self.pgid = self._popen.pid
         self._guardian = guardian
-        if guardian is not None:
-            guardian.register(self.pgid)
         assert self._popen.stdout is not None
         self._pipe: int | None = self._popen.stdout.fileno()
-        os.set_blocking(self._pipe, False)
         self._pidfd: int | None = None
+        try:
+            if guardian is not None:
+                guardian.register(self.pgid)
+            os.set_blocking(self._pipe, False)
+        except BaseException:
+            # Out of descriptors or the like: a task nobody watches must not keep running.
+            _killpg(self.pgid, signal.SIGKILL)
+            self._popen.wait()
+            self._popen.stdout.close()
+            raise
         with contextlib.suppress(AttributeError, OSError):
             # Readable when the leader exits: wakes a select() without any SIGCHLD handler.
             self._pidfd = os.pidfd_open(self.pid)

@@ -38,6 +38,13 @@ MAX_INDICATORS_FOR_LIBYAML = 1000
 def _loader_for(text: str) -> type[yaml.SafeLoader]:
     if _Loader is yaml.SafeLoader:
         return _Loader
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            # A lone surrogate (from an escape such as \ud800 in a .py docstring): libyaml's
+            # binding raises UnicodeEncodeError, PyYAML's reader reports the character.
+            return yaml.SafeLoader
     count = 0
     for char in _NESTING_INDICATORS:
         count += text.count(char)

@@ -112,14 +112,17 @@ class WorkerManager:
     def launch(self, attempt: Attempt) -> None:
         """Start the attempt (or queue it when all slots are busy) and return at once.
 
-        A no_op, an attempt that cannot be prepared and a process that cannot start all
-        end immediately: their Outcome comes from the next poll(), and wait_fds() is
-        readable until then."""
+        A no_op (which never takes a slot), an attempt that cannot be prepared and a
+        process that cannot start all end immediately: their Outcome comes from the next
+        poll(), and wait_fds() is readable until then. Raises only for caller bugs:
+        ValueError for an id already in flight, RuntimeError after shutdown()."""
         key = attempt.task_run_id
+        if self._closed:
+            raise RuntimeError("the worker manager has been shut down")
         if key in self._running or any(a.task_run_id == key for a in self._waiting):
             raise ValueError(f"task run {key} is already launched")
-        if self._closed:
-            self._finish_now(Outcome(key, FAILED, error=SHUTDOWN_NOT_STARTED))
+        if attempt.task.type == "no_op":
+            self._finish_now(Outcome(key, SUCCESS))
         elif len(self._running) >= self.concurrency:
             self._waiting.append(attempt)
         else:
@@ -182,7 +185,7 @@ class WorkerManager:
         `grace_seconds` to finish (their output is still read), then their groups are
         SIGKILLed and they fail with "killed at scheduler shutdown". Returns every
         outcome not yet reported (no chunks: remaining output is in Outcome.log). The
-        manager is closed afterwards: poll() returns nothing, launch() fails attempts."""
+        manager is closed afterwards: poll() returns nothing, launch() raises."""
         result = PollResult()
         if self._closed:
             return result

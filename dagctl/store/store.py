@@ -15,7 +15,7 @@ import socket
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection, Engine, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -570,7 +570,7 @@ class Listener:
         raw = engine.raw_connection()
         raw.detach()  # never handed back to the pool: it stays in LISTEN mode
         self._raw = raw
-        self._connection: Any = raw.driver_connection
+        self._connection = cast(Any, raw.driver_connection)
         self._connection.autocommit = True
         with self._connection.cursor() as cursor:
             cursor.execute(f"LISTEN {NOTIFY_CHANNEL}")

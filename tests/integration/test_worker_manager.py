@@ -6,6 +6,7 @@ import selectors
 import shutil
 import sqlite3
 import time
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -81,19 +82,24 @@ def test_concurrency_two_runs_ten_tasks_never_more_than_two_at_once(tmp_path: Pa
     assert max(seen) == 2  # and the two slots were really used in parallel
 
 
-def test_a_no_op_completes_at_once_without_a_process(tmp_path: Path, manager: WorkerManager) -> None:
-    dag = make_dag(tmp_path / "demo", {"done_noop.yaml": ""})
-    manager.launch(attempt(dag, "done_noop.yaml", 1))
-    assert manager.running() == 0
-    assert manager.pid_of(1) is None
-    assert manager.next_wakeup() == 0
-    with selectors.DefaultSelector() as selector:
-        for fd in manager.wait_fds():
-            selector.register(fd, selectors.EVENT_READ)
-        assert selector.select(0)  # the self-pipe wakes the loop at once
-    result = manager.poll()
-    assert result.finished == [Outcome(1, SUCCESS)]
-    assert manager.poll().finished == []
+def test_a_no_op_completes_at_once_without_a_process(tmp_path: Path) -> None:
+    dag = make_dag(tmp_path / "demo", {"done_noop.yaml": "", "busy.sh": "sleep 300\n"})
+    manager = WorkerManager(concurrency=1)
+    try:
+        manager.launch(attempt(dag, "busy.sh", 2))  # the only slot is taken...
+        manager.launch(attempt(dag, "done_noop.yaml", 1))  # ...and a no_op needs none
+        assert manager.running() == 1
+        assert manager.pid_of(1) is None
+        assert manager.next_wakeup() == 0
+        with selectors.DefaultSelector() as selector:
+            for fd in manager.wait_fds():
+                selector.register(fd, selectors.EVENT_READ)
+            assert selector.select(0)  # the self-pipe wakes the loop at once
+        assert manager.poll().finished == [Outcome(1, SUCCESS)]
+        assert manager.poll().finished == []
+        assert manager.running() == 1
+    finally:
+        manager.shutdown(0)
 
 
 def test_start_failures_are_outcomes_not_exceptions(tmp_path: Path, manager: WorkerManager) -> None:
@@ -161,11 +167,15 @@ def test_a_flood_of_output_is_capped(tmp_path: Path) -> None:
     script = "head -c 5000000 /dev/urandom | base64\necho THE-END\n"
     dag = make_dag(tmp_path / "demo", {"flood.sh": script})
     manager = WorkerManager(concurrency=1, log_cap_bytes=cap)
+    tracemalloc.start()
     try:
         manager.launch(attempt(dag, "flood.sh", 1))
         outcomes, chunks = drain(manager, 1)
+        _, peak = tracemalloc.get_traced_memory()
     finally:
+        tracemalloc.stop()
         manager.shutdown(0)
+    assert peak < 1024 * 1024  # 6.7 MB went through; memory stayed flat
     outcome = outcomes[1]
     stored = "".join(c.text for c in chunks) + outcome.log
     assert outcome.status == SUCCESS
@@ -196,6 +206,8 @@ def test_shutdown_waits_then_kills(tmp_path: Path) -> None:
         assert (outcomes[3].status, outcomes[3].error) == (FAILED, SHUTDOWN_NOT_STARTED)
         assert not group_alive(pgid)
         assert manager.poll().finished == [] and manager.wait_fds() == []
+        with pytest.raises(RuntimeError):
+            manager.launch(attempt(dag, "quick.sh", 4))
     finally:
         kill_group_quietly(pgid)
 

@@ -116,11 +116,16 @@ class TestAdvance:
         dag = make_dag({"a": (), "b": ("a",), "c": ("b",)})
         attempts = {1: {"a": AttemptSnapshot("a", 3, "failed")}}
         plan = planner.plan_advance({"d": dag}, {"d": False}, [self.run(1)], attempts, no_external)
-        assert [(t.task_name, t.status) for t in plan.new_task_runs] == [("b", "upstream_failed")]
-        assert plan.finish_runs == []  # c still has to be marked
-        attempts = {1: {"a": AttemptSnapshot("a", 3, "failed"), "b": AttemptSnapshot("b", 1, "upstream_failed")}}
-        plan = planner.plan_advance({"d": dag}, {"d": False}, [self.run(1)], attempts, no_external)
-        assert [(t.task_name, t.status) for t in plan.new_task_runs] == [("c", "upstream_failed")]
+        # the whole chain is decided in one pass, and the run ends with it
+        assert [(t.task_name, t.status) for t in plan.new_task_runs] == [
+            ("b", "upstream_failed"), ("c", "upstream_failed")
+        ]
+        assert plan.finish_runs == [(1, "failed")]
+
+    def test_a_dag_with_only_failing_roots_finishes_in_one_pass(self) -> None:
+        dag = make_dag({"a": (), "b": ("a",)})
+        plan = planner.plan_advance({"d": dag}, {"d": False}, [self.run(1)],
+                                    {1: {"a": AttemptSnapshot("a", 1, "failed")}}, no_external)
         assert plan.finish_runs == [(1, "failed")]
 
     def test_run_succeeds_when_every_task_succeeded(self) -> None:
