@@ -19,7 +19,8 @@ from dagctl.model import ParamSpec
 # whole environment plus argv shares a limit too. Refusing big values at trigger time
 # beats a task that cannot even start.
 MAX_PARAM_BYTES = 64 * 1024
-MAX_PARAMS_TOTAL_BYTES = 256 * 1024
+# All params also travel together as JSON in DAGCTL_PARAMS, one environment string.
+MAX_PARAMS_TOTAL_BYTES = 120 * 1024
 _OUR_KEYS = frozenset({"secret", "default", "description"})
 _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})

@@ -98,6 +98,7 @@ class Scheduler:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._listener: Any = None
+        self._progress = False
 
     # ------------------------------------------------------------ the loop
 
@@ -116,6 +117,11 @@ class Scheduler:
                     break
                 if self.options.once or (ok and self.options.until_idle and self._idle()):
                     break
+                if self._progress:
+                    # Attempts ended during this pass after runs were advanced: go round
+                    # again now, nothing else would wake us for their successors.
+                    self._progress = False
+                    continue
                 self._wait(self._wait_timeout(ok))
         finally:
             self._shutdown()
@@ -212,6 +218,9 @@ class Scheduler:
             return planner.plan_advance(self.dags, paused, runs, attempts, external)
 
         plan = self.store.advance(decide, now)
+        if plan.finish_runs:
+            # A finished run frees a max_active_runs slot for a queued one.
+            self._progress = True
         for run_id, status in plan.finish_runs:
             log.info("run %d finished: %s", run_id, status)
 
@@ -274,11 +283,13 @@ class Scheduler:
     def _record_finished(self, now: datetime) -> None:
         if not self._unrecorded and not self._log_chunks:
             return
+        now = self.clock()  # when it ended, not when the iteration began
         # Logs of a finished attempt must precede its final chunk; flush them first.
         self._flush_logs(now, force=True)
         pending, self._unrecorded = self._unrecorded, []
         try:
-            self.store.finish(self.owner, pending, now)
+            if self.store.finish(self.owner, pending, now):
+                self._progress = True
         except BaseException:
             # Keep them: they are recorded once the database is back (nothing is lost).
             self._unrecorded = pending + self._unrecorded
@@ -310,6 +321,9 @@ class Scheduler:
         if not last_ok:
             return min(5.0, self.options.poll_interval * 2)
         timeout = self.options.poll_interval
+        wakeup = self.manager.next_wakeup()
+        if wakeup is not None:
+            timeout = min(timeout, wakeup)
         if self._next_due:
             until_due = (min(self._next_due.values()) - self.clock()).total_seconds()
             timeout = min(timeout, max(0.0, until_due))

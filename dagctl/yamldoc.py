@@ -82,7 +82,10 @@ def load(text: str, line_offset: int = 0) -> YamlDoc:
         try:
             data = _construct(yaml.compose(text, Loader=loader), line_offset)
         except _Fallback:
-            data = yaml.load(text, Loader=loader)  # noqa: S506 - a SafeLoader
+            try:
+                data = yaml.load(text, Loader=loader)  # noqa: S506 - a SafeLoader
+            except _CONSTRUCTOR_ERRORS as exc:  # PyYAML lets these out of its constructors
+                raise YamlProblem(f"YAML error: a value cannot be read: {exc}", None) from None
             _check_expansion(data, line_offset)
     except yaml.MarkedYAMLError as exc:
         reason = exc.problem or "invalid YAML"
@@ -121,6 +124,16 @@ _SCALARS: dict[str, Callable[[Any], Any]] = {
 }
 
 
+_TAG_NAMES = {
+    "tag:yaml.org,2002:null": "null",
+    "tag:yaml.org,2002:bool": "boolean",
+    "tag:yaml.org,2002:int": "integer",
+    "tag:yaml.org,2002:float": "number",
+    "tag:yaml.org,2002:timestamp": "date",
+}
+_CONSTRUCTOR_ERRORS = (ValueError, TypeError, AttributeError, OverflowError)
+
+
 class _Fallback(Exception):
     """The document needs PyYAML's own constructor."""
 
@@ -141,7 +154,16 @@ def _construct(root: yaml.Node | None, line_offset: int) -> Any:
             make = _SCALARS.get(node.tag)
             if make is None:
                 raise _Fallback
-            return make(node), 1
+            try:
+                return make(node), 1
+            except _CONSTRUCTOR_ERRORS:
+                # 2024-02-30 is a timestamp to YAML's resolver but not a date; !!float x, ...
+                shown = node.value if len(node.value) <= 40 else node.value[:40] + "..."
+                raise YamlProblem(
+                    f"YAML error: {shown!r} is not a valid {_TAG_NAMES.get(node.tag, node.tag)}",
+                    node.start_mark.line + 1 + line_offset,
+                    "quote the value, or fix it",
+                ) from None
         key = id(node)
         known = done.get(key)
         if known is not None:

@@ -94,6 +94,10 @@ class Manager(Protocol):
     def wait_fds(self) -> Sequence[int]:
         """File descriptors that become readable when poll() has something new."""
 
+    def next_wakeup(self) -> float | None:
+        """Seconds from now by which poll() must be called again even if no descriptor
+        becomes readable (timeouts, kill grace periods, log chunks due), or None."""
+
     def cancel(self, task_run_id: int, reason: str) -> None:
         """Stop an attempt; its outcome (failed, with `reason`) comes through poll()."""
 

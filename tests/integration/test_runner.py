@@ -38,9 +38,7 @@ from tests.integration.taskdags import (
 pytestmark = pytest.mark.timeout(30)
 
 
-def run(
-    dag: Dag, task: str, params: Mapping[str, Any] | None = None, **kwargs: Any
-) -> tuple[Outcome, str]:
+def run(dag: Dag, task: str, params: Mapping[str, Any] | None = None, **kwargs: Any) -> tuple[Outcome, str]:
     out = io.StringIO()
     outcome = run_foreground(dag, dag.tasks[task], context(dag, task, params), out, **kwargs)
     return outcome, out.getvalue()
@@ -232,7 +230,10 @@ def test_sql_url_travels_in_the_environment_with_variables_expanded(
     dag = make_dag(
         tmp_path / "demo",
         {"q.sql": "SELECT 1;"},
-        connections={"wh": "postgres://etl:s3cret@${WH_HOST}:${WH_PORT:-5432}/dw", "bad": "sqlite:///${NOPE}"},
+        connections={
+            "wh": "postgres://etl:s3cret@${WH_HOST}:${WH_PORT:-5432}/dw",
+            "bad": "sqlite:///${NOPE}",
+        },
         connection="wh",
         params={"pw": "s3cret"},
     )

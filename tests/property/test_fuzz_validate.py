@@ -117,6 +117,8 @@ SNIPPETS = [
     "0 0 30 2 *", "@daily", "Europe/Berln", "[print_params.sh, print_params.sh]", "{type: integer}",
     "{type: integer, default: x}", "{default: 1, minimum: 5}", "{pattern: '['}", "{enum: []}",
     "[{}, [], ~]", "\ufeffbom", "\u202eevil", "日本語", "😀", "\x85", "a\u2028b",
+    "2024-02-30", "!!int x", "!!float 1 x", "!!timestamp x", "9" * 5000, "!!binary ???", "&a [*a]",
+    "{<<: [*a]}", "!!seq x", "!!map [1]",
 ]
 
 yaml_value = st.one_of(

@@ -33,6 +33,10 @@ EXPECTED: dict[str, list[str]] = {
         "broken/yaml_tab_indent/workflow.yaml:4: YAML syntax error: a tab is used for indentation"
         " (indent with spaces)",
     ],
+    "yaml_impossible_date": [
+        "broken/yaml_impossible_date/workflow.yaml:5: YAML error: '2024-02-30' is not a valid date"
+        " (quote the value, or fix it)",
+    ],
     "schema_wrong_type": [
         "broken/schema_wrong_type/workflow.yaml:3: retries: expected integer, got string 'three'",
     ],
