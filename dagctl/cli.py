@@ -135,21 +135,39 @@ def _params_from(assignments: tuple[str, ...], params_file: Path | None) -> dict
     return given
 
 
-param_option = click.option("-p", "--param", "assignments", multiple=True, metavar="NAME=VALUE",
-                            help="A param value; repeat for more. Split on the first '='.")
+param_option = click.option(
+    "-p",
+    "--param",
+    "assignments",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A param value; repeat for more. Split on the first '='.",
+)
 
 
 @cli.command()
 @click.argument("dag")
 @param_option
-@click.option("--params-file", type=click.Path(dir_okay=False, path_type=Path),
-              help="A JSON object of params; -p values win.")
-@click.option("--wait", is_flag=True, help="Follow the run and exit with its outcome (0 success, 1 otherwise).")
+@click.option(
+    "--params-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A JSON object of params; -p values win.",
+)
+@click.option(
+    "--wait", is_flag=True, help="Follow the run and exit with its outcome (0 success, 1 otherwise)."
+)
 @click.option("--creator", default="cli", show_default=True, help="Recorded as who started the run.")
 @output_option
 @click.pass_context
-def trigger(ctx: click.Context, dag: str, assignments: tuple[str, ...], params_file: Path | None,
-            wait: bool, creator: str, output: str) -> None:
+def trigger(
+    ctx: click.Context,
+    dag: str,
+    assignments: tuple[str, ...],
+    params_file: Path | None,
+    wait: bool,
+    creator: str,
+    output: str,
+) -> None:
     """Queue a manual run of DAG and print its run id."""
     from dagctl import service
 
@@ -184,30 +202,63 @@ def run(ctx: click.Context, dag: str, task: str, assignments: tuple[str, ...], r
 
 
 @cli.command()
-@click.option("--manager", default="worker", show_default=True, help="Task manager: worker, or a plug-in name.")
-@click.option("--concurrency", type=click.IntRange(min=1), default=None,
-              help="Task attempts at once (default: the CPU count).")
-@click.option("--poll-interval", type=click.FloatRange(min=0.01), default=1.0, show_default=True,
-              help="Seconds between polls when nothing wakes the loop.")
-@click.option("--grace", "grace_seconds", type=click.FloatRange(min=0), default=30.0, show_default=True,
-              help="On SIGTERM/SIGINT, seconds running tasks get before they are killed.")
+@click.option(
+    "--manager", default="worker", show_default=True, help="Task manager: worker, or a plug-in name."
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Task attempts at once (default: the CPU count).",
+)
+@click.option(
+    "--poll-interval",
+    type=click.FloatRange(min=0.01),
+    default=1.0,
+    show_default=True,
+    help="Seconds between polls when nothing wakes the loop.",
+)
+@click.option(
+    "--grace",
+    "grace_seconds",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="On SIGTERM/SIGINT, seconds running tasks get before they are killed.",
+)
 @click.option("--once", is_flag=True, help="Run one iteration and exit.")
 @click.option("--until-idle", is_flag=True, help="Exit 0 once no run is queued or running.")
 @click.pass_context
-def schedule(ctx: click.Context, manager: str, concurrency: int | None, poll_interval: float,
-             grace_seconds: float, once: bool, until_idle: bool) -> None:
+def schedule(
+    ctx: click.Context,
+    manager: str,
+    concurrency: int | None,
+    poll_interval: float,
+    grace_seconds: float,
+    once: bool,
+    until_idle: bool,
+) -> None:
     """Run the scheduling loop (exit 0 when stopped by a signal, 3 after a long database outage)."""
     import logging
 
     from dagctl import service
 
     settings = _settings(ctx)
-    logging.basicConfig(level=logging.DEBUG if settings.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    ctx.exit(service.schedule(
-        settings, manager, concurrency=concurrency or os.cpu_count() or 1, poll_interval=poll_interval,
-        grace_seconds=grace_seconds, once=once, until_idle=until_idle,
-    ))
+    logging.basicConfig(
+        level=logging.DEBUG if settings.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    ctx.exit(
+        service.schedule(
+            settings,
+            manager,
+            concurrency=concurrency or os.cpu_count() or 1,
+            poll_interval=poll_interval,
+            grace_seconds=grace_seconds,
+            once=once,
+            until_idle=until_idle,
+        )
+    )
 
 
 @cli.command()

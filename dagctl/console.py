@@ -57,8 +57,12 @@ def render_status(runs: Sequence[dict[str, Any]], out: Console | None = None) ->
         table.add_column("error", overflow="fold", max_width=30)
         for task in run["tasks"]:
             table.add_row(
-                task["task"], _status(task["status"]), str(task["attempt"]), _duration(task["duration_s"]),
-                "-" if task["exit_code"] is None else str(task["exit_code"]), task["error"] or "",
+                task["task"],
+                _status(task["status"]),
+                str(task["attempt"]),
+                _duration(task["duration_s"]),
+                "-" if task["exit_code"] is None else str(task["exit_code"]),
+                task["error"] or "",
             )
         out.print(table)
         out.print()

@@ -46,9 +46,7 @@ def due_slots(dag: Dag, last_slot: datetime | None, first_seen: datetime, now: d
     if upcoming is None or upcoming > now:
         return None
     if dag.catchup == "all":
-        slots = tuple(
-            cron.slots_between(dag.schedule, dag.timezone, after, now, limit=CATCHUP_ALL_BATCH)
-        )
+        slots = tuple(cron.slots_between(dag.schedule, dag.timezone, after, now, limit=CATCHUP_ALL_BATCH))
         return DueSlots(slots, slots[-1])
     latest = cron.latest_slot_at_or_before(dag.schedule, dag.timezone, now, not_before=after) or upcoming
     if dag.catchup == "none" and now - latest > ON_TIME_GRACE:

@@ -9,6 +9,7 @@ another process, or a signal wake it at once; the poll interval is only the fall
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import select
@@ -105,8 +106,12 @@ class Scheduler:
     def run(self) -> int:
         self.store.register_scheduler(self.owner, self.manager.name, self.clock())
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-        log.info("scheduler %s started: manager=%s concurrency=%d", self.owner, self.manager.name,
-                 self.options.concurrency)
+        log.info(
+            "scheduler %s started: manager=%s concurrency=%d",
+            self.owner,
+            self.manager.name,
+            self.options.concurrency,
+        )
         code = EXIT_OK
         try:
             while self._stop_signal is None:
@@ -232,8 +237,12 @@ class Scheduler:
         self.store.renew_leases(self.owner, self.options.lease_seconds)
         lost = self.store.reap_expired(self._retry_policy, now)
         for attempt in lost:
-            log.warning("attempt %d of %s/%s was lost (its scheduler is gone); retrying if allowed",
-                        attempt.attempt, attempt.dag_name, attempt.task_name)
+            log.warning(
+                "attempt %d of %s/%s was lost (its scheduler is gone); retrying if allowed",
+                attempt.attempt,
+                attempt.dag_name,
+                attempt.task_name,
+            )
 
     def _retry_policy(self, dag_name: str, task_name: str, attempt: int) -> float | None:
         dag = self.dags.get(dag_name)
@@ -249,14 +258,24 @@ class Scheduler:
             task = dag.tasks.get(item.task_name) if dag else None
             self._inflight[item.task_run_id] = item
             if dag is None or task is None:
-                self._unrecorded.append(self._finished(Outcome(
-                    item.task_run_id, "failed",
-                    error=f"{item.dag_name}/{item.task_name} is not loaded on this host (missing or broken)",
-                )))
+                self._unrecorded.append(
+                    self._finished(
+                        Outcome(
+                            item.task_run_id,
+                            "failed",
+                            error=f"{item.dag_name}/{item.task_name} is missing or broken on this host",
+                        )
+                    )
+                )
                 continue
             context = TaskContext(
-                dag=dag.name, task=task.name, run_id=item.dag_run_id, attempt=item.attempt,
-                logical_date=item.logical_date, params=item.params, secret_params=dag.secret_params,
+                dag=dag.name,
+                task=task.name,
+                run_id=item.dag_run_id,
+                attempt=item.attempt,
+                logical_date=item.logical_date,
+                params=item.params,
+                secret_params=dag.secret_params,
             )
             self.manager.launch(Attempt(item.task_run_id, dag, task, context))
         if claimed:
@@ -275,8 +294,12 @@ class Scheduler:
         if outcome.status == "failed" and item is not None:
             retry_after = self._retry_policy(item.dag_name, item.task_name, item.attempt)
         return FinishedAttempt(
-            task_run_id=outcome.task_run_id, status=outcome.status, exit_code=outcome.exit_code,
-            error=outcome.error, retry_after=retry_after, log=outcome.log,
+            task_run_id=outcome.task_run_id,
+            status=outcome.status,
+            exit_code=outcome.exit_code,
+            error=outcome.error,
+            retry_after=retry_after,
+            log=outcome.log,
             log_truncated_bytes=outcome.log_truncated_bytes,
         )
 
@@ -337,10 +360,8 @@ class Scheduler:
             fds.append(listener.fileno())
         for fd in fds:
             poller.register(fd, select.POLLIN)
-        try:
+        with contextlib.suppress(InterruptedError):
             poller.poll(max(0.0, timeout) * 1000)
-        except InterruptedError:
-            pass
         self._drain_wake_pipe()
         if listener is not None:
             try:
@@ -368,17 +389,18 @@ class Scheduler:
             # A second signal: do not wait for the grace period.
             self.options = SchedulerOptions(**{**_as_dict(self.options), "grace_seconds": 0.0})
         self._stop_signal = signum
-        try:
+        with contextlib.suppress(OSError):
             os.write(self._wake_w, b"x")
-        except OSError:
-            pass
 
     # ------------------------------------------------------------ stopping
 
     def _shutdown(self) -> None:
         if self.manager.running():
-            log.info("stopping: waiting up to %.0f s for %d running task(s)", self.options.grace_seconds,
-                     self.manager.running())
+            log.info(
+                "stopping: waiting up to %.0f s for %d running task(s)",
+                self.options.grace_seconds,
+                self.manager.running(),
+            )
         result = self.manager.shutdown(self.options.grace_seconds)
         for outcome in result.finished:
             self._unrecorded.append(self._finished(outcome))
@@ -393,8 +415,10 @@ class Scheduler:
                 log.warning("could not record the final state (%s); retrying", exc)
                 time.sleep(1)
         else:
-            log.error("gave up recording %d attempt(s); their leases expire and they are retried",
-                      len(self._unrecorded))
+            log.error(
+                "gave up recording %d attempt(s); their leases expire and they are retried",
+                len(self._unrecorded),
+            )
         os.close(self._wake_r)
         os.close(self._wake_w)
         if self._listener is not None:

@@ -27,7 +27,9 @@ def load_dag(dags_root: Path, name: str) -> Dag:
     from dagctl.loader import load_one
 
     if not dags_root.is_dir():
-        raise UsageError(f"DAGs folder {str(dags_root)!r} does not exist", "pass --dags PATH or set DAGCTL_DAGS")
+        raise UsageError(
+            f"DAGs folder {str(dags_root)!r} does not exist", "pass --dags PATH or set DAGCTL_DAGS"
+        )
     dag, _ = load_one(dags_root, name)
     if dag is None:
         from dagctl.hints import did_you_mean
@@ -46,7 +48,10 @@ def open_store(settings: Settings, *, migrate: bool) -> Store:
 
 
 def trigger_run(
-    settings: Settings, dag_name: str, given: Mapping[str, Any], creator: str,
+    settings: Settings,
+    dag_name: str,
+    given: Mapping[str, Any],
+    creator: str,
     logical_date: datetime | None = None,
 ) -> int:
     """Check params against the DAG first (nothing is written if they are wrong), then queue a run."""
@@ -91,8 +96,10 @@ def run_task(
     dag = load_dag(settings.dags, dag_name)
     task = dag.tasks.get(task_name)
     if task is None:
-        raise UsageError(f"DAG {dag.name!r} has no task {task_name!r}",
-                         did_you_mean(task_name, dag.tasks) or f"tasks: {', '.join(dag.tasks)}")
+        raise UsageError(
+            f"DAG {dag.name!r} has no task {task_name!r}",
+            did_you_mean(task_name, dag.tasks) or f"tasks: {', '.join(dag.tasks)}",
+        )
     logical_date = utcnow()
     params_given = dict(given)
     if run_id is not None:
@@ -106,8 +113,15 @@ def run_task(
         logical_date = rows[0]["logical_date"]
         params_given = {**json.loads(rows[0]["params"]), **params_given}
     params = resolve(dag.name, dag.params, params_given)
-    context = TaskContext(dag=dag.name, task=task.name, run_id=run_id, attempt=1, logical_date=logical_date,
-                          params=params, secret_params=dag.secret_params)
+    context = TaskContext(
+        dag=dag.name,
+        task=task.name,
+        run_id=run_id,
+        attempt=1,
+        logical_date=logical_date,
+        params=params,
+        secret_params=dag.secret_params,
+    )
     return run_foreground(dag, task, context)
 
 
@@ -117,7 +131,9 @@ def schedule(settings: Settings, manager_name: str, **options: Any) -> int:
     from dagctl.scheduler import Scheduler, SchedulerOptions
 
     if not settings.dags.is_dir():
-        raise UsageError(f"DAGs folder {str(settings.dags)!r} does not exist", "pass --dags PATH or set DAGCTL_DAGS")
+        raise UsageError(
+            f"DAGs folder {str(settings.dags)!r} does not exist", "pass --dags PATH or set DAGCTL_DAGS"
+        )
     scheduler_options = SchedulerOptions.from_env(**options)
     manager = get_manager(manager_name, scheduler_options.concurrency)
     store = open_store(settings, migrate=True)

@@ -56,7 +56,13 @@ TASK_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
 
 ACTIVE_RUN = frozenset({RunStatus.QUEUED, RunStatus.RUNNING})
 FINISHED_TASK = frozenset(
-    {TaskStatus.SUCCESS, TaskStatus.FAILED, TaskStatus.UPSTREAM_FAILED, TaskStatus.SKIPPED, TaskStatus.CANCELLED}
+    {
+        TaskStatus.SUCCESS,
+        TaskStatus.FAILED,
+        TaskStatus.UPSTREAM_FAILED,
+        TaskStatus.SKIPPED,
+        TaskStatus.CANCELLED,
+    }
 )
 CLAIMABLE_TASK = frozenset({TaskStatus.QUEUED, TaskStatus.WAITING})
 

@@ -143,21 +143,30 @@ class Store:
                 connection.execute(
                     self._insert(dag).on_conflict_do_nothing(),
                     [
-                        {"name": n, "paused": False, "fingerprint": fingerprints[n], "last_slot": None,
-                         "first_seen_at": now, "updated_at": now}
+                        {
+                            "name": n,
+                            "paused": False,
+                            "fingerprint": fingerprints[n],
+                            "last_slot": None,
+                            "first_seen_at": now,
+                            "updated_at": now,
+                        }
                         for n in missing
                     ],
                 )
             changed = [n for n, fp in fingerprints.items() if n in states and states[n].fingerprint != fp]
             if changed:
                 connection.execute(
-                    update(dag).where(dag.c.name == bindparam("n")).values(fingerprint=bindparam("fp"),
-                                                                           updated_at=now),
+                    update(dag)
+                    .where(dag.c.name == bindparam("n"))
+                    .values(fingerprint=bindparam("fp"), updated_at=now),
                     [{"n": n, "fp": fingerprints[n]} for n in changed],
                 )
                 connection.execute(
                     update(dag_run)
-                    .where(dag_run.c.dag_name.in_(changed), dag_run.c.status.in_([s.value for s in ACTIVE_RUN]))
+                    .where(
+                        dag_run.c.dag_name.in_(changed), dag_run.c.status.in_([s.value for s in ACTIVE_RUN])
+                    )
                     .values(dirty=True)
                 )
             if missing or changed:
@@ -178,9 +187,17 @@ class Store:
         with self._tx() as connection:
             connection.execute(
                 self._insert(dag)
-                .values(name=dag_name, paused=paused, fingerprint=None, last_slot=None,
-                        first_seen_at=now, updated_at=now)
-                .on_conflict_do_update(index_elements=[dag.c.name], set_={"paused": paused, "updated_at": now})
+                .values(
+                    name=dag_name,
+                    paused=paused,
+                    fingerprint=None,
+                    last_slot=None,
+                    first_seen_at=now,
+                    updated_at=now,
+                )
+                .on_conflict_do_update(
+                    index_elements=[dag.c.name], set_={"paused": paused, "updated_at": now}
+                )
             )
             if not paused:
                 connection.execute(
@@ -199,9 +216,18 @@ class Store:
         whatever other schedulers do at the same time (the unique key decides), and the
         watermark moved forward. Returns how many runs this call created."""
         rows = [
-            {"dag_name": name, "kind": "scheduled", "creator": "scheduler", "logical_date": slot,
-             "scheduled_slot": slot, "params": params, "status": RunStatus.QUEUED.value, "dirty": True,
-             "fingerprint": fingerprint, "created_at": now}
+            {
+                "dag_name": name,
+                "kind": "scheduled",
+                "creator": "scheduler",
+                "logical_date": slot,
+                "scheduled_slot": slot,
+                "params": params,
+                "status": RunStatus.QUEUED.value,
+                "dirty": True,
+                "fingerprint": fingerprint,
+                "created_at": now,
+            }
             for name, slots, _, params, fingerprint in due
             for slot in slots
         ]
@@ -226,21 +252,41 @@ class Store:
             return max(created, 0)
 
     def trigger(
-        self, dag_name: str, params: Mapping[str, Any], creator: str, logical_date: datetime,
-        fingerprint: str | None, now: datetime,
+        self,
+        dag_name: str,
+        params: Mapping[str, Any],
+        creator: str,
+        logical_date: datetime,
+        fingerprint: str | None,
+        now: datetime,
     ) -> int:
         with self._tx() as connection:
             connection.execute(
                 self._insert(dag)
-                .values(name=dag_name, paused=False, fingerprint=fingerprint, last_slot=None,
-                        first_seen_at=now, updated_at=now)
+                .values(
+                    name=dag_name,
+                    paused=False,
+                    fingerprint=fingerprint,
+                    last_slot=None,
+                    first_seen_at=now,
+                    updated_at=now,
+                )
                 .on_conflict_do_nothing()
             )
             run_id = connection.execute(
                 insert(dag_run)
-                .values(dag_name=dag_name, kind="manual", creator=creator, logical_date=logical_date,
-                        scheduled_slot=None, params=json.dumps(dict(params)), status=RunStatus.QUEUED.value,
-                        dirty=True, fingerprint=fingerprint, created_at=now)
+                .values(
+                    dag_name=dag_name,
+                    kind="manual",
+                    creator=creator,
+                    logical_date=logical_date,
+                    scheduled_slot=None,
+                    params=json.dumps(dict(params)),
+                    status=RunStatus.QUEUED.value,
+                    dirty=True,
+                    fingerprint=fingerprint,
+                    created_at=now,
+                )
                 .returning(dag_run.c.id)
             ).scalar_one()
             self._notify(connection)
@@ -250,8 +296,15 @@ class Store:
 
     def advance(
         self,
-        planner: Callable[[Mapping[str, bool], Sequence[RunSnapshot], Mapping[int, Mapping[str, AttemptSnapshot]],
-                           Callable[[str, str, datetime], str | None]], AdvancePlan],
+        planner: Callable[
+            [
+                Mapping[str, bool],
+                Sequence[RunSnapshot],
+                Mapping[int, Mapping[str, AttemptSnapshot]],
+                Callable[[str, str, datetime], str | None],
+            ],
+            AdvancePlan,
+        ],
         now: datetime,
     ) -> AdvancePlan:
         """Lock the DAGs that have flagged runs (skipping ones another scheduler holds), let
@@ -267,12 +320,14 @@ class Store:
             if not paused:
                 return AdvancePlan()
             run_rows = connection.execute(
-                select(dag_run.c.id, dag_run.c.dag_name, dag_run.c.status, dag_run.c.logical_date)
-                .where(dag_run.c.dag_name.in_(list(paused)),
-                       dag_run.c.status.in_([s.value for s in ACTIVE_RUN]))
+                select(dag_run.c.id, dag_run.c.dag_name, dag_run.c.status, dag_run.c.logical_date).where(
+                    dag_run.c.dag_name.in_(list(paused)), dag_run.c.status.in_([s.value for s in ACTIVE_RUN])
+                )
             ).all()
             runs = [RunSnapshot(r.id, r.dag_name, r.status, r.logical_date) for r in run_rows]
-            attempts = self._latest_attempts(connection, [r.id for r in runs if r.status == RunStatus.RUNNING])
+            attempts = self._latest_attempts(
+                connection, [r.id for r in runs if r.status == RunStatus.RUNNING]
+            )
 
             def external(other_dag: str, other_task: str, logical_date: datetime) -> str | None:
                 return self._external_status(connection, other_dag, other_task, logical_date)
@@ -288,8 +343,9 @@ class Store:
         if not run_ids:
             return latest
         rows = connection.execute(
-            select(task_run.c.dag_run_id, task_run.c.task_name, task_run.c.attempt, task_run.c.status)
-            .where(task_run.c.dag_run_id.in_(run_ids))
+            select(task_run.c.dag_run_id, task_run.c.task_name, task_run.c.attempt, task_run.c.status).where(
+                task_run.c.dag_run_id.in_(run_ids)
+            )
         )
         for row in rows:
             per_run = latest.setdefault(row.dag_run_id, {})
@@ -317,22 +373,32 @@ class Store:
             .limit(1)
         ).scalar()
 
-    def _apply(self, connection: Connection, plan: AdvancePlan, seen_runs: Sequence[int], now: datetime) -> None:
+    def _apply(
+        self, connection: Connection, plan: AdvancePlan, seen_runs: Sequence[int], now: datetime
+    ) -> None:
         if plan.start_runs:
             connection.execute(
                 update(dag_run)
-                .where(dag_run.c.id.in_(plan.start_runs),
-                       dag_run.c.status.in_(run_sources(RunStatus.RUNNING)))
+                .where(
+                    dag_run.c.id.in_(plan.start_runs), dag_run.c.status.in_(run_sources(RunStatus.RUNNING))
+                )
                 .values(status=RunStatus.RUNNING.value, started_at=now)
             )
         if plan.new_task_runs:
             connection.execute(
                 self._insert(task_run).on_conflict_do_nothing(),
                 [
-                    {"dag_run_id": t.dag_run_id, "dag_name": t.dag_name, "task_name": t.task_name,
-                     "attempt": 1, "status": t.status, "not_before": now, "queued_at": now,
-                     "ended_at": None if t.status == TaskStatus.QUEUED.value else now,
-                     "error": None if t.status == TaskStatus.QUEUED.value else "an input failed"}
+                    {
+                        "dag_run_id": t.dag_run_id,
+                        "dag_name": t.dag_name,
+                        "task_name": t.task_name,
+                        "attempt": 1,
+                        "status": t.status,
+                        "not_before": now,
+                        "queued_at": now,
+                        "ended_at": None if t.status == TaskStatus.QUEUED.value else now,
+                        "error": None if t.status == TaskStatus.QUEUED.value else "an input failed",
+                    }
                     for t in plan.new_task_runs
                 ],
             )
@@ -369,23 +435,43 @@ class Store:
                 ready = ready.with_for_update(skip_locked=True)
             claimed = connection.execute(
                 update(task_run)
-                .where(task_run.c.id.in_(ready.scalar_subquery()),
-                       task_run.c.status.in_(task_sources(TaskStatus.RUNNING)))
-                .values(status=TaskStatus.RUNNING.value, lease_owner=owner, lease_expires_at=lease_until,
-                        started_at=now, host=host)
-                .returning(task_run.c.id, task_run.c.dag_run_id, task_run.c.dag_name, task_run.c.task_name,
-                           task_run.c.attempt)
+                .where(
+                    task_run.c.id.in_(ready.scalar_subquery()),
+                    task_run.c.status.in_(task_sources(TaskStatus.RUNNING)),
+                )
+                .values(
+                    status=TaskStatus.RUNNING.value,
+                    lease_owner=owner,
+                    lease_expires_at=lease_until,
+                    started_at=now,
+                    host=host,
+                )
+                .returning(
+                    task_run.c.id,
+                    task_run.c.dag_run_id,
+                    task_run.c.dag_name,
+                    task_run.c.task_name,
+                    task_run.c.attempt,
+                )
             ).all()
             if not claimed:
                 return []
             run_rows = connection.execute(
-                select(dag_run.c.id, dag_run.c.logical_date, dag_run.c.params)
-                .where(dag_run.c.id.in_({c.dag_run_id for c in claimed}))
+                select(dag_run.c.id, dag_run.c.logical_date, dag_run.c.params).where(
+                    dag_run.c.id.in_({c.dag_run_id for c in claimed})
+                )
             )
             runs = {r.id: r for r in run_rows}
         result = [
-            ClaimedAttempt(c.id, c.dag_run_id, c.dag_name, c.task_name, c.attempt,
-                           runs[c.dag_run_id].logical_date, json.loads(runs[c.dag_run_id].params))
+            ClaimedAttempt(
+                c.id,
+                c.dag_run_id,
+                c.dag_name,
+                c.task_name,
+                c.attempt,
+                runs[c.dag_run_id].logical_date,
+                json.loads(runs[c.dag_run_id].params),
+            )
             for c in claimed
         ]
         result.sort(key=lambda c: c.task_run_id)
@@ -411,12 +497,22 @@ class Store:
             for item in finished:
                 row = connection.execute(
                     update(task_run)
-                    .where(task_run.c.id == item.task_run_id, task_run.c.lease_owner == owner,
-                           task_run.c.status.in_(task_sources(TaskStatus(item.status))))
-                    .values(status=item.status, exit_code=item.exit_code, error=_clip(item.error),
-                            ended_at=now, lease_owner=None, lease_expires_at=None)
-                    .returning(task_run.c.dag_run_id, task_run.c.dag_name, task_run.c.task_name,
-                               task_run.c.attempt)
+                    .where(
+                        task_run.c.id == item.task_run_id,
+                        task_run.c.lease_owner == owner,
+                        task_run.c.status.in_(task_sources(TaskStatus(item.status))),
+                    )
+                    .values(
+                        status=item.status,
+                        exit_code=item.exit_code,
+                        error=_clip(item.error),
+                        ended_at=now,
+                        lease_owner=None,
+                        lease_expires_at=None,
+                    )
+                    .returning(
+                        task_run.c.dag_run_id, task_run.c.dag_name, task_run.c.task_name, task_run.c.attempt
+                    )
                 ).first()
                 if item.log or item.log_truncated_bytes:
                     self._append_log(connection, item.task_run_id, item.log, item.log_truncated_bytes, now)
@@ -435,9 +531,15 @@ class Store:
         status = TaskStatus.WAITING if delay > 0 else TaskStatus.QUEUED
         connection.execute(
             self._insert(task_run).on_conflict_do_nothing(),
-            {"dag_run_id": row.dag_run_id, "dag_name": row.dag_name, "task_name": row.task_name,
-             "attempt": row.attempt + 1, "status": status.value,
-             "not_before": now + timedelta(seconds=delay), "queued_at": now},
+            {
+                "dag_run_id": row.dag_run_id,
+                "dag_name": row.dag_name,
+                "task_name": row.task_name,
+                "attempt": row.attempt + 1,
+                "status": status.value,
+                "not_before": now + timedelta(seconds=delay),
+                "queued_at": now,
+            },
         )
 
     def renew_leases(self, owner: str, lease_seconds: float) -> int:
@@ -465,12 +567,24 @@ class Store:
                 expired = expired.with_for_update(skip_locked=True)
             rows = connection.execute(
                 update(task_run)
-                .where(task_run.c.id.in_(expired.scalar_subquery()),
-                       task_run.c.status == TaskStatus.RUNNING.value)
-                .values(status=TaskStatus.FAILED.value, ended_at=now, lease_owner=None, lease_expires_at=None,
-                        error="lost: its scheduler stopped renewing the lease")
-                .returning(task_run.c.id, task_run.c.dag_run_id, task_run.c.dag_name, task_run.c.task_name,
-                           task_run.c.attempt)
+                .where(
+                    task_run.c.id.in_(expired.scalar_subquery()),
+                    task_run.c.status == TaskStatus.RUNNING.value,
+                )
+                .values(
+                    status=TaskStatus.FAILED.value,
+                    ended_at=now,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    error="lost: its scheduler stopped renewing the lease",
+                )
+                .returning(
+                    task_run.c.id,
+                    task_run.c.dag_run_id,
+                    task_run.c.dag_name,
+                    task_run.c.task_name,
+                    task_run.c.attempt,
+                )
             ).all()
             for row in rows:
                 delay = retry_policy(row.dag_name, row.task_name, row.attempt)
@@ -488,8 +602,14 @@ class Store:
     def register_scheduler(self, owner: str, manager: str, now: datetime) -> None:
         with self._tx() as connection:
             connection.execute(
-                insert(scheduler).values(id=owner, host=socket.gethostname(), pid=os.getpid(), manager=manager,
-                                         started_at=now, heartbeat_at=self._db_now())
+                insert(scheduler).values(
+                    id=owner,
+                    host=socket.gethostname(),
+                    pid=os.getpid(),
+                    manager=manager,
+                    started_at=now,
+                    heartbeat_at=self._db_now(),
+                )
             )
 
     def unregister_scheduler(self, owner: str, now: datetime) -> None:
@@ -505,14 +625,22 @@ class Store:
             for task_run_id, chunk in chunks:
                 self._append_log(connection, task_run_id, chunk, 0, now)
 
-    def _append_log(self, connection: Connection, task_run_id: int, chunk: str, truncated: int,
-                    now: datetime) -> None:
-        next_seq = select(func.coalesce(func.max(task_log.c.seq), 0) + 1).where(
-            task_log.c.task_run_id == task_run_id
-        ).scalar_subquery()
+    def _append_log(
+        self, connection: Connection, task_run_id: int, chunk: str, truncated: int, now: datetime
+    ) -> None:
+        next_seq = (
+            select(func.coalesce(func.max(task_log.c.seq), 0) + 1)
+            .where(task_log.c.task_run_id == task_run_id)
+            .scalar_subquery()
+        )
         connection.execute(
-            insert(task_log).values(task_run_id=task_run_id, seq=next_seq, text=chunk.replace("\x00", ""),
-                                    truncated_bytes=truncated, created_at=now)
+            insert(task_log).values(
+                task_run_id=task_run_id,
+                seq=next_seq,
+                text=chunk.replace("\x00", ""),
+                truncated_bytes=truncated,
+                created_at=now,
+            )
         )
 
     def read_log(self, task_run_id: int, after_seq: int = 0) -> list[tuple[int, str, int]]:
@@ -528,12 +656,17 @@ class Store:
 
     def active_run_count(self) -> int:
         with self._tx() as connection:
-            return int(connection.execute(
-                select(func.count()).select_from(dag_run)
-                .where(dag_run.c.status.in_([s.value for s in ACTIVE_RUN]))
-            ).scalar_one())
+            return int(
+                connection.execute(
+                    select(func.count())
+                    .select_from(dag_run)
+                    .where(dag_run.c.status.in_([s.value for s in ACTIVE_RUN]))
+                ).scalar_one()
+            )
 
-    def runs(self, dag_name: str | None = None, run_id: int | None = None, limit: int = 20) -> list[dict[str, Any]]:
+    def runs(
+        self, dag_name: str | None = None, run_id: int | None = None, limit: int = 20
+    ) -> list[dict[str, Any]]:
         query = select(dag_run).order_by(dag_run.c.id.desc()).limit(limit)
         if dag_name:
             query = query.where(dag_run.c.dag_name == dag_name)
@@ -547,7 +680,8 @@ class Store:
             return []
         with self._tx() as connection:
             rows = connection.execute(
-                select(task_run).where(task_run.c.dag_run_id.in_(run_ids))
+                select(task_run)
+                .where(task_run.c.dag_run_id.in_(run_ids))
                 .order_by(task_run.c.dag_run_id, task_run.c.queued_at, task_run.c.id)
             )
             return [dict(r._mapping) for r in rows]

@@ -34,14 +34,20 @@ class Env:
             (folder / filename.replace("__", ".")).write_text(textwrap.dedent(body).lstrip())
         return folder
 
-    def run(self, *args: str, fake_now: str | None = None, timeout: float = 60,
-            check: bool = True) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "DATABASE_URL": self.db_url, "DAGCTL_DAGS": str(self.dags),
-               "DAGCTL_RELOAD_SECONDS": "0.2"}
+    def run(
+        self, *args: str, fake_now: str | None = None, timeout: float = 60, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        env = {
+            **os.environ,
+            "DATABASE_URL": self.db_url,
+            "DAGCTL_DAGS": str(self.dags),
+            "DAGCTL_RELOAD_SECONDS": "0.2",
+        }
         if fake_now:
             env["DAGCTL_FAKE_NOW"] = fake_now
-        result = subprocess.run([DAGCTL, *args], env=env, capture_output=True, text=True, timeout=timeout,
-                                check=False)
+        result = subprocess.run(
+            [DAGCTL, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+        )
         assert "Traceback" not in result.stderr, result.stderr
         if check:
             assert result.returncode == 0, result.stderr
@@ -51,7 +57,9 @@ class Env:
         return self.run("schedule", "--poll-interval", "0.05", *extra, fake_now=fake_now)
 
     def status(self, *args: str) -> list[dict[str, Any]]:
-        runs: list[dict[str, Any]] = json.loads(self.run("status", "-o", "json", "--limit", "50", *args).stdout)
+        runs: list[dict[str, Any]] = json.loads(
+            self.run("status", "-o", "json", "--limit", "50", *args).stdout
+        )
         return runs
 
 
@@ -74,11 +82,20 @@ def test_cron_slot_is_created_once_even_with_two_schedulers(env: Env) -> None:
     env.dag("hourly", HOURLY, noop__yaml="type: no_op\n")
     env.schedule("--once", fake_now="2024-05-01T10:20:00")  # first sighting: no past slots
     assert env.status() == []
-    env_vars = {**os.environ, "DATABASE_URL": env.db_url, "DAGCTL_DAGS": str(env.dags),
-                "DAGCTL_FAKE_NOW": "2024-05-01T11:00:30"}
+    env_vars = {
+        **os.environ,
+        "DATABASE_URL": env.db_url,
+        "DAGCTL_DAGS": str(env.dags),
+        "DAGCTL_FAKE_NOW": "2024-05-01T11:00:30",
+    }
     both = [
-        subprocess.Popen([DAGCTL, "schedule", "--until-idle", "--poll-interval", "0.05"], env=env_vars,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [DAGCTL, "schedule", "--until-idle", "--poll-interval", "0.05"],
+            env=env_vars,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(2)
     ]
     for process in both:
@@ -101,12 +118,16 @@ def test_one_catch_up_run_after_downtime(env: Env) -> None:
 
 
 def test_dst_days_in_berlin_run_once_per_local_day(env: Env) -> None:
-    env.dag("nightly", """
+    env.dag(
+        "nightly",
+        """
         description: nightly at 02:30 Berlin time
         schedule: "30 2 * * *"
         timezone: Europe/Berlin
         catchup: all
-    """, noop__yaml="type: no_op\n")
+    """,
+        noop__yaml="type: no_op\n",
+    )
     env.schedule("--once", fake_now="2024-03-30T12:00:00")
     # spring: 02:30 does not exist on 31 March; it runs at 03:30 CEST = 01:30 UTC
     env.schedule("--until-idle", fake_now="2024-03-31T01:29:00")
@@ -116,12 +137,16 @@ def test_dst_days_in_berlin_run_once_per_local_day(env: Env) -> None:
 
 
 def test_dst_autumn_fold_runs_once(env: Env) -> None:
-    env.dag("nightly", """
+    env.dag(
+        "nightly",
+        """
         description: nightly at 02:30 Berlin time
         schedule: "30 2 * * *"
         timezone: Europe/Berlin
         catchup: all
-    """, noop__yaml="type: no_op\n")
+    """,
+        noop__yaml="type: no_op\n",
+    )
     env.schedule("--once", fake_now="2024-10-26T12:00:00")
     env.schedule("--until-idle", fake_now="2024-10-27T00:31:00")  # first 02:30 (CEST)
     env.schedule("--until-idle", fake_now="2024-10-27T01:31:00")  # second 02:30 (CET): no run
@@ -130,7 +155,7 @@ def test_dst_autumn_fold_runs_once(env: Env) -> None:
 
 NASTY = [
     "a=b=c",
-    "it's \"quoted\"",
+    'it\'s "quoted"',
     "$(touch {marker})",
     "`touch {marker}`",
     "x; touch {marker} #",
@@ -144,15 +169,19 @@ def test_params_reach_the_task_verbatim_and_are_never_executed(env: Env, tmp_pat
     out = tmp_path / "out"
     out.mkdir()
     marker = tmp_path / f"pwned-{uuid.uuid4().hex}"
-    env.dag("echo", """
+    env.dag(
+        "echo",
+        """
         description: writes its param to a file
         params:
           value: {type: string}
-    """, write__sh=f"""
+    """,
+        write__sh=f"""
         #!/usr/bin/env bash
         # parameters: [value]
         printf '%s' "$value" > "{out}/$DAGCTL_RUN_ID"
-    """)
+    """,
+    )
     expected = {}
     for template in NASTY:
         value = template.format(marker=marker)
@@ -166,11 +195,15 @@ def test_params_reach_the_task_verbatim_and_are_never_executed(env: Env, tmp_pat
 
 
 def test_nul_byte_in_a_param_is_refused_at_trigger(env: Env) -> None:
-    env.dag("echo", """
+    env.dag(
+        "echo",
+        """
         description: d
         params:
           value: {type: string}
-    """, noop__yaml="type: no_op\n")
+    """,
+        noop__yaml="type: no_op\n",
+    )
     env.run("db", "upgrade")
     params_file = env.root / "params.json"
     params_file.write_text(json.dumps({"value": "a\x00b"}))
@@ -181,15 +214,19 @@ def test_nul_byte_in_a_param_is_refused_at_trigger(env: Env) -> None:
 
 
 def test_a_retry_then_success(env: Env) -> None:
-    env.dag("flaky", """
+    env.dag(
+        "flaky",
+        """
         description: fails once
         retries: 2
         retry_delay: 0
-    """, flaky__sh="""
+    """,
+        flaky__sh="""
         #!/usr/bin/env bash
         [ "$DAGCTL_ATTEMPT" -ge 2 ] || { echo "not yet" >&2; exit 7; }
         echo ok
-    """)
+    """,
+    )
     env.run("trigger", "flaky")
     env.schedule("--until-idle")
     [run] = env.status()
@@ -200,21 +237,27 @@ def test_a_retry_then_success(env: Env) -> None:
 
 
 def test_exhausted_retries_fail_the_run_and_mark_downstream(env: Env) -> None:
-    env.dag("broken", """
+    env.dag(
+        "broken",
+        """
         description: always fails
         retries: 1
         retry_delay: 0
-    """, a__sh="""
+    """,
+        a__sh="""
         #!/usr/bin/env bash
         exit 3
-    """, b__sh="""
+    """,
+        b__sh="""
         #!/usr/bin/env bash
         # inputs: [a.sh]
         echo never
-    """, c__yaml="""
+    """,
+        c__yaml="""
         type: no_op
         inputs: [b.sh]
-    """)
+    """,
+    )
     env.run("trigger", "broken")
     env.schedule("--until-idle")
     [run] = env.status()
@@ -230,7 +273,9 @@ def test_trigger_wait_exits_with_the_runs_outcome(env: Env) -> None:
     scheduler = subprocess.Popen(
         [DAGCTL, "schedule", "--poll-interval", "0.05"],
         env={**os.environ, "DATABASE_URL": env.db_url, "DAGCTL_DAGS": str(env.dags)},
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         result = env.run("trigger", "ok", "--wait", timeout=30)
@@ -244,16 +289,20 @@ def test_trigger_wait_exits_with_the_runs_outcome(env: Env) -> None:
 
 def test_timeout_kills_the_task_and_its_children(env: Env, tmp_path: Path) -> None:
     pid_file = tmp_path / "child.pid"
-    env.dag("slow", """
+    env.dag(
+        "slow",
+        """
         description: hangs
         retries: 0
         timeout: 1s
-    """, hang__sh=f"""
+    """,
+        hang__sh=f"""
         #!/usr/bin/env bash
         sleep 300 &
         echo $! > {pid_file}
         sleep 300
-    """)
+    """,
+    )
     env.run("trigger", "slow")
     env.schedule("--until-idle")
     [run] = env.status()
@@ -261,19 +310,25 @@ def test_timeout_kills_the_task_and_its_children(env: Env, tmp_path: Path) -> No
     assert run["status"] == "failed"
     assert "timed out" in task["error"]
     child = int(pid_file.read_text())
-    assert not Path(f"/proc/{child}").exists() or "zombie" in Path(f"/proc/{child}/status").read_text().lower()
+    assert (
+        not Path(f"/proc/{child}").exists() or "zombie" in Path(f"/proc/{child}/status").read_text().lower()
+    )
 
 
 def test_run_executes_one_task_in_the_foreground(env: Env) -> None:
-    env.dag("hello", """
+    env.dag(
+        "hello",
+        """
         description: d
         params:
           who: {type: string, default: world}
-    """, hello__sh="""
+    """,
+        hello__sh="""
         #!/usr/bin/env bash
         echo "hello $who"
         exit 4
-    """)
+    """,
+    )
     result = env.run("run", "hello", "hello.sh", "-p", "who=dagctl", check=False)
     assert result.returncode == 4
     assert "hello dagctl" in result.stdout

@@ -93,8 +93,9 @@ def test_failed_attempt_queues_a_delayed_retry(store: Store) -> None:
     run_id = store.trigger("etl", {}, "test", NOW, "f1", NOW)
     queue_tasks(store, run_id, ["a.sh"])
     [attempt] = store.claim("me", 5, 30, NOW)
-    recorded = store.finish("me", [FinishedAttempt(attempt.task_run_id, "failed", 3, "exit code 3", 60.0,
-                                                   "boom\n")], NOW)
+    recorded = store.finish(
+        "me", [FinishedAttempt(attempt.task_run_id, "failed", 3, "exit code 3", 60.0, "boom\n")], NOW
+    )
     assert recorded == 1
     assert store.claim("me", 5, 30, NOW + timedelta(seconds=59)) == []
     [retry] = store.claim("me", 5, 30, NOW + timedelta(seconds=61))
@@ -106,8 +107,10 @@ def test_finish_by_a_stranger_is_ignored(store: Store) -> None:
     run_id = store.trigger("etl", {}, "test", NOW, "f1", NOW)
     queue_tasks(store, run_id, ["a.sh"])
     [attempt] = store.claim("me", 5, 30, NOW)
-    assert store.finish("someone-else", [FinishedAttempt(attempt.task_run_id, "success", 0, None, None)],
-                        NOW) == 0
+    assert (
+        store.finish("someone-else", [FinishedAttempt(attempt.task_run_id, "success", 0, None, None)], NOW)
+        == 0
+    )
 
 
 def test_expired_leases_are_reaped_and_retried(store: Store) -> None:
@@ -119,7 +122,9 @@ def test_expired_leases_are_reaped_and_retried(store: Store) -> None:
     [retry] = store.claim("me", 5, 30, NOW)
     assert retry.attempt == 2
     # the dead owner's late report changes nothing
-    assert store.finish("dead-owner", [FinishedAttempt(attempt.task_run_id, "success", 0, None, None)], NOW) == 0
+    assert (
+        store.finish("dead-owner", [FinishedAttempt(attempt.task_run_id, "success", 0, None, None)], NOW) == 0
+    )
 
 
 def test_unreachable_database_is_a_database_error_without_the_password() -> None:

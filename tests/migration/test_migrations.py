@@ -33,8 +33,9 @@ def test_three_processes_migrating_at_once_migrate_once(db_url: str) -> None:
         "s = open_store(sys.argv[1], migrate=True); s.close(); print('ok')"
     )
     processes = [
-        subprocess.Popen([sys.executable, "-c", code, db_url], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", code, db_url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         for _ in range(3)
     ]
     results = [p.communicate(timeout=60) for p in processes]

@@ -12,17 +12,23 @@ from dagctl.planner import AttemptSnapshot, RunSnapshot
 
 
 def make_dag(
-    tasks: dict[str, tuple[str, ...]], schedule: str | None = None, catchup: str = "latest",
-    max_active_runs: int = 1, retries: int = 2, tz: str = "UTC",
+    tasks: dict[str, tuple[str, ...]],
+    schedule: str | None = None,
+    catchup: str = "latest",
+    max_active_runs: int = 1,
+    retries: int = 2,
+    tz: str = "UTC",
 ) -> Dag:
     return Dag(
         name="d",
         path=Path("/nowhere/d"),
         description="test",
-        tasks=MappingProxyType({
-            name: Task(name=name, path=Path(f"/nowhere/d/{name}"), type="no_op", inputs=inputs)
-            for name, inputs in tasks.items()
-        }),
+        tasks=MappingProxyType(
+            {
+                name: Task(name=name, path=Path(f"/nowhere/d/{name}"), type="no_op", inputs=inputs)
+                for name, inputs in tasks.items()
+            }
+        ),
         fingerprint="f",
         schedule=schedule,
         timezone=tz,
@@ -99,15 +105,19 @@ class TestAdvance:
         assert plan.still_dirty == [7]
 
     def test_paused_dag_starts_nothing(self) -> None:
-        plan = planner.plan_advance({"d": make_dag({"a": ()})}, {"d": True}, [self.run(1, "queued")], {},
-                                    no_external)
+        plan = planner.plan_advance(
+            {"d": make_dag({"a": ()})}, {"d": True}, [self.run(1, "queued")], {}, no_external
+        )
         assert plan.start_runs == []
         assert plan.still_dirty == [1]
 
     def test_downstream_waits_for_all_inputs_then_is_queued(self) -> None:
         dag = make_dag({"a": (), "b": (), "c": ("a", "b")})
         half = {1: {"a": AttemptSnapshot("a", 1, "success"), "b": AttemptSnapshot("b", 1, "running")}}
-        assert planner.plan_advance({"d": dag}, {"d": False}, [self.run(1)], half, no_external).new_task_runs == []
+        assert (
+            planner.plan_advance({"d": dag}, {"d": False}, [self.run(1)], half, no_external).new_task_runs
+            == []
+        )
         done = {1: {"a": AttemptSnapshot("a", 1, "success"), "b": AttemptSnapshot("b", 2, "success")}}
         plan = planner.plan_advance({"d": dag}, {"d": False}, [self.run(1)], done, no_external)
         assert [(t.task_name, t.status) for t in plan.new_task_runs] == [("c", "queued")]
@@ -118,14 +128,20 @@ class TestAdvance:
         plan = planner.plan_advance({"d": dag}, {"d": False}, [self.run(1)], attempts, no_external)
         # the whole chain is decided in one pass, and the run ends with it
         assert [(t.task_name, t.status) for t in plan.new_task_runs] == [
-            ("b", "upstream_failed"), ("c", "upstream_failed")
+            ("b", "upstream_failed"),
+            ("c", "upstream_failed"),
         ]
         assert plan.finish_runs == [(1, "failed")]
 
     def test_a_dag_with_only_failing_roots_finishes_in_one_pass(self) -> None:
         dag = make_dag({"a": (), "b": ("a",)})
-        plan = planner.plan_advance({"d": dag}, {"d": False}, [self.run(1)],
-                                    {1: {"a": AttemptSnapshot("a", 1, "failed")}}, no_external)
+        plan = planner.plan_advance(
+            {"d": dag},
+            {"d": False},
+            [self.run(1)],
+            {1: {"a": AttemptSnapshot("a", 1, "failed")}},
+            no_external,
+        )
         assert plan.finish_runs == [(1, "failed")]
 
     def test_run_succeeds_when_every_task_succeeded(self) -> None:

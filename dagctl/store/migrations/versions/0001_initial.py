@@ -70,9 +70,13 @@ def upgrade() -> None:
             ["dag_run_id"], ["dag_run.id"], name="fk_task_run_dag_run_id_dag_run", ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name="pk_task_run"),
-        sa.UniqueConstraint("dag_run_id", "task_name", "attempt", name="uq_task_run_dag_run_id_task_name_attempt"),
+        sa.UniqueConstraint(
+            "dag_run_id", "task_name", "attempt", name="uq_task_run_dag_run_id_task_name_attempt"
+        ),
     )
-    op.create_index("ix_task_run_status_not_before_queued_at", "task_run", ["status", "not_before", "queued_at"])
+    op.create_index(
+        "ix_task_run_status_not_before_queued_at", "task_run", ["status", "not_before", "queued_at"]
+    )
     op.create_index("ix_task_run_lease_owner_status", "task_run", ["lease_owner", "status"])
     op.create_table(
         "task_log",
