@@ -371,6 +371,9 @@ def _load_task(path: Path, out: _Collector, hasher: Any) -> Task | None:
 # ---------------------------------------------------------------- one DAG
 
 
+_MISSPELT_WORKFLOW_FILE = "workflow.yml"
+
+
 def _dag_files(dag_dir: Path) -> tuple[list[Path], list[Path]]:
     tasks: list[Path] = []
     ignored: list[Path] = []
@@ -379,6 +382,9 @@ def _dag_files(dag_dir: Path) -> tuple[list[Path], list[Path]]:
             if entry.name.startswith(".") or entry.name == WORKFLOW_FILE:
                 continue
             path = Path(entry.path)
+            if entry.name == _MISSPELT_WORKFLOW_FILE:
+                ignored.append(path)  # reported with the missing workflow.yaml
+                continue
             # Anything named like a task is one: a FIFO, a folder or a broken symlink called
             # x.sh is reported as unreadable instead of silently dropping the task.
             if path.suffix in TASK_EXTENSIONS:
@@ -485,7 +491,12 @@ def load_dag(
     doc: YamlDoc | None = None
     if not workflow.exists() and not workflow.is_symlink():
         out.add(
-            workflow, None, f"missing {WORKFLOW_FILE}", f"create {WORKFLOW_FILE} with at least a description"
+            workflow,
+            None,
+            f"missing {WORKFLOW_FILE}",
+            f"rename {_MISSPELT_WORKFLOW_FILE} to {WORKFLOW_FILE}"
+            if (dag_dir / _MISSPELT_WORKFLOW_FILE).exists()
+            else f"create {WORKFLOW_FILE} with at least a description",
         )
     else:
         try:

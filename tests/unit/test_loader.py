@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -169,8 +170,13 @@ def test_python_header(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "body",
-    ["def run(context):\n    pass\n", "async def run(context):\n    pass\n", "run = print\n",
-     "from somewhere import run\n", "from somewhere import main as run\n"],
+    [
+        "def run(context):\n    pass\n",
+        "async def run(context):\n    pass\n",
+        "run = print\n",
+        "from somewhere import run\n",
+        "from somewhere import main as run\n",
+    ],
 )
 def test_python_run_may_be_defined_in_several_ways(tmp_path: Path, body: str) -> None:
     dag = one_dag(tmp_path, {"workflow.yaml": WORKFLOW, "t.py": '"""retries: 1"""\n' + body})
@@ -251,7 +257,10 @@ def test_dag_settings_merge_root_defaults(tmp_path: Path) -> None:
     dag = tree.dags["d"]
     task = dag.tasks["t.sh"]
     assert (dag.schedule, dag.timezone, dag.catchup, dag.max_active_runs) == (
-        "30 2 * * *", "Europe/Berlin", "all", 3,
+        "30 2 * * *",
+        "Europe/Berlin",
+        "all",
+        3,
     )
     assert (dag.retries, dag.retry_delay, dag.retry_backoff, dag.timeout) == (1, 60.0, 2.0, 600.0)
     assert dag.tags == ("a", "b")
@@ -268,8 +277,17 @@ def test_dag_settings_merge_root_defaults(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "seconds"),
     [
-        (30, 30.0), (1.5, 1.5), ("90s", 90.0), ("5m", 300.0), ("1h30m", 5400.0), ("250ms", 0.25),
-        ("2d", 172800.0), ("1.5h", 5400.0), ("1h 30m", 5400.0), ("1m30s", 90.0), ("0s", 0.0),
+        (30, 30.0),
+        (1.5, 1.5),
+        ("90s", 90.0),
+        ("5m", 300.0),
+        ("1h30m", 5400.0),
+        ("250ms", 0.25),
+        ("2d", 172800.0),
+        ("1.5h", 5400.0),
+        ("1h 30m", 5400.0),
+        ("1m30s", 90.0),
+        ("0s", 0.0),
     ],
 )
 def test_parse_duration(text: str | float, seconds: float) -> None:
@@ -441,7 +459,8 @@ def test_loading_never_imports_or_runs_task_code(tmp_path: Path) -> None:
 
 
 def test_python_with_a_docstring_that_is_not_a_mapping(tmp_path: Path) -> None:
-    tree = load(tmp_path, {"d/workflow.yaml": WORKFLOW, "d/t.py": '"""Fetch the rates."""\ndef run(c): ...\n'})
+    files = {"d/workflow.yaml": WORKFLOW, "d/t.py": '"""Fetch the rates."""\ndef run(c): ...\n'}
+    tree = load(tmp_path, files)
     assert rendered(tree) == [
         "dags/d/t.py:1: the task header must be a mapping of keys, not a string (write key: value lines)",
     ]
@@ -463,3 +482,60 @@ def test_missing_workflow_yaml(tmp_path: Path) -> None:
     assert rendered(tree) == [
         "dags/lib/workflow.yaml: missing workflow.yaml (create workflow.yaml with at least a description)",
     ]
+
+
+def test_workflow_yml_instead_of_workflow_yaml(tmp_path: Path) -> None:
+    tree = load(tmp_path, {"d/workflow.yml": "description: x\n", "d/a.sh": "echo\n"})
+    assert rendered(tree) == [
+        "dags/d/workflow.yaml: missing workflow.yaml (rename workflow.yml to workflow.yaml)",
+    ]
+
+
+def test_names_that_are_not_utf8(tmp_path: Path) -> None:
+    """Such names cannot be printed, stored or hashed as text: reported, never a crash."""
+    root = write(
+        tmp_path / "dags", {"d/workflow.yaml": WORKFLOW, "d/ok.sh": "echo\n", "e/workflow.yaml": WORKFLOW}
+    )
+    (root / "d" / os.fsdecode(b"caf\xe9.sh")).write_text("echo\n")
+    (root / "d" / os.fsdecode(b"notes\xff.md")).write_text("ignored\n")
+    (root / os.fsdecode(b"bad\xfedag")).mkdir()
+    tree = load_tree(root)
+    assert rendered(tree) == [
+        "dags/bad\\xfedag: the folder name is not valid UTF-8 (rename the folder)",
+        "dags/d/caf\\xe9.sh: the file name is not valid UTF-8 (rename the file)",
+        "dags/e: the DAG has no tasks (add a task file (.sh, .py, .sql or .yaml) next to workflow.yaml)",
+    ]
+    assert set(tree.broken) == {"d", "e"}
+    assert [Path(p).name for p in tree.ignored_files] == ["notes\\xff.md"]
+
+
+def test_malformed_param_declarations_are_reported_not_raised(tmp_path: Path) -> None:
+    tree = load(
+        tmp_path,
+        {
+            "d/workflow.yaml": (
+                "description: x\n"
+                "params:\n"
+                "  n: {type: integer, default: 5, minimum: ~, maximum: x, enum: ~}\n"
+                "  s: {type: string, default: abc, minLength: ~, pattern: 5}\n"
+            ),
+            "d/a.sh": "echo\n",
+        },
+    )
+    assert rendered(tree) == [
+        "dags/d/workflow.yaml:3: params.n.enum: expected array, got null",
+        "dags/d/workflow.yaml:3: params.n.maximum: expected number, got string 'x'",
+        "dags/d/workflow.yaml:3: params.n.minimum: expected number, got null",
+        "dags/d/workflow.yaml:4: params.s.minLength: expected integer, got null",
+        "dags/d/workflow.yaml:4: params.s.pattern: expected string, got integer",
+    ]
+
+
+def test_a_lone_surrogate_in_a_docstring(tmp_path: Path) -> None:
+    """A \\ud800 escape in a .py docstring is a lone surrogate, which libyaml cannot take."""
+    tree = load(
+        tmp_path, {"d/workflow.yaml": WORKFLOW, "d/t.py": '"""description: \\ud800"""\ndef run(c): ...\n'}
+    )
+    (problem,) = tree.problems
+    assert problem.path == "dags/d/t.py"
+    assert problem.message.startswith("YAML error: unacceptable character #xd800")

@@ -86,8 +86,7 @@ EXPECTED: dict[str, list[str]] = {
         "broken/self_loop/again.sh:3: cycle: again.sh -> again.sh (a task cannot be its own input)",
     ],
     "py_without_run": [
-        "broken/py_without_run/fetch.py: no run(context) function"
-        " (define def run(context): at module level)",
+        "broken/py_without_run/fetch.py: no run(context) function (define def run(context): at module level)",
     ],
     "py_syntax_error": [
         "broken/py_syntax_error/fetch.py:6: Python syntax error: expected ':' (fix the syntax)",
@@ -111,7 +110,8 @@ EXPECTED: dict[str, list[str]] = {
         "broken/yaml_task_without_type/notify.yaml:1: missing type (add type: no_op or type: command)",
     ],
     "command_without_command": [
-        'broken/command_without_command/notify.yaml:1: a command task needs command: (add command: ["prog", "arg"])',
+        "broken/command_without_command/notify.yaml:1: a command task needs command:"
+        ' (add command: ["prog", "arg"])',
     ],
     "unknown_task_type": [
         "broken/unknown_task_type/marker.yaml:1: unknown task type 'noop' (did you mean 'no_op'?)",
@@ -326,7 +326,9 @@ def generated(tmp_path: Path) -> Path:
 
 
 GENERATED_LINES = {
-    "binary_task": ["corpus/binary_task/run.sh: binary file, not text (remove it or give it another extension)"],
+    "binary_task": [
+        "corpus/binary_task/run.sh: binary file, not text (remove it or give it another extension)"
+    ],
     "huge_file": [
         "corpus/huge_file/workflow.yaml: file is 10,485,777 bytes, over the 1,048,576-byte limit"
         " (split it or move data out of the DAG folder)"

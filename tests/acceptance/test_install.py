@@ -1,0 +1,120 @@
+"""The package as users get it: a wheel installed (not editable) into a fresh virtualenv."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import dagctl
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow
+NOT_SOURCES = (
+    ".git",
+    ".venv",
+    "build",
+    "dist",
+    "*.egg-info",
+    "__pycache__",
+    ".*_cache",
+    ".hypothesis",
+    "*.db",
+    "tests",
+)
+
+
+def run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[bytes]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DAGCTL_DAGS", "DATABASE_URL", "PYTHONPATH")}
+    return subprocess.run(argv, capture_output=True, env=env, timeout=300, check=False, **kwargs)  # type: ignore[call-overload, no-any-return]
+
+
+def build_wheel(tmp: Path) -> Path:
+    # Built from a copy of the sources: setuptools leaves build/ behind, and a stale build/
+    # in the checkout can slip deleted modules into later wheels.
+    source = tmp / "src"
+    shutil.copytree(REPO, source, symlinks=True, ignore=shutil.ignore_patterns(*NOT_SOURCES))
+    out = tmp / "dist"
+    base = [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--quiet", "-w", str(out)]
+    # An isolated build fetches setuptools and wheel; without an index, fall back to the
+    # build tools of this environment.
+    done = run(base)
+    if done.returncode != 0:
+        done = run([*base, "--no-build-isolation"])
+    assert done.returncode == 0, done.stderr.decode()
+    (wheel,) = out.glob("dagctl-*.whl")
+    return wheel
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """bin/ of a fresh virtualenv with the wheel installed."""
+    tmp = tmp_path_factory.mktemp("install")
+    wheel = build_wheel(tmp)
+    venv = tmp / "venv"
+    done = run([sys.executable, "-m", "venv", str(venv)])
+    assert done.returncode == 0, done.stderr.decode()
+    bin_dir = venv / "bin"
+    python = bin_dir / "python"
+    # Dependencies come from this test environment, through a path entry: a plain path in a
+    # .pth does not run that folder's own .pth files, so the editable dagctl stays out.
+    site = run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"])
+    dependencies = sysconfig.get_paths()["purelib"]
+    Path(site.stdout.decode().strip(), "test-dependencies.pth").write_text(dependencies + "\n")
+    done = run([str(python), "-m", "pip", "install", "--no-deps", "--no-index", "--quiet", str(wheel)])
+    assert done.returncode == 0, done.stderr.decode()
+    yield bin_dir
+
+
+def test_the_installed_package_is_the_wheel_not_the_checkout(installed: Path) -> None:
+    done = run([str(installed / "python"), "-c", "import dagctl; print(dagctl.__file__)"], cwd="/")
+    assert done.returncode == 0, done.stderr.decode()
+    location = Path(done.stdout.decode().strip())
+    assert installed.parent in location.parents
+    assert REPO not in location.parents
+
+
+def test_version(installed: Path) -> None:
+    done = run([str(installed / "dagctl"), "--version"])
+    assert done.returncode == 0
+    assert done.stdout.decode().strip() == f"dagctl, version {dagctl.__version__}"
+
+
+def test_help(installed: Path) -> None:
+    done = run([str(installed / "dagctl"), "--help"])
+    assert done.returncode == 0, done.stderr.decode()
+    text = done.stdout.decode()
+    assert text.startswith("Usage: dagctl [OPTIONS] COMMAND [ARGS]...")
+    for command in ("validate", "schema"):
+        assert f"  {command} " in text
+
+
+def test_validate_the_examples(installed: Path) -> None:
+    done = run([str(installed / "dagctl"), "validate", str(REPO / "dags_example")], cwd="/")
+    assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
+    assert b"Traceback" not in done.stderr
+
+
+def test_validate_the_broken_corpus(installed: Path) -> None:
+    done = run([str(installed / "dagctl"), "validate", str(REPO / "tests" / "fixtures" / "broken")], cwd="/")
+    assert done.returncode == 1
+    assert b"broken/cycle/a.sh:3: cycle: a.sh -> b.sh -> c.sh -> a.sh" in done.stdout
+    assert b"Traceback" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("name", ["workflow", "task", "config"])
+def test_schema_prints_the_shipped_bytes(installed: Path, name: str) -> None:
+    done = run([str(installed / "dagctl"), "schema", name])
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout == (REPO / "schemas" / f"{name}.schema.json").read_bytes()
+
+
+def test_schemas_folder_is_the_package_folder() -> None:
+    assert (REPO / "schemas").resolve() == (REPO / "dagctl" / "schemas").resolve()
