@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 import click
 
 from dagctl import __version__
+from dagctl.completion import complete_dag
 from dagctl.config import DEFAULT_DB_HELP, Settings
 from dagctl.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, DagctlError
 
@@ -63,6 +64,10 @@ def cli(ctx: click.Context, dags: Path, db: str | None, verbose: bool) -> None:
     \b
     Exit codes: 0 ok, 1 a run, task or validation failed, 2 usage error,
     3 state database unreachable or not migrated.
+
+    \b
+    Shell completion of commands and DAG names (bash; zsh_source, fish_source too):
+      eval "$(_DAGCTL_COMPLETE=bash_source dagctl)"
     """
     global _verbose
     _verbose = verbose
@@ -71,14 +76,26 @@ def cli(ctx: click.Context, dags: Path, db: str | None, verbose: bool) -> None:
 
 @cli.command()
 @click.argument("path", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--manager",
+    default=None,
+    help="Also check what this task manager needs (kubernetes: a kube_image for every task).",
+)
 @output_option
 @click.pass_context
-def validate(ctx: click.Context, path: Path | None, output: str) -> None:
+def validate(ctx: click.Context, path: Path | None, manager: str | None, output: str) -> None:
     """Check every DAG under PATH (default: --dags) and report every problem."""
     from dagctl.loader import load_tree
 
     settings = _settings(ctx)
     tree = load_tree(path or settings.dags)
+    if manager is not None:
+        from dataclasses import replace
+
+        from dagctl.managers import validation_problems
+
+        extra = validation_problems(manager, tree.dags, tree.root)
+        tree = replace(tree, problems=(*tree.problems, *extra))
     task_count = sum(len(d.tasks) for d in tree.dags.values())
     dag_count = len(tree.dags) + len(tree.broken)
     errors = tree.errors
@@ -146,7 +163,7 @@ param_option = click.option(
 
 
 @cli.command()
-@click.argument("dag")
+@click.argument("dag", shell_complete=complete_dag)
 @param_option
 @click.option(
     "--params-file",
@@ -178,7 +195,9 @@ def trigger(
     else:
         click.echo(run_id)
     if wait:
-        outcome = service.wait_for_run(settings, run_id)
+        from dagctl.cli_terminal import watch_run
+
+        outcome = watch_run(settings, run_id, plain_to_stderr=True)
         click.echo(f"run {run_id}: {outcome}", err=True)
         ctx.exit(EXIT_OK if outcome == "success" else EXIT_FAILED)
 
@@ -187,23 +206,46 @@ def trigger(
 @click.argument("dag")
 @click.argument("task")
 @param_option
-@click.option("--run-id", type=int, help="Use this run's params and logical date.")
+@click.option(
+    "--run-id",
+    type=int,
+    help="Use this run's params and logical date: from DAGCTL_PARAMS and DAGCTL_LOGICAL_DATE when"
+    " DAGCTL_RUN_ID and DAGCTL_DAG name this run (as in a kubernetes pod), else from the state database.",
+)
+@click.option(
+    "--attempt",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="The attempt number the task is told (DAGCTL_ATTEMPT).",
+)
 @click.pass_context
-def run(ctx: click.Context, dag: str, task: str, assignments: tuple[str, ...], run_id: int | None) -> None:
-    """Execute one TASK of DAG in the foreground; exit with the task's code."""
+def run(
+    ctx: click.Context, dag: str, task: str, assignments: tuple[str, ...], run_id: int | None, attempt: int
+) -> None:
+    """Execute one TASK of DAG in the foreground; exit with the task's code.
+
+    It records nothing: a kubernetes pod runs exactly this, and its scheduler records the
+    outcome from the pod's exit code and log."""
     from dagctl import service
     from dagctl.params import parse_assignments
+    from dagctl.runner import exit_status
 
-    outcome = service.run_task(_settings(ctx), dag, task, parse_assignments(assignments), run_id)
+    outcome = service.run_task(
+        _settings(ctx), dag, task, parse_assignments(assignments), run_id, attempt=attempt
+    )
     if outcome.status != "success":
         click.echo(f"dagctl: task {dag}/{task} failed: {outcome.error}", err=True)
-        code = outcome.exit_code if outcome.exit_code and outcome.exit_code > 0 else EXIT_FAILED
-        ctx.exit(code)
+        # The task's own code; 128+N when it died from signal N; 1 for other failures.
+        ctx.exit(exit_status(outcome))
 
 
 @cli.command()
 @click.option(
-    "--manager", default="worker", show_default=True, help="Task manager: worker, or a plug-in name."
+    "--manager",
+    default="worker",
+    show_default=True,
+    help="Task manager: worker, kubernetes (a pod per task), or a plug-in name.",
 )
 @click.option(
     "--concurrency",
@@ -259,25 +301,6 @@ def schedule(
             until_idle=until_idle,
         )
     )
-
-
-@cli.command()
-@click.argument("dag", required=False)
-@click.option("--run", "run_id", type=int, help="Show one run.")
-@click.option("--limit", type=click.IntRange(min=1), default=10, show_default=True)
-@output_option
-@click.pass_context
-def status(ctx: click.Context, dag: str | None, run_id: int | None, limit: int, output: str) -> None:
-    """Recent runs and the state of their tasks."""
-    from dagctl import service
-
-    runs = service.status(_settings(ctx), dag, run_id, limit)
-    if output == "json":
-        _print_json(runs)
-    else:
-        from dagctl.console import render_status
-
-        render_status(runs)
 
 
 @cli.group()
@@ -336,4 +359,8 @@ def main() -> NoReturn:
     sys.exit(result if isinstance(result, int) else EXIT_OK)
 
 
-__all__ = ["EXIT_USAGE", "cli", "main"]
+# The inspection and run-control commands live in their own module; importing it
+# registers them on `cli` (it needs the helpers above, hence the import at the end).
+from dagctl import cli_terminal  # noqa: E402
+
+__all__ = ["EXIT_USAGE", "cli", "cli_terminal", "main"]

@@ -1,12 +1,25 @@
-"""Terminal rendering: the only module that imports rich."""
+"""Terminal rendering: the only module that imports rich.
+
+Everything here takes the JSON-ready values the service layer returns, so what a
+person sees and what `-o json` prints come from the same data. Layouts are built for
+an 80-column terminal: long names are cut with an ellipsis, errors wrap on their own
+indented lines. Colour comes from rich, which turns it off when the output is not a
+terminal or NO_COLOR is set.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import textwrap
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.progress_bar import ProgressBar
 from rich.table import Table
+from rich.text import Text
 
 STATUS_STYLE = {
     "success": "green",
@@ -16,20 +29,38 @@ STATUS_STYLE = {
     "running": "cyan",
     "queued": "blue",
     "waiting": "magenta",
+    "pending": "dim",
+    "skipped": "dim",
 }
+STATUS_ICON = {
+    "success": "✓",
+    "failed": "✗",
+    "upstream_failed": "✗",
+    "cancelled": "-",
+    "skipped": "-",
+    "running": "*",
+    "queued": "·",
+    "waiting": "·",
+    "pending": " ",
+}
+MAX_LAYOUT_WIDTH = 100  # wider terminals get the same compact layout
+ERROR_LINES = 3  # an error's full text is in `status -o json` and `logs`
+
+# Fixed columns of a task line: "  ✓ " + task + "  " + status + "  " + try + "  " + took + "  " + exit
+_STATUS_W, _TRY_W, _TOOK_W, _EXIT_W = 15, 3, 7, 4
+_TASK_FIXED = 4 + 2 + _STATUS_W + 2 + _TRY_W + 2 + _TOOK_W + 2 + _EXIT_W
 
 
-def console() -> Console:
-    # rich already honours NO_COLOR and drops colour when stdout is not a terminal.
-    return Console(highlight=False)
+def console(stderr: bool = False) -> Console:
+    # rich already honours NO_COLOR and drops colour when the stream is not a terminal.
+    return Console(highlight=False, stderr=stderr)
 
 
-def _status(value: str) -> str:
-    style = STATUS_STYLE.get(value)
-    return f"[{style}]{value}[/]" if style else value
+def _style(status: str) -> str:
+    return STATUS_STYLE.get(status, "")
 
 
-def _duration(seconds: float | None) -> str:
+def duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
     if seconds < 60:
@@ -38,31 +69,306 @@ def _duration(seconds: float | None) -> str:
     return f"{minutes}m{secs:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
 
 
-def render_status(runs: Sequence[dict[str, Any]], out: Console | None = None) -> None:
+def when(iso: str | None) -> str:
+    """'2024-06-01T00:15:02.123456Z' -> '2024-06-01 00:15:02 UTC'."""
+    if not iso:
+        return "-"
+    return iso.replace("T", " ")[:19] + " UTC"
+
+
+def fit(text: str, width: int) -> str:
+    """Cut to `width` cells with an ellipsis."""
+    if len(text) <= width:
+        return text
+    return text[: max(0, width - 1)] + "…"
+
+
+def _width(out: Console) -> int:
+    return min(out.width, MAX_LAYOUT_WIDTH)
+
+
+def _wrap_parts(parts: Sequence[str], width: int, indent: str) -> list[str]:
+    """Join parts with ' · ', starting a new indented line instead of wrapping a part."""
+    lines: list[str] = []
+    current = ""
+    for part in parts:
+        candidate = f"{current} · {part}" if current else part
+        if current and len(indent) + len(candidate) > width:
+            lines.append(indent + current)
+            current = part
+        else:
+            current = candidate
+    if current:
+        lines.append(indent + current)
+    return [fit(line, width) for line in lines]
+
+
+# ---------------------------------------------------------------- status
+
+
+def run_block(run: Mapping[str, Any], width: int, pending: Sequence[str] = ()) -> list[Text]:
+    """One run as lines: a heading, a details line, the task table, errors indented
+    under their task. Every line fits `width` cells."""
+    lines: list[Text] = []
+    status = run["status"]
+    head = Text()
+    head.append(f"run {run['id']}", style="bold")
+    tail = f"  {status}  {duration(run['duration_s'])}"
+    head.append("  " + fit(run["dag"], max(8, width - len(head.plain) - 2 - len(tail))), style="bold")
+    head.append("  ")
+    head.append(status, style=_style(status))
+    head.append(f"  {duration(run['duration_s'])}")
+    lines.append(head)
+    details = [f"{run['kind']} by {run['creator']}", f"logical date {when(run['logical_date'])}"]
+    if run.get("error"):
+        details.append(str(run["error"]))
+    lines.extend(Text(line, style="dim") for line in _wrap_parts(details, width, "  "))
+    tasks = list(run["tasks"])
+    if not tasks and not pending:
+        lines.append(Text("  no task has started yet", style="dim"))
+        return lines
+    names = [t["task"] for t in tasks] + list(pending)
+    task_w = max(4, min(max(len(n) for n in names), width - _TASK_FIXED))
+    header = (
+        f"    {'TASK':<{task_w}}  {'STATUS':<{_STATUS_W}}  {'TRY':>{_TRY_W}}  "
+        f"{'TOOK':>{_TOOK_W}}  {'EXIT':>{_EXIT_W}}"
+    )
+    lines.append(Text(header, style="dim"))
+    for task in tasks:
+        lines.append(_task_line(task, task_w))
+        if _worth_showing(task) and task["error"] != run.get("error"):
+            for error_line in _error_lines(str(task["error"]), width):
+                lines.append(Text(error_line, style="red" if task["status"] == "failed" else "dim"))
+    for name in pending:
+        line = Text(f"  {STATUS_ICON['pending']} ")
+        line.append(f"{fit(name, task_w):<{task_w}}  ")
+        line.append("pending", style=_style("pending"))
+        lines.append(line)
+    return lines
+
+
+def _worth_showing(task: Mapping[str, Any]) -> bool:
+    """An error line adds something: not for successes, nor when it only repeats the
+    exit code or says that an input failed."""
+    error = task.get("error")
+    if not error or task["status"] in ("success", "running"):
+        return False
+    return error not in (f"exit code {task['exit_code']}", "an input failed")
+
+
+def _task_line(task: Mapping[str, Any], task_w: int) -> Text:
+    status = task["status"]
+    exit_code = "-" if task["exit_code"] is None else str(task["exit_code"])
+    line = Text("  ")
+    line.append(STATUS_ICON.get(status, "?"), style=_style(status))
+    line.append(f" {fit(task['task'], task_w):<{task_w}}  ")
+    line.append(f"{status:<{_STATUS_W}}", style=_style(status))
+    line.append(
+        f"  {task['attempt']:>{_TRY_W}}  {duration(task['duration_s']):>{_TOOK_W}}  {exit_code:>{_EXIT_W}}"
+    )
+    line.rstrip()
+    return line
+
+
+def _error_lines(error: str, width: int) -> list[str]:
+    indent = " " * 6
+    flat = " ".join(error.split())
+    wrapped = textwrap.wrap(flat, width - len(indent), break_long_words=True) or [""]
+    if len(wrapped) > ERROR_LINES:
+        wrapped = [
+            *wrapped[: ERROR_LINES - 1],
+            fit(" ".join(wrapped[ERROR_LINES - 1 :]), width - len(indent)),
+        ]
+    return [indent + line for line in wrapped]
+
+
+def render_status(runs: Sequence[Mapping[str, Any]], out: Console | None = None) -> None:
     out = out or console()
     if not runs:
-        out.print("no runs yet")
+        out.print("no runs yet (start one with dagctl trigger DAG)")
         return
-    for run in runs:
-        title = (
-            f"run {run['id']}  {run['dag']}  {_status(run['status'])}  "
-            f"{run['kind']} {run['logical_date'] or ''}  {_duration(run['duration_s'])}"
-        )
-        table = Table(title=title, title_justify="left", expand=False, box=None, pad_edge=False)
-        table.add_column("task", overflow="fold")
-        table.add_column("status")
-        table.add_column("try", justify="right")
-        table.add_column("took", justify="right")
-        table.add_column("exit", justify="right")
-        table.add_column("error", overflow="fold", max_width=30)
-        for task in run["tasks"]:
-            table.add_row(
-                task["task"],
-                _status(task["status"]),
-                str(task["attempt"]),
-                _duration(task["duration_s"]),
-                "-" if task["exit_code"] is None else str(task["exit_code"]),
-                task["error"] or "",
-            )
+    width = _width(out)
+    for index, run in enumerate(runs):
+        if index:
+            out.print()
+        for line in run_block(run, width):
+            out.print(line, no_wrap=True, overflow="ellipsis")
+
+
+# ---------------------------------------------------------------- live views
+
+
+def _progress(run: Mapping[str, Any], pending: Sequence[str], width: int) -> RenderableType:
+    total = len(run["tasks"]) + len(pending)
+    done = sum(
+        1
+        for t in run["tasks"]
+        if t["status"] in ("success", "failed", "upstream_failed", "skipped", "cancelled")
+    )
+    label = Text(f"  {done}/{total} tasks done", style="dim")
+    bar = ProgressBar(total=max(total, 1), completed=done, width=max(10, min(40, width - 24)))
+    grid = Table.grid(padding=(0, 1))
+    grid.add_row(Text("  "), bar, label)
+    return grid
+
+
+class LiveRun:
+    """A live view of one run that redraws in place (TTY only)."""
+
+    def __init__(self, out: Console) -> None:
+        self.out = out
+        self.live = Live(console=out, auto_refresh=False, transient=False)
+
+    def update(self, view: Mapping[str, Any]) -> None:
+        width = _width(self.out)
+        pending = view.get("pending", ())
+        renderables: list[RenderableType] = list(run_block(view, width, pending))
+        renderables.append(_progress(view, pending, width))
+        self.live.update(Group(*renderables), refresh=True)
+
+
+@contextmanager
+def live_run(out: Console | None = None) -> Iterator[LiveRun]:
+    view = LiveRun(out or console())
+    with view.live:
+        yield view
+
+
+def progress_lines(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> list[str]:
+    """Plain lines for what changed between two views of a run (no TTY)."""
+    stamp = datetime.now().strftime("%H:%M:%S")  # local wall time: this is for people
+    lines = []
+    run_line = None
+    if previous is None or previous["status"] != current["status"]:
+        run_line = f"{stamp} run {current['id']} {current['dag']}: {current['status']}"
+    if run_line and current["status"] in ("queued", "running"):
+        lines.append(run_line)
+        run_line = None
+    before = {t["task"]: (t["status"], t["attempt"]) for t in (previous or {}).get("tasks", ())}
+    for task in current["tasks"]:
+        if before.get(task["task"]) == (task["status"], task["attempt"]):
+            continue
+        detail = f"attempt {task['attempt']}"
+        if task["status"] not in ("queued", "running", "waiting"):
+            detail += f", {duration(task['duration_s'])}"
+        if task["exit_code"] is not None:
+            detail += f", exit {task['exit_code']}"
+        if task["error"] and task["status"] != "success":
+            detail += f": {' '.join(str(task['error']).split())}"
+        status = "waiting for its retry delay" if task["status"] == "waiting" else task["status"]
+        lines.append(f"{stamp} {task['task']}: {status} ({detail})")
+    if run_line:
+        lines.append(run_line)
+    return lines
+
+
+# ---------------------------------------------------------------- list
+
+
+def render_list(rows: Sequence[Mapping[str, Any]], out: Console | None = None) -> None:
+    out = out or console()
+    if not rows:
+        out.print("no DAGs (put one folder per DAG under --dags, with a workflow.yaml)")
+        return
+    table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), header_style="dim")
+    table.add_column("DAG", overflow="fold", max_width=22)
+    table.add_column("SCHEDULE", overflow="ellipsis", no_wrap=True, max_width=18)
+    table.add_column("NEXT RUN", no_wrap=True)
+    table.add_column("LAST RUN", no_wrap=True)
+    broken: list[Mapping[str, Any]] = []
+    for row in rows:
+        if row["broken"]:
+            broken.append(row)
+            continue
+        if table.row_count:
+            table.add_row()  # a blank line between two-line rows
+        name = Text(row["dag"], style="bold")
+        if row["paused"]:
+            name.append("\npaused", style="yellow")
+        schedule = Text(row["schedule"] or "manual", style="" if row["schedule"] else "dim")
+        if row["schedule"]:
+            schedule.append("\n" + row["timezone"], style="dim")
+        if row["next_run"]:
+            local = datetime.fromisoformat(row["next_run_local"])
+            next_run = Text(f"{local:%Y-%m-%d %H:%M} {row['next_run_tz']}")
+            if local.utcoffset():
+                next_run.append(f"\n{when(row['next_run'])[:16]} UTC", style="dim")
+        else:
+            next_run = Text("-", style="dim")
+        last = row["last_run"]
+        if last:
+            last_run = Text(f"#{last['id']} ")
+            last_run.append(last["status"], style=_style(last["status"]))
+            last_run.append(f"\n{when(last['logical_date'])[:16]}", style="dim")
+        else:
+            last_run = Text("never", style="dim")
+        table.add_row(name, schedule, next_run, last_run)
+    if table.row_count:
         out.print(table)
-        out.print()
+    width = _width(out)
+    for row in broken:
+        if table.row_count:
+            out.print()
+        line = Text(fit(row["dag"], width - 8), style="bold")
+        line.append("  broken", style="red")
+        out.print(line)
+        for reason_line in textwrap.wrap(row["reason"] or "", width - 2):
+            out.print(Text("  " + reason_line, style="dim"), no_wrap=True, overflow="ellipsis")
+
+
+# ---------------------------------------------------------------- insight
+
+
+def render_tree(dag_name: str, lines: Sequence[tuple[str, str, str]], out: Console | None = None) -> None:
+    out = out or console()
+    out.print(Text(dag_name, style="bold"))
+    for prefix, name, note in lines:
+        line = Text(prefix)
+        line.append(name)
+        if note:
+            line.append(f"  ({note})", style="dim")
+        out.print(line, no_wrap=True, overflow="ellipsis")
+
+
+def render_next(info: Mapping[str, Any], out: Console | None = None) -> None:
+    out = out or console()
+    title = Text(info["dag"], style="bold")
+    title.append(f"  {info['schedule']}  ({info['timezone']})", style="dim")
+    out.print(title)
+    if not info["slots"]:
+        out.print("  no upcoming slot: the schedule never fires again")
+        return
+    width = _width(out)
+    for slot in info["slots"]:
+        local = datetime.fromisoformat(slot["local"])
+        line = Text(f"  {local:%a %Y-%m-%d %H:%M} {slot['tz_abbreviation']:<6}")
+        line.append(f"  {when(slot['utc'])[:16]} UTC", style="dim")
+        out.print(line, no_wrap=True)
+        if slot["note"]:
+            for note_line in textwrap.wrap("DST: " + slot["note"], width - 6):
+                out.print(Text("      " + note_line, style="yellow"))
+
+
+_WHY_STYLE = {
+    "broken": "red",
+    "paused": "yellow",
+    "no_scheduler": "red",
+    "max_active_runs": "yellow",
+    "waiting_on_inputs": "magenta",
+    "retry_delay": "magenta",
+    "pool_full": "yellow",
+    "queued": "blue",
+    "running": "cyan",
+    "nothing_queued": "dim",
+}
+
+
+def render_why(info: Mapping[str, Any], out: Console | None = None) -> None:
+    out = out or console()
+    width = _width(out)
+    for reason in info["reasons"]:
+        wrapped = textwrap.wrap(reason["message"], width - 2) or [""]
+        style = _WHY_STYLE.get(reason["code"], "")
+        out.print(Text("• " + wrapped[0], style=style))
+        for rest in wrapped[1:]:
+            out.print(Text("  " + rest, style=style))

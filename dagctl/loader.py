@@ -7,18 +7,14 @@ cannot stop the others from being scheduled.
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import os
-import stat
-import textwrap
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from dagctl import cron, schemas
+from dagctl import cron
 from dagctl.errors import UsageError
 from dagctl.hints import did_you_mean
 from dagctl.model import (
@@ -40,8 +36,19 @@ from dagctl.model import (
     Task,
 )
 from dagctl.params import build_spec, value_error
-from dagctl.yamldoc import YamlDoc, YamlProblem
-from dagctl.yamldoc import load as load_yaml
+from dagctl.sources import (
+    HEADER_READERS,
+    Collector,
+    Invalid,
+    check_schema,
+    is_utf8,
+    mapping_or_problem,
+    parse_duration,
+    parse_yaml,
+    printable,
+    read_text,
+)
+from dagctl.yamldoc import YamlDoc
 
 MAX_YAML_BYTES = 1024 * 1024
 MAX_SCRIPT_BYTES = 4 * 1024 * 1024
@@ -49,250 +56,22 @@ _SKIPPED_DIRS = frozenset({"__pycache__", "node_modules"})
 _EXTENSION_OF = {"shell": ".sh", "python": ".py", "sql": ".sql"}
 
 
-class _Invalid(Exception):
-    """Stops loading one file; its problems are already recorded."""
-
-
-@dataclass
-class _Collector:
-    """Problems of one DAG (or of the root config), with paths shown relative to the tree."""
-
-    base: Path
-    dag: str | None
-    problems: list[Problem] = field(default_factory=list)
-
-    def shown(self, path: Path) -> str:
-        try:
-            text = str(path.relative_to(self.base.parent)) if self.base.parent != path else str(path)
-        except ValueError:
-            text = str(path)
-        return _printable(text)
-
-    def add(
-        self,
-        path: Path,
-        line: int | None,
-        message: str,
-        hint: str | None = None,
-        pointer: str | None = None,
-        severity: str = "error",
-    ) -> None:
-        self.problems.append(
-            Problem(
-                path=self.shown(path),
-                line=line,
-                message=message,
-                hint=hint,
-                pointer=pointer,
-                severity="warning" if severity == "warning" else "error",
-                dag=self.dag,
-            )
-        )
-
-    @property
-    def has_errors(self) -> bool:
-        return any(p.severity == "error" for p in self.problems)
-
-
-def _printable(text: str) -> str:
-    """A path as text that can be printed and stored: bytes of a file name that are not
-    UTF-8 (surrogate escapes in Python) are shown as \\xNN."""
-    if text.isascii():
-        return text
-    try:
-        return os.fsencode(text).decode("utf-8", "backslashreplace")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def _is_utf8(name: str) -> bool:
-    return _printable(name) == name
-
-
-# ---------------------------------------------------------------- reading files
-
-
-def _read_text(path: Path, limit: int, out: _Collector) -> str:
-    try:
-        info = path.stat()
-        if not stat.S_ISREG(info.st_mode):
-            out.add(path, None, "not a regular file", "replace it with a file")
-            raise _Invalid
-        if info.st_size > limit:
-            out.add(
-                path,
-                None,
-                f"file is {info.st_size:,} bytes, over the {limit:,}-byte limit",
-                "split it or move data out of the DAG folder",
-            )
-            raise _Invalid
-        raw = path.read_bytes()
-    except OSError as exc:
-        out.add(path, None, f"cannot read: {exc.strerror or exc}", "check the file and its permissions")
-        raise _Invalid from None
-    if b"\x00" in raw:
-        out.add(path, None, "binary file, not text", "remove it or give it another extension")
-        raise _Invalid
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        out.add(path, line, "not valid UTF-8 text", "save the file as UTF-8")
-        raise _Invalid from None
-
-
-def _parse_yaml(path: Path, text: str, out: _Collector, line_offset: int = 0) -> YamlDoc:
-    try:
-        return load_yaml(text, line_offset)
-    except YamlProblem as exc:
-        out.add(path, exc.line, exc.message, exc.hint)
-        raise _Invalid from None
-
-
-def _check_schema(path: Path, doc: YamlDoc, schema_name: str, out: _Collector) -> None:
-    for pointer, message, hint in schemas.problems(schema_name, doc.data):
-        out.add(path, doc.line_of(pointer), message, hint, pointer)
-
-
-_KIND_NAMES = {"str": "string", "int": "number", "float": "number", "bool": "boolean", "date": "date"}
-
-
-def _mapping_or_problem(path: Path, doc: YamlDoc, what: str, out: _Collector) -> Mapping[str, Any]:
-    if doc.data is None:
-        return {}
-    if not isinstance(doc.data, dict):
-        kind = _KIND_NAMES.get(type(doc.data).__name__, type(doc.data).__name__)
-        out.add(
-            path, doc.line_of(""), f"{what} must be a mapping of keys, not a {kind}", "write key: value lines"
-        )
-        raise _Invalid
-    return doc.data
-
-
-# ---------------------------------------------------------------- task headers
-
-
-@dataclass(frozen=True, slots=True)
-class _Header:
-    doc: YamlDoc | None
-    line: int
-
-
-def _shell_header(path: Path, text: str, out: _Collector) -> _Header:
-    lines = text.split("\n")
-    index = 1 if lines and lines[0].startswith("#!") else 0
-    # Blank lines before the header are allowed (as in .sql): a header that silently
-    # stopped counting would make a task with inputs a root that runs at once.
-    while index < len(lines) - 1 and not lines[index].strip():
-        index += 1
-    start = index
-    block: list[str] = []
-    while index < len(lines) and lines[index].startswith("#"):
-        body = lines[index][1:]
-        block.append(body[1:] if body.startswith(" ") else body)
-        index += 1
-    if not block:
-        return _Header(None, start + 1)
-    return _Header(_parse_yaml(path, "\n".join(block), out, line_offset=start), start + 1)
-
-
-def _sql_header(path: Path, text: str, out: _Collector) -> _Header:
-    stripped = text.lstrip()
-    if not stripped.startswith("/*"):
-        return _Header(None, 1)
-    begin = text.index("/*")
-    first_line = text.count("\n", 0, begin)
-    end = text.find("*/", begin + 2)
-    if end == -1:
-        out.add(path, first_line + 1, "unterminated /* header", "close the header with */")
-        raise _Invalid
-    body = textwrap.dedent(text[begin + 2 : end])
-    return _Header(_parse_yaml(path, body, out, line_offset=first_line), first_line + 1)
-
-
-def _python_header(path: Path, text: str, out: _Collector) -> _Header:
-    try:
-        tree = ast.parse(text, filename=str(path))
-    except SyntaxError as exc:
-        out.add(path, exc.lineno, f"Python syntax error: {exc.msg}", "fix the syntax")
-        raise _Invalid from None
-    except (ValueError, RecursionError, MemoryError) as exc:
-        out.add(path, None, f"cannot parse Python: {exc}", "fix the file")
-        raise _Invalid from None
-    if not any(_defines_run(node) for node in tree.body):
-        out.add(path, None, "no run(context) function", "define def run(context): at module level")
-    first = tree.body[0] if tree.body else None
-    if (
-        isinstance(first, ast.Expr)
-        and isinstance(first.value, ast.Constant)
-        and isinstance(first.value.value, str)
-    ):
-        body = textwrap.dedent(first.value.value)
-        return _Header(_parse_yaml(path, body, out, line_offset=first.lineno - 1), first.lineno)
-    return _Header(None, 1)
-
-
-def _defines_run(node: ast.stmt) -> bool:
-    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-        return node.name == "run"
-    if isinstance(node, ast.Assign):
-        return any(isinstance(t, ast.Name) and t.id == "run" for t in node.targets)
-    if isinstance(node, ast.ImportFrom):
-        return any((alias.asname or alias.name) == "run" for alias in node.names)
-    return False
-
-
-def _yaml_task_header(path: Path, text: str, out: _Collector) -> _Header:
-    return _Header(_parse_yaml(path, text, out), 1)
-
-
-_HEADER_READERS = {
-    ".sh": _shell_header,
-    ".sql": _sql_header,
-    ".py": _python_header,
-    ".yaml": _yaml_task_header,
-    ".yml": _yaml_task_header,
-}
-
-
-def parse_duration(value: Any) -> float:
-    """Seconds from a number or a string like '90s', '5m', '1h30m', '250ms'."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-    total = 0.0
-    number = ""
-    text = str(value).replace(" ", "")
-    index = 0
-    while index < len(text):
-        char = text[index]
-        if char.isdigit() or char == ".":
-            number += char
-            index += 1
-            continue
-        unit = "ms" if text.startswith("ms", index) else char
-        total += float(number) * units[unit]
-        number = ""
-        index += len(unit)
-    return total
-
-
-def _load_task(path: Path, out: _Collector, hasher: Any) -> Task | None:
+def _load_task(path: Path, out: Collector, hasher: Any) -> Task | None:
     suffix = path.suffix
     limit = MAX_YAML_BYTES if suffix in (".yaml", ".yml") else MAX_SCRIPT_BYTES
     try:
-        text = _read_text(path, limit, out)
+        text = read_text(path, limit, out)
         hasher.update(os.fsencode(path.name) + b"\0" + text.encode())
-        header = _HEADER_READERS[suffix](path, text, out)
+        header = HEADER_READERS[suffix](path, text, out)
         if header.doc is None:
             spec: Mapping[str, Any] = {}
         else:
-            spec = _mapping_or_problem(path, header.doc, "the task header", out)
+            spec = mapping_or_problem(path, header.doc, "the task header", out)
             if not spec and suffix in (".yaml", ".yml"):
                 out.add(path, 1, "empty task file", "add type: no_op or type: command")
                 return None
-            _check_schema(path, header.doc, "task", out)
-    except _Invalid:
+            check_schema(path, header.doc, "task", out)
+    except Invalid:
         return None
 
     def line_of(pointer: str) -> int | None:
@@ -394,7 +173,7 @@ def _dag_files(dag_dir: Path) -> tuple[list[Path], list[Path]]:
     return tasks, ignored
 
 
-def _load_params(path: Path, doc: YamlDoc, raw: Any, out: _Collector) -> dict[str, ParamSpec]:
+def _load_params(path: Path, doc: YamlDoc, raw: Any, out: Collector) -> dict[str, ParamSpec]:
     specs: dict[str, ParamSpec] = {}
     if not isinstance(raw, dict):
         return specs
@@ -422,7 +201,7 @@ def _article(word: str) -> str:
     return "an" if word[:1] in "aeiou" else "a"
 
 
-def _check_schedule(path: Path, doc: YamlDoc, data: Mapping[str, Any], out: _Collector) -> None:
+def _check_schedule(path: Path, doc: YamlDoc, data: Mapping[str, Any], out: Collector) -> None:
     schedule = data.get("schedule")
     if isinstance(schedule, str):
         problem = cron.check_expression(schedule)
@@ -474,14 +253,14 @@ def load_dag(
     loaded and the names of all task files (kept even when the DAG is broken, so other DAGs'
     cross-DAG inputs can be checked), and the ignored files."""
     name = dag_dir.name
-    out = _Collector(base=base, dag=name)
+    out = Collector(base=base, dag=name)
     workflow = dag_dir / WORKFLOW_FILE
     try:
         task_paths, ignored = _dag_files(dag_dir)
     except OSError as exc:
         out.add(dag_dir, None, f"cannot list the DAG folder: {exc.strerror or exc}")
         return BrokenDag(name, dag_dir, tuple(out.problems)), out.problems, {}, (), []
-    for path in [p for p in task_paths if not _is_utf8(p.name)]:
+    for path in [p for p in task_paths if not is_utf8(p.name)]:
         # Task names end up in the state database and in every message: they must be text.
         out.add(path, None, "the file name is not valid UTF-8", "rename the file")
         task_paths.remove(path)
@@ -500,16 +279,16 @@ def load_dag(
         )
     else:
         try:
-            text = _read_text(workflow, MAX_YAML_BYTES, out)
+            text = read_text(workflow, MAX_YAML_BYTES, out)
             hasher.update(text.encode())
-            doc = _parse_yaml(workflow, text, out)
+            doc = parse_yaml(workflow, text, out)
             if doc.data is None:
                 out.add(workflow, 1, f"empty {WORKFLOW_FILE}", "add at least description: ...")
-                raise _Invalid
-            data = _mapping_or_problem(workflow, doc, WORKFLOW_FILE, out)
-            _check_schema(workflow, doc, "workflow", out)
+                raise Invalid
+            data = mapping_or_problem(workflow, doc, WORKFLOW_FILE, out)
+            check_schema(workflow, doc, "workflow", out)
             _check_schedule(workflow, doc, data, out)
-        except _Invalid:
+        except Invalid:
             data = {}
     params = _load_params(workflow, doc, data.get("params"), out) if doc else {}
     if doc and isinstance(data.get("schedule"), str):
@@ -567,11 +346,11 @@ def load_dag(
 def _header_line(task: Task, pointer: str) -> int:
     """File line of a field of a task's header, e.g. /inputs/1. Only problems need it, so
     the header is read again here instead of keeping every parsed header around."""
-    scratch = _Collector(base=task.path, dag=None)
+    scratch = Collector(base=task.path, dag=None)
     try:
-        text = _read_text(task.path, MAX_SCRIPT_BYTES, scratch)
-        header = _HEADER_READERS[task.path.suffix](task.path, text, scratch)
-    except (_Invalid, KeyError):
+        text = read_text(task.path, MAX_SCRIPT_BYTES, scratch)
+        header = HEADER_READERS[task.path.suffix](task.path, text, scratch)
+    except (Invalid, KeyError):
         return task.line
     line = header.doc.line_of(pointer) if header.doc is not None else None
     return line or task.line
@@ -581,7 +360,7 @@ def _input_pointer(task: Task, upstream: str) -> str:
     return f"/inputs/{task.inputs.index(upstream)}" if upstream in task.inputs else "/inputs"
 
 
-def _check_inputs(dag_name: str, tasks: Mapping[str, Task], out: _Collector) -> None:
+def _check_inputs(dag_name: str, tasks: Mapping[str, Task], out: Collector) -> None:
     for task in tasks.values():
         for upstream in task.local_inputs:
             pointer = _input_pointer(task, upstream)
@@ -611,7 +390,7 @@ def _check_inputs(dag_name: str, tasks: Mapping[str, Task], out: _Collector) -> 
         )
 
 
-def _check_connections(tasks: Mapping[str, Task], config: RootConfig, out: _Collector) -> None:
+def _check_connections(tasks: Mapping[str, Task], config: RootConfig, out: Collector) -> None:
     for task in tasks.values():
         if task.connection and task.connection not in config.connections:
             hint = did_you_mean(task.connection, config.connections) or (
@@ -658,17 +437,17 @@ def _find_cycles(graph: Mapping[str, Iterable[str]]) -> list[list[str]]:
 
 def load_root_config(root: Path, base: Path) -> tuple[RootConfig, list[Problem]]:
     path = root / ROOT_CONFIG_FILE
-    out = _Collector(base=base, dag=None)
+    out = Collector(base=base, dag=None)
     if not path.exists():
         return RootConfig(), []
     try:
-        text = _read_text(path, MAX_YAML_BYTES, out)
-        doc = _parse_yaml(path, text, out)
-        data = _mapping_or_problem(path, doc, ROOT_CONFIG_FILE, out)
-        _check_schema(path, doc, "config", out)
+        text = read_text(path, MAX_YAML_BYTES, out)
+        doc = parse_yaml(path, text, out)
+        data = mapping_or_problem(path, doc, ROOT_CONFIG_FILE, out)
+        check_schema(path, doc, "config", out)
         if isinstance(data.get("defaults"), dict):
             _check_schedule(path, doc, data["defaults"], out)
-    except _Invalid:
+    except Invalid:
         return RootConfig(path=path), out.problems
     if out.has_errors:
         return RootConfig(path=path), out.problems
@@ -709,9 +488,7 @@ def known_task_types() -> frozenset[str]:
     return task_type_names()
 
 
-_LoadResult = tuple[
-    "Dag | BrokenDag", list[Problem], Mapping[str, Task], tuple[str, ...], list[Path]
-]
+_LoadResult = tuple["Dag | BrokenDag", list[Problem], Mapping[str, Task], tuple[str, ...], list[Path]]
 
 
 def _signature(path: Path) -> tuple[tuple[str, int, int], ...]:
@@ -780,10 +557,10 @@ def load_tree(root: Path | str, cache: dict[Path, tuple[Any, _LoadResult]] | Non
                     continue
     base = root if not _is_dag_dir(root) else root.parent
     config, problems = load_root_config(config_root, base)
-    for dag_dir in [d for d in dag_dirs if not _is_utf8(d.name)]:
+    for dag_dir in [d for d in dag_dirs if not is_utf8(d.name)]:
         # A DAG name is a key in the state database and in every message: it must be text.
         dag_dirs.remove(dag_dir)
-        _Collector(base=base, dag=None, problems=problems).add(
+        Collector(base=base, dag=None, problems=problems).add(
             dag_dir, None, "the folder name is not valid UTF-8", "rename the folder"
         )
     config_broken = any(p.severity == "error" for p in problems)
@@ -813,7 +590,7 @@ def load_tree(root: Path | str, cache: dict[Path, tuple[Any, _LoadResult]] | Non
         per_dag[dag_dir.name] = list(dag_problems)
         loaded_tasks[dag_dir.name] = tasks
         task_names[dag_dir.name] = names
-        ignored.extend(_printable(str(p)) for p in skipped)
+        ignored.extend(printable(str(p)) for p in skipped)
         if isinstance(result, Dag):
             dags[result.name] = result
         else:
@@ -854,7 +631,7 @@ def _check_external_inputs(
 ) -> None:
     edges: dict[str, list[str]] = {}
     for dag_name, tasks in dags.items():
-        out = _Collector(base=base, dag=dag_name)
+        out = Collector(base=base, dag=dag_name)
         for task in tasks.values():
             node = f"{dag_name}:{task.name}"
             edges.setdefault(node, []).extend(f"{dag_name}:{i}" for i in task.local_inputs)
@@ -892,7 +669,7 @@ def _check_external_inputs(
         task = dags[dag_name][task_name]
         upstream_dag, _, upstream_task = cycle[1].partition(":")
         pointer = _input_pointer(task, upstream_task if upstream_dag == dag_name else cycle[1])
-        out = _Collector(base=base, dag=dag_name)
+        out = Collector(base=base, dag=dag_name)
         out.add(
             task.path,
             _header_line(task, pointer),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import select
 import signal
@@ -25,9 +26,9 @@ from typing import Any
 
 from dagctl import planner
 from dagctl.cron import utcnow
-from dagctl.errors import EXIT_DATABASE, EXIT_OK, DatabaseError
+from dagctl.errors import EXIT_DATABASE, EXIT_OK, DagctlError, DatabaseError
 from dagctl.loader import DagCache
-from dagctl.managers.base import Attempt, Manager, Outcome, TaskContext
+from dagctl.managers.base import AdoptingManager, Attempt, Manager, Outcome, TaskContext
 from dagctl.model import Dag
 from dagctl.store import ClaimedAttempt, FinishedAttempt, Store
 
@@ -75,6 +76,8 @@ class _Timers:
     next_lease: float = 0.0
     next_log_flush: float = 0.0
     outage_since: float | None = None
+    # Monotonic time by which every lease we hold has surely been renewed, or is gone.
+    leases_valid_until: float | None = None
 
 
 @dataclass
@@ -99,12 +102,19 @@ class Scheduler:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._listener: Any = None
+        self._adopter = self.manager if isinstance(self.manager, AdoptingManager) else None
         self._progress = False
+        self._fenced: set[int] = set()
+        self._log_problems: dict[int, str] = {}
+        self._broken: dict[str, str] = {}
+        self._load_problem: str | None = None
 
     # ------------------------------------------------------------ the loop
 
     def run(self) -> int:
         self.store.register_scheduler(self.owner, self.manager.name, self.clock())
+        if self._adopter is not None:
+            self._adopter.bind(self.owner, self.store.url)
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         log.info(
             "scheduler %s started: manager=%s concurrency=%d",
@@ -116,6 +126,7 @@ class Scheduler:
         try:
             while self._stop_signal is None:
                 ok = self._guarded_iteration()
+                self._fence()
                 if not ok and self._outage_too_long():
                     log.error("state database unreachable for over %.0f s: stopping", self.options.max_outage)
                     code = EXIT_DATABASE
@@ -151,7 +162,34 @@ class Scheduler:
         if self._timers.outage_since is None:
             self._timers.outage_since = time.monotonic()
             log.warning("iteration abandoned, will retry: %s", reason)
-        self._listener = None
+        self._drop_listener()
+
+    def _fence_at(self) -> float | None:
+        """When our running attempts must be stopped because their leases could not be
+        renewed: at four fifths of the lease, so that they are dead (SIGTERM, then SIGKILL
+        after the kill grace) before another scheduler may reap and retry them. Never for
+        a manager that adopts attempts (pods): those are taken over, not run again."""
+        if self._adopter is not None or self._timers.leases_valid_until is None:
+            return None
+        if not self._inflight.keys() - self._fenced:
+            return None
+        return self._timers.leases_valid_until - self.options.lease_seconds / 5
+
+    def _fence(self) -> None:
+        fence_at = self._fence_at()
+        if fence_at is None or time.monotonic() < fence_at:
+            return
+        doomed = [i for i in self._inflight if i not in self._fenced]
+        if doomed:
+            log.error(
+                "could not renew the leases of %d running attempt(s) for %.0f s: stopping them,"
+                " another scheduler will retry them",
+                len(doomed),
+                self.options.lease_seconds * 4 / 5,
+            )
+        for task_run_id in doomed:
+            self._fenced.add(task_run_id)
+            self.manager.cancel(task_run_id, "stopped: its lease could not be renewed (database unreachable)")
 
     def _outage_too_long(self) -> bool:
         since = self._timers.outage_since
@@ -160,13 +198,51 @@ class Scheduler:
     def iterate(self, now: datetime) -> None:
         """One pass. Any database error abandons it whole; the next pass starts afresh."""
         self._poll_manager()
-        self._record_finished(now)
+        self._record_finished(now, advancing=True)
         self._sync_definitions(now)
         self._create_due_runs(now)
-        self._advance(now)
         self._keep_leases(now)
-        self._claim_and_launch(now)
+        self._launch_all(self._advance_and_claim())
         self._flush_logs(now)
+
+    def _advance_and_claim(self) -> list[ClaimedAttempt]:
+        """Stop cancelled attempts, advance runs and claim ready attempts in ONE
+        transaction: a task run is claimed in the commit that creates it, so the hop from
+        a task to the next costs two commits (finish, then this). Nothing claimed starts
+        before this has committed."""
+        free = self.options.concurrency - self.manager.running()
+        claimed: list[ClaimedAttempt] = []
+        with self.store.transaction():
+            self._stop_cancelled()
+            plan = self._advance()
+            if free > 0:
+                # started_at: when claimed, not when the pass began.
+                claimed = self.store.claim(self.owner, free, self.options.lease_seconds, self.clock())
+            queued = {(t.dag_run_id, t.task_name) for t in plan.new_task_runs if t.status == "queued"}
+            if queued and queued <= {(c.dag_run_id, c.task_name) for c in claimed}:
+                self.store.keep_news()  # we took every task run we queued: nobody else to wake
+        self._advanced(plan)
+        return claimed
+
+    def _launch_all(self, claimed: list[ClaimedAttempt]) -> None:
+        for item in claimed:
+            self._launch(item)
+        if claimed:
+            self._poll_manager()  # no_op attempts, and those that could not start, ended already
+        if self._unrecorded:
+            # Record them and advance their runs in another pass, at once: nothing else
+            # would wake us for their successors.
+            self._progress = True
+
+    def _stop_cancelled(self) -> None:
+        """`dagctl cancel` marks a run cancelled in the database; stop our attempts of such
+        runs (one query, only while attempts are in flight). Their ends are recorded as
+        cancelled, without retry, by the store."""
+        if not self._inflight:
+            return
+        for task_run_id in self.store.cancelled_attempts(self.owner):
+            if task_run_id in self._inflight:
+                self.manager.cancel(task_run_id, "cancelled by dagctl cancel")
 
     # ------------------------------------------------------------ steps
 
@@ -175,10 +251,22 @@ class Scheduler:
         if clock < self._timers.next_reload:
             return
         self._timers.next_reload = clock + self.options.reload_interval
-        tree = self._cache.load()
+        try:
+            tree = self._cache.load()
+        except DagctlError as exc:  # the folder is gone or unreadable: keep what we had
+            if self._load_problem != str(exc):
+                log.error("cannot reload the DAGs, keeping the last good definitions: %s", exc)
+            self._load_problem = str(exc)
+            return
+        self._load_problem = None
         self.dags = dict(tree.dags)
-        for name, broken in tree.broken.items():
-            log.warning("DAG %s is broken and will not be scheduled: %s", name, broken.reason)
+        broken = {name: b.reason for name, b in tree.broken.items()}
+        for name, reason in broken.items():
+            if self._broken.get(name) != reason:  # once per problem, not at every reload
+                log.warning("DAG %s is broken and will not be scheduled: %s", name, reason)
+        for name in self._broken.keys() - broken.keys():
+            log.info("DAG %s is no longer broken", name)
+        self._broken = broken
         states = self.store.sync_dags({name: d.fingerprint for name, d in self.dags.items()}, now)
         self._next_due = {}
         for name, dag in self.dags.items():
@@ -218,11 +306,15 @@ class Scheduler:
             if created:
                 log.info("created %d scheduled run(s)", created)
 
-    def _advance(self, now: datetime) -> None:
+    def _advance(self) -> planner.AdvancePlan:
         def decide(paused: Any, runs: Any, attempts: Any, external: Any) -> planner.AdvancePlan:
             return planner.plan_advance(self.dags, paused, runs, attempts, external)
 
-        plan = self.store.advance(decide, now)
+        # Stamped when it happens (runs started or ended), not when the pass began.
+        return self.store.advance(decide, self.clock())
+
+    def _advanced(self, plan: planner.AdvancePlan) -> None:
+        """After the advance committed."""
         if plan.finish_runs:
             # A finished run frees a max_active_runs slot for a queued one.
             self._progress = True
@@ -233,8 +325,11 @@ class Scheduler:
         clock = time.monotonic()
         if clock < self._timers.next_lease:
             return
-        self._timers.next_lease = clock + self.options.lease_seconds / 3
         self.store.renew_leases(self.owner, self.options.lease_seconds)
+        # Measured from before the renewal was sent: never later than the database's expiry.
+        self._timers.leases_valid_until = clock + self.options.lease_seconds
+        self._timers.next_lease = clock + self.options.lease_seconds / 3
+        self._adopt(now)
         lost = self.store.reap_expired(self._retry_policy, now)
         for attempt in lost:
             log.warning(
@@ -248,39 +343,52 @@ class Scheduler:
         dag = self.dags.get(dag_name)
         return planner.retry_delay(dag, task_name, attempt) if dag else None
 
-    def _claim_and_launch(self, now: datetime) -> None:
-        free = self.options.concurrency - self.manager.running()
-        if free <= 0:
-            return
-        claimed = self.store.claim(self.owner, free, self.options.lease_seconds, now)
-        for item in claimed:
-            dag = self.dags.get(item.dag_name)
-            task = dag.tasks.get(item.task_name) if dag else None
-            self._inflight[item.task_run_id] = item
-            if dag is None or task is None:
-                self._unrecorded.append(
-                    self._finished(
-                        Outcome(
-                            item.task_run_id,
-                            "failed",
-                            error=f"{item.dag_name}/{item.task_name} is missing or broken on this host",
-                        )
+    def _launch(self, item: ClaimedAttempt) -> None:
+        dag = self.dags.get(item.dag_name)
+        task = dag.tasks.get(item.task_name) if dag else None
+        self._inflight[item.task_run_id] = item
+        if dag is None or task is None:
+            self._unrecorded.append(
+                self._finished(
+                    Outcome(
+                        item.task_run_id,
+                        "failed",
+                        error=f"{item.dag_name}/{item.task_name} is missing or broken on this host",
                     )
                 )
-                continue
-            context = TaskContext(
-                dag=dag.name,
-                task=task.name,
-                run_id=item.dag_run_id,
-                attempt=item.attempt,
-                logical_date=item.logical_date,
-                params=item.params,
-                secret_params=dag.secret_params,
             )
-            self.manager.launch(Attempt(item.task_run_id, dag, task, context))
-        if claimed:
-            self._poll_manager()
-            self._record_finished(now)
+            return
+        context = TaskContext(
+            dag=dag.name,
+            task=task.name,
+            run_id=item.dag_run_id,
+            attempt=item.attempt,
+            logical_date=item.logical_date,
+            params=item.params,
+            secret_params=dag.secret_params,
+        )
+        self.manager.launch(Attempt(item.task_run_id, dag, task, context))
+
+    def _adopt(self, now: datetime) -> None:
+        """Take over the attempts a dead scheduler left running outside (pods), instead
+        of letting the reaper fail them as lost: each lease expires first, so a live
+        owner never loses one. Attempts that ended meanwhile get their remains cleaned."""
+        if self._adopter is None:
+            return
+        found = self._adopter.found(self.dags)
+        if not found:
+            return
+        result = self.store.adopt(self.owner, found, self.options.lease_seconds, now)
+        if result.ended:
+            self._adopter.discard(result.ended)
+        for item in result.adopted:
+            log.warning(
+                "adopting attempt %d of %s/%s: its scheduler is gone, its task still runs",
+                item.attempt,
+                item.dag_name,
+                item.task_name,
+            )
+            self._launch(item)
 
     def _poll_manager(self) -> None:
         result = self.manager.poll()
@@ -290,6 +398,8 @@ class Scheduler:
 
     def _finished(self, outcome: Outcome) -> FinishedAttempt:
         item = self._inflight.pop(outcome.task_run_id, None)
+        self._fenced.discard(outcome.task_run_id)
+        log_problem = self._log_problems.pop(outcome.task_run_id, None)
         retry_after = None
         if outcome.status == "failed" and item is not None:
             retry_after = self._retry_policy(item.dag_name, item.task_name, item.attempt)
@@ -297,13 +407,16 @@ class Scheduler:
             task_run_id=outcome.task_run_id,
             status=outcome.status,
             exit_code=outcome.exit_code,
-            error=outcome.error,
+            error="; ".join(e for e in (outcome.error, log_problem) if e) or None,
             retry_after=retry_after,
             log=outcome.log,
             log_truncated_bytes=outcome.log_truncated_bytes,
+            ended_at=self.clock(),
         )
 
-    def _record_finished(self, now: datetime) -> None:
+    def _record_finished(self, now: datetime, *, advancing: bool = False) -> None:
+        """Record the attempts that ended. `advancing`: this pass advances their runs
+        next, so the other schedulers need not be woken for them."""
         if not self._unrecorded and not self._log_chunks:
             return
         now = self.clock()  # when it ended, not when the iteration began
@@ -311,12 +424,16 @@ class Scheduler:
         self._flush_logs(now, force=True)
         pending, self._unrecorded = self._unrecorded, []
         try:
-            if self.store.finish(self.owner, pending, now):
-                self._progress = True
+            recorded = self.store.finish(self.owner, pending, now, wake_others=not advancing)
         except BaseException:
             # Keep them: they are recorded once the database is back (nothing is lost).
             self._unrecorded = pending + self._unrecorded
             raise
+        if self._adopter is not None and recorded == len(pending):
+            # Committed: what is left of these attempts (finished pods) may go now. If
+            # some were not ours any more (adopted by another scheduler while we
+            # stalled), the adopters' sweep sorts the pods out instead.
+            self._adopter.discard([item.task_run_id for item in pending])
 
     def _flush_logs(self, now: datetime, force: bool = False) -> None:
         clock = time.monotonic()
@@ -325,10 +442,15 @@ class Scheduler:
         self._timers.next_log_flush = clock + LOG_FLUSH_INTERVAL_S
         chunks, self._log_chunks = self._log_chunks, []
         try:
-            self.store.append_logs(chunks, now)
+            failed = self.store.append_logs(chunks, now)
         except BaseException:
             self._log_chunks = chunks + self._log_chunks
             raise
+        for task_run_id, problem in failed.items():
+            # Dropped, not retried: the attempt goes on, and its record will say so.
+            if task_run_id not in self._log_problems:
+                log.warning("could not store the output of task run %d: %s", task_run_id, problem)
+            self._log_problems[task_run_id] = problem
 
     def _idle(self) -> bool:
         return (
@@ -341,9 +463,14 @@ class Scheduler:
     # ------------------------------------------------------------ waiting
 
     def _wait_timeout(self, last_ok: bool) -> float:
+        # Wake in time to renew our leases (whatever the poll interval), or to stop our
+        # attempts when they could not be renewed.
+        now = time.monotonic()
+        fence_at = self._fence_at()
+        until_fence = math.inf if fence_at is None else max(0.0, fence_at - now)
         if not last_ok:
-            return min(5.0, self.options.poll_interval * 2)
-        timeout = self.options.poll_interval
+            return min(5.0, self.options.poll_interval * 2, until_fence)
+        timeout = min(self.options.poll_interval, max(0.0, self._timers.next_lease - now), until_fence)
         wakeup = self.manager.next_wakeup()
         if wakeup is not None:
             timeout = min(timeout, wakeup)
@@ -353,21 +480,51 @@ class Scheduler:
         return timeout
 
     def _wait(self, timeout: float) -> None:
-        poller = select.poll()
-        fds = [self._wake_r, *self.manager.wait_fds()]
-        listener = self._ensure_listener()
+        """Sleep until there is something to do: an attempt ended, another process's
+        NOTIFY, a signal, or the timeout. Output of running tasks (kept for their logs)
+        and our own NOTIFYs (sent for the others) are taken in without a whole pass."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        self._ensure_listener()
+        while True:
+            listener, listener_fd = self._listener, None
+            if listener is not None:
+                try:
+                    listener_fd = listener.fileno()
+                except Exception:  # closed under us (the server went away)
+                    self._drop_listener()
+                    listener = None
+            task_fds = set(self.manager.wait_fds())
+            poller = select.poll()
+            for fd in (self._wake_r, *task_fds, *([] if listener_fd is None else [listener_fd])):
+                poller.register(fd, select.POLLIN)
+            events: list[tuple[int, int]] = []
+            with contextlib.suppress(InterruptedError):
+                events = poller.poll(max(0.0, deadline - time.monotonic()) * 1000)
+            self._drain_wake_pipe()
+            foreign = False
+            if listener is not None:
+                try:
+                    foreign = listener.drain()
+                except Exception:  # the NOTIFY connection broke: reconnect on the next wait
+                    self._drop_listener()
+                    return
+            fired = {fd for fd, _ in events}
+            if (
+                foreign
+                or self._wake_r in fired
+                or self._stop_signal is not None
+                or time.monotonic() >= deadline
+            ):
+                return
+            if fired & task_fds:
+                self._poll_manager()
+                if self._unrecorded or (self._log_chunks and time.monotonic() >= self._timers.next_log_flush):
+                    return
+
+    def _drop_listener(self) -> None:
+        listener, self._listener = self._listener, None
         if listener is not None:
-            fds.append(listener.fileno())
-        for fd in fds:
-            poller.register(fd, select.POLLIN)
-        with contextlib.suppress(InterruptedError):
-            poller.poll(max(0.0, timeout) * 1000)
-        self._drain_wake_pipe()
-        if listener is not None:
-            try:
-                listener.drain()
-            except Exception:  # the NOTIFY connection broke: reconnect on the next wait
-                self._listener = None
+            listener.close()
 
     def _ensure_listener(self) -> Any:
         if self._listener is None and self.store.is_postgres:

@@ -77,7 +77,7 @@ def wait_for_run(settings: Settings, run_id: int, interval: float = 0.2) -> str:
         while True:
             status = store.run_status(run_id)
             if status is None:
-                raise UsageError(f"no run {run_id}")
+                raise UsageError(f"no run {run_id}", "run dagctl status to see recent runs")
             if status in ("success", "failed", "cancelled"):
                 return status
             time.sleep(interval)
@@ -86,9 +86,18 @@ def wait_for_run(settings: Settings, run_id: int, interval: float = 0.2) -> str:
 
 
 def run_task(
-    settings: Settings, dag_name: str, task_name: str, given: Mapping[str, Any], run_id: int | None
+    settings: Settings,
+    dag_name: str,
+    task_name: str,
+    given: Mapping[str, Any],
+    run_id: int | None,
+    *,
+    attempt: int = 1,
 ) -> Outcome:
-    """Execute one task in the foreground, outside the scheduler."""
+    """Execute one task in the foreground, outside the scheduler. With `run_id`, the run's
+    params and logical date come from the environment when it carries them for this
+    very run (`run_from_env`: a kubernetes pod, which has no state database), else from
+    the state database."""
     from dagctl.hints import did_you_mean
     from dagctl.managers.base import TaskContext
     from dagctl.runner import run_foreground
@@ -102,7 +111,11 @@ def run_task(
         )
     logical_date = utcnow()
     params_given = dict(given)
-    if run_id is not None:
+    from_env = run_from_env(dag.name, run_id) if run_id is not None else None
+    if from_env is not None:
+        logical_date, run_params = from_env
+        params_given = {**run_params, **params_given}
+    elif run_id is not None:
         store = open_store(settings, migrate=False)
         try:
             rows = store.runs(run_id=run_id, limit=1)
@@ -117,12 +130,38 @@ def run_task(
         dag=dag.name,
         task=task.name,
         run_id=run_id,
-        attempt=1,
+        attempt=attempt,
         logical_date=logical_date,
         params=params,
         secret_params=dag.secret_params,
     )
     return run_foreground(dag, task, context)
+
+
+def run_from_env(dag_name: str, run_id: int) -> tuple[datetime, dict[str, Any]] | None:
+    """The logical date (naive UTC, as stored) and params of run `run_id` from
+    DAGCTL_LOGICAL_DATE and DAGCTL_PARAMS, when DAGCTL_RUN_ID and DAGCTL_DAG say they
+    describe this run of this DAG (so a task calling `dagctl run` for another run never
+    picks up its own); None otherwise."""
+    import os
+    from datetime import timezone
+
+    env = os.environ
+    if env.get("DAGCTL_RUN_ID") != str(run_id) or env.get("DAGCTL_DAG") != dag_name:
+        return None
+    raw_params, raw_date = env.get("DAGCTL_PARAMS"), env.get("DAGCTL_LOGICAL_DATE")
+    if raw_params is None or not raw_date:
+        return None
+    try:
+        params = json.loads(raw_params)
+        logical_date = datetime.fromisoformat(raw_date)
+    except ValueError as exc:
+        raise UsageError(f"cannot read run {run_id} from DAGCTL_PARAMS/DAGCTL_LOGICAL_DATE: {exc}") from None
+    if not isinstance(params, dict):
+        raise UsageError("DAGCTL_PARAMS must hold a JSON object")
+    if logical_date.tzinfo is not None:
+        logical_date = logical_date.astimezone(timezone.utc).replace(tzinfo=None)
+    return logical_date, params
 
 
 def schedule(settings: Settings, manager_name: str, **options: Any) -> int:
@@ -162,7 +201,7 @@ def status(settings: Settings, dag_name: str | None, run_id: int | None, limit: 
     finally:
         store.close()
     if run_id is not None and not runs:
-        raise UsageError(f"no run {run_id}")
+        raise UsageError(f"no run {run_id}", "run dagctl status to see recent runs")
     by_run: dict[int, list[dict[str, Any]]] = {}
     for attempt in attempts:
         by_run.setdefault(attempt["dag_run_id"], []).append(attempt)
@@ -190,6 +229,7 @@ def _run_json(run: Mapping[str, Any], attempts: list[dict[str, Any]]) -> dict[st
         "kind": run["kind"],
         "creator": run["creator"],
         "status": run["status"],
+        "error": run["error"],
         "logical_date": _iso(run["logical_date"]),
         "created_at": _iso(run["created_at"]),
         "started_at": _iso(run["started_at"]),

@@ -7,10 +7,12 @@ returning an object that implements `dagctl.managers.base.Manager`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from dagctl.errors import UsageError
 from dagctl.managers.base import Manager
+from dagctl.model import Dag, Problem
 
 
 def _worker(concurrency: int | None) -> Manager:
@@ -19,8 +21,15 @@ def _worker(concurrency: int | None) -> Manager:
     return WorkerManager(concurrency=concurrency)
 
 
+def _kubernetes(concurrency: int | None) -> Manager:
+    # Raises a one-line UsageError when the kubernetes client is not installed.
+    from dagctl.managers.kubernetes import KubernetesManager
+
+    return KubernetesManager(concurrency=concurrency)
+
+
 # Imported only when chosen, so naming a manager costs nothing until it is used.
-BUILTIN_MANAGERS: dict[str, Callable[[int | None], Manager]] = {"worker": _worker}
+BUILTIN_MANAGERS: dict[str, Callable[[int | None], Manager]] = {"worker": _worker, "kubernetes": _kubernetes}
 
 
 def available_managers() -> list[str]:
@@ -40,15 +49,35 @@ def get_manager(name: str, concurrency: int | None) -> Manager:
     from dagctl.plugins import load_manager, manager_names
 
     if name not in manager_names():
-        from dagctl.hints import did_you_mean
-
-        names = available_managers()
-        close = did_you_mean(name, names)
-        listing = f"available managers: {', '.join(names)}"
-        raise UsageError(f"unknown manager {name!r}", f"{close} {listing}" if close else listing)
+        raise _unknown_manager(name)
     try:
         factory = load_manager(name)
         manager: Manager = factory(concurrency=concurrency)
     except Exception as exc:
         raise UsageError(f"cannot load the manager plug-in {name!r}: {exc}") from exc
     return manager
+
+
+def _unknown_manager(name: str) -> UsageError:
+    from dagctl.hints import did_you_mean
+
+    names = available_managers()
+    close = did_you_mean(name, names)
+    listing = f"available managers: {', '.join(names)}"
+    return UsageError(f"unknown manager {name!r}", f"{close} {listing}" if close else listing)
+
+
+def validation_problems(name: str, dags: Mapping[str, Dag], root: Path) -> list[Problem]:
+    """What `dagctl validate --manager NAME` checks beyond the DAG format: the settings
+    that manager needs (kubernetes: a kube_image for every task that starts a pod).
+    Needs no plug-in or client to be importable; an unknown name is a UsageError."""
+    if name == "kubernetes":
+        from dagctl.managers.kubepod import check_dags
+
+        return check_dags(dags, root)
+    if name not in BUILTIN_MANAGERS:
+        from dagctl.plugins import manager_names
+
+        if name not in manager_names():
+            raise _unknown_manager(name)
+    return []

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from dagctl.model import Dag, Task
 
@@ -103,3 +103,30 @@ class Manager(Protocol):
 
     def shutdown(self, grace_seconds: float) -> PollResult:
         """Let running attempts finish within the grace period, then kill them."""
+
+
+@runtime_checkable
+class AdoptingManager(Manager, Protocol):
+    """Optional, for managers whose attempts live outside the scheduler's process (pods)
+    and so outlive it. The scheduler then:
+
+    - calls `bind(owner, state_db_url)` once before the first launch;
+    - calls `discard(ids)` after the outcomes of these attempts are committed to the
+      state database: only then may what is left of them (a finished pod) be deleted;
+    - every lease period/3, calls `found(dags)`: the task run ids of attempts alive out
+      there that this manager does not track (a pod whose scheduler died). The store
+      then hands back the ones whose lease expired: the scheduler takes their lease and
+      calls `launch()` for them, which must watch the existing attempt instead of
+      starting it again. The ids whose attempt already ended are passed to `discard`.
+    """
+
+    def bind(self, owner: str, state_db_url: str) -> None:
+        """The scheduler's id (recorded on what the manager starts) and the state database
+        URL (what the manager's attempts belong to)."""
+
+    def found(self, dags: Mapping[str, Dag]) -> Sequence[int]:
+        """Task run ids of attempts of `dags` running (or ended) outside this manager's
+        knowledge. Never raises; an unreachable backend finds nothing."""
+
+    def discard(self, task_run_ids: Sequence[int]) -> None:
+        """Delete what is left of these attempts; unknown ids are ignored. Never raises."""

@@ -10,13 +10,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, NoSuchModuleError, OperationalError
 
 from dagctl.errors import DatabaseError
 
@@ -25,12 +26,16 @@ log = logging.getLogger("dagctl.store")
 HEAD_REVISION = "0001"
 _MIGRATION_LOCK_KEY = 0x6461_6763  # "dagc": one advisory-lock key for every dagctl database
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# A pooled PostgreSQL connection idle this long is pinged before it is used again.
+PING_AFTER_IDLE_S = 2.0
+# What make_url raises for a URL it cannot parse ("host:notaport" is a ValueError).
+_BAD_URL = (ArgumentError, ValueError)
 
 
 def mask_url(url: str) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+    except _BAD_URL:
         return "<malformed URL>"
 
 
@@ -38,7 +43,7 @@ def describe_target(url: str) -> str:
     """host/port/db/user for error messages, never the password."""
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except _BAD_URL:
         return "a malformed URL"
     if parsed.get_backend_name() == "sqlite":
         return f"SQLite file {parsed.database or ':memory:'}"
@@ -49,7 +54,7 @@ def connection_error(url: str, exc: BaseException) -> DatabaseError:
     detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     reason = detail[0] if detail else type(exc).__name__
     password = None
-    with contextlib.suppress(ArgumentError):
+    with contextlib.suppress(*_BAD_URL):
         password = make_url(url).password
     if password:
         reason = reason.replace(str(password), "***")
@@ -62,7 +67,7 @@ def connection_error(url: str, exc: BaseException) -> DatabaseError:
 def create(url: str) -> Engine:
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except _BAD_URL:
         raise DatabaseError(
             f"malformed database URL {mask_url(url)!r}",
             "use postgresql://user:password@host:5432/db or sqlite:///path/to/file.db",
@@ -75,18 +80,41 @@ def create(url: str) -> Engine:
             if parsed.drivername == "postgresql":
                 # SQLAlchemy 2.1 picks psycopg 3 for a bare postgresql://; dagctl ships psycopg2.
                 parsed = parsed.set(drivername="postgresql+psycopg2")
-            return create_engine(
+            engine = create_engine(
                 parsed,
-                pool_pre_ping=True,
                 pool_size=4,
                 max_overflow=4,
+                pool_use_lifo=True,  # keep reusing the one warm connection
                 connect_args={"connect_timeout": 5, "application_name": "dagctl"},
             )
+            _ping_when_idle(engine)
+            return engine
     except NoSuchModuleError:
         pass
     raise DatabaseError(
         f"unsupported state database {backend!r} in {mask_url(url)}", "use PostgreSQL or SQLite"
     )
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Check a pooled connection before use only when it sat idle for a while (the
+    server may have restarted meanwhile), instead of a round trip before every
+    transaction (pool_pre_ping). A connection that breaks while busy fails its
+    transaction: the scheduler abandons that iteration and the pool reconnects."""
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.pop("idle_since", None)
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise DisconnectionError(str(exc)) from exc  # the pool connects afresh
 
 
 def _sqlite_engine(url: str, database: str | None) -> Engine:
@@ -154,7 +182,13 @@ def ensure_schema(engine: Engine, *, migrate: bool) -> None:
 
 def upgrade(engine: Engine) -> str:
     """Apply pending migrations; safe when several processes start at once."""
-    url = engine.url.render_as_string(hide_password=False)
+    try:
+        return _upgrade_locked(engine)
+    except DBAPIError as exc:  # connecting, locking or migrating: one clear line, exit 3
+        raise connection_error(engine.url.render_as_string(hide_password=False), exc) from None
+
+
+def _upgrade_locked(engine: Engine) -> str:
     with _migration_lock(engine) as connection:
         # Another process may have migrated while we waited for the lock.
         revision = _revision_on(connection)
@@ -167,10 +201,7 @@ def upgrade(engine: Engine) -> str:
         config.set_main_option("script_location", str(MIGRATIONS_DIR))
         config.attributes["connection"] = connection
         log.info("migrating the state database from %s to %s", revision or "empty", HEAD_REVISION)
-        try:
-            command.upgrade(config, "head")
-        except DBAPIError as exc:
-            raise connection_error(url, exc) from None
+        command.upgrade(config, "head")
         return HEAD_REVISION
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, bindparam, func, insert, or_, select, text, update
+from sqlalchemy import Connection, Engine, bindparam, case, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
@@ -32,9 +32,13 @@ from dagctl.states import (
     task_sources,
 )
 from dagctl.store import engine as engines
+from dagctl.store.adoption import AdoptionOperations
+from dagctl.store.control import ControlOperations
+from dagctl.store.reads import ReadOperations
 from dagctl.store.tables import dag, dag_run, scheduler, task_log, task_run
 
 NOTIFY_CHANNEL = "dagctl"
+LOG_NOT_STORED = "output not stored"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +70,7 @@ class FinishedAttempt:
     retry_after: float | None  # seconds until the next attempt; None: no more attempts
     log: str = ""
     log_truncated_bytes: int = 0
+    ended_at: datetime | None = None  # when its end was noticed; None: when recorded
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,11 +86,18 @@ class LostAttempt:
 RetryPolicy = Callable[[str, str, int], "float | None"]
 
 
-class Store:
+class Store(ReadOperations, ControlOperations, AdoptionOperations):
+    """Every operation dagctl performs on its state: the scheduler's here, the read
+    operations of the terminal commands in reads.py, pause/cancel/retry in control.py."""
+
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine: Engine = engines.create(url)
         self.is_postgres = self.engine.dialect.name == "postgresql"
+        # The NOTIFY payload: a listener in this process ignores its own news.
+        self.notify_tag = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self._joined: Connection | None = None  # the open transaction(), if any
+        self._notify_due = False
 
     # ------------------------------------------------------------ plumbing
 
@@ -99,22 +111,61 @@ class Store:
     def _tx(self) -> Iterator[Connection]:
         # Every database failure leaves as a DatabaseError: the transaction rolled back
         # whole, and callers above the store never need to know SQLAlchemy.
+        if self._joined is not None:
+            yield self._joined  # inside transaction(): its commit is the caller's
+            return
         try:
             with self.engine.begin() as connection:
                 yield connection
         except DBAPIError as exc:
             raise engines.connection_error(self.url, exc) from exc
 
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Run several named operations as ONE transaction: all of them commit, or none
+        does (a DatabaseError leaves). The scheduler advances runs and claims the task
+        runs that creates this way, so a new task run costs no commit of its own; it
+        starts what it claimed only once this has committed. The operations' NOTIFYs are
+        sent once, at the end, unless `keep_news()` said nobody else needs them."""
+        if self._joined is not None:
+            yield
+            return
+        try:
+            with self.engine.begin() as connection:
+                self._joined, self._notify_due = connection, False
+                try:
+                    yield
+                    if self._notify_due:
+                        self._send_notify(connection)
+                finally:
+                    self._joined, self._notify_due = None, False
+        except DBAPIError as exc:
+            raise engines.connection_error(self.url, exc) from exc
+
     def listener(self) -> Listener:
         """A connection LISTENing for other processes' news (PostgreSQL only)."""
-        return Listener(self.engine)
+        return Listener(self.engine, ignore=self.notify_tag)
 
     def close(self) -> None:
         self.engine.dispose()
 
+    def keep_news(self) -> None:
+        """Inside transaction(): send no NOTIFY for it (the caller took all the work it
+        made, so no other scheduler needs waking)."""
+        self._notify_due = False
+
     def _notify(self, connection: Connection) -> None:
-        if self.is_postgres:
-            connection.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+        if not self.is_postgres:
+            return
+        if self._joined is not None:
+            self._notify_due = True  # once, when the whole transaction() ends
+        else:
+            self._send_notify(connection)
+
+    def _send_notify(self, connection: Connection) -> None:
+        connection.execute(
+            text("SELECT pg_notify(:channel, :tag)"), {"channel": NOTIFY_CHANNEL, "tag": self.notify_tag}
+        )
 
     def _insert(self, table: Any) -> Any:
         return (postgresql.insert if self.is_postgres else sqlite.insert)(table)
@@ -182,30 +233,6 @@ class Store:
             select(dag.c.name, dag.c.paused, dag.c.fingerprint, dag.c.last_slot, dag.c.first_seen_at)
         )
         return {r.name: DagState(r.name, r.paused, r.fingerprint, r.last_slot, r.first_seen_at) for r in rows}
-
-    def set_paused(self, dag_name: str, paused: bool, now: datetime) -> None:
-        with self._tx() as connection:
-            connection.execute(
-                self._insert(dag)
-                .values(
-                    name=dag_name,
-                    paused=paused,
-                    fingerprint=None,
-                    last_slot=None,
-                    first_seen_at=now,
-                    updated_at=now,
-                )
-                .on_conflict_do_update(
-                    index_elements=[dag.c.name], set_={"paused": paused, "updated_at": now}
-                )
-            )
-            if not paused:
-                connection.execute(
-                    update(dag_run)
-                    .where(dag_run.c.dag_name == dag_name, dag_run.c.status == RunStatus.QUEUED.value)
-                    .values(dirty=True)
-                )
-                self._notify(connection)
 
     # ------------------------------------------------------------ creating runs
 
@@ -310,30 +337,16 @@ class Store:
         """Lock the DAGs that have flagged runs (skipping ones another scheduler holds), let
         `planner` decide from their active runs, and apply the decisions."""
         with self._tx() as connection:
-            flagged = select(dag_run.c.dag_name).where(
-                dag_run.c.dirty.is_(True), dag_run.c.status.in_([s.value for s in ACTIVE_RUN])
-            )
-            locked = select(dag.c.name, dag.c.paused).where(dag.c.name.in_(flagged))
-            if self.is_postgres:
-                locked = locked.with_for_update(skip_locked=True)
-            paused = {r.name: bool(r.paused) for r in connection.execute(locked)}
+            paused = self._lock_flagged_dags(connection)
             if not paused:
                 return AdvancePlan()
-            run_rows = connection.execute(
-                select(dag_run.c.id, dag_run.c.dag_name, dag_run.c.status, dag_run.c.logical_date).where(
-                    dag_run.c.dag_name.in_(list(paused)), dag_run.c.status.in_([s.value for s in ACTIVE_RUN])
-                )
-            ).all()
-            runs = [RunSnapshot(r.id, r.dag_name, r.status, r.logical_date) for r in run_rows]
-            attempts = self._latest_attempts(
-                connection, [r.id for r in runs if r.status == RunStatus.RUNNING]
-            )
+            runs, attempts = self._active_runs(connection, list(paused))
 
             def external(other_dag: str, other_task: str, logical_date: datetime) -> str | None:
                 return self._external_status(connection, other_dag, other_task, logical_date)
 
             plan = planner(paused, runs, attempts, external)
-            self._apply(connection, plan, [r.id for r in runs], now)
+            self._apply(connection, plan, now)
             return plan
 
     def _latest_attempts(
@@ -373,9 +386,7 @@ class Store:
             .limit(1)
         ).scalar()
 
-    def _apply(
-        self, connection: Connection, plan: AdvancePlan, seen_runs: Sequence[int], now: datetime
-    ) -> None:
+    def _apply(self, connection: Connection, plan: AdvancePlan, now: datetime) -> None:
         if plan.start_runs:
             connection.execute(
                 update(dag_run)
@@ -410,9 +421,10 @@ class Store:
                     .where(dag_run.c.id.in_(ids), dag_run.c.status.in_(run_sources(final)))
                     .values(status=final.value, ended_at=now)
                 )
-        settled = sorted(set(seen_runs) - set(plan.still_dirty))
-        if settled:
-            connection.execute(update(dag_run).where(dag_run.c.id.in_(settled)).values(dirty=False))
+        if plan.still_dirty:
+            # Not settled yet (waiting for a slot or another DAG): look again next time.
+            still = sorted(set(plan.still_dirty))
+            connection.execute(update(dag_run).where(dag_run.c.id.in_(still)).values(dirty=True))
         if any(t.status == TaskStatus.QUEUED.value for t in plan.new_task_runs):
             self._notify(connection)
 
@@ -452,25 +464,14 @@ class Store:
                     task_run.c.dag_name,
                     task_run.c.task_name,
                     task_run.c.attempt,
+                    # The run's date and params in the same round trip.
+                    _of_run(dag_run.c.logical_date).label("logical_date"),
+                    _of_run(dag_run.c.params).label("params"),
                 )
             ).all()
-            if not claimed:
-                return []
-            run_rows = connection.execute(
-                select(dag_run.c.id, dag_run.c.logical_date, dag_run.c.params).where(
-                    dag_run.c.id.in_({c.dag_run_id for c in claimed})
-                )
-            )
-            runs = {r.id: r for r in run_rows}
         result = [
             ClaimedAttempt(
-                c.id,
-                c.dag_run_id,
-                c.dag_name,
-                c.task_name,
-                c.attempt,
-                runs[c.dag_run_id].logical_date,
-                json.loads(runs[c.dag_run_id].params),
+                c.id, c.dag_run_id, c.dag_name, c.task_name, c.attempt, c.logical_date, json.loads(c.params)
             )
             for c in claimed
         ]
@@ -486,15 +487,28 @@ class Store:
                 [{"i": i, "p": p} for i, p in pids.items()],
             )
 
-    def finish(self, owner: str, finished: Sequence[FinishedAttempt], now: datetime) -> int:
+    def finish(
+        self, owner: str, finished: Sequence[FinishedAttempt], now: datetime, *, wake_others: bool = True
+    ) -> int:
         """Record ended attempts (only those this owner still holds), queue their retries,
-        store their remaining logs and flag their runs. Returns how many were recorded."""
+        store their remaining logs and flag their runs. Returns how many were recorded.
+
+        `wake_others=False` when the caller advances the flagged runs itself right after:
+        the other schedulers are then only woken for queued retries."""
         if not finished:
             return 0
         recorded = 0
         with self._tx() as connection:
             flagged: set[int] = set()
+            retried = False
             for item in finished:
+                error = item.error
+                if item.log or item.log_truncated_bytes:
+                    problem = self._append_log_safely(
+                        connection, item.task_run_id, item.log, item.log_truncated_bytes, now
+                    )
+                    if problem and LOG_NOT_STORED not in (error or ""):
+                        error = f"{error}; {problem}" if error else problem
                 row = connection.execute(
                     update(task_run)
                     .where(
@@ -503,28 +517,32 @@ class Store:
                         task_run.c.status.in_(task_sources(TaskStatus(item.status))),
                     )
                     .values(
-                        status=item.status,
+                        status=_ended_status(item.status),
                         exit_code=item.exit_code,
-                        error=_clip(item.error),
-                        ended_at=now,
+                        error=_clip(error),
+                        ended_at=item.ended_at or now,
                         lease_owner=None,
                         lease_expires_at=None,
                     )
                     .returning(
-                        task_run.c.dag_run_id, task_run.c.dag_name, task_run.c.task_name, task_run.c.attempt
+                        task_run.c.dag_run_id,
+                        task_run.c.dag_name,
+                        task_run.c.task_name,
+                        task_run.c.attempt,
+                        task_run.c.status,
                     )
                 ).first()
-                if item.log or item.log_truncated_bytes:
-                    self._append_log(connection, item.task_run_id, item.log, item.log_truncated_bytes, now)
                 if row is None:
                     continue  # reaped or cancelled meanwhile: its fate is already recorded
                 recorded += 1
                 flagged.add(row.dag_run_id)
-                if item.status == TaskStatus.FAILED.value and item.retry_after is not None:
+                if row.status == TaskStatus.FAILED.value and item.retry_after is not None:
                     self._queue_retry(connection, row, item.retry_after, now)
+                    retried = True
             if flagged:
                 connection.execute(update(dag_run).where(dag_run.c.id.in_(flagged)).values(dirty=True))
-                self._notify(connection)
+                if wake_others or retried:
+                    self._notify(connection)
         return recorded
 
     def _queue_retry(self, connection: Connection, row: Any, delay: float, now: datetime) -> None:
@@ -572,7 +590,7 @@ class Store:
                     task_run.c.status == TaskStatus.RUNNING.value,
                 )
                 .values(
-                    status=TaskStatus.FAILED.value,
+                    status=_ended_status(TaskStatus.FAILED.value),
                     ended_at=now,
                     lease_owner=None,
                     lease_expires_at=None,
@@ -584,9 +602,12 @@ class Store:
                     task_run.c.dag_name,
                     task_run.c.task_name,
                     task_run.c.attempt,
+                    task_run.c.status,
                 )
             ).all()
             for row in rows:
+                if row.status != TaskStatus.FAILED.value:
+                    continue  # its run was cancelled: no retry
                 delay = retry_policy(row.dag_name, row.task_name, row.attempt)
                 if delay is not None:
                     self._queue_retry(connection, row, delay, now)
@@ -618,12 +639,34 @@ class Store:
 
     # ------------------------------------------------------------ logs
 
-    def append_logs(self, chunks: Sequence[tuple[int, str]], now: datetime) -> None:
+    def append_logs(self, chunks: Sequence[tuple[int, str]], now: datetime) -> dict[int, str]:
+        """Store live log chunks. A chunk that cannot be stored is dropped, never holding
+        up the rest: returns {task_run_id: why} for those."""
+        failed: dict[int, str] = {}
         if not chunks:
-            return
+            return failed
         with self._tx() as connection:
             for task_run_id, chunk in chunks:
-                self._append_log(connection, task_run_id, chunk, 0, now)
+                problem = self._append_log_safely(connection, task_run_id, chunk, 0, now)
+                if problem:
+                    failed[task_run_id] = problem
+        return failed
+
+    def _append_log_safely(
+        self, connection: Connection, task_run_id: int, chunk: str, truncated: int, now: datetime
+    ) -> str | None:
+        """Log storage failing must not cost an attempt's outcome (F16): write the chunk in
+        a savepoint and, if only the write failed, say why instead of raising. A lost
+        connection still raises, like any outage."""
+        try:
+            with connection.begin_nested():
+                self._append_log(connection, task_run_id, chunk, truncated, now)
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise
+            detail = str(exc.orig if exc.orig is not None else exc).strip().splitlines()
+            return f"{LOG_NOT_STORED}: {detail[0] if detail else type(exc).__name__}"
+        return None
 
     def _append_log(
         self, connection: Connection, task_run_id: int, chunk: str, truncated: int, now: datetime
@@ -643,52 +686,19 @@ class Store:
             )
         )
 
-    def read_log(self, task_run_id: int, after_seq: int = 0) -> list[tuple[int, str, int]]:
-        with self._tx() as connection:
-            rows = connection.execute(
-                select(task_log.c.seq, task_log.c.text, task_log.c.truncated_bytes)
-                .where(task_log.c.task_run_id == task_run_id, task_log.c.seq > after_seq)
-                .order_by(task_log.c.seq)
-            )
-            return [(r.seq, r.text, r.truncated_bytes) for r in rows]
 
-    # ------------------------------------------------------------ reading state
+def _ended_status(status: str) -> Any:
+    """A failed attempt of a cancelled run (`dagctl cancel` stopped it, or it failed on
+    its own meanwhile) ends `cancelled` and is never retried; the others end as reported."""
+    if status != TaskStatus.FAILED.value:
+        return status
+    run_status = select(dag_run.c.status).where(dag_run.c.id == task_run.c.dag_run_id).scalar_subquery()
+    return case((run_status == RunStatus.CANCELLED.value, TaskStatus.CANCELLED.value), else_=status)
 
-    def active_run_count(self) -> int:
-        with self._tx() as connection:
-            return int(
-                connection.execute(
-                    select(func.count())
-                    .select_from(dag_run)
-                    .where(dag_run.c.status.in_([s.value for s in ACTIVE_RUN]))
-                ).scalar_one()
-            )
 
-    def runs(
-        self, dag_name: str | None = None, run_id: int | None = None, limit: int = 20
-    ) -> list[dict[str, Any]]:
-        query = select(dag_run).order_by(dag_run.c.id.desc()).limit(limit)
-        if dag_name:
-            query = query.where(dag_run.c.dag_name == dag_name)
-        if run_id is not None:
-            query = query.where(dag_run.c.id == run_id)
-        with self._tx() as connection:
-            return [dict(r._mapping) for r in connection.execute(query)]
-
-    def task_runs(self, run_ids: Sequence[int]) -> list[dict[str, Any]]:
-        if not run_ids:
-            return []
-        with self._tx() as connection:
-            rows = connection.execute(
-                select(task_run)
-                .where(task_run.c.dag_run_id.in_(run_ids))
-                .order_by(task_run.c.dag_run_id, task_run.c.queued_at, task_run.c.id)
-            )
-            return [dict(r._mapping) for r in rows]
-
-    def run_status(self, run_id: int) -> str | None:
-        with self._tx() as connection:
-            return connection.execute(select(dag_run.c.status).where(dag_run.c.id == run_id)).scalar()
+def _of_run(column: Any) -> Any:
+    """A column of the run a task_run row belongs to, as a scalar subquery."""
+    return select(column).where(dag_run.c.id == task_run.c.dag_run_id).scalar_subquery()
 
 
 def _clip(message: str | None, limit: int = 4000) -> str | None:
@@ -700,21 +710,31 @@ def _clip(message: str | None, limit: int = 4000) -> str | None:
 class Listener:
     """A dedicated connection, outside the pool, that wakes the loop on NOTIFY."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, ignore: str = "") -> None:
+        self._ignore = ignore  # the payload of our own NOTIFYs
         raw = engine.raw_connection()
+        # Read before detach(): afterwards the pool's wrapper answers None.
+        self._connection = cast(Any, raw.driver_connection)
         raw.detach()  # never handed back to the pool: it stays in LISTEN mode
         self._raw = raw
-        self._connection = cast(Any, raw.driver_connection)
-        self._connection.autocommit = True
-        with self._connection.cursor() as cursor:
-            cursor.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        try:
+            self._connection.autocommit = True
+            with self._connection.cursor() as cursor:
+                cursor.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        except BaseException:
+            self.close()  # detached: nobody else would ever close it
+            raise
 
     def fileno(self) -> int:
         return int(self._connection.fileno())
 
-    def drain(self) -> None:
+    def drain(self) -> bool:
+        """Read what arrived; True when some of it came from another process (our own
+        NOTIFYs, sent for the others, need not wake us)."""
         self._connection.poll()
+        foreign = any(n.payload != self._ignore for n in self._connection.notifies)
         self._connection.notifies.clear()
+        return foreign
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

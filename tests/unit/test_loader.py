@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from dagctl.loader import load_tree, parse_duration
+from dagctl.loader import load_tree
+from dagctl.sources import parse_duration
 from dagctl.model import Dag, DagTree
 
 

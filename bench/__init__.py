@@ -1,0 +1,1 @@
+"""dagctl's benchmarks: `python -m bench --help` (see BENCHMARKS.md)."""

@@ -1,0 +1,35 @@
+"""Shell completion of DAG names, from the DAGs folder alone (no parsing, no database).
+
+Enable it with `eval "$(_DAGCTL_COMPLETE=bash_source dagctl)"` (zsh_source, fish_source
+for the other shells).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import click
+
+
+def dag_names(root: str | os.PathLike[str]) -> list[str]:
+    """DAG folder names (those with a workflow.yaml), without parsing anything."""
+    names = []
+    try:
+        with os.scandir(root) as listing:
+            for entry in listing:
+                if entry.name.startswith(".") or not entry.is_dir():
+                    continue
+                if os.path.exists(os.path.join(entry.path, "workflow.yaml")):
+                    names.append(entry.name)
+    except OSError:
+        return []
+    return sorted(names)
+
+
+def complete_dag(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """DAG folder names under --dags (or DAGCTL_DAGS, or ./dags) starting with `incomplete`."""
+    from click.shell_completion import CompletionItem
+
+    root = ctx.find_root().params.get("dags") or os.environ.get("DAGCTL_DAGS") or "dags"
+    return [CompletionItem(name) for name in dag_names(root) if name.startswith(incomplete)]

@@ -1,0 +1,379 @@
+"""The pure half of the kubernetes manager: the Pod object of an attempt, the names and
+labels it carries, what a pod's status means, and the `validate --manager kubernetes`
+check. No I/O and no kubernetes client here, so all of it is testable (and importable)
+without a cluster or the client installed.
+
+Labels on every pod (values sanitised to label rules; exact names are annotations):
+`app.kubernetes.io/managed-by: dagctl`, `dagctl.io/instance` (a hash of the state
+database URL without credentials), `dagctl.io/scheduler` (the scheduler that created
+it), `dagctl.io/dag`, `dagctl.io/task`, `dagctl.io/run-id`, `dagctl.io/attempt` and
+`dagctl.io/task-run-id` (what the manager selects on).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from dagctl.managers.base import Attempt
+from dagctl.model import Dag, Problem
+from dagctl.params import as_env_value
+
+MISSING_CLIENT = "the kubernetes manager needs the kubernetes client: pip install 'dagctl[kubernetes]'"
+NO_IMAGE = "worker_config.kube_image is not set: the kubernetes manager needs the image to run the task in"
+NO_IMAGE_HINT = "set kube_image under worker_config in dagctl.yaml, workflow.yaml or the task header"
+SHUTDOWN_KILLED = "killed at scheduler shutdown"
+SHUTDOWN_NOT_STARTED = "not started: the scheduler shut down"
+
+DEFAULT_NAMESPACE = "default"
+DEFAULT_PENDING_TIMEOUT_S = 300.0
+POLL_INTERVAL_S = 0.5
+CONTAINER = "task"
+REQUEST_TIMEOUT = (5.0, 15.0)  # (connect, read) seconds for every API request
+LOG_REQUEST_TIMEOUT = (5.0, 60.0)
+SELECTOR_CHUNK = 100  # task run ids per `in (...)` label selector
+
+MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_INSTANCE = "dagctl.io/instance"  # the state database the pod belongs to
+LABEL_SCHEDULER = "dagctl.io/scheduler"  # the scheduler that created it
+LABEL_DAG = "dagctl.io/dag"
+LABEL_TASK = "dagctl.io/task"
+LABEL_RUN = "dagctl.io/run-id"
+LABEL_ATTEMPT = "dagctl.io/attempt"
+LABEL_TASK_RUN = "dagctl.io/task-run-id"
+
+# Waiting reasons of a container that will not start by itself.
+STUCK_REASONS = frozenset(
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "ErrImageNeverPull",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+    }
+)
+# HTTP statuses worth retrying; anything else in 4xx is a refusal.
+TRANSIENT_STATUSES = frozenset({0, 408, 429, 500, 502, 503, 504})
+
+_LABEL_BAD = re.compile(r"[^A-Za-z0-9._-]+")
+_NAME_BAD = re.compile(r"[^a-z0-9]+")
+# The environment variable names every Kubernetes version accepts.
+_ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+
+
+class PodSpecError(ValueError):
+    """The worker_config cannot make a pod; the attempt fails with this message."""
+
+
+class ApiUnavailable(Exception):
+    """The API could not be configured or reached; the message says why."""
+
+
+# ---------------------------------------------------------------- pure parts
+
+
+def label_value(text: str) -> str:
+    """`text` as a valid label value: at most 63 of [A-Za-z0-9._-], alphanumeric at both
+    ends (exact names are in the pod's annotations)."""
+    return _LABEL_BAD.sub("_", text)[:63].strip("._-")
+
+
+def instance_id(state_db_url: str) -> str:
+    """A short stable id of a state database, from its URL without credentials: the
+    value of the `dagctl.io/instance` label, so that two installations sharing a
+    namespace never touch each other's pods."""
+    parts = urlsplit(state_db_url)
+    scheme = parts.scheme.split("+")[0]
+    scheme = "postgresql" if scheme == "postgres" else scheme
+    host = parts.netloc.rpartition("@")[2]
+    return hashlib.sha256(f"{scheme}://{host}{parts.path}".encode()).hexdigest()[:12]
+
+
+def pod_name(instance: str, dag: str, task: str, run_id: int | None, attempt: int) -> str:
+    """A DNS-1123 label of at most 63 characters: `dagctl-<dag>-<task>-<run>-<attempt>-<hash>`,
+    the readable part shortened as needed; the hash covers the exact names and the
+    state database, so the name is unique and the same for the same attempt."""
+    key = "\0".join([instance, dag, task, str(run_id), str(attempt)])
+    digest = hashlib.sha256(key.encode()).hexdigest()[:8]
+    tail = f"-{run_id if run_id is not None else 'x'}-{attempt}-{digest}"
+    slug = _NAME_BAD.sub("-", f"{dag}-{task}".lower()).strip("-")
+    slug = slug[: max(0, 63 - len("dagctl-") - len(tail))].strip("-")
+    return f"dagctl-{slug}{tail}" if slug else f"dagctl{tail}"
+
+
+def _plain(value: Any) -> Any:
+    """YAML-loaded (possibly read-only) mappings and lists as plain JSON values."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class PodPlace:
+    """Where an attempt's pod lives: which API configuration, namespace and name."""
+
+    in_cluster: bool
+    namespace: str
+    name: str
+
+
+def in_cluster_default() -> bool:
+    """Inside a pod, Kubernetes sets KUBERNETES_SERVICE_HOST."""
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+
+
+def in_cluster_for(config: Mapping[str, Any]) -> bool:
+    value = config.get("kube_in_cluster")
+    return in_cluster_default() if value is None else bool(value)
+
+
+def namespace_for(config: Mapping[str, Any]) -> str:
+    return str(config.get("kube_namespace") or DEFAULT_NAMESPACE)
+
+
+def pending_timeout(config: Mapping[str, Any]) -> float:
+    value = config.get("kube_pending_timeout")
+    if value is None:
+        return DEFAULT_PENDING_TIMEOUT_S
+    from dagctl.sources import parse_duration
+
+    try:
+        return max(0.0, parse_duration(value))
+    except (ValueError, KeyError):
+        raise PodSpecError(f"worker_config.kube_pending_timeout: {value!r} is not a duration") from None
+
+
+def pod_env(config: Mapping[str, Any], attempt: Attempt) -> list[dict[str, str]]:
+    """kube_env, then each param by name, then the DAGCTL_* variables (later ones win).
+    A param whose name no environment variable can have still arrives in DAGCTL_PARAMS."""
+    from dagctl.runner import format_logical_date
+
+    context = attempt.context
+    env: dict[str, str] = {}
+    kube_env = config.get("kube_env") or {}
+    if not isinstance(kube_env, Mapping):
+        raise PodSpecError("worker_config.kube_env must be a mapping of NAME: value")
+    for name, value in kube_env.items():
+        env[str(name)] = "" if value is None else as_env_value(value)
+    params = dict(context.params)
+    for name, value in params.items():
+        text = as_env_value(value)
+        if "\x00" in text:
+            raise PodSpecError(f"param {name!r} contains a NUL byte")
+        if _ENV_NAME.match(name):
+            env[name] = text
+    env.update(
+        DAGCTL_DAG=context.dag,
+        DAGCTL_TASK=context.task,
+        DAGCTL_RUN_ID="" if context.run_id is None else str(context.run_id),
+        DAGCTL_ATTEMPT=str(context.attempt),
+        DAGCTL_LOGICAL_DATE=format_logical_date(context.logical_date),
+        DAGCTL_PARAMS=json.dumps(params, ensure_ascii=False, default=str),
+    )
+    return [{"name": name, "value": value} for name, value in env.items()]
+
+
+def _resources(config: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    resources: dict[str, dict[str, str]] = {}
+    for kind in ("requests", "limits"):
+        for resource in ("cpu", "memory"):
+            value = config.get(f"kube_{kind}_{resource}")
+            if value is not None and value != "":
+                resources.setdefault(kind, {})[resource] = str(value)
+    return resources
+
+
+def pod_manifest(attempt: Attempt, *, owner: str, instance: str) -> dict[str, Any]:
+    """The Pod object for one attempt, from the merged worker_config of its task.
+
+    Raises PodSpecError when the configuration cannot make a pod (no kube_image, a NUL
+    byte in a param, a kube_command that is not a list of strings...)."""
+    dag, task, context = attempt.dag, attempt.task, attempt.context
+    config = dag.worker_config_for(task)
+    image = config.get("kube_image")
+    if not isinstance(image, str) or not image.strip():
+        raise PodSpecError(f"{NO_IMAGE} ({NO_IMAGE_HINT})")
+    wrapper = config.get("kube_command") or []
+    if not isinstance(wrapper, (list, tuple)) or not all(isinstance(a, str) for a in wrapper):
+        raise PodSpecError("worker_config.kube_command must be a list of strings (a wrapper's argv)")
+    args = ["run", dag.name, task.name]
+    if context.run_id is not None:
+        args += ["--run-id", str(context.run_id)]
+    args += ["--attempt", str(context.attempt)]
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": image.strip(),
+        "command": [*wrapper, "dagctl"],
+        "args": args,
+        "env": pod_env(config, attempt),
+    }
+    resources = _resources(config)
+    if resources:
+        container["resources"] = resources
+    spec: dict[str, Any] = {"restartPolicy": "Never", "containers": [container]}
+    if config.get("kube_service_account_name"):
+        spec["serviceAccountName"] = str(config["kube_service_account_name"])
+    if config.get("kube_node_selector"):
+        spec["nodeSelector"] = {str(k): str(v) for k, v in config["kube_node_selector"].items()}
+    if config.get("kube_tolerations"):
+        spec["tolerations"] = _plain(config["kube_tolerations"])
+    if config.get("kube_security_context"):
+        spec["securityContext"] = _plain(config["kube_security_context"])
+    run = "" if context.run_id is None else str(context.run_id)
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": pod_name(instance, dag.name, task.name, context.run_id, context.attempt),
+            "namespace": namespace_for(config),
+            "labels": {
+                MANAGED_BY: "dagctl",
+                LABEL_INSTANCE: instance,
+                LABEL_SCHEDULER: label_value(owner),
+                LABEL_DAG: label_value(dag.name),
+                LABEL_TASK: label_value(task.name),
+                LABEL_RUN: run,
+                LABEL_ATTEMPT: str(context.attempt),
+                LABEL_TASK_RUN: str(attempt.task_run_id),
+            },
+            "annotations": {LABEL_DAG: dag.name, LABEL_TASK: task.name},
+        },
+        "spec": spec,
+    }
+
+
+def check_dags(dags: Mapping[str, Dag], root: Path) -> list[Problem]:
+    """What `dagctl validate --manager kubernetes` adds: every task that would start a
+    pod needs a kube_image (one problem per DAG when none of its tasks has one)."""
+    problems: list[Problem] = []
+
+    # Paths as the loader shows them: relative to the folder above the DAGs root.
+    base = root.parent if (root / "workflow.yaml").is_file() else root
+
+    def shown(path: Path) -> str:
+        try:
+            return str(path.relative_to(base.parent))
+        except ValueError:
+            return str(path)
+
+    for dag in dags.values():
+        runnable = [t for t in dag.tasks.values() if t.type != "no_op"]
+        missing = [t for t in runnable if not dag.worker_config_for(t).get("kube_image")]
+        if not missing:
+            continue
+        where: list[tuple[Path, int | None]] = (
+            [(dag.path / "workflow.yaml", None)]
+            if len(missing) == len(runnable)
+            else [(t.path, t.line) for t in missing]
+        )
+        problems.extend(
+            Problem(
+                path=shown(path),
+                line=line,
+                message=NO_IMAGE,
+                hint=NO_IMAGE_HINT,
+                pointer="/worker_config/kube_image",
+                dag=dag.name,
+            )
+            for path, line in where
+        )
+    return problems
+
+
+# ---------------------------------------------------------------- reading pod status
+
+
+def container_status(pod: Mapping[str, Any]) -> Mapping[str, Any]:
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        if status.get("name") == CONTAINER:
+            return status  # type: ignore[no-any-return]
+    return {}
+
+
+def stuck_reason(pod: Mapping[str, Any]) -> str | None:
+    """Why a Pending pod will not start by itself (image pull, unschedulable), or None."""
+    status = pod.get("status") or {}
+    for container in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in STUCK_REASONS:
+            message = waiting.get("message")
+            return f"{waiting['reason']}: {message}" if message else str(waiting["reason"])
+    for condition in status.get("conditions") or []:
+        if (
+            condition.get("type") == "PodScheduled"
+            and condition.get("status") == "False"
+            and condition.get("reason") == "Unschedulable"
+        ):
+            message = condition.get("message")
+            return f"Unschedulable: {message}" if message else "Unschedulable"
+    return None
+
+
+def failure(pod: Mapping[str, Any]) -> tuple[int | None, str]:
+    """Exit code and error of a Failed pod."""
+    container = container_status(pod)
+    terminated = (container.get("state") or {}).get("terminated") or (container.get("lastState") or {}).get(
+        "terminated"
+    )
+    if terminated and terminated.get("exitCode") is not None:
+        code = int(terminated["exitCode"])
+        reason = terminated.get("reason")
+        error = f"exit code {code}"
+        if reason and reason not in ("Error", "Completed"):
+            error += f" ({reason})"
+        return code, error
+    status = pod.get("status") or {}
+    reason, message = status.get("reason"), status.get("message")
+    detail = ": ".join(str(p) for p in (reason, message) if p)
+    return None, f"the pod failed: {detail}" if detail else "the pod failed"
+
+
+def seconds_since(timestamp: Any) -> float | None:
+    if not isinstance(timestamp, str):
+        return None
+    try:
+        when = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (datetime.now(timezone.utc) - when).total_seconds())
+
+
+def seconds_text(value: float) -> str:
+    return str(int(value)) if value == int(value) else f"{value:.3f}".rstrip("0")
+
+
+def api_message(exc: Exception) -> str:
+    """The API's own message for a refused request, else the exception in one line."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, (str, bytes)):
+        try:
+            message = json.loads(body).get("message")
+        except (ValueError, AttributeError):
+            message = None
+        if message:
+            return f"{getattr(exc, 'status', '')} {message}".strip()
+    status, reason = getattr(exc, "status", None), getattr(exc, "reason", None)
+    if status is not None:
+        return f"{status} {reason or ''}".strip()
+    return " ".join(str(exc).split())[:500] or type(exc).__name__
+
+
+def is_transient(exc: Exception) -> bool:
+    status = getattr(exc, "status", None)
+    if status is None:
+        # A connection error, a timeout: no answer from the API.
+        return not isinstance(exc, ValueError)
+    return int(status) in TRANSIENT_STATUSES

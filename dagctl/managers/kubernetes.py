@@ -1,0 +1,541 @@
+"""The kubernetes manager: one pod per task attempt, through the official client.
+
+    dagctl schedule --manager kubernetes        # needs: pip install 'dagctl[kubernetes]'
+
+Each claimed attempt becomes a pod (see `pod_manifest`) whose container runs
+`dagctl run DAG TASK --run-id RUN --attempt N` in the image named by `kube_image`. That
+command only runs the task: the run's params and logical date arrive as environment
+variables (DAGCTL_PARAMS, DAGCTL_LOGICAL_DATE), so a pod needs no state database. The
+scheduler keeps the lease, and this manager turns what the pod did into the attempt's
+outcome: phase Succeeded is success, Failed is failed with the container's exit code.
+
+The manager never blocks the loop for long: it lists its pods by label selector at most
+once per `poll_interval` (0.5 s), one request per namespace, and `next_wakeup()` says
+when the next list is due; there are no watch threads. Each API request has a timeout;
+an unreachable API only delays news (nothing fails because of it, except a pod that
+cannot even be created within `kube_pending_timeout`).
+
+Lifecycle of a pod:
+- created at `launch()`; a name already taken (HTTP 409) means the pod exists (the pod
+  name is derived from the state database, DAG, task, run and attempt), and it is
+  watched instead: a pod is never started twice for one attempt;
+- a pod stuck Pending on an image pull error or as unschedulable fails the attempt
+  once the problem lasted `kube_pending_timeout` (default 300 s): its logs are read,
+  the pod deleted, the error names the reason;
+- a running pod past the task's timeout, a cancelled one, and those still running
+  when the scheduler's shutdown grace ends: logs read, pod deleted, attempt failed;
+- a pod that ended: its logs are read (capped and masked like the worker's) into the
+  Outcome; the pod is deleted only when the scheduler calls `discard()`, after the
+  outcome and its logs are committed to the state database.
+
+Adoption (see `dagctl.managers.base.AdoptingManager`): `found()` lists the pods of this
+state database that this manager is not watching. The scheduler takes over those whose
+attempt's lease expired (their scheduler died) and launches them again, which watches
+the existing pod instead of creating one; pods of attempts that already ended are
+discarded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dagctl.errors import UsageError
+from dagctl.managers.base import FAILED, SUCCESS, Attempt, Outcome, PollResult
+from dagctl.managers.kubepod import (
+    CONTAINER,
+    LABEL_INSTANCE,
+    LABEL_TASK_RUN,
+    LOG_REQUEST_TIMEOUT,
+    MANAGED_BY,
+    MISSING_CLIENT,
+    POLL_INTERVAL_S,
+    REQUEST_TIMEOUT,
+    SELECTOR_CHUNK,
+    SHUTDOWN_KILLED,
+    SHUTDOWN_NOT_STARTED,
+    ApiUnavailable,
+    PodPlace,
+    PodSpecError,
+    api_message,
+    container_status,
+    failure,
+    in_cluster_for,
+    instance_id,
+    is_transient,
+    namespace_for,
+    pending_timeout,
+    pod_manifest,
+    seconds_since,
+    seconds_text,
+    stuck_reason,
+)
+from dagctl.model import Dag
+
+log = logging.getLogger("dagctl.kubernetes")
+
+
+def require_client() -> None:
+    """Raise a one-line UsageError when the kubernetes client is not installed."""
+    try:
+        import kubernetes.client  # noqa: F401
+    except ImportError:
+        raise UsageError(MISSING_CLIENT) from None
+
+
+# ---------------------------------------------------------------- the manager
+
+
+@dataclass(slots=True)
+class _Pod:
+    attempt: Attempt
+    place: PodPlace
+    manifest: dict[str, Any]
+    pending_timeout: float
+    timeout: float | None
+    launched: float
+    created: bool = False
+    adopted: bool = False  # found existing (409): its times come from its status
+    stuck_since: float | None = None
+    running_since: float | None = None
+    stop_reason: str | None = None
+
+
+@dataclass(slots=True)
+class _Api:
+    core: Any = None
+    error: str | None = None
+
+
+def _poll_interval_from_env() -> float:
+    """DAGCTL_KUBE_POLL_SECONDS (an operations and test knob), at least 0.05; default 0.5."""
+    try:
+        return max(0.05, float(os.environ.get("DAGCTL_KUBE_POLL_SECONDS", POLL_INTERVAL_S)))
+    except ValueError:
+        return POLL_INTERVAL_S
+
+
+class KubernetesManager:
+    """Runs attempts as pods; see the module docstring.
+
+    Outcome fields: `status` SUCCESS/FAILED; `exit_code` the container's exit code
+    (`dagctl run` exits with the task's code, 128+N when the task died from signal N),
+    None when no container ended (stuck, timed out, cancelled, vanished); `error` None
+    on success, else "exit code N", "exit code 137 (OOMKilled)", "timed out after Ns",
+    "the pod did not start within Ns: ErrImagePull: ...", "the pod failed: Evicted: ...",
+    the cancel reason, or "killed at scheduler shutdown"; `log` the pod's log, capped
+    and masked like the worker's. No LogChunks: a pod's log arrives when it ends.
+    """
+
+    name = "kubernetes"
+
+    def __init__(
+        self,
+        concurrency: int | None = None,
+        *,
+        kubeconfig: str | None = None,
+        poll_interval: float | None = None,
+        log_cap_bytes: int | None = None,
+        owner: str | None = None,
+        state_db_url: str | None = None,
+    ) -> None:
+        require_client()
+        self.concurrency = max(1, concurrency or os.cpu_count() or 1)
+        self.kubeconfig = kubeconfig
+        self.poll_interval = poll_interval if poll_interval is not None else _poll_interval_from_env()
+        self.log_cap_bytes = log_cap_bytes
+        self.owner = owner or f"{socket.gethostname()}-{os.getpid()}"
+        self.instance = instance_id(state_db_url or "standalone")
+        self._apis: dict[bool, _Api] = {}
+        self._pods: dict[int, _Pod] = {}  # in flight: created, or being created
+        self._ended: dict[int, PodPlace] = {}  # outcome reported; deleted by discard()
+        self._foreign: dict[int, PodPlace] = {}  # seen by the last found()
+        self._doomed: dict[int, PodPlace] = {}  # deletions to retry
+        self._done: list[Outcome] = []
+        self._next_list = 0.0
+        self._trouble: str | None = None  # the API problem last logged
+        self._places: dict[str, tuple[str, frozenset[tuple[bool, str]]]] = {}
+        self._closed = False
+
+    # ------------------------------------------------------------ Manager protocol
+
+    def launch(self, attempt: Attempt) -> None:
+        """Create the attempt's pod and return; if it exists (found() saw it, or the
+        create answers 409), watch it instead. A no_op succeeds without a pod; a
+        configuration that cannot make a pod fails the attempt (reported by the next
+        poll)."""
+        key = attempt.task_run_id
+        if self._closed:
+            raise RuntimeError("the kubernetes manager has been shut down")
+        if key in self._pods:
+            raise ValueError(f"task run {key} is already launched")
+        if attempt.task.type == "no_op":
+            self._done.append(Outcome(key, SUCCESS))
+            return
+        config = attempt.dag.worker_config_for(attempt.task)
+        try:
+            manifest = pod_manifest(attempt, owner=self.owner, instance=self.instance)
+            place = PodPlace(
+                in_cluster_for(config), manifest["metadata"]["namespace"], manifest["metadata"]["name"]
+            )
+            pod = _Pod(
+                attempt,
+                place,
+                manifest,
+                pending_timeout(config),
+                attempt.dag.timeout_for(attempt.task) or None,
+                time.monotonic(),
+            )
+        except PodSpecError as exc:
+            self._done.append(Outcome(key, FAILED, error=str(exc)))
+            return
+        self._pods[key] = pod
+        if self._foreign.pop(key, None) == place:
+            # found() saw this very pod: the scheduler is adopting it, nothing to create.
+            pod.created = pod.adopted = True
+            self._next_list = 0.0
+            return
+        self._create(pod)
+
+    def poll(self) -> PollResult:
+        """Outcomes of pods that ended (and of attempts that failed to start). Talks to
+        the API at most once per poll_interval; in between it only hands over news."""
+        now = time.monotonic()
+        if now >= self._next_list:
+            self._next_list = now + self.poll_interval
+            self._tick(now)
+        result = PollResult(finished=self._done)
+        self._done = []
+        return result
+
+    def running(self) -> int:
+        """Pods in flight (being created, pending or running): they count against
+        --concurrency, adopted ones included."""
+        return len(self._pods)
+
+    def wait_fds(self) -> Sequence[int]:
+        return []
+
+    def next_wakeup(self) -> float | None:
+        if self._done:
+            return 0.0
+        if self._pods or self._doomed:
+            return max(0.0, self._next_list - time.monotonic())
+        return None
+
+    def cancel(self, task_run_id: int, reason: str) -> None:
+        """The pod is deleted (its logs read first) at the next poll, which is due at
+        once; the attempt fails with `reason`. Unknown ids are ignored."""
+        pod = self._pods.get(task_run_id)
+        if pod is None:
+            return
+        if not pod.created:
+            self._fail_unstarted(pod, reason)
+            self._delete(task_run_id, pod.place)  # in case a create whose answer was lost landed
+            return
+        pod.stop_reason = reason
+        self._next_list = 0.0
+
+    def shutdown(self, grace_seconds: float) -> PollResult:
+        """Wait up to `grace_seconds` for the pods in flight to end, then delete the rest
+        (logs read first; they fail with "killed at scheduler shutdown"). Ended pods stay
+        until discard(), which still works afterwards; launch() raises."""
+        self._closed = True
+        result = PollResult()
+        deadline = time.monotonic() + max(0.0, grace_seconds)
+        while self._pods:
+            now = time.monotonic()
+            if now >= deadline:
+                break
+            if now >= self._next_list:
+                self._next_list = now + self.poll_interval
+                self._tick(now)
+                continue
+            time.sleep(max(0.0, min(self._next_list, deadline) - now))
+        for pod in list(self._pods.values()):
+            if pod.created:
+                self._stop(pod, SHUTDOWN_KILLED)
+            else:
+                del self._pods[pod.attempt.task_run_id]
+                self._delete(pod.attempt.task_run_id, pod.place)  # a create may have landed
+                self._done.append(Outcome(pod.attempt.task_run_id, FAILED, error=SHUTDOWN_NOT_STARTED))
+        result.finished = self._done
+        self._done = []
+        return result
+
+    # ------------------------------------------------------------ AdoptingManager
+
+    def bind(self, owner: str, state_db_url: str) -> None:
+        self.owner = owner
+        self.instance = instance_id(state_db_url)
+
+    def found(self, dags: Mapping[str, Dag]) -> Sequence[int]:
+        """Pods of this state database, in the namespaces the DAGs use, that this
+        manager is not watching (ended ones it reported included: the store knows
+        whether their outcome was recorded)."""
+        places: set[tuple[bool, str]] = {(p.place.in_cluster, p.place.namespace) for p in self._pods.values()}
+        for dag in dags.values():
+            places |= self._dag_places(dag)
+        # Ended pods are included: if the scheduler could not record them (another one
+        # adopted the attempt meanwhile), it never discards them; the store decides.
+        known = self._pods.keys() | self._doomed.keys()
+        foreign: dict[int, PodPlace] = {}
+        selector = f"{MANAGED_BY}=dagctl,{LABEL_INSTANCE}={self.instance}"
+        for in_cluster, namespace in sorted(places):
+            items = self._list(in_cluster, namespace, selector)
+            for item in items or []:
+                metadata = item.get("metadata") or {}
+                try:
+                    key = int((metadata.get("labels") or {}).get(LABEL_TASK_RUN, ""))
+                except ValueError:
+                    continue
+                if key not in known and metadata.get("name"):
+                    foreign[key] = PodPlace(in_cluster, namespace, str(metadata["name"]))
+        self._foreign = foreign
+        return sorted(foreign)
+
+    def discard(self, task_run_ids: Sequence[int]) -> None:
+        for key in task_run_ids:
+            place = self._ended.pop(key, None) or self._foreign.pop(key, None)
+            if place is not None:
+                self._delete(key, place)
+
+    # ------------------------------------------------------------ internals
+
+    def _dag_places(self, dag: Dag) -> frozenset[tuple[bool, str]]:
+        """Where the DAG's pods go, computed once per definition (fingerprint)."""
+        cached = self._places.get(dag.name)
+        if cached is None or cached[0] != dag.fingerprint:
+            places = frozenset(
+                (in_cluster_for(config), namespace_for(config))
+                for config in (dag.worker_config_for(t) for t in dag.tasks.values() if t.type != "no_op")
+            )
+            cached = self._places[dag.name] = (dag.fingerprint, places)
+        return cached[1]
+
+    def _api(self, in_cluster: bool) -> Any:
+        """The CoreV1Api for in-cluster or kubeconfig credentials, made once; raises
+        ApiUnavailable with the reason when the configuration cannot be loaded."""
+        api = self._apis.get(in_cluster)
+        if api is None:
+            api = _Api()
+            try:
+                import kubernetes.client
+                import kubernetes.config
+
+                # Typed as Any: the client's own annotations differ between its versions.
+                client: Any = kubernetes.client
+                config: Any = kubernetes.config
+                if in_cluster:
+                    configuration = client.Configuration()
+                    config.load_incluster_config(client_configuration=configuration)
+                    api_client = client.ApiClient(configuration)
+                else:
+                    api_client = config.new_client_from_config(config_file=self.kubeconfig)
+                api.core = client.CoreV1Api(api_client)
+            except Exception as exc:
+                which = "in-cluster configuration" if in_cluster else "kubeconfig"
+                api.error = f"cannot load the {which}: {' '.join(str(exc).split()) or type(exc).__name__}"
+            self._apis[in_cluster] = api
+        if api.error is not None:
+            raise ApiUnavailable(api.error)
+        return api.core
+
+    def _note_trouble(self, what: str) -> None:
+        if self._trouble != what:
+            log.warning("kubernetes API: %s (will retry)", what)
+            self._trouble = what
+
+    def _create(self, pod: _Pod) -> None:
+        key = pod.attempt.task_run_id
+        try:
+            # Strict: a misspelt field (kube_security_context: {runAsUsr: 1}) is refused,
+            # not silently dropped (newer clients refuse it themselves, as ValueError).
+            self._api(pod.place.in_cluster).create_namespaced_pod(
+                pod.place.namespace,
+                pod.manifest,
+                field_validation="Strict",
+                _preload_content=False,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except ApiUnavailable as exc:
+            self._fail_unstarted(pod, str(exc))
+            return
+        except Exception as exc:
+            if getattr(exc, "status", None) == 409:
+                # The name is this attempt's (see pod_name): its pod exists already, made
+                # by a scheduler that died or by an earlier try whose answer was lost.
+                log.info("pod %s already exists: watching it", pod.place.name)
+                pod.created = pod.adopted = True
+                return
+            message = api_message(exc)
+            if not is_transient(exc):
+                invalid = getattr(exc, "status", None) is None  # the client's own check
+                self._fail_unstarted(
+                    pod, f"{'invalid pod' if invalid else 'kubernetes refused the pod'}: {message}"
+                )
+                return
+            self._note_trouble(f"creating pod {pod.place.name}: {message}")
+            if time.monotonic() - pod.launched >= pod.pending_timeout:
+                self._fail_unstarted(
+                    pod,
+                    f"could not create the pod within {seconds_text(pod.pending_timeout)}s: {message}",
+                )
+            return
+        pod.created = True
+        log.debug("created pod %s/%s for task run %d", pod.place.namespace, pod.place.name, key)
+
+    def _fail_unstarted(self, pod: _Pod, error: str) -> None:
+        del self._pods[pod.attempt.task_run_id]
+        self._done.append(Outcome(pod.attempt.task_run_id, FAILED, error=error))
+
+    def _list(self, in_cluster: bool, namespace: str, selector: str) -> list[dict[str, Any]] | None:
+        """The pods matching `selector`, as plain JSON; None when the API cannot say."""
+        try:
+            response = self._api(in_cluster).list_namespaced_pod(
+                namespace, label_selector=selector, _preload_content=False, _request_timeout=REQUEST_TIMEOUT
+            )
+            items = json.loads(response.data).get("items") or []
+        except Exception as exc:
+            self._note_trouble(f"listing pods in {namespace}: {api_message(exc)}")
+            return None
+        self._trouble = None
+        return list(items)
+
+    def _tick(self, now: float) -> None:
+        for key, place in list(self._doomed.items()):
+            del self._doomed[key]
+            self._delete(key, place)
+        groups: dict[tuple[bool, str], list[_Pod]] = {}
+        for pod in list(self._pods.values()):
+            if not pod.created:
+                self._create(pod)
+            if pod.created:
+                groups.setdefault((pod.place.in_cluster, pod.place.namespace), []).append(pod)
+        for (in_cluster, namespace), pods in groups.items():
+            seen: dict[str, dict[str, Any]] = {}
+            failed = False
+            for start in range(0, len(pods), SELECTOR_CHUNK):
+                ids = ",".join(str(p.attempt.task_run_id) for p in pods[start : start + SELECTOR_CHUNK])
+                items = self._list(
+                    in_cluster, namespace, f"{LABEL_INSTANCE}={self.instance},{LABEL_TASK_RUN} in ({ids})"
+                )
+                if items is None:
+                    failed = True
+                    break
+                seen.update({str((i.get("metadata") or {}).get("name")): i for i in items})
+            if failed:
+                continue  # no news is not bad news: try again at the next tick
+            for pod in pods:
+                self._check(pod, seen.get(pod.place.name), now)
+
+    def _check(self, pod: _Pod, state: Mapping[str, Any] | None, now: float) -> None:
+        if pod.stop_reason is not None:
+            self._stop(pod, pod.stop_reason)
+            return
+        key = pod.attempt.task_run_id
+        if state is None:
+            del self._pods[key]
+            self._done.append(
+                Outcome(
+                    key,
+                    FAILED,
+                    error=f"pod {pod.place.name} disappeared before it ended (deleted outside dagctl?)",
+                )
+            )
+            return
+        phase = (state.get("status") or {}).get("phase")
+        if phase == "Succeeded":
+            self._finish(pod, SUCCESS, 0, None)
+        elif phase == "Failed":
+            code, error = failure(state)
+            self._finish(pod, FAILED, code, error)
+        elif phase == "Running":
+            pod.stuck_since = None
+            if pod.running_since is None:
+                # Our own pods: from when we first see them run (startedAt has whole
+                # seconds only). Adopted ones may have run for long: from startedAt.
+                elapsed = None
+                if pod.adopted:
+                    started = (container_status(state).get("state") or {}).get("running") or {}
+                    elapsed = seconds_since(started.get("startedAt"))
+                pod.running_since = now - (elapsed or 0.0)
+            if pod.timeout is not None and now - pod.running_since >= pod.timeout:
+                self._stop(pod, f"timed out after {seconds_text(pod.timeout)}s")
+        else:  # Pending, Unknown
+            stuck = stuck_reason(state)
+            if stuck is None:
+                pod.stuck_since = None
+                return
+            if pod.stuck_since is None:
+                pod.stuck_since = now
+                log.info("pod %s cannot start yet: %s", pod.place.name, stuck)
+            if now - pod.stuck_since >= pod.pending_timeout:
+                self._stop(pod, f"the pod did not start within {seconds_text(pod.pending_timeout)}s: {stuck}")
+
+    def _finish(self, pod: _Pod, status: str, exit_code: int | None, error: str | None) -> None:
+        key = pod.attempt.task_run_id
+        text, truncated = self._read_log(pod)
+        del self._pods[key]
+        self._ended[key] = pod.place
+        self._done.append(
+            Outcome(key, status, exit_code=exit_code, error=error, log=text, log_truncated_bytes=truncated)
+        )
+
+    def _stop(self, pod: _Pod, reason: str) -> None:
+        """Logs first, then delete: the attempt fails with `reason`."""
+        key = pod.attempt.task_run_id
+        text, truncated = self._read_log(pod)
+        del self._pods[key]
+        self._delete(key, pod.place)
+        self._done.append(Outcome(key, FAILED, error=reason, log=text, log_truncated_bytes=truncated))
+
+    def _read_log(self, pod: _Pod) -> tuple[str, int]:
+        """The container's whole log, streamed through a LogBuffer (capped: head and
+        tail kept; secrets masked). "" when there is none (it never started)."""
+        from dagctl.logbuffer import LogBuffer
+        from dagctl.runner import _secret_values
+
+        buffer = LogBuffer(self.log_cap_bytes, _secret_values(pod.attempt.dag, pod.attempt.context))
+        try:
+            response = self._api(pod.place.in_cluster).read_namespaced_pod_log(
+                pod.place.name,
+                pod.place.namespace,
+                container=CONTAINER,
+                _preload_content=False,
+                _request_timeout=LOG_REQUEST_TIMEOUT,
+            )
+            try:
+                for chunk in response.stream(64 * 1024):
+                    buffer.feed(chunk)
+            finally:
+                response.release_conn()
+        except Exception as exc:
+            status = getattr(exc, "status", None)
+            if status != 400:  # 400: the container never started, so it has no log
+                buffer.feed(f"\n[dagctl: could not read the pod's log: {api_message(exc)}]\n".encode())
+        return buffer.finish(), buffer.truncated_bytes
+
+    def _delete(self, key: int, place: PodPlace) -> None:
+        try:
+            self._api(place.in_cluster).delete_namespaced_pod(
+                place.name, place.namespace, _preload_content=False, _request_timeout=REQUEST_TIMEOUT
+            )
+        except ApiUnavailable:
+            return
+        except Exception as exc:
+            if getattr(exc, "status", None) == 404:
+                return
+            self._note_trouble(f"deleting pod {place.name}: {api_message(exc)}")
+            self._doomed[key] = place
+            return
+        log.debug("deleted pod %s/%s", place.namespace, place.name)
+
+
+__all__ = ["KubernetesManager", "require_client"]

@@ -1,0 +1,250 @@
+"""Reading DAG files safely: size and encoding checks, YAML with line numbers, schema
+checks, and the task header of each file type (`#` block, `/* */` block, docstring).
+
+Nothing here imports or runs user code; problems are collected, never raised past
+`Invalid`, which only stops the file at hand.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import stat
+import textwrap
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dagctl import schemas
+from dagctl.model import Problem
+from dagctl.yamldoc import YamlDoc, YamlProblem
+from dagctl.yamldoc import load as load_yaml
+
+
+class Invalid(Exception):
+    """Stops loading one file; its problems are already recorded."""
+
+
+@dataclass
+class Collector:
+    """Problems of one DAG (or of the root config), with paths shown relative to the tree."""
+
+    base: Path
+    dag: str | None
+    problems: list[Problem] = field(default_factory=list)
+
+    def shown(self, path: Path) -> str:
+        try:
+            text = str(path.relative_to(self.base.parent)) if self.base.parent != path else str(path)
+        except ValueError:
+            text = str(path)
+        return printable(text)
+
+    def add(
+        self,
+        path: Path,
+        line: int | None,
+        message: str,
+        hint: str | None = None,
+        pointer: str | None = None,
+        severity: str = "error",
+    ) -> None:
+        self.problems.append(
+            Problem(
+                path=self.shown(path),
+                line=line,
+                message=message,
+                hint=hint,
+                pointer=pointer,
+                severity="warning" if severity == "warning" else "error",
+                dag=self.dag,
+            )
+        )
+
+    @property
+    def has_errors(self) -> bool:
+        return any(p.severity == "error" for p in self.problems)
+
+
+def printable(text: str) -> str:
+    """A path as text that can be printed and stored: bytes of a file name that are not
+    UTF-8 (surrogate escapes in Python) are shown as \\xNN."""
+    if text.isascii():
+        return text
+    try:
+        return os.fsencode(text).decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def is_utf8(name: str) -> bool:
+    return printable(name) == name
+
+
+# ---------------------------------------------------------------- reading files
+
+
+def read_text(path: Path, limit: int, out: Collector) -> str:
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            out.add(path, None, "not a regular file", "replace it with a file")
+            raise Invalid
+        if info.st_size > limit:
+            out.add(
+                path,
+                None,
+                f"file is {info.st_size:,} bytes, over the {limit:,}-byte limit",
+                "split it or move data out of the DAG folder",
+            )
+            raise Invalid
+        raw = path.read_bytes()
+    except OSError as exc:
+        out.add(path, None, f"cannot read: {exc.strerror or exc}", "check the file and its permissions")
+        raise Invalid from None
+    if b"\x00" in raw:
+        out.add(path, None, "binary file, not text", "remove it or give it another extension")
+        raise Invalid
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        out.add(path, line, "not valid UTF-8 text", "save the file as UTF-8")
+        raise Invalid from None
+
+
+def parse_yaml(path: Path, text: str, out: Collector, line_offset: int = 0) -> YamlDoc:
+    try:
+        return load_yaml(text, line_offset)
+    except YamlProblem as exc:
+        out.add(path, exc.line, exc.message, exc.hint)
+        raise Invalid from None
+
+
+def check_schema(path: Path, doc: YamlDoc, schema_name: str, out: Collector) -> None:
+    for pointer, message, hint in schemas.problems(schema_name, doc.data):
+        out.add(path, doc.line_of(pointer), message, hint, pointer)
+
+
+_KIND_NAMES = {"str": "string", "int": "number", "float": "number", "bool": "boolean", "date": "date"}
+
+
+def mapping_or_problem(path: Path, doc: YamlDoc, what: str, out: Collector) -> Mapping[str, Any]:
+    if doc.data is None:
+        return {}
+    if not isinstance(doc.data, dict):
+        kind = _KIND_NAMES.get(type(doc.data).__name__, type(doc.data).__name__)
+        out.add(
+            path, doc.line_of(""), f"{what} must be a mapping of keys, not a {kind}", "write key: value lines"
+        )
+        raise Invalid
+    return doc.data
+
+
+# ---------------------------------------------------------------- task headers
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    doc: YamlDoc | None
+    line: int
+
+
+def _shell_header(path: Path, text: str, out: Collector) -> Header:
+    lines = text.split("\n")
+    index = 1 if lines and lines[0].startswith("#!") else 0
+    # Blank lines before the header are allowed (as in .sql): a header that silently
+    # stopped counting would make a task with inputs a root that runs at once.
+    while index < len(lines) - 1 and not lines[index].strip():
+        index += 1
+    start = index
+    block: list[str] = []
+    while index < len(lines) and lines[index].startswith("#"):
+        body = lines[index][1:]
+        block.append(body[1:] if body.startswith(" ") else body)
+        index += 1
+    if not block:
+        return Header(None, start + 1)
+    return Header(parse_yaml(path, "\n".join(block), out, line_offset=start), start + 1)
+
+
+def _sql_header(path: Path, text: str, out: Collector) -> Header:
+    stripped = text.lstrip()
+    if not stripped.startswith("/*"):
+        return Header(None, 1)
+    begin = text.index("/*")
+    first_line = text.count("\n", 0, begin)
+    end = text.find("*/", begin + 2)
+    if end == -1:
+        out.add(path, first_line + 1, "unterminated /* header", "close the header with */")
+        raise Invalid
+    body = textwrap.dedent(text[begin + 2 : end])
+    return Header(parse_yaml(path, body, out, line_offset=first_line), first_line + 1)
+
+
+def _python_header(path: Path, text: str, out: Collector) -> Header:
+    try:
+        tree = ast.parse(text, filename=str(path))
+    except SyntaxError as exc:
+        out.add(path, exc.lineno, f"Python syntax error: {exc.msg}", "fix the syntax")
+        raise Invalid from None
+    except (ValueError, RecursionError, MemoryError) as exc:
+        out.add(path, None, f"cannot parse Python: {exc}", "fix the file")
+        raise Invalid from None
+    if not any(_defines_run(node) for node in tree.body):
+        out.add(path, None, "no run(context) function", "define def run(context): at module level")
+    first = tree.body[0] if tree.body else None
+    if (
+        isinstance(first, ast.Expr)
+        and isinstance(first.value, ast.Constant)
+        and isinstance(first.value.value, str)
+    ):
+        body = textwrap.dedent(first.value.value)
+        return Header(parse_yaml(path, body, out, line_offset=first.lineno - 1), first.lineno)
+    return Header(None, 1)
+
+
+def _defines_run(node: ast.stmt) -> bool:
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return node.name == "run"
+    if isinstance(node, ast.Assign):
+        return any(isinstance(t, ast.Name) and t.id == "run" for t in node.targets)
+    if isinstance(node, ast.ImportFrom):
+        return any((alias.asname or alias.name) == "run" for alias in node.names)
+    return False
+
+
+def _yaml_task_header(path: Path, text: str, out: Collector) -> Header:
+    return Header(parse_yaml(path, text, out), 1)
+
+
+HEADER_READERS = {
+    ".sh": _shell_header,
+    ".sql": _sql_header,
+    ".py": _python_header,
+    ".yaml": _yaml_task_header,
+    ".yml": _yaml_task_header,
+}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number or a string like '90s', '5m', '1h30m', '250ms'."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+    total = 0.0
+    number = ""
+    text = str(value).replace(" ", "")
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if char.isdigit() or char == ".":
+            number += char
+            index += 1
+            continue
+        unit = "ms" if text.startswith("ms", index) else char
+        total += float(number) * units[unit]
+        number = ""
+        index += len(unit)
+    return total

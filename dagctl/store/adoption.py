@@ -1,0 +1,118 @@
+"""Adoption: a scheduler takes over attempts still alive outside a scheduler that died
+(pods of the kubernetes manager), instead of failing them as lost and starting them
+again. A mixin of `Store` (see store.py); one transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select, update
+
+from dagctl.states import TaskStatus
+from dagctl.store.tables import dag_run, task_run
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from dagctl.store.store import ClaimedAttempt
+
+# Attempts in these states have not ended: what is left of them outside must stay.
+_NOT_ENDED = (TaskStatus.WAITING.value, TaskStatus.QUEUED.value, TaskStatus.RUNNING.value)
+
+
+@dataclass(frozen=True, slots=True)
+class AdoptResult:
+    adopted: list[ClaimedAttempt] = field(default_factory=list)  # now ours: watch them
+    ended: list[int] = field(default_factory=list)  # already ended (or unknown): clean up
+
+
+class AdoptionOperations:
+    if TYPE_CHECKING:
+        is_postgres: bool
+
+        def _tx(self) -> contextlib.AbstractContextManager[Connection]: ...
+
+        def _db_now(self) -> Any: ...
+
+        def _lease_until(self, lease_seconds: float) -> Any: ...
+
+    def adopt(
+        self, owner: str, task_run_ids: Sequence[int], lease_seconds: float, now: datetime
+    ) -> AdoptResult:
+        """Of attempts a manager found alive out there (`task_run_ids`):
+
+        - those still `running` whose lease has expired (their scheduler stopped renewing
+          it) become this owner's, with a fresh lease, exactly as a claim would make
+          them (`SKIP LOCKED` on PostgreSQL, so a reaper or another adopter racing for
+          one of them gets nothing, and vice versa);
+        - those that have ended (or are unknown) are returned in `ended`;
+        - the rest (a live scheduler's, or not started) are left alone.
+        """
+        from dagctl.store.store import ClaimedAttempt
+
+        ids = sorted(set(task_run_ids))
+        if not ids:
+            return AdoptResult()
+        with self._tx() as connection:
+            expired = select(task_run.c.id).where(
+                task_run.c.id.in_(ids),
+                task_run.c.status == TaskStatus.RUNNING.value,
+                task_run.c.lease_expires_at < self._db_now(),
+            )
+            if self.is_postgres:
+                expired = expired.with_for_update(skip_locked=True)
+            taken = connection.execute(
+                update(task_run)
+                .where(
+                    task_run.c.id.in_(expired.scalar_subquery()),
+                    task_run.c.status == TaskStatus.RUNNING.value,
+                )
+                .values(
+                    lease_owner=owner,
+                    lease_expires_at=self._lease_until(lease_seconds),
+                    host=socket.gethostname(),
+                )
+                .returning(
+                    task_run.c.id,
+                    task_run.c.dag_run_id,
+                    task_run.c.dag_name,
+                    task_run.c.task_name,
+                    task_run.c.attempt,
+                )
+            ).all()
+            alive = {
+                int(r.id)
+                for r in connection.execute(
+                    select(task_run.c.id).where(task_run.c.id.in_(ids), task_run.c.status.in_(_NOT_ENDED))
+                )
+            }
+            runs: dict[int, Any] = {}
+            if taken:
+                runs = {
+                    r.id: r
+                    for r in connection.execute(
+                        select(dag_run.c.id, dag_run.c.logical_date, dag_run.c.params).where(
+                            dag_run.c.id.in_({t.dag_run_id for t in taken})
+                        )
+                    )
+                }
+        adopted = [
+            ClaimedAttempt(
+                t.id,
+                t.dag_run_id,
+                t.dag_name,
+                t.task_name,
+                t.attempt,
+                runs[t.dag_run_id].logical_date,
+                json.loads(runs[t.dag_run_id].params),
+            )
+            for t in sorted(taken, key=lambda t: t.id)
+        ]
+        return AdoptResult(adopted=adopted, ended=[i for i in ids if i not in alive])
