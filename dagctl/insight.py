@@ -428,7 +428,7 @@ def _why_run(
             if status in _DONE_OK:
                 continue
             detail = (
-                f"no run of {other_dag} at or before {_utc_text(run['logical_date'])} has it"
+                f"not run yet in a run of {other_dag} at or before {_utc_text(run['logical_date'])}"
                 if status is None
                 else f"it is {status} there"
             )

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, bindparam, case, func, insert, or_, select, text, update
+from sqlalchemy import Connection, Engine, and_, bindparam, case, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
@@ -349,23 +349,81 @@ class Store(ReadOperations, ControlOperations, AdoptionOperations):
             self._apply(connection, plan, now)
             return plan
 
-    def _latest_attempts(
-        self, connection: Connection, run_ids: Sequence[int]
-    ) -> dict[int, dict[str, AttemptSnapshot]]:
-        latest: dict[int, dict[str, AttemptSnapshot]] = {}
-        if not run_ids:
-            return latest
-        rows = connection.execute(
-            select(task_run.c.dag_run_id, task_run.c.task_name, task_run.c.attempt, task_run.c.status).where(
-                task_run.c.dag_run_id.in_(run_ids)
+    def _lock_flagged_dags(self, connection: Connection) -> dict[str, bool]:
+        """Lock the DAGs that have flagged runs (skipping those another scheduler holds)
+        and clear their runs' flags; returns {name: paused} of the locked DAGs.
+
+        The flags are cleared BEFORE the runs and attempts are read (by a later
+        statement): an attempt another scheduler finishes from now on flags its run
+        again (its UPDATE waits for this transaction), and one it finished before is in
+        what we read next. Clearing after reading would erase such a flag and leave its
+        run `running` for ever. On PostgreSQL locking and clearing is one statement."""
+        active = [s.value for s in ACTIVE_RUN]
+        flagged = select(dag_run.c.dag_name).where(dag_run.c.dirty.is_(True), dag_run.c.status.in_(active))
+        locked = select(dag.c.name, dag.c.paused).where(dag.c.name.in_(flagged))
+        if not self.is_postgres:
+            paused = {r.name: bool(r.paused) for r in connection.execute(locked)}
+            if paused:
+                connection.execute(
+                    update(dag_run)
+                    .where(
+                        dag_run.c.dag_name.in_(list(paused)),
+                        dag_run.c.status.in_(active),
+                        dag_run.c.dirty.is_(True),
+                    )
+                    .values(dirty=False)
+                )
+            return paused
+        held = locked.with_for_update(skip_locked=True).cte("locked")
+        cleared = (
+            update(dag_run)
+            .where(
+                dag_run.c.dag_name.in_(select(held.c.name)),
+                dag_run.c.status.in_(active),
+                dag_run.c.dirty.is_(True),
             )
+            .values(dirty=False)
+            .returning(dag_run.c.id)
+            .cte("cleared")
         )
+        rows = connection.execute(select(held.c.name, held.c.paused).add_cte(cleared))
+        return {r.name: bool(r.paused) for r in rows}
+
+    def _active_runs(
+        self, connection: Connection, dag_names: Sequence[str]
+    ) -> tuple[list[RunSnapshot], dict[int, dict[str, AttemptSnapshot]]]:
+        """The active runs of these DAGs and the latest attempt of each task of the
+        running ones, in one query."""
+        rows = connection.execute(
+            select(
+                dag_run.c.id,
+                dag_run.c.dag_name,
+                dag_run.c.status,
+                dag_run.c.logical_date,
+                task_run.c.task_name,
+                task_run.c.attempt,
+                task_run.c.status.label("task_status"),
+            )
+            .select_from(
+                dag_run.outerjoin(
+                    task_run,
+                    and_(task_run.c.dag_run_id == dag_run.c.id, dag_run.c.status == RunStatus.RUNNING.value),
+                )
+            )
+            .where(dag_run.c.dag_name.in_(dag_names), dag_run.c.status.in_([s.value for s in ACTIVE_RUN]))
+        )
+        runs: dict[int, RunSnapshot] = {}
+        latest: dict[int, dict[str, AttemptSnapshot]] = {}
         for row in rows:
-            per_run = latest.setdefault(row.dag_run_id, {})
+            if row.id not in runs:
+                runs[row.id] = RunSnapshot(row.id, row.dag_name, row.status, row.logical_date)
+            if row.task_name is None:
+                continue
+            per_run = latest.setdefault(row.id, {})
             seen = per_run.get(row.task_name)
             if seen is None or row.attempt > seen.attempt:
-                per_run[row.task_name] = AttemptSnapshot(row.task_name, row.attempt, row.status)
-        return latest
+                per_run[row.task_name] = AttemptSnapshot(row.task_name, row.attempt, row.task_status)
+        return list(runs.values()), latest
 
     def _external_status(
         self, connection: Connection, other_dag: str, other_task: str, logical_date: datetime
@@ -510,26 +568,28 @@ class Store(ReadOperations, ControlOperations, AdoptionOperations):
                     if problem and LOG_NOT_STORED not in (error or ""):
                         error = f"{error}; {problem}" if error else problem
                 row = connection.execute(
-                    update(task_run)
-                    .where(
-                        task_run.c.id == item.task_run_id,
-                        task_run.c.lease_owner == owner,
-                        task_run.c.status.in_(task_sources(TaskStatus(item.status))),
-                    )
-                    .values(
-                        status=_ended_status(item.status),
-                        exit_code=item.exit_code,
-                        error=_clip(error),
-                        ended_at=item.ended_at or now,
-                        lease_owner=None,
-                        lease_expires_at=None,
-                    )
-                    .returning(
-                        task_run.c.dag_run_id,
-                        task_run.c.dag_name,
-                        task_run.c.task_name,
-                        task_run.c.attempt,
-                        task_run.c.status,
+                    self._and_flag_run(
+                        update(task_run)
+                        .where(
+                            task_run.c.id == item.task_run_id,
+                            task_run.c.lease_owner == owner,
+                            task_run.c.status.in_(task_sources(TaskStatus(item.status))),
+                        )
+                        .values(
+                            status=_ended_status(item.status),
+                            exit_code=item.exit_code,
+                            error=_clip(error),
+                            ended_at=item.ended_at or now,
+                            lease_owner=None,
+                            lease_expires_at=None,
+                        )
+                        .returning(
+                            task_run.c.dag_run_id,
+                            task_run.c.dag_name,
+                            task_run.c.task_name,
+                            task_run.c.attempt,
+                            task_run.c.status,
+                        )
                     )
                 ).first()
                 if row is None:
@@ -540,10 +600,26 @@ class Store(ReadOperations, ControlOperations, AdoptionOperations):
                     self._queue_retry(connection, row, item.retry_after, now)
                     retried = True
             if flagged:
-                connection.execute(update(dag_run).where(dag_run.c.id.in_(flagged)).values(dirty=True))
+                if not self.is_postgres:  # there, each attempt's statement flagged its run
+                    connection.execute(update(dag_run).where(dag_run.c.id.in_(flagged)).values(dirty=True))
                 if wake_others or retried:
                     self._notify(connection)
         return recorded
+
+    def _and_flag_run(self, ended: Any) -> Any:
+        """On PostgreSQL, `ended` (an UPDATE of one task_run RETURNING its dag_run_id)
+        also flags that run, in the same statement; elsewhere `ended` as it is."""
+        if not self.is_postgres:
+            return ended
+        done = ended.cte("done")
+        flag = (
+            update(dag_run)
+            .where(dag_run.c.id.in_(select(done.c.dag_run_id)))
+            .values(dirty=True)
+            .returning(dag_run.c.id)
+            .cte("flag")
+        )
+        return select(done).add_cte(flag)
 
     def _queue_retry(self, connection: Connection, row: Any, delay: float, now: datetime) -> None:
         status = TaskStatus.WAITING if delay > 0 else TaskStatus.QUEUED
@@ -737,8 +813,10 @@ class Listener:
         return foreign
 
     def close(self) -> None:
+        # The DBAPI connection itself: the detached pool wrapper would first roll back,
+        # and log that failure with a traceback when the server has gone away.
         with contextlib.suppress(Exception):
-            self._raw.close()
+            self._connection.close()
 
 
 __all__ = ["ClaimedAttempt", "DagState", "FinishedAttempt", "LostAttempt", "Store"]
