@@ -75,6 +75,7 @@ class _Timers:
     next_reload: float = 0.0
     next_lease: float = 0.0
     next_log_flush: float = 0.0
+    next_cancel_check: float = 0.0
     outage_since: float | None = None
     # Monotonic time by which every lease we hold has surely been renewed, or is gone.
     leases_valid_until: float | None = None
@@ -104,6 +105,7 @@ class Scheduler:
         self._listener: Any = None
         self._adopter = self.manager if isinstance(self.manager, AdoptingManager) else None
         self._progress = False
+        self._news = False  # another process's NOTIFY arrived since we last looked
         self._fenced: set[int] = set()
         self._log_problems: dict[int, str] = {}
         self._broken: dict[str, str] = {}
@@ -236,10 +238,14 @@ class Scheduler:
 
     def _stop_cancelled(self) -> None:
         """`dagctl cancel` marks a run cancelled in the database; stop our attempts of such
-        runs (one query, only while attempts are in flight). Their ends are recorded as
-        cancelled, without retry, by the store."""
-        if not self._inflight:
+        runs (one query, only while attempts are in flight, and at most once per poll
+        interval unless another process's NOTIFY, as `cancel` sends, woke us). Their
+        ends are recorded as cancelled, without retry, by the store."""
+        clock = time.monotonic()
+        if not self._inflight or (not self._news and clock < self._timers.next_cancel_check):
             return
+        self._news = False
+        self._timers.next_cancel_check = clock + self.options.poll_interval
         for task_run_id in self.store.cancelled_attempts(self.owner):
             if task_run_id in self._inflight:
                 self.manager.cancel(task_run_id, "cancelled by dagctl cancel")
@@ -392,11 +398,13 @@ class Scheduler:
 
     def _poll_manager(self) -> None:
         result = self.manager.poll()
-        for outcome in result.finished:
-            self._unrecorded.append(self._finished(outcome))
+        if result.finished:
+            noticed = self.clock()  # one time for those noticed together: recorded together
+            for outcome in result.finished:
+                self._unrecorded.append(self._finished(outcome, noticed))
         self._log_chunks.extend((chunk.task_run_id, chunk.text) for chunk in result.logs)
 
-    def _finished(self, outcome: Outcome) -> FinishedAttempt:
+    def _finished(self, outcome: Outcome, noticed: datetime | None = None) -> FinishedAttempt:
         item = self._inflight.pop(outcome.task_run_id, None)
         self._fenced.discard(outcome.task_run_id)
         log_problem = self._log_problems.pop(outcome.task_run_id, None)
@@ -411,7 +419,7 @@ class Scheduler:
             retry_after=retry_after,
             log=outcome.log,
             log_truncated_bytes=outcome.log_truncated_bytes,
-            ended_at=self.clock(),
+            ended_at=noticed or self.clock(),
         )
 
     def _record_finished(self, now: datetime, *, advancing: bool = False) -> None:
@@ -453,12 +461,13 @@ class Scheduler:
             self._log_problems[task_run_id] = problem
 
     def _idle(self) -> bool:
-        return (
-            self.manager.running() == 0
-            and not self._unrecorded
-            and not self._inflight
-            and self.store.active_run_count() == 0
-        )
+        if self.manager.running() or self._unrecorded or self._inflight:
+            return False
+        try:
+            return self.store.active_run_count() == 0
+        except DatabaseError as exc:  # an outage like any other, not the end of --until-idle
+            self._note_outage(str(exc))
+            return False
 
     # ------------------------------------------------------------ waiting
 
@@ -480,16 +489,17 @@ class Scheduler:
         return timeout
 
     def _wait(self, timeout: float) -> None:
-        """Sleep until there is something to do: an attempt ended, another process's
-        NOTIFY, a signal, or the timeout. Output of running tasks (kept for their logs)
-        and our own NOTIFYs (sent for the others) are taken in without a whole pass."""
+        """Sleep until there is something to do: an attempt ended, news from another
+        process (a NOTIFY; on SQLite, a change of the file's data version), a signal,
+        or the timeout. Output of running tasks (kept for their logs) and our own
+        NOTIFYs (sent for the others) are taken in without a whole pass."""
         deadline = time.monotonic() + max(0.0, timeout)
         self._ensure_listener()
         while True:
             listener, listener_fd = self._listener, None
             if listener is not None:
                 try:
-                    listener_fd = listener.fileno()
+                    listener_fd = listener.fileno()  # None: SQLite's, looked at now and then
                 except Exception:  # closed under us (the server went away)
                     self._drop_listener()
                     listener = None
@@ -498,13 +508,17 @@ class Scheduler:
             for fd in (self._wake_r, *task_fds, *([] if listener_fd is None else [listener_fd])):
                 poller.register(fd, select.POLLIN)
             events: list[tuple[int, int]] = []
+            wait = max(0.0, deadline - time.monotonic())
+            if listener is not None and listener.check_every is not None:
+                wait = min(wait, listener.check_every)  # no descriptor: look now and then
             with contextlib.suppress(InterruptedError):
-                events = poller.poll(max(0.0, deadline - time.monotonic()) * 1000)
+                events = poller.poll(wait * 1000)
             self._drain_wake_pipe()
             foreign = False
             if listener is not None:
                 try:
                     foreign = listener.drain()
+                    self._news = self._news or foreign
                 except Exception:  # the NOTIFY connection broke: reconnect on the next wait
                     self._drop_listener()
                     return
@@ -527,7 +541,7 @@ class Scheduler:
             listener.close()
 
     def _ensure_listener(self) -> Any:
-        if self._listener is None and self.store.is_postgres:
+        if self._listener is None:
             try:
                 self._listener = self.store.listener()
             except Exception as exc:  # LISTEN is an optimisation; polling still works

@@ -57,6 +57,15 @@ def trigger_run(
     """Check params against the DAG first (nothing is written if they are wrong), then queue a run."""
     dag = load_dag(settings.dags, dag_name)
     params = resolve(dag.name, dag.params, given)
+    from dagctl.store import quick
+
+    now = utcnow()
+    # Without SQLAlchemy when it can (a migrated database): most of a trigger's time
+    # would be importing it.
+    when = logical_date or now
+    run_id = quick.trigger(settings.db_url, dag.name, params, creator, when, dag.fingerprint, now)
+    if run_id is not None:
+        return run_id
     store = open_store(settings, migrate=True)
     try:
         now = utcnow()

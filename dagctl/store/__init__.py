@@ -1,14 +1,31 @@
-"""The state store: the only package that imports SQLAlchemy."""
+"""The state store: the only package that imports SQLAlchemy.
+
+SQLAlchemy is imported when one of these names is first used, not with the package:
+`dagctl.store.quick` (the `trigger` fast path) runs without it.
+"""
 
 from __future__ import annotations
 
-from dagctl.store.store import ClaimedAttempt, DagState, FinishedAttempt, LostAttempt, Store
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dagctl.store.store import ClaimedAttempt, DagState, FinishedAttempt, LostAttempt, Store
 
 __all__ = ["ClaimedAttempt", "DagState", "FinishedAttempt", "LostAttempt", "Store", "open_store"]
 
 
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from dagctl.store import store
+
+        return getattr(store, name)
+    raise AttributeError(f"module 'dagctl.store' has no attribute {name!r}")
+
+
 def open_store(url: str, *, migrate: bool) -> Store:
     """Connect, and check (or, with `migrate`, bring) the schema to the current revision."""
+    from dagctl.store.store import Store
+
     store = Store(url)
     try:
         store.ensure_schema(migrate=migrate)

@@ -20,10 +20,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, NoSuchModuleError, OperationalError
 
 from dagctl.errors import DatabaseError
+from dagctl.store.revision import HEAD_REVISION
 
 log = logging.getLogger("dagctl.store")
 
-HEAD_REVISION = "0001"
 _MIGRATION_LOCK_KEY = 0x6461_6763  # "dagc": one advisory-lock key for every dagctl database
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # A pooled PostgreSQL connection idle this long is pinged before it is used again.

@@ -9,15 +9,33 @@ the states table.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import socket
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, and_, bindparam, case, func, insert, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Engine,
+    Float,
+    Integer,
+    String,
+    Text,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
@@ -98,6 +116,11 @@ class Store(ReadOperations, ControlOperations, AdoptionOperations):
         self.notify_tag = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._joined: Connection | None = None  # the open transaction(), if any
         self._notify_due = False
+        self._host = socket.gethostname()
+        # The scheduler's hot statements, built once: building one (and its cache key)
+        # costs SQLAlchemy more than the database takes to run it.
+        self._built: dict[Hashable, Any] = {}
+        self._watches: list[DataVersionWatch] = []
 
     # ------------------------------------------------------------ plumbing
 
@@ -119,6 +142,8 @@ class Store(ReadOperations, ControlOperations, AdoptionOperations):
                 yield connection
         except DBAPIError as exc:
             raise engines.connection_error(self.url, exc) from exc
+        if self._watches:
+            self._committed()
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -141,13 +166,30 @@ class Store(ReadOperations, ControlOperations, AdoptionOperations):
                     self._joined, self._notify_due = None, False
         except DBAPIError as exc:
             raise engines.connection_error(self.url, exc) from exc
+        if self._watches:
+            self._committed()
 
-    def listener(self) -> Listener:
-        """A connection LISTENing for other processes' news (PostgreSQL only)."""
-        return Listener(self.engine, ignore=self.notify_tag)
+    def listener(self) -> Listener | DataVersionWatch:
+        """What wakes the loop for other processes' news: a connection LISTENing on
+        PostgreSQL, a watch of the file's data version on SQLite."""
+        if self.is_postgres:
+            return Listener(self.engine, ignore=self.notify_tag)
+        watch = DataVersionWatch(self.engine)
+        self._watches = [watch]  # a scheduler has one; a new one replaces a dropped one
+        return watch
+
+    def _committed(self) -> None:
+        for watch in self._watches:
+            watch.settle()
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def _statement(self, key: Hashable, build: Callable[[], Any]) -> Any:
+        statement = self._built.get(key)
+        if statement is None:
+            statement = self._built[key] = build()
+        return statement
 
     def keep_news(self) -> None:
         """Inside transaction(): send no NOTIFY for it (the caller took all the work it
@@ -358,36 +400,47 @@ class Store(ReadOperations, ControlOperations, AdoptionOperations):
         again (its UPDATE waits for this transaction), and one it finished before is in
         what we read next. Clearing after reading would erase such a flag and leave its
         run `running` for ever. On PostgreSQL locking and clearing is one statement."""
-        active = [s.value for s in ACTIVE_RUN]
-        flagged = select(dag_run.c.dag_name).where(dag_run.c.dirty.is_(True), dag_run.c.status.in_(active))
-        locked = select(dag.c.name, dag.c.paused).where(dag.c.name.in_(flagged))
         if not self.is_postgres:
-            paused = {r.name: bool(r.paused) for r in connection.execute(locked)}
+            rows = connection.execute(self._statement("flagged dags", self._build_flagged_dags))
+            paused = {name: bool(is_paused) for name, is_paused in rows}
             if paused:
                 connection.execute(
-                    update(dag_run)
-                    .where(
-                        dag_run.c.dag_name.in_(list(paused)),
-                        dag_run.c.status.in_(active),
-                        dag_run.c.dirty.is_(True),
-                    )
-                    .values(dirty=False)
+                    self._statement("clear flags", self._build_clear_flags), {"p_names": list(paused)}
                 )
             return paused
-        held = locked.with_for_update(skip_locked=True).cte("locked")
+        rows = connection.execute(self._statement("lock and clear", self._build_lock_and_clear))
+        return {name: bool(is_paused) for name, is_paused in rows}
+
+    def _build_flagged_dags(self) -> Any:
+        active = [s.value for s in ACTIVE_RUN]
+        flagged = select(dag_run.c.dag_name).where(dag_run.c.dirty.is_(True), dag_run.c.status.in_(active))
+        return select(dag.c.name, dag.c.paused).where(dag.c.name.in_(flagged))
+
+    def _build_clear_flags(self) -> Any:
+        return (
+            update(dag_run)
+            .where(
+                dag_run.c.dag_name.in_(bindparam("p_names", expanding=True)),
+                dag_run.c.status.in_([s.value for s in ACTIVE_RUN]),
+                dag_run.c.dirty.is_(True),
+            )
+            .values(dirty=False)
+        )
+
+    def _build_lock_and_clear(self) -> Any:
+        held = self._build_flagged_dags().with_for_update(skip_locked=True).cte("locked")
         cleared = (
             update(dag_run)
             .where(
                 dag_run.c.dag_name.in_(select(held.c.name)),
-                dag_run.c.status.in_(active),
+                dag_run.c.status.in_([s.value for s in ACTIVE_RUN]),
                 dag_run.c.dirty.is_(True),
             )
             .values(dirty=False)
             .returning(dag_run.c.id)
             .cte("cleared")
         )
-        rows = connection.execute(select(held.c.name, held.c.paused).add_cte(cleared))
-        return {r.name: bool(r.paused) for r in rows}
+        return select(held.c.name, held.c.paused).add_cte(cleared)
 
     def _active_runs(
         self, connection: Connection, dag_names: Sequence[str]
@@ -395,6 +448,25 @@ class Store(ReadOperations, ControlOperations, AdoptionOperations):
         """The active runs of these DAGs and the latest attempt of each task of the
         running ones, in one query."""
         rows = connection.execute(
+            self._statement("active runs", self._build_active_runs), {"p_names": list(dag_names)}
+        )
+        runs: dict[int, RunSnapshot] = {}
+        latest: dict[int, dict[str, AttemptSnapshot]] = {}
+        for run_id, dag_name, status, logical_date, task_name, attempt, task_status in rows:
+            if run_id not in runs:
+                runs[run_id] = RunSnapshot(run_id, dag_name, status, logical_date)
+            if task_name is None:
+                continue
+            per_run = latest.get(run_id)
+            if per_run is None:
+                per_run = latest[run_id] = {}
+            seen = per_run.get(task_name)
+            if seen is None or attempt > seen.attempt:
+                per_run[task_name] = AttemptSnapshot(task_name, attempt, task_status)
+        return list(runs.values()), latest
+
+    def _build_active_runs(self) -> Any:
+        return (
             select(
                 dag_run.c.id,
                 dag_run.c.dag_name,
@@ -402,7 +474,7 @@ class Store(ReadOperations, ControlOperations, AdoptionOperations):
                 dag_run.c.logical_date,
                 task_run.c.task_name,
                 task_run.c.attempt,
-                task_run.c.status.label("task_status"),
+                task_run.c.status,
             )
             .select_from(
                 dag_run.outerjoin(
@@ -410,20 +482,11 @@ class Store(ReadOperations, ControlOperations, AdoptionOperations):
                     and_(task_run.c.dag_run_id == dag_run.c.id, dag_run.c.status == RunStatus.RUNNING.value),
                 )
             )
-            .where(dag_run.c.dag_name.in_(dag_names), dag_run.c.status.in_([s.value for s in ACTIVE_RUN]))
+            .where(
+                dag_run.c.dag_name.in_(bindparam("p_names", expanding=True)),
+                dag_run.c.status.in_([s.value for s in ACTIVE_RUN]),
+            )
         )
-        runs: dict[int, RunSnapshot] = {}
-        latest: dict[int, dict[str, AttemptSnapshot]] = {}
-        for row in rows:
-            if row.id not in runs:
-                runs[row.id] = RunSnapshot(row.id, row.dag_name, row.status, row.logical_date)
-            if row.task_name is None:
-                continue
-            per_run = latest.setdefault(row.id, {})
-            seen = per_run.get(row.task_name)
-            if seen is None or row.attempt > seen.attempt:
-                per_run[row.task_name] = AttemptSnapshot(row.task_name, row.attempt, row.task_status)
-        return list(runs.values()), latest
 
     def _external_status(
         self, connection: Connection, other_dag: str, other_task: str, logical_date: datetime
@@ -455,7 +518,7 @@ class Store(ReadOperations, ControlOperations, AdoptionOperations):
             )
         if plan.new_task_runs:
             connection.execute(
-                self._insert(task_run).on_conflict_do_nothing(),
+                self._statement("new task runs", lambda: self._insert(task_run).on_conflict_do_nothing()),
                 [
                     {
                         "dag_run_id": t.dag_run_id,
@@ -492,41 +555,13 @@ class Store(ReadOperations, ControlOperations, AdoptionOperations):
         """Take up to `limit` ready attempts, oldest first. No two owners ever get the same one."""
         if limit <= 0:
             return []
-        host = socket.gethostname()
+        values: dict[str, Any] = {"p_owner": owner, "p_now": now, "p_limit": limit, "p_host": self._host}
+        if self.is_postgres:
+            values["p_lease_seconds"] = float(lease_seconds)  # counted on the database's clock
+        else:
+            values["p_lease_until"] = utcnow() + timedelta(seconds=lease_seconds)
         with self._tx() as connection:
-            lease_until = self._lease_until(lease_seconds)
-            ready = (
-                select(task_run.c.id)
-                .where(task_run.c.status.in_([s.value for s in CLAIMABLE_TASK]), task_run.c.not_before <= now)
-                .order_by(task_run.c.queued_at, task_run.c.id)
-                .limit(limit)
-            )
-            if self.is_postgres:
-                ready = ready.with_for_update(skip_locked=True)
-            claimed = connection.execute(
-                update(task_run)
-                .where(
-                    task_run.c.id.in_(ready.scalar_subquery()),
-                    task_run.c.status.in_(task_sources(TaskStatus.RUNNING)),
-                )
-                .values(
-                    status=TaskStatus.RUNNING.value,
-                    lease_owner=owner,
-                    lease_expires_at=lease_until,
-                    started_at=now,
-                    host=host,
-                )
-                .returning(
-                    task_run.c.id,
-                    task_run.c.dag_run_id,
-                    task_run.c.dag_name,
-                    task_run.c.task_name,
-                    task_run.c.attempt,
-                    # The run's date and params in the same round trip.
-                    _of_run(dag_run.c.logical_date).label("logical_date"),
-                    _of_run(dag_run.c.params).label("params"),
-                )
-            ).all()
+            claimed = connection.execute(self._statement("claim", self._build_claim), values).all()
         result = [
             ClaimedAttempt(
                 c.id, c.dag_run_id, c.dag_name, c.task_name, c.attempt, c.logical_date, json.loads(c.params)
@@ -535,6 +570,48 @@ class Store(ReadOperations, ControlOperations, AdoptionOperations):
         ]
         result.sort(key=lambda c: c.task_run_id)
         return result
+
+    def _build_claim(self) -> Any:
+        ready = (
+            select(task_run.c.id)
+            .where(
+                task_run.c.status.in_([s.value for s in CLAIMABLE_TASK]),
+                task_run.c.not_before <= bindparam("p_now", type_=DateTime),
+            )
+            .order_by(task_run.c.queued_at, task_run.c.id)
+            .limit(bindparam("p_limit", type_=Integer))
+        )
+        if self.is_postgres:
+            ready = ready.with_for_update(skip_locked=True)
+            lease_until: Any = func.timezone("utc", func.now()) + func.make_interval(
+                0, 0, 0, 0, 0, 0, bindparam("p_lease_seconds", type_=Float)
+            )
+        else:
+            lease_until = bindparam("p_lease_until", type_=DateTime)
+        return (
+            update(task_run)
+            .where(
+                task_run.c.id.in_(ready.scalar_subquery()),
+                task_run.c.status.in_(task_sources(TaskStatus.RUNNING)),
+            )
+            .values(
+                status=TaskStatus.RUNNING.value,
+                lease_owner=bindparam("p_owner", type_=String),
+                lease_expires_at=lease_until,
+                started_at=bindparam("p_now", type_=DateTime),
+                host=bindparam("p_host", type_=String),
+            )
+            .returning(
+                task_run.c.id,
+                task_run.c.dag_run_id,
+                task_run.c.dag_name,
+                task_run.c.task_name,
+                task_run.c.attempt,
+                # The run's date and params in the same round trip.
+                _of_run(dag_run.c.logical_date).label("logical_date"),
+                _of_run(dag_run.c.params).label("params"),
+            )
+        )
 
     def record_pids(self, pids: Mapping[int, int]) -> None:
         if not pids:
@@ -559,6 +636,9 @@ class Store(ReadOperations, ControlOperations, AdoptionOperations):
         with self._tx() as connection:
             flagged: set[int] = set()
             retried = False
+            # Attempts that ended alike (status, exit code, error, time) are recorded by
+            # one statement: a batch of no_op attempts costs one round trip, not one each.
+            alike: dict[tuple[str, int | None, str | None, datetime], list[FinishedAttempt]] = {}
             for item in finished:
                 error = item.error
                 if item.log or item.log_truncated_bytes:
@@ -567,48 +647,64 @@ class Store(ReadOperations, ControlOperations, AdoptionOperations):
                     )
                     if problem and LOG_NOT_STORED not in (error or ""):
                         error = f"{error}; {problem}" if error else problem
-                row = connection.execute(
-                    self._and_flag_run(
-                        update(task_run)
-                        .where(
-                            task_run.c.id == item.task_run_id,
-                            task_run.c.lease_owner == owner,
-                            task_run.c.status.in_(task_sources(TaskStatus(item.status))),
-                        )
-                        .values(
-                            status=_ended_status(item.status),
-                            exit_code=item.exit_code,
-                            error=_clip(error),
-                            ended_at=item.ended_at or now,
-                            lease_owner=None,
-                            lease_expires_at=None,
-                        )
-                        .returning(
-                            task_run.c.dag_run_id,
-                            task_run.c.dag_name,
-                            task_run.c.task_name,
-                            task_run.c.attempt,
-                            task_run.c.status,
-                        )
-                    )
-                ).first()
-                if row is None:
-                    continue  # reaped or cancelled meanwhile: its fate is already recorded
-                recorded += 1
-                flagged.add(row.dag_run_id)
-                if row.status == TaskStatus.FAILED.value and item.retry_after is not None:
-                    self._queue_retry(connection, row, item.retry_after, now)
-                    retried = True
+                key = (item.status, item.exit_code, _clip(error), item.ended_at or now)
+                alike.setdefault(key, []).append(item)
+            for (status, exit_code, error, ended_at), items in alike.items():
+                by_id = {item.task_run_id: item for item in items}
+                rows = connection.execute(
+                    self._statement(("finish", status), functools.partial(self._build_finish, status)),
+                    {
+                        "p_ids": list(by_id),
+                        "p_owner": owner,
+                        "p_exit_code": exit_code,
+                        "p_error": error,
+                        "p_ended_at": ended_at,
+                    },
+                ).all()
+                # Those missing were reaped or cancelled meanwhile: their fate is recorded.
+                for row in sorted(rows, key=lambda r: int(r.id)):
+                    recorded += 1
+                    flagged.add(row.dag_run_id)
+                    retry_after = by_id[row.id].retry_after
+                    if row.status == TaskStatus.FAILED.value and retry_after is not None:
+                        self._queue_retry(connection, row, retry_after, now)
+                        retried = True
             if flagged:
-                if not self.is_postgres:  # there, each attempt's statement flagged its run
+                if not self.is_postgres:  # there, the statements above flagged their runs
                     connection.execute(update(dag_run).where(dag_run.c.id.in_(flagged)).values(dirty=True))
                 if wake_others or retried:
                     self._notify(connection)
         return recorded
 
-    def _and_flag_run(self, ended: Any) -> Any:
-        """On PostgreSQL, `ended` (an UPDATE of one task_run RETURNING its dag_run_id)
-        also flags that run, in the same statement; elsewhere `ended` as it is."""
+    def _build_finish(self, status: str) -> Any:
+        return self._and_flag_runs(
+            update(task_run)
+            .where(
+                task_run.c.id.in_(bindparam("p_ids", expanding=True)),
+                task_run.c.lease_owner == bindparam("p_owner", type_=String),
+                task_run.c.status.in_(task_sources(TaskStatus(status))),
+            )
+            .values(
+                status=_ended_status(status),
+                exit_code=bindparam("p_exit_code", type_=Integer),
+                error=bindparam("p_error", type_=Text),
+                ended_at=bindparam("p_ended_at", type_=DateTime),
+                lease_owner=None,
+                lease_expires_at=None,
+            )
+            .returning(
+                task_run.c.id,
+                task_run.c.dag_run_id,
+                task_run.c.dag_name,
+                task_run.c.task_name,
+                task_run.c.attempt,
+                task_run.c.status,
+            )
+        )
+
+    def _and_flag_runs(self, ended: Any) -> Any:
+        """On PostgreSQL, `ended` (an UPDATE of task_run rows RETURNING their dag_run_id)
+        also flags those runs, in the same statement; elsewhere `ended` as it is."""
         if not self.is_postgres:
             return ended
         done = ended.cte("done")
@@ -801,7 +897,9 @@ class Listener:
             self.close()  # detached: nobody else would ever close it
             raise
 
-    def fileno(self) -> int:
+    check_every: float | None = None  # its descriptor says when there is news
+
+    def fileno(self) -> int | None:
         return int(self._connection.fileno())
 
     def drain(self) -> bool:
@@ -815,6 +913,43 @@ class Listener:
     def close(self) -> None:
         # The DBAPI connection itself: the detached pool wrapper would first roll back,
         # and log that failure with a traceback when the server has gone away.
+        with contextlib.suppress(Exception):
+            self._connection.close()
+
+
+class DataVersionWatch:
+    """SQLite's stand-in for LISTEN: a connection of its own reads `PRAGMA data_version`,
+    which changes when another connection commits a change (a `trigger`, a `cancel`,
+    another scheduler). It has no descriptor to wait on, so the loop asks every
+    `check_every` seconds; reading it costs microseconds and no lock. The store moves
+    its mark past each of its own commits, so only other processes' changes count."""
+
+    check_every: float | None = 0.05
+
+    def __init__(self, engine: Engine) -> None:
+        raw = engine.raw_connection()
+        self._connection = cast(Any, raw.driver_connection)
+        raw.detach()
+        self._seen = self._version()
+
+    def _version(self) -> int:
+        return int(self._connection.execute("PRAGMA data_version").fetchone()[0])
+
+    def fileno(self) -> int | None:
+        return None
+
+    def settle(self) -> None:
+        """After a commit of our own: what has changed so far is known."""
+        with contextlib.suppress(Exception):
+            self._seen = self._version()
+
+    def drain(self) -> bool:
+        """True when another process committed a change since we last looked."""
+        version = self._version()
+        changed, self._seen = version != self._seen, version
+        return changed
+
+    def close(self) -> None:
         with contextlib.suppress(Exception):
             self._connection.close()
 

@@ -102,6 +102,7 @@ def test_a_200_kb_param_gets_a_clear_size_error_at_trigger(harness: Harness) -> 
     result = harness.run("trigger", "echo", "-p", "value=" + "y" * 100_000, check=False)
     assert result.returncode == EXIT_USAGE and "over the 65,536-byte limit" in result.stderr
     assert harness.sql("SELECT count(*) FROM dag_run") == [(0,)]
+    harness.check()
 
 
 NASTY = [
@@ -292,6 +293,8 @@ def test_fuzzed_workflow_files_never_crash_validate_trigger_or_the_scheduler(
             assert "steady" in proc.scheduler.dags
 
         fuzz()
+        # Runs of a DAG that is broken now wait for it to be fixed; fix it, and all end.
+        (folder / "workflow.yaml").write_text("description: fixed\nmax_active_runs: 100\n")
         proc.run_until_idle(timeout=30)
     finally:
         proc.close()

@@ -13,7 +13,7 @@ from tests.faults.invariants import marked_processes, pid_alive, wait_until
 
 pytestmark = pytest.mark.postgres
 
-LEASE = 2.0
+LEASE = 3.0
 
 # The first attempt hangs; a retry finishes at once.
 HANG_FIRST = """
@@ -39,8 +39,12 @@ def test_kill_9_scheduler_tasks_die_attempts_reaped_within_the_lease_and_retried
     runs = harness.trigger_many("slow", 4)
     first = harness.start("--concurrency", "4", DAGCTL_LEASE_SECONDS=str(LEASE))
     wait_until(lambda: len(started(harness)) == 4, 20, "four attempts to start")
-    tasks = marked_processes(harness.marker)
-    assert len(tasks) >= 8  # bash and its sleep, per attempt
+
+    def all_processes() -> list[tuple[int, str]] | None:
+        found = marked_processes(harness.marker)
+        return found if len(found) >= 8 else None  # bash and its sleep, per attempt
+
+    tasks = wait_until(all_processes, 10, "the task processes")
     first.signal(signal.SIGKILL)
     first.wait(10)
     killed_at = time.monotonic()

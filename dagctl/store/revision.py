@@ -1,0 +1,6 @@
+"""The schema revision this dagctl expects (the newest migration), importable without
+SQLAlchemy (the `trigger` fast path checks it)."""
+
+from __future__ import annotations
+
+HEAD_REVISION = "0001"
