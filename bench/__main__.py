@@ -83,11 +83,13 @@ def main(argv: list[str] | None = None) -> int:
                 title, function, _ = workloads[name]
                 for backend in backends:
                     cfg.say(f"{name} {title} on {backend}")
+                    began = time.monotonic()
                     try:
                         figures.extend(function(cfg, backend))
                     except Exception as exc:  # report it, go on with the other workloads
                         failures.append(f"{name} {backend}: {type(exc).__name__}: {exc}")
                         cfg.say(failures[-1])
+                    cfg.say(f"{name} on {backend} took {time.monotonic() - began:.1f} s")
         finally:
             dbs.close()
     load_after = os.getloadavg()

@@ -117,7 +117,19 @@ def fmt(value: float | None, unit: str) -> str:
 
 
 def render_table(figures: Sequence[Figure]) -> str:
-    header = ["workload", "backend", "metric", "median", "min", "max", "n", "target", "ratio", "ok", "vs baseline"]
+    header = [
+        "workload",
+        "backend",
+        "metric",
+        "median",
+        "min",
+        "max",
+        "n",
+        "target",
+        "ratio",
+        "ok",
+        "vs baseline",
+    ]
     rows = [header]
     for f in figures:
         baseline = "; ".join(f"{label}: {f.median / value:.3f}x" for label, value in f.baselines.items())
@@ -131,7 +143,9 @@ def render_table(figures: Sequence[Figure]) -> str:
                 fmt(min(f.samples) if f.samples else None, f.unit),
                 fmt(max(f.samples) if f.samples else None, f.unit),
                 str(len(f.samples)),
-                ("≥ " if f.higher_is_better else "≤ ") + fmt(f.target, f.unit) if f.target is not None else "-",
+                ("≥ " if f.higher_is_better else "≤ ") + fmt(f.target, f.unit)
+                if f.target is not None
+                else "-",
                 f"{ratio:.2f}" if ratio is not None else "-",
                 {True: "yes", False: "NO", None: "-"}[f.ok],
                 baseline or "-",
@@ -247,6 +261,17 @@ def seconds(start: Any, end: Any) -> float:
 # ---------------------------------------------------------------- running dagctl
 
 
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment of the dagctl processes the harness starts. Python may cache
+    compiled modules (.pyc) as an installed package does: a PYTHONDONTWRITEBYTECODE
+    inherited from a CI or sandbox environment would make every start compile dagctl's
+    sources again and time that instead."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
 class Env:
     """A DAGs folder and a state database, and dagctl commands run against them."""
 
@@ -257,12 +282,7 @@ class Env:
         self.db_url = db_url
         self.exe = exe
         self._procs: list[subprocess.Popen[bytes]] = []
-        self.vars = {
-            **os.environ,
-            "DATABASE_URL": db_url,
-            "DAGCTL_DAGS": str(self.dags),
-            "PYTHONUNBUFFERED": "1",
-        }
+        self.vars = child_env(DATABASE_URL=db_url, DAGCTL_DAGS=str(self.dags))
 
     def write_dag(self, name: str, workflow: str, tasks: dict[str, str]) -> Path:
         folder = self.dags / name
@@ -290,7 +310,9 @@ class Env:
             raise RuntimeError(f"dagctl {' '.join(args)} exited {done.returncode}:\n{done.stderr[-3000:]}")
         return elapsed, done
 
-    def schedule(self, *args: str, extra: dict[str, str] | None = None, log_name: str = "") -> subprocess.Popen[bytes]:
+    def schedule(
+        self, *args: str, extra: dict[str, str] | None = None, log_name: str = ""
+    ) -> subprocess.Popen[bytes]:
         """Start `dagctl schedule ARGS` in the background (stopped by stop_all)."""
         log = open(self.workdir / f"schedule{log_name or len(self._procs)}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
@@ -319,7 +341,9 @@ class Env:
                 proc.wait()
         self._procs.clear()
 
-    def wait_for(self, db: Db, sql: str, expected: int, timeout: float = 120, interval: float = 0.05) -> float:
+    def wait_for(
+        self, db: Db, sql: str, expected: int, timeout: float = 120, interval: float = 0.05
+    ) -> float:
         """Poll until `sql` returns at least `expected`; return the time it took."""
         start = time.perf_counter()
         while True:

@@ -10,7 +10,10 @@ TIMEZONES = ("UTC", "Europe/Berlin", "America/New_York", "Asia/Tokyo")
 # With DAGCTL_BENCH_STAMPS set (in the scheduler's environment), each task appends
 # "RUN TASK START_EPOCH" to that file with bash builtins only (no process, no output to
 # the log), so the harness can time task start -> next task start on the tasks' clock.
-STAMP = '[ -z "${DAGCTL_BENCH_STAMPS:-}" ] || printf \'%s %s %s\\n\' "$DAGCTL_RUN_ID" "$DAGCTL_TASK" "$EPOCHREALTIME" >>"$DAGCTL_BENCH_STAMPS"\n'
+STAMP = (
+    '[ -z "${DAGCTL_BENCH_STAMPS:-}" ] || '
+    'printf \'%s %s %s\\n\' "$DAGCTL_RUN_ID" "$DAGCTL_TASK" "$EPOCHREALTIME" >>"$DAGCTL_BENCH_STAMPS"\n'
+)
 
 
 def _sh(inputs: list[str]) -> str:
@@ -22,7 +25,9 @@ def chain(root: Path, name: str, length: int) -> list[str]:
     """`length` shell tasks running `true`, each the input of the next."""
     folder = root / name
     folder.mkdir(parents=True)
-    (folder / "workflow.yaml").write_text(f"description: A chain of {length} no-op shell tasks.\nretries: 0\n")
+    (folder / "workflow.yaml").write_text(
+        f"description: A chain of {length} no-op shell tasks.\nretries: 0\n"
+    )
     names = [f"t{i:03d}.sh" for i in range(1, length + 1)]
     for i, task in enumerate(names):
         (folder / task).write_text(_sh([names[i - 1]] if i else []))

@@ -8,6 +8,7 @@ database the run's created_at -> ended_at and each task's started_at / ended_at.
 from __future__ import annotations
 
 import statistics
+
 from bench import dags
 from bench.common import Config, Db, Env, Figure, percentile, seconds, workspace
 
@@ -19,7 +20,9 @@ POLL_INTERVAL = "1.0"  # the default: on PostgreSQL NOTIFY wakes the loop, not t
 
 
 def _timings(db: Db, run_id: int) -> tuple[str, float, list[tuple[str, object, object]], object]:
-    status, created, ended = db.rows("SELECT status, created_at, ended_at FROM dag_run WHERE id = ?", run_id)[0]
+    status, created, ended = db.rows("SELECT status, created_at, ended_at FROM dag_run WHERE id = ?", run_id)[
+        0
+    ]
     tasks = db.rows(
         "SELECT task_name, started_at, ended_at FROM task_run WHERE dag_run_id = ? ORDER BY started_at, id",
         run_id,
@@ -141,7 +144,9 @@ def chain20(cfg: Config, backend: str) -> list[Figure]:
             "pickup (created→first start)",
             pickups,
             "ms",
-            note="" if backend == "postgres" else f"SQLite has no NOTIFY: up to --poll-interval {POLL_INTERVAL} s",
+            note=""
+            if backend == "postgres"
+            else f"SQLite has no NOTIFY: up to --poll-interval {POLL_INTERVAL} s",
         ),
     ]
 
@@ -160,7 +165,7 @@ def fan100(cfg: Config, backend: str) -> list[Figure]:
             runs, walls = [], []
             for rep in range(cfg.reps):
                 wall, run_id = _trigger_and_wait(env, name)
-                status, run_s, tasks, created = _timings(db, run_id)
+                status, run_s, tasks, _ = _timings(db, run_id)
                 if status != "success" or len(tasks) != width + 2:
                     raise RuntimeError(f"{name} run {run_id} ended {status} with {len(tasks)} tasks")
                 runs.append(run_s)

@@ -6,7 +6,7 @@ the scheduler loop carry the decisions out.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -195,6 +195,41 @@ def _external_verdict(
         if status not in _OK_UPSTREAM:
             return "wait"
     return "ok"
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """An attempt this scheduler saw end."""
+
+    dag_run_id: int
+    dag_name: str
+    task_name: str
+    status: str
+
+
+def advance_needed(
+    dags: Mapping[str, Dag],
+    ended: Sequence[Ended],
+    running: Mapping[int, Collection[str]],
+    watched: Collection[tuple[str, str]] = (),
+) -> bool:
+    """Whether advancing the runs of `ended` attempts can change anything, given the
+    tasks of each run still `running` here and the (dag, task) pairs other DAGs wait on
+    (`watched`). It cannot when every one succeeded, no other DAG waits on it, its run
+    still has attempts running (so it cannot finish), and each of its successors has an
+    input among them (so none is ready): the middle tasks of a fan-out, say."""
+    for item in ended:
+        dag = dags.get(item.dag_name)
+        busy = running.get(item.dag_run_id)
+        if dag is None or not busy or item.status != TaskStatus.SUCCESS.value:
+            return True
+        if (item.dag_name, item.task_name) in watched:
+            return True
+        for task in dag.tasks.values():
+            inputs = task.local_inputs
+            if item.task_name in inputs and not any(name in busy for name in inputs):
+                return True
+    return False
 
 
 def retry_delay(dag: Dag, task_name: str, failed_attempt: int) -> float | None:

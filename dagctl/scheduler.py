@@ -1,10 +1,12 @@
 """The scheduling loop: sync definitions, create due runs, advance runs, claim ready task
 attempts, hand them to the manager, record what ended, keep leases alive.
 
-Every step is a named store operation (one transaction) or a pure planner call. One
-iteration is `iterate(now)`, so tests drive time directly. Between iterations the loop
-sleeps on file descriptors: a task's output pipe or exit, a PostgreSQL NOTIFY from
-another process, or a signal wake it at once; the poll interval is only the fallback.
+Every step is a named store operation (one transaction; advancing runs and claiming
+the task runs that creates share one) or a pure planner call. One iteration is
+`iterate(now)`, so tests drive time directly. Between iterations the loop sleeps on
+file descriptors: a task's exit, a PostgreSQL NOTIFY from another process (on SQLite,
+a change of the file's data version, looked at every 50 ms), or a signal wake it at
+once; the poll interval is only the fallback.
 """
 
 from __future__ import annotations
@@ -106,6 +108,12 @@ class Scheduler:
         self._adopter = self.manager if isinstance(self.manager, AdoptingManager) else None
         self._progress = False
         self._news = False  # another process's NOTIFY arrived since we last looked
+        self._ended: list[planner.Ended] = []  # attempts that ended since the last advance
+        # Whether anything but our own attempts' ends may need advancing: another
+        # process's news, runs we created, definitions synced, an abandoned pass.
+        self._advance_news = True
+        self._last_full_advance = 0.0
+        self._watched: set[tuple[str, str]] = set()  # (dag, task) other DAGs wait on
         self._fenced: set[int] = set()
         self._log_problems: dict[int, str] = {}
         self._broken: dict[str, str] = {}
@@ -164,6 +172,7 @@ class Scheduler:
         if self._timers.outage_since is None:
             self._timers.outage_since = time.monotonic()
             log.warning("iteration abandoned, will retry: %s", reason)
+        self._advance_news = True  # whatever that pass had seen, look at everything again
         self._drop_listener()
 
     def _fence_at(self) -> float | None:
@@ -214,17 +223,36 @@ class Scheduler:
         before this has committed."""
         free = self.options.concurrency - self.manager.running()
         claimed: list[ClaimedAttempt] = []
+        full = self._advance_needed()
         with self.store.transaction():
             self._stop_cancelled()
-            plan = self._advance()
+            plan = self._advance() if full else planner.AdvancePlan()
             if free > 0:
                 # started_at: when claimed, not when the pass began.
                 claimed = self.store.claim(self.owner, free, self.options.lease_seconds, self.clock())
             queued = {(t.dag_run_id, t.task_name) for t in plan.new_task_runs if t.status == "queued"}
             if queued and queued <= {(c.dag_run_id, c.task_name) for c in claimed}:
                 self.store.keep_news()  # we took every task run we queued: nobody else to wake
+        if full:
+            self._advance_news, self._last_full_advance = False, time.monotonic()
+        self._ended.clear()
         self._advanced(plan)
         return claimed
+
+    def _advance_needed(self) -> bool:
+        """Skip the advance step (two queries and planning) when all that happened is
+        that attempts ended whose runs cannot move on yet (planner.advance_needed). The
+        runs stay flagged; a full advance still runs at least once per poll interval."""
+        if (
+            self._advance_news
+            or not self._ended
+            or time.monotonic() - self._last_full_advance >= self.options.poll_interval
+        ):
+            return True
+        running: dict[int, set[str]] = {}
+        for item in self._inflight.values():
+            running.setdefault(item.dag_run_id, set()).add(item.task_name)
+        return planner.advance_needed(self.dags, self._ended, running, self._watched)
 
     def _launch_all(self, claimed: list[ClaimedAttempt]) -> None:
         for item in claimed:
@@ -274,6 +302,10 @@ class Scheduler:
             log.info("DAG %s is no longer broken", name)
         self._broken = broken
         states = self.store.sync_dags({name: d.fingerprint for name, d in self.dags.items()}, now)
+        self._advance_news = True  # changed definitions flag their DAGs' runs
+        self._watched = {
+            pair for dag in self.dags.values() for t in dag.tasks.values() for pair in t.external_inputs
+        }
         self._next_due = {}
         for name, dag in self.dags.items():
             state = states.get(name)
@@ -308,6 +340,7 @@ class Scheduler:
             else:
                 self._next_due[name] = next_due
         if work:
+            self._advance_news = True
             created = self.store.create_scheduled_runs(work, now)
             if created:
                 log.info("created %d scheduled run(s)", created)
@@ -317,7 +350,8 @@ class Scheduler:
             return planner.plan_advance(self.dags, paused, runs, attempts, external)
 
         # Stamped when it happens (runs started or ended), not when the pass began.
-        return self.store.advance(decide, self.clock())
+        ended_in = {item.dag_name for item in self._ended}
+        return self.store.advance(decide, self.clock(), ended_in=ended_in)
 
     def _advanced(self, plan: planner.AdvancePlan) -> None:
         """After the advance committed."""
@@ -337,6 +371,8 @@ class Scheduler:
         self._timers.next_lease = clock + self.options.lease_seconds / 3
         self._adopt(now)
         lost = self.store.reap_expired(self._retry_policy, now)
+        if lost:
+            self._advance_news = True
         for attempt in lost:
             log.warning(
                 "attempt %d of %s/%s was lost (its scheduler is gone); retrying if allowed",
@@ -406,6 +442,8 @@ class Scheduler:
 
     def _finished(self, outcome: Outcome, noticed: datetime | None = None) -> FinishedAttempt:
         item = self._inflight.pop(outcome.task_run_id, None)
+        if item is not None:
+            self._ended.append(planner.Ended(item.dag_run_id, item.dag_name, item.task_name, outcome.status))
         self._fenced.discard(outcome.task_run_id)
         log_problem = self._log_problems.pop(outcome.task_run_id, None)
         retry_after = None
@@ -519,6 +557,7 @@ class Scheduler:
                 try:
                     foreign = listener.drain()
                     self._news = self._news or foreign
+                    self._advance_news = self._advance_news or foreign
                 except Exception:  # the NOTIFY connection broke: reconnect on the next wait
                     self._drop_listener()
                     return

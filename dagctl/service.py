@@ -59,11 +59,9 @@ def trigger_run(
     params = resolve(dag.name, dag.params, given)
     from dagctl.store import quick
 
-    now = utcnow()
     # Without SQLAlchemy when it can (a migrated database): most of a trigger's time
     # would be importing it.
-    when = logical_date or now
-    run_id = quick.trigger(settings.db_url, dag.name, params, creator, when, dag.fingerprint, now)
+    run_id = quick.trigger(settings.db_url, dag.name, params, creator, logical_date, dag.fingerprint, utcnow)
     if run_id is not None:
         return run_id
     store = open_store(settings, migrate=True)

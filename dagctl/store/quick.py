@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -39,19 +39,20 @@ def trigger(
     dag_name: str,
     params: Mapping[str, Any],
     creator: str,
-    logical_date: datetime,
+    logical_date: datetime | None,
     fingerprint: str | None,
-    now: datetime,
+    clock: Callable[[], datetime],
 ) -> int | None:
-    """Queue a manual run and return its id; None when the full path must do it."""
+    """Queue a manual run and return its id; None when the full path must do it. The
+    run is stamped by `clock` once connected (its logical date too, unless given)."""
     parts = urlsplit(url)
     if parts.query or parts.fragment:
         return None  # options only SQLAlchemy knows how to pass on
     scheme = parts.scheme
     if scheme in ("sqlite", "sqlite+pysqlite"):
-        return _sqlite(url, dag_name, params, creator, logical_date, fingerprint, now)
+        return _sqlite(url, dag_name, params, creator, logical_date, fingerprint, clock)
     if scheme in ("postgresql", "postgresql+psycopg2"):
-        return _postgres(url, dag_name, params, creator, logical_date, fingerprint, now)
+        return _postgres(url, dag_name, params, creator, logical_date, fingerprint, clock)
     return None
 
 
@@ -60,9 +61,9 @@ def _sqlite(
     dag_name: str,
     params: Mapping[str, Any],
     creator: str,
-    logical_date: datetime,
+    logical_date: datetime | None,
     fingerprint: str | None,
-    now: datetime,
+    clock: Callable[[], datetime],
 ) -> int | None:
     import sqlite3
 
@@ -92,7 +93,7 @@ def _sqlite(
                 creator,
                 logical_date,
                 fingerprint,
-                now,
+                clock,
             )
         except sqlite3.Error:
             connection.rollback()
@@ -111,9 +112,9 @@ def _postgres(
     dag_name: str,
     params: Mapping[str, Any],
     creator: str,
-    logical_date: datetime,
+    logical_date: datetime | None,
     fingerprint: str | None,
-    now: datetime,
+    clock: Callable[[], datetime],
 ) -> int | None:
     try:
         import psycopg2
@@ -139,7 +140,7 @@ def _postgres(
                     creator,
                     logical_date,
                     fingerprint,
-                    now,
+                    clock,
                 )
                 if run_id is not None:
                     tag = f"{socket.gethostname()}:{os.getpid()}:trigger"
@@ -165,15 +166,17 @@ def _insert(
     dag_name: str,
     params: Mapping[str, Any],
     creator: str,
-    logical_date: datetime,
+    logical_date: datetime | None,
     fingerprint: str | None,
-    now: datetime,
+    clock: Callable[[], datetime],
 ) -> int | None:
     """The two INSERTs of Store.trigger, after checking the schema revision; None
     (nothing written) when the schema is not the one this code writes for."""
     cursor.execute("SELECT version_num FROM alembic_version")
     if [tuple(r) for r in cursor.fetchall()] != [(HEAD_REVISION,)]:
         return None
+    now = clock()  # connected: the run is created now
+    logical_date = logical_date or now
     cursor.execute(_INSERT_DAG.format(p=p, false=false), (dag_name, fingerprint, time(now), time(now)))
     cursor.execute(
         _INSERT_RUN.format(p=p, true=true),

@@ -13,7 +13,7 @@ import functools
 import json
 import os
 import socket
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -116,6 +116,7 @@ class Store(ReadOperations, ControlOperations, AdoptionOperations):
         self.notify_tag = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._joined: Connection | None = None  # the open transaction(), if any
         self._notify_due = False
+        self._notify_urgent = False
         self._host = socket.gethostname()
         # The scheduler's hot statements, built once: building one (and its cache key)
         # costs SQLAlchemy more than the database takes to run it.
@@ -157,13 +158,13 @@ class Store(ReadOperations, ControlOperations, AdoptionOperations):
             return
         try:
             with self.engine.begin() as connection:
-                self._joined, self._notify_due = connection, False
+                self._joined, self._notify_due, self._notify_urgent = connection, False, False
                 try:
                     yield
                     if self._notify_due:
                         self._send_notify(connection)
                 finally:
-                    self._joined, self._notify_due = None, False
+                    self._joined, self._notify_due, self._notify_urgent = None, False, False
         except DBAPIError as exc:
             raise engines.connection_error(self.url, exc) from exc
         if self._watches:
@@ -192,15 +193,17 @@ class Store(ReadOperations, ControlOperations, AdoptionOperations):
         return statement
 
     def keep_news(self) -> None:
-        """Inside transaction(): send no NOTIFY for it (the caller took all the work it
-        made, so no other scheduler needs waking)."""
-        self._notify_due = False
+        """Inside transaction(): send no NOTIFY for the work it queued (the caller took
+        all of it, so no other scheduler needs waking); one `_notify(urgent=True)`
+        asked for is still sent."""
+        self._notify_due = self._notify_due and self._notify_urgent
 
-    def _notify(self, connection: Connection) -> None:
+    def _notify(self, connection: Connection, *, urgent: bool = False) -> None:
         if not self.is_postgres:
             return
         if self._joined is not None:
             self._notify_due = True  # once, when the whole transaction() ends
+            self._notify_urgent = self._notify_urgent or urgent
         else:
             self._send_notify(connection)
 
@@ -375,11 +378,19 @@ class Store(ReadOperations, ControlOperations, AdoptionOperations):
             AdvancePlan,
         ],
         now: datetime,
+        *,
+        ended_in: Collection[str] = (),
     ) -> AdvancePlan:
         """Lock the DAGs that have flagged runs (skipping ones another scheduler holds), let
-        `planner` decide from their active runs, and apply the decisions."""
+        `planner` decide from their active runs, and apply the decisions.
+
+        `ended_in`: DAGs whose runs the caller flagged without waking the others (see
+        `finish`); those it cannot lock here are being advanced by another scheduler,
+        which is woken to look again once it is done."""
         with self._tx() as connection:
             paused = self._lock_flagged_dags(connection)
+            if any(name not in paused for name in ended_in):
+                self._notify(connection, urgent=True)
             if not paused:
                 return AdvancePlan()
             runs, attempts = self._active_runs(connection, list(paused))
@@ -628,8 +639,9 @@ class Store(ReadOperations, ControlOperations, AdoptionOperations):
         """Record ended attempts (only those this owner still holds), queue their retries,
         store their remaining logs and flag their runs. Returns how many were recorded.
 
-        `wake_others=False` when the caller advances the flagged runs itself right after:
-        the other schedulers are then only woken for queued retries."""
+        `wake_others=False` when the caller advances the flagged runs itself right after
+        (`advance(ended_in=...)` wakes the others for those it cannot): the other
+        schedulers are then only woken here for queued retries."""
         if not finished:
             return 0
         recorded = 0

@@ -179,3 +179,44 @@ def test_retry_delay_counts_attempts_and_backs_off() -> None:
     assert planner.retry_delay(dag, "a", 1) == 10.0
     assert planner.retry_delay(dag, "a", 2) == 20.0
     assert planner.retry_delay(dag, "a", 3) is None  # 1 + 2 retries = 3 attempts at most
+
+
+class TestAdvanceNeeded:
+    """When attempts end, the scheduler may skip the advance step if it provably changes
+    nothing; any doubt means advancing."""
+
+    FAN = make_dag(
+        {"start": (), "m1": ("start",), "m2": ("start",), "m3": ("start",), "end": ("m1", "m2", "m3")}
+    )
+
+    def ended(self, task: str, status: str = "success", run: int = 1) -> planner.Ended:
+        return planner.Ended(run, "d", task, status)
+
+    def test_a_middle_task_of_a_fan_out_while_siblings_run_changes_nothing(self) -> None:
+        assert not planner.advance_needed({"d": self.FAN}, [self.ended("m1")], {1: {"m2", "m3"}})
+
+    def test_the_last_middle_task_makes_the_join_ready(self) -> None:
+        assert planner.advance_needed({"d": self.FAN}, [self.ended("m3")], {1: set()})
+
+    def test_a_task_whose_successor_waits_on_nothing_running(self) -> None:
+        chain = make_dag({"a": (), "b": ("a",)})
+        assert planner.advance_needed({"d": chain}, [self.ended("a")], {1: {"x"}})
+
+    def test_a_failure_always_advances_for_upstream_failed(self) -> None:
+        assert planner.advance_needed({"d": self.FAN}, [self.ended("m1", "failed")], {1: {"m2", "m3"}})
+
+    def test_a_run_with_nothing_running_here_may_be_finishing(self) -> None:
+        leaf = make_dag({"a": (), "b": ()})
+        assert planner.advance_needed({"d": leaf}, [self.ended("a")], {})
+        assert not planner.advance_needed({"d": leaf}, [self.ended("a")], {1: {"b"}})
+
+    def test_running_tasks_of_another_run_do_not_count(self) -> None:
+        assert planner.advance_needed({"d": self.FAN}, [self.ended("m1", run=1)], {2: {"m2", "m3"}})
+
+    def test_an_unknown_dag_advances(self) -> None:
+        assert planner.advance_needed({}, [self.ended("m1")], {1: {"m2"}})
+
+    def test_a_task_another_dag_waits_on_advances(self) -> None:
+        running = {1: {"m2", "m3"}}
+        assert planner.advance_needed({"d": self.FAN}, [self.ended("m1")], running, {("d", "m1")})
+        assert not planner.advance_needed({"d": self.FAN}, [self.ended("m1")], running, {("d", "end")})

@@ -1,0 +1,52 @@
+"""The benchmark harness still runs: every workload at its smoke size, on SQLite and on
+the test suite's PostgreSQL. No timing is asserted (this machine's speed is not the
+product's); only that each workload completes and reports figures."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.pgserver import PgServer
+
+REPO = Path(__file__).resolve().parents[2]
+WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6")
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_every_workload_completes_at_smoke_size(tmp_path: Path, pg_server: PgServer) -> None:
+    out = tmp_path / "figures.json"
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["DAGCTL_TEST_PG_URL"] = pg_server.url  # the harness makes its databases there
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--small", "--reps", "1", "--json", str(out)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=380,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["failures"] == []
+    figures = report["figures"]
+    for workload in WORKLOADS:
+        mine = [f for f in figures if f["workload"] == workload]
+        assert mine, f"{workload} reported nothing"
+        backends = {f["backend"] for f in mine}
+        assert {"sqlite", "postgres"} <= backends, (workload, backends)
+        for figure in mine:
+            assert figure["samples"], figure
+            assert all(math.isfinite(x) for x in figure["samples"]), figure
+    # The table is printed, one line per figure.
+    for workload in WORKLOADS:
+        assert f"\n{workload} " in done.stdout
