@@ -43,6 +43,8 @@ class AdoptionOperations:
 
         def _lease_until(self, lease_seconds: float) -> Any: ...
 
+        def _expired_leases(self, among: Sequence[int] | None = None) -> Any: ...
+
     def adopt(
         self, owner: str, task_run_ids: Sequence[int], lease_seconds: float, now: datetime
     ) -> AdoptResult:
@@ -61,13 +63,7 @@ class AdoptionOperations:
         if not ids:
             return AdoptResult()
         with self._tx() as connection:
-            expired = select(task_run.c.id).where(
-                task_run.c.id.in_(ids),
-                task_run.c.status == TaskStatus.RUNNING.value,
-                task_run.c.lease_expires_at < self._db_now(),
-            )
-            if self.is_postgres:
-                expired = expired.with_for_update(skip_locked=True)
+            expired = self._expired_leases(ids)
             taken = connection.execute(
                 update(task_run)
                 .where(

@@ -769,16 +769,22 @@ class Store(ReadOperations, ControlOperations, AdoptionOperations):
             )
             return int(renewed or 0)
 
+    def _expired_leases(self, among: Sequence[int] | None = None) -> Any:
+        """Ids of running attempts whose lease has run out on the database clock, locked
+        (skipping rows another scheduler holds on PostgreSQL): what reaping and adoption
+        may take over."""
+        query = select(task_run.c.id).where(
+            task_run.c.status == TaskStatus.RUNNING.value, task_run.c.lease_expires_at < self._db_now()
+        )
+        if among is not None:
+            query = query.where(task_run.c.id.in_(among))
+        return query.with_for_update(skip_locked=True) if self.is_postgres else query
+
     def reap_expired(self, retry_policy: RetryPolicy, now: datetime) -> list[LostAttempt]:
         """Fail every running attempt whose lease expired (its owner is gone) and queue
         its retry: at-least-once, never twice at the same time."""
         with self._tx() as connection:
-            db_now = self._db_now()
-            expired = select(task_run.c.id).where(
-                task_run.c.status == TaskStatus.RUNNING.value, task_run.c.lease_expires_at < db_now
-            )
-            if self.is_postgres:
-                expired = expired.with_for_update(skip_locked=True)
+            expired = self._expired_leases()
             rows = connection.execute(
                 update(task_run)
                 .where(
