@@ -1,7 +1,7 @@
 """W3: 1,000 DAGs x 5 tasks (see dags.thousand).
 
 - `dagctl validate DIR` as a subprocess (backend-independent: timed once);
-- one idle scheduler iteration, in this process: a `dagctl.scheduler.Scheduler` with
+- one idle scheduler iteration, in this process: a `dagctl.scheduling.scheduler.Scheduler` with
   the worker manager, its clock fixed just after it first saw the DAGs (so no slot
   is due), timing `iterate()` when neither the definitions reload (every 5 s) nor the
   lease work (every 10 s) is due; those two are timed separately;
@@ -35,7 +35,7 @@ class _InProcess:
         from sqlalchemy import event
 
         from dagctl.managers.worker import WorkerManager
-        from dagctl.scheduler import Scheduler, SchedulerOptions
+        from dagctl.scheduling.scheduler import Scheduler, SchedulerOptions
         from dagctl.store import open_store
 
         self.store = open_store(url, migrate=True)

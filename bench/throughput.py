@@ -37,8 +37,8 @@ WHEN (NEW.status = 'running' AND OLD.status <> 'running') EXECUTE FUNCTION bench
 
 def _queue_runs(url: str, root: str, names: list[str]) -> None:
     """One run of each DAG, all in one transaction (dagctl's own store operations)."""
-    from dagctl.cron import utcnow
-    from dagctl.loader import load_one
+    from dagctl.dags.cron import utcnow
+    from dagctl.dags.loader import load_one
     from dagctl.store import open_store
 
     store = open_store(url, migrate=False)

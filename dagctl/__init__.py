@@ -23,6 +23,6 @@ def trigger_dag(
 
     Params are validated against the DAG's typed params before anything is written.
     """
-    from dagctl.service import trigger
+    from dagctl.actions.runs import trigger
 
     return trigger(dag, creator=creator, params=dict(params or {}), dags=dags, db=db)

@@ -54,7 +54,11 @@ TASK_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
     TaskStatus.CANCELLED: frozenset(),
 }
 
+# Every status set dagctl decides by lives here. The enum sets compare with enum
+# members; the `*_VALUES` twins hold the plain strings that rows and JSON carry (a
+# str-Enum member hashes by its name, so "success" is not found in a set of members).
 ACTIVE_RUN = frozenset({RunStatus.QUEUED, RunStatus.RUNNING})
+FINISHED_RUN = frozenset({RunStatus.SUCCESS, RunStatus.FAILED, RunStatus.CANCELLED})
 FINISHED_TASK = frozenset(
     {
         TaskStatus.SUCCESS,
@@ -64,7 +68,25 @@ FINISHED_TASK = frozenset(
         TaskStatus.CANCELLED,
     }
 )
+NOT_ENDED_TASK = frozenset({TaskStatus.WAITING, TaskStatus.QUEUED, TaskStatus.RUNNING})
 CLAIMABLE_TASK = frozenset({TaskStatus.QUEUED, TaskStatus.WAITING})
+# A task in one of these lets its downstream tasks start.
+DONE_OK_TASK = frozenset({TaskStatus.SUCCESS, TaskStatus.SKIPPED})
+# A task ended in one of these: its downstream tasks are upstream_failed, and
+# `dagctl retry` runs it again.
+UNSUCCESSFUL_TASK = frozenset({TaskStatus.FAILED, TaskStatus.UPSTREAM_FAILED, TaskStatus.CANCELLED})
+
+
+def values(statuses: frozenset[RunStatus] | frozenset[TaskStatus]) -> frozenset[str]:
+    return frozenset(s.value for s in statuses)
+
+
+ACTIVE_RUN_VALUES = values(ACTIVE_RUN)
+FINISHED_RUN_VALUES = values(FINISHED_RUN)
+FINISHED_TASK_VALUES = values(FINISHED_TASK)
+NOT_ENDED_TASK_VALUES = values(NOT_ENDED_TASK)
+DONE_OK_TASK_VALUES = values(DONE_OK_TASK)
+UNSUCCESSFUL_TASK_VALUES = values(UNSUCCESSFUL_TASK)
 
 
 def run_sources(target: RunStatus) -> list[str]:

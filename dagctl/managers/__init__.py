@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from dagctl.dags.model import Dag, Problem
 from dagctl.errors import UsageError
 from dagctl.managers.base import Manager
-from dagctl.model import Dag, Problem
 
 
 def _worker(concurrency: int | None) -> Manager:
@@ -59,7 +59,7 @@ def get_manager(name: str, concurrency: int | None) -> Manager:
 
 
 def _unknown_manager(name: str) -> UsageError:
-    from dagctl.hints import did_you_mean
+    from dagctl.dags.hints import did_you_mean
 
     names = available_managers()
     close = did_you_mean(name, names)

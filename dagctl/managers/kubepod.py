@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from dagctl.managers.base import Attempt
-from dagctl.model import Dag, Problem
-from dagctl.params import as_env_value
+from dagctl.dags.model import Dag, Problem
+from dagctl.execution.attempt import Attempt
+from dagctl.execution.environment import PrepareError, task_environment
 
 MISSING_CLIENT = "the kubernetes manager needs the kubernetes client: pip install 'dagctl[kubernetes]'"
 NO_IMAGE = "worker_config.kube_image is not set: the kubernetes manager needs the image to run the task in"
@@ -67,7 +67,6 @@ TRANSIENT_STATUSES = frozenset({0, 408, 429, 500, 502, 503, 504})
 _LABEL_BAD = re.compile(r"[^A-Za-z0-9._-]+")
 _NAME_BAD = re.compile(r"[^a-z0-9]+")
 # The environment variable names every Kubernetes version accepts.
-_ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 
 
 class PodSpecError(ValueError):
@@ -146,7 +145,7 @@ def pending_timeout(config: Mapping[str, Any]) -> float:
     value = config.get("kube_pending_timeout")
     if value is None:
         return DEFAULT_PENDING_TIMEOUT_S
-    from dagctl.sources import parse_duration
+    from dagctl.dags.sources import parse_duration
 
     try:
         return max(0.0, parse_duration(value))
@@ -155,33 +154,23 @@ def pending_timeout(config: Mapping[str, Any]) -> float:
 
 
 def pod_env(config: Mapping[str, Any], attempt: Attempt) -> list[dict[str, str]]:
-    """kube_env, then each param by name, then the DAGCTL_* variables (later ones win).
-    A param whose name no environment variable can have still arrives in DAGCTL_PARAMS."""
-    from dagctl.runner import format_logical_date
-
-    context = attempt.context
-    env: dict[str, str] = {}
-    kube_env = config.get("kube_env") or {}
-    if not isinstance(kube_env, Mapping):
-        raise PodSpecError("worker_config.kube_env must be a mapping of NAME: value")
-    for name, value in kube_env.items():
-        env[str(name)] = "" if value is None else as_env_value(value)
-    params = dict(context.params)
-    for name, value in params.items():
-        text = as_env_value(value)
-        if "\x00" in text:
-            raise PodSpecError(f"param {name!r} contains a NUL byte")
-        if _ENV_NAME.match(name):
-            env[name] = text
-    env.update(
-        DAGCTL_DAG=context.dag,
-        DAGCTL_TASK=context.task,
-        DAGCTL_RUN_ID="" if context.run_id is None else str(context.run_id),
-        DAGCTL_ATTEMPT=str(context.attempt),
-        DAGCTL_LOGICAL_DATE=format_logical_date(context.logical_date),
-        DAGCTL_PARAMS=json.dumps(params, ensure_ascii=False, default=str),
-    )
-    return [{"name": name, "value": value} for name, value in env.items()]
+    """kube_env, then each param by name, then the DAGCTL_* variables (later ones win),
+    built by the same function as a local task's environment, with its name rules and
+    size limit. A param whose name no environment variable can have still arrives in
+    DAGCTL_PARAMS."""
+    try:
+        built = task_environment(
+            attempt.dag,
+            attempt.task,
+            attempt.context,
+            base={},
+            configured=config.get("kube_env"),
+            configured_key="worker_config.kube_env",
+            check_parameters=False,
+        )
+    except PrepareError as exc:
+        raise PodSpecError(exc.message) from None
+    return [{"name": name, "value": value} for name, value in built.variables.items()]
 
 
 def _resources(config: Mapping[str, Any]) -> dict[str, dict[str, str]]:

@@ -46,8 +46,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dagctl.dags.model import Dag
 from dagctl.errors import UsageError
-from dagctl.managers.base import FAILED, SUCCESS, Attempt, Outcome, PollResult
+from dagctl.execution.attempt import FAILED, SUCCESS, Attempt, Outcome, PollResult
 from dagctl.managers.kubepod import (
     CONTAINER,
     LABEL_INSTANCE,
@@ -55,7 +56,6 @@ from dagctl.managers.kubepod import (
     LOG_REQUEST_TIMEOUT,
     MANAGED_BY,
     MISSING_CLIENT,
-    POLL_INTERVAL_S,
     REQUEST_TIMEOUT,
     SELECTOR_CHUNK,
     SHUTDOWN_KILLED,
@@ -76,7 +76,6 @@ from dagctl.managers.kubepod import (
     seconds_text,
     stuck_reason,
 )
-from dagctl.model import Dag
 
 log = logging.getLogger("dagctl.kubernetes")
 
@@ -114,11 +113,10 @@ class _Api:
 
 
 def _poll_interval_from_env() -> float:
-    """DAGCTL_KUBE_POLL_SECONDS (an operations and test knob), at least 0.05; default 0.5."""
-    try:
-        return max(0.05, float(os.environ.get("DAGCTL_KUBE_POLL_SECONDS", POLL_INTERVAL_S)))
-    except ValueError:
-        return POLL_INTERVAL_S
+    """DAGCTL_KUBE_POLL_SECONDS (see dagctl.config)."""
+    from dagctl.config import tuning
+
+    return tuning().kube_poll_seconds
 
 
 class KubernetesManager:
@@ -499,10 +497,10 @@ class KubernetesManager:
     def _read_log(self, pod: _Pod) -> tuple[str, int]:
         """The container's whole log, streamed through a LogBuffer (capped: head and
         tail kept; secrets masked). "" when there is none (it never started)."""
-        from dagctl.logbuffer import LogBuffer
-        from dagctl.runner import _secret_values
+        from dagctl.execution.environment import secret_values
+        from dagctl.execution.logbuffer import LogBuffer
 
-        buffer = LogBuffer(self.log_cap_bytes, _secret_values(pod.attempt.dag, pod.attempt.context))
+        buffer = LogBuffer(self.log_cap_bytes, secret_values(pod.attempt.dag, pod.attempt.context))
         try:
             response = self._api(pod.place.in_cluster).read_namespaced_pod_log(
                 pod.place.name,

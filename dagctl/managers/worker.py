@@ -14,7 +14,7 @@ followed by its `Outcome.log`, are its complete stored log, in order, each piece
 output exactly once; append them in that order. Chunks are only emitted for attempts
 running for a second or more (then at most once a second), so a short task's whole
 log arrives in its Outcome, and a finished attempt never gets a chunk: the rest of
-its output is in `Outcome.log`. The total is capped (see `dagctl.logbuffer.LogBuffer`):
+its output is in `Outcome.log`. The total is capped (see `dagctl.execution.logbuffer.LogBuffer`):
 `Outcome.log_truncated_bytes` counts the bytes dropped from the middle, where the log
 holds the line `[dagctl: N bytes of output truncated]`. Secrets are masked.
 """
@@ -34,10 +34,10 @@ from functools import cache
 from types import FrameType
 from typing import Any
 
-from dagctl.guardian import Guardian
-from dagctl.managers.base import FAILED, SUCCESS, Attempt, LogChunk, Outcome, PollResult
-from dagctl.runner import PrepareError, prepare
-from dagctl.taskprocess import DRAIN_TIMEOUT_S, Exit, TaskProcess
+from dagctl.execution.attempt import FAILED, SUCCESS, Attempt, LogChunk, Outcome, PollResult
+from dagctl.execution.guardian import Guardian
+from dagctl.execution.prepare import PrepareError, prepare
+from dagctl.execution.taskprocess import DRAIN_TIMEOUT_S, Exit, TaskProcess
 
 CHUNK_INTERVAL_S = 1.0
 SHUTDOWN_KILLED = "killed at scheduler shutdown"

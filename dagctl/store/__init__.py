@@ -1,7 +1,7 @@
 """The state store: the only package that imports SQLAlchemy.
 
 SQLAlchemy is imported when one of these names is first used, not with the package:
-`dagctl.store.quick` (the `trigger` fast path) runs without it.
+`dagctl.store.fast_trigger` (the `trigger` fast path) runs without it.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 
-from dagctl.states import TaskStatus
+from dagctl.states import NOT_ENDED_TASK_VALUES, TaskStatus
 from dagctl.store.tables import dag_run, task_run
 
 if TYPE_CHECKING:
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from dagctl.store.store import ClaimedAttempt
 
 # Attempts in these states have not ended: what is left of them outside must stay.
-_NOT_ENDED = (TaskStatus.WAITING.value, TaskStatus.QUEUED.value, TaskStatus.RUNNING.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +85,9 @@ class AdoptionOperations:
             alive = {
                 int(r.id)
                 for r in connection.execute(
-                    select(task_run.c.id).where(task_run.c.id.in_(ids), task_run.c.status.in_(_NOT_ENDED))
+                    select(task_run.c.id).where(
+                        task_run.c.id.in_(ids), task_run.c.status.in_(sorted(NOT_ENDED_TASK_VALUES))
+                    )
                 )
             }
             runs: dict[int, Any] = {}

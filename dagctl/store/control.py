@@ -15,14 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, exists, select, update
 
-from dagctl.states import RunStatus, TaskStatus, run_sources, task_sources
+from dagctl.states import FINISHED_RUN_VALUES, RunStatus, TaskStatus, run_sources, task_sources
 from dagctl.store.tables import dag, dag_run, task_run
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
 CANCEL_REASON = "cancelled by dagctl cancel"
-FINISHED_RUN_VALUES = frozenset({RunStatus.SUCCESS.value, RunStatus.FAILED.value, RunStatus.CANCELLED.value})
 
 
 @dataclass(frozen=True, slots=True)

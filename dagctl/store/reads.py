@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, func, or_, select
 
-from dagctl.cron import utcnow
+from dagctl.dags.cron import utcnow
 from dagctl.states import ACTIVE_RUN, TaskStatus
 from dagctl.store.tables import dag, dag_run, scheduler, task_log, task_run
 

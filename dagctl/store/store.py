@@ -39,8 +39,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
-from dagctl.cron import utcnow
-from dagctl.planner import AdvancePlan, AttemptSnapshot, RunSnapshot
+from dagctl.dags.cron import utcnow
+from dagctl.scheduling.planner import AdvancePlan, AttemptSnapshot, RunSnapshot
 from dagctl.states import (
     ACTIVE_RUN,
     CLAIMABLE_TASK,

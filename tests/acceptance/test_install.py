@@ -117,4 +117,4 @@ def test_schema_prints_the_shipped_bytes(installed: Path, name: str) -> None:
 
 
 def test_schemas_folder_is_the_package_folder() -> None:
-    assert (REPO / "schemas").resolve() == (REPO / "dagctl" / "schemas").resolve()
+    assert (REPO / "schemas").resolve() == (REPO / "dagctl" / "dags" / "schemas").resolve()

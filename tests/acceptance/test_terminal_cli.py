@@ -512,7 +512,7 @@ def _run_view(**overrides: Any) -> dict[str, Any]:
 def test_status_layout_fits_80_columns() -> None:
     from rich.console import Console
 
-    from dagctl.console import render_status
+    from dagctl.cli.render import render_status
 
     buffer = StringIO()
     out = Console(file=buffer, width=80, color_system=None)
@@ -537,7 +537,7 @@ def test_status_layout_fits_80_columns() -> None:
 
 
 def test_colour_follows_the_terminal_and_no_color(monkeypatch: pytest.MonkeyPatch) -> None:
-    from dagctl.console import console, render_status
+    from dagctl.cli.render import console, render_status
 
     def rendered() -> str:
         out = console()

@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 
 from dagctl.managers.worker import WorkerManager
-from dagctl.scheduler import Scheduler as InProcessScheduler
-from dagctl.scheduler import SchedulerOptions
+from dagctl.scheduling.scheduler import Scheduler as InProcessScheduler
+from dagctl.scheduling.scheduler import SchedulerOptions
 from dagctl.store import open_store
 from tests.faults.invariants import check_invariants, query, wait_until
 
@@ -145,7 +145,7 @@ class Harness:
 
     def trigger_many(self, dag: str, count: int, params: dict[str, Any] | None = None) -> list[int]:
         """Queue `count` manual runs in one go (through the store, like `dagctl trigger`)."""
-        from dagctl.cron import utcnow
+        from dagctl.dags.cron import utcnow
         from dagctl.store import open_store
 
         store = open_store(self.db_url, migrate=True)

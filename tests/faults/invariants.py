@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg2
 
-from dagctl.loader import load_tree
+from dagctl.dags.loader import load_tree
 
 
 def query(db_url: str, sql: str, args: Any = None) -> list[tuple[Any, ...]]:

@@ -9,7 +9,7 @@ import psutil
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from dagctl.logbuffer import DEFAULT_LOG_CAP_BYTES
+from dagctl.execution.logbuffer import DEFAULT_LOG_CAP_BYTES
 from dagctl.store.store import Store
 from tests.faults.conftest import Harness, InProcess
 from tests.faults.invariants import wait_until

@@ -9,8 +9,8 @@ from datetime import datetime
 
 import pytest
 
+from dagctl.actions.runs import trigger_run
 from dagctl.config import Settings
-from dagctl.service import trigger_run
 from tests.faults.conftest import Harness, wait_all
 from tests.faults.invariants import wait_until
 

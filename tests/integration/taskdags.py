@@ -16,8 +16,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from dagctl.managers.base import Attempt, TaskContext
-from dagctl.model import Connection, Dag, ParamSpec, Task
+from dagctl.dags.model import Connection, Dag, ParamSpec, Task
+from dagctl.execution.attempt import Attempt, TaskContext
 
 LOGICAL_DATE = datetime(2024, 6, 1, 2, 15, tzinfo=timezone.utc)
 _TYPES = {".sh": "shell", ".py": "python", ".sql": "sql"}

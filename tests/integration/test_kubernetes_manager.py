@@ -13,10 +13,10 @@ from typing import Any
 import kubernetes.client
 import pytest
 
-from dagctl.managers.base import FAILED, SUCCESS, Attempt, Outcome, TaskContext
+from dagctl.dags.model import Dag, ParamSpec, Task
+from dagctl.execution.attempt import FAILED, SUCCESS, Attempt, Outcome, TaskContext
 from dagctl.managers.kubepod import NO_IMAGE, SHUTDOWN_KILLED
 from dagctl.managers.kubernetes import KubernetesManager
-from dagctl.model import Dag, ParamSpec, Task
 from tests.k8s_fake_api import FakeKubeApi, Script
 
 pytestmark = pytest.mark.timeout(30)

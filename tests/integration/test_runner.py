@@ -1,5 +1,5 @@
-"""dagctl.runner with real processes: every task type, params as data, exit codes,
-timeouts and process groups, capped and masked output, the guardian."""
+"""dagctl.execution (prepare, foreground, taskprocess) with real processes: every task type,
+params as data, exit codes, timeouts and process groups, capped and masked output, the guardian."""
 
 from __future__ import annotations
 
@@ -21,11 +21,13 @@ from typing import Any
 
 import pytest
 
-from dagctl.guardian import Guardian
-from dagctl.logbuffer import LogBuffer, truncation_marker
-from dagctl.managers.base import FAILED, SUCCESS, Outcome
-from dagctl.model import Dag
-from dagctl.runner import Exit, Launch, PrepareError, TaskProcess, exit_status, prepare, run_foreground
+from dagctl.dags.model import Dag
+from dagctl.execution.attempt import FAILED, SUCCESS, Outcome
+from dagctl.execution.foreground import exit_status, run_foreground
+from dagctl.execution.guardian import Guardian
+from dagctl.execution.logbuffer import LogBuffer, truncation_marker
+from dagctl.execution.prepare import PrepareError, prepare
+from dagctl.execution.taskprocess import Exit, Launch, TaskProcess
 from tests.integration.taskdags import (
     context,
     group_alive,
@@ -513,8 +515,8 @@ def test_log_buffer_chunks_and_final_text_never_overlap() -> None:
 GUARDED_CHILD = """
 import sys, time
 from pathlib import Path
-from dagctl.guardian import Guardian
-from dagctl.runner import Launch, TaskProcess
+from dagctl.execution.guardian import Guardian
+from dagctl.execution.taskprocess import Launch, TaskProcess
 
 guardian = Guardian()
 launch = Launch(argv=("bash", "-c", "sleep 300 & echo $!; sleep 300"), env={"PATH": "/usr/bin:/bin"},

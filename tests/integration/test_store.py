@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from dagctl.errors import DatabaseError
-from dagctl.planner import AdvancePlan, NewTaskRun
+from dagctl.scheduling.planner import AdvancePlan, NewTaskRun
 from dagctl.store import FinishedAttempt, Store, open_store
 
 NOW = datetime(2024, 5, 1, 12, 0)

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from dagctl.planner import AdvancePlan, NewTaskRun
-from dagctl.store import FinishedAttempt, Store, open_store, quick
+from dagctl.scheduling.planner import AdvancePlan, NewTaskRun
+from dagctl.store import FinishedAttempt, Store, open_store
+from dagctl.store import fast_trigger as quick
 
 NOW = datetime(2024, 5, 1, 12, 0)
 COLUMNS = (

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from dagctl.errors import UsageError
-from dagctl.logbuffer import truncation_marker
+from dagctl.execution.attempt import FAILED, SUCCESS, Attempt, LogChunk, Outcome, TaskContext
+from dagctl.execution.logbuffer import truncation_marker
 from dagctl.managers import available_managers, get_manager
-from dagctl.managers.base import FAILED, SUCCESS, Attempt, LogChunk, Outcome, TaskContext
 from dagctl.managers.worker import SHUTDOWN_KILLED, SHUTDOWN_NOT_STARTED, WorkerManager
 from tests.integration.taskdags import LOGICAL_DATE, attempt, group_alive, kill_group_quietly, make_dag
 
@@ -213,8 +213,8 @@ def test_shutdown_waits_then_kills(tmp_path: Path) -> None:
 
 
 def test_the_example_etl_dag_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from dagctl.loader import load_tree
-    from dagctl.params import resolve
+    from dagctl.dags.loader import load_tree
+    from dagctl.dags.params import resolve
 
     shutil.copytree(REPO / "dags_example", tmp_path / "dags", ignore=shutil.ignore_patterns("*.db"))
     monkeypatch.setenv("TMPDIR", str(tmp_path))

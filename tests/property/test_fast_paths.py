@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from dagctl import schemas, yamldoc
+from dagctl.dags import schemas, yamldoc
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = settings(

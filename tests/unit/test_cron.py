@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
-from dagctl import cron
+from dagctl.dags import cron
 
 BERLIN = "Europe/Berlin"
 

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
+from dagctl.dags.model import Dag, ParamSpec, Task
+from dagctl.execution.attempt import Attempt, TaskContext
 from dagctl.managers import validation_problems
-from dagctl.managers.base import Attempt, TaskContext
 from dagctl.managers.kubepod import (
     NO_IMAGE,
     PodSpecError,
@@ -24,7 +25,6 @@ from dagctl.managers.kubepod import (
     pod_name,
     stuck_reason,
 )
-from dagctl.model import Dag, ParamSpec, Task
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
@@ -237,7 +237,7 @@ def test_reading_pod_statuses() -> None:
 
 
 def test_validate_for_kubernetes_wants_an_image(tmp_path: Path) -> None:
-    from dagctl.loader import load_tree
+    from dagctl.dags.loader import load_tree
 
     root = tmp_path / "dags"
     for name, header in (("none", ""), ("some", ""), ("all", "")):

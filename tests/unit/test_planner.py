@@ -6,9 +6,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
 
-from dagctl import planner
-from dagctl.model import Dag, Task
-from dagctl.planner import AttemptSnapshot, RunSnapshot
+from dagctl.dags.model import Dag, Task
+from dagctl.scheduling import planner
+from dagctl.scheduling.planner import AttemptSnapshot, RunSnapshot
 
 
 def make_dag(

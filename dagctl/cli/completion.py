@@ -11,20 +11,7 @@ from typing import Any
 
 import click
 
-
-def dag_names(root: str | os.PathLike[str]) -> list[str]:
-    """DAG folder names (those with a workflow.yaml), without parsing anything."""
-    names = []
-    try:
-        with os.scandir(root) as listing:
-            for entry in listing:
-                if entry.name.startswith(".") or not entry.is_dir():
-                    continue
-                if os.path.exists(os.path.join(entry.path, "workflow.yaml")):
-                    names.append(entry.name)
-    except OSError:
-        return []
-    return sorted(names)
+from dagctl.dags.names import dag_names
 
 
 def complete_dag(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:

@@ -17,14 +17,17 @@ in UTC.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter  # type: ignore[attr-defined,unused-ignore]
+
+from dagctl.dags.model import Dag
+from dagctl.errors import UsageError
 
 UTC = timezone.utc
 _MACROS = frozenset({"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"})
@@ -168,14 +171,79 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def clock_from_env() -> Callable[[], datetime]:
-    """The scheduler's clock. DAGCTL_FAKE_NOW (ISO time, UTC) starts it at that instant and
-    lets it run at real speed: for tests and demos of catch-up and DST behaviour only."""
-    start = os.environ.get("DAGCTL_FAKE_NOW")
-    if not start:
+def clock_starting_at(base: datetime | None) -> Callable[[], datetime]:
+    """The scheduler's clock: real UTC time, or (DAGCTL_FAKE_NOW, see dagctl.config) one
+    that starts at `base` and runs at real speed, for tests and demos of catch-up and DST
+    behaviour only."""
+    if base is None:
         return utcnow
-    base = datetime.fromisoformat(start.replace("Z", "+00:00"))
-    if base.tzinfo is not None:
-        base = base.astimezone(UTC).replace(tzinfo=None)
     origin = time.monotonic()
     return lambda: base + timedelta(seconds=time.monotonic() - origin)
+
+
+# ---------------------------------------------------------------- previews (`dagctl next`)
+
+
+def _iso_utc(value: datetime) -> str:
+    return value.isoformat() + "Z"
+
+
+def dst_note(expression: str, tz_name: str, slot: datetime, previous: datetime) -> str | None:
+    """Why this slot's wall-clock time is special, per the rule in dagctl.dags.cron: a time in
+    the spring gap runs as many minutes after the gap as it would have been into it; a
+    time in the autumn fold runs once, at its first occurrence. Otherwise, whether the
+    clocks changed since `previous` (the slot before, or now), which moves the slot in UTC."""
+    from croniter import croniter
+
+    tz = zone(tz_name)
+    local = to_local(slot, tz)
+    wall = local.replace(tzinfo=None)
+    if croniter.match(expression, wall):
+        if wall.replace(tzinfo=tz, fold=0).utcoffset() != wall.replace(tzinfo=tz, fold=1).utcoffset():
+            return (
+                f"{wall:%H:%M} happens twice on {wall:%Y-%m-%d} (clocks go back): "
+                f"runs once, at the first ({local.tzname()})"
+            )
+    else:
+        before = to_local(slot - timedelta(hours=3), tz).utcoffset()
+        after = local.utcoffset()
+        if before is not None and after is not None and after > before:
+            nominal = wall - (after - before)
+            if croniter.match(expression, nominal):
+                return (
+                    f"{nominal:%H:%M} does not exist on {nominal:%Y-%m-%d} (clocks go forward): "
+                    f"runs at {wall:%H:%M} {local.tzname()}"
+                )
+    earlier = to_local(previous, tz)
+    if earlier.utcoffset() != local.utcoffset():
+        direction = (
+            "forward" if (local.utcoffset() or timedelta()) > (earlier.utcoffset() or timedelta()) else "back"
+        )
+        return f"the clocks went {direction} since the previous slot ({earlier.tzname()} → {local.tzname()})"
+    return None
+
+
+def upcoming(dag: Dag, now: datetime, count: int) -> list[dict[str, Any]]:
+    """The next `count` slots after `now` (naive UTC): UTC, local time and a DST note."""
+    if not dag.schedule:
+        raise UsageError(
+            f"DAG {dag.name!r} has no schedule: it runs only when triggered", f"dagctl trigger {dag.name}"
+        )
+    tz = zone(dag.timezone)
+    slots = []
+    cursor = now
+    for _ in range(count):
+        slot = next_slot_after(dag.schedule, dag.timezone, cursor)
+        if slot is None:
+            break
+        local = to_local(slot, tz)
+        slots.append(
+            {
+                "utc": _iso_utc(slot),
+                "local": local.isoformat(),
+                "tz_abbreviation": local.tzname(),
+                "note": dst_note(dag.schedule, dag.timezone, slot, cursor),
+            }
+        )
+        cursor = slot
+    return slots

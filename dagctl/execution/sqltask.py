@@ -1,4 +1,4 @@
-"""`python -m dagctl.sqltask PATH`: run an SQL task file in one transaction.
+"""`python -m dagctl.execution.sqltask PATH`: run an SQL task file in one transaction.
 
 The connection URL comes from `DAGCTL_SQL_URL` (set by the runner; never on the
 command line, where `ps` would show its password), the params from `DAGCTL_PARAMS`.
@@ -52,7 +52,7 @@ def _one_line(text: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m dagctl.sqltask PATH", file=sys.stderr)
+        print("usage: python -m dagctl.execution.sqltask PATH", file=sys.stderr)
         return 2
     url = os.environ.get("DAGCTL_SQL_URL")
     if not url:

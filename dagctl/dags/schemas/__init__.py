@@ -261,7 +261,7 @@ class _Compiler:
 
 
 def _describe(error: Any) -> Iterator[tuple[str, str, str | None]]:
-    from dagctl.hints import did_you_mean
+    from dagctl.dags.hints import did_you_mean
 
     path = list(error.absolute_path)
     pointer = _pointer(path)

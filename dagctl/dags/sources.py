@@ -16,10 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dagctl import schemas
-from dagctl.model import Problem
-from dagctl.yamldoc import YamlDoc, YamlProblem
-from dagctl.yamldoc import load as load_yaml
+from dagctl.dags import schemas
+from dagctl.dags.model import Problem
+from dagctl.dags.yamldoc import YamlDoc, YamlProblem
+from dagctl.dags.yamldoc import load as load_yaml
+
+# A task file bigger than this is refused without being read whole.
+MAX_SCRIPT_BYTES = 4 * 1024 * 1024
 
 
 class Invalid(Exception):

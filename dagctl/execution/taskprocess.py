@@ -15,14 +15,12 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
-from dagctl.guardian import Guardian
-from dagctl.logbuffer import LogBuffer
-from dagctl.managers.base import FAILED, SUCCESS
+from dagctl.execution.attempt import FAILED, SUCCESS
+from dagctl.execution.guardian import Guardian
+from dagctl.execution.logbuffer import LogBuffer
 
-DEFAULT_KILL_GRACE_S = 5.0
 # After the leader exits and its group is killed, the pipe reaches EOF at once unless
 # a process that left the group still holds it; stop waiting for that one after this.
 DRAIN_TIMEOUT_S = 2.0
@@ -30,14 +28,11 @@ DRAIN_TIMEOUT_S = 2.0
 READ_BUDGET_BYTES = 1024 * 1024
 
 
-@cache
 def default_kill_grace() -> float:
-    """`DAGCTL_KILL_GRACE` seconds, read once per process; 5 when unset or invalid."""
-    try:
-        value = float(os.environ.get("DAGCTL_KILL_GRACE", ""))
-    except ValueError:
-        return DEFAULT_KILL_GRACE_S
-    return value if value >= 0 else DEFAULT_KILL_GRACE_S
+    """`DAGCTL_KILL_GRACE` seconds (see dagctl.config)."""
+    from dagctl.config import tuning
+
+    return tuning().kill_grace_seconds
 
 
 @dataclass(frozen=True, slots=True)

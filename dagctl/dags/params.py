@@ -12,8 +12,8 @@ from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from typing import Any, TypeGuard
 
+from dagctl.dags.model import ParamSpec
 from dagctl.errors import ParamError
-from dagctl.model import ParamSpec
 
 # Linux refuses any single environment string over 128 KiB (MAX_ARG_STRLEN), and the
 # whole environment plus argv shares a limit too. Refusing big values at trigger time
@@ -131,7 +131,7 @@ def resolve(dag_name: str, specs: Mapping[str, ParamSpec], given: Mapping[str, A
     checked against the DAG's params. Raises ParamError before anything is written."""
     unknown = sorted(set(given) - set(specs))
     if unknown:
-        from dagctl.hints import did_you_mean
+        from dagctl.dags.hints import did_you_mean
 
         hint = did_you_mean(unknown[0], specs) or (
             f"declared params: {', '.join(specs)}" if specs else "the DAG declares no params"

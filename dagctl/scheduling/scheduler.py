@@ -26,23 +26,20 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from dagctl import planner
-from dagctl.cron import utcnow
+from dagctl.config import DEFAULT_LEASE_S, DEFAULT_MAX_OUTAGE_S, DEFAULT_RELOAD_INTERVAL_S, Tuning
+from dagctl.dags.cron import utcnow
+from dagctl.dags.loader import DagCache
+from dagctl.dags.model import Dag
 from dagctl.errors import EXIT_DATABASE, EXIT_OK, DagctlError, DatabaseError
-from dagctl.loader import DagCache
-from dagctl.managers.base import AdoptingManager, Attempt, Manager, Outcome, TaskContext
-from dagctl.model import Dag
+from dagctl.execution.attempt import Attempt, Outcome, TaskContext
+from dagctl.managers.base import AdoptingManager, Manager
+from dagctl.scheduling import planner
 from dagctl.store import ClaimedAttempt, FinishedAttempt, Store
 
-log = logging.getLogger("dagctl.scheduler")
+log = logging.getLogger("dagctl.scheduling.scheduler")
 
 DEFAULT_POLL_INTERVAL_S = 1.0
-DEFAULT_LEASE_S = 30.0
-DEFAULT_RELOAD_INTERVAL_S = 5.0
 DEFAULT_GRACE_S = 30.0
-# A database outage longer than this ends the scheduler with exit code 3, so a
-# supervisor can restart or alert, instead of a process that looks alive but does nothing.
-DEFAULT_MAX_OUTAGE_S = 120.0
 LOG_FLUSH_INTERVAL_S = 1.0
 
 
@@ -58,17 +55,14 @@ class SchedulerOptions:
     until_idle: bool = False
 
     @classmethod
-    def from_env(cls, **given: Any) -> SchedulerOptions:
-        """Test and operations knobs without flags: DAGCTL_LEASE_SECONDS, DAGCTL_RELOAD_SECONDS,
-        DAGCTL_MAX_OUTAGE_SECONDS."""
-        env = os.environ
-        extra: dict[str, Any] = {}
-        if "DAGCTL_LEASE_SECONDS" in env:
-            extra["lease_seconds"] = float(env["DAGCTL_LEASE_SECONDS"])
-        if "DAGCTL_RELOAD_SECONDS" in env:
-            extra["reload_interval"] = float(env["DAGCTL_RELOAD_SECONDS"])
-        if "DAGCTL_MAX_OUTAGE_SECONDS" in env:
-            extra["max_outage"] = float(env["DAGCTL_MAX_OUTAGE_SECONDS"])
+    def from_tuning(cls, tuning: Tuning, **given: Any) -> SchedulerOptions:
+        """The flags given, over the knobs without flags (DAGCTL_LEASE_SECONDS,
+        DAGCTL_RELOAD_SECONDS, DAGCTL_MAX_OUTAGE_SECONDS; see dagctl.config)."""
+        extra: dict[str, Any] = {
+            "lease_seconds": tuning.lease_seconds,
+            "reload_interval": tuning.reload_seconds,
+            "max_outage": tuning.max_outage_seconds,
+        }
         return cls(**{**extra, **{k: v for k, v in given.items() if v is not None}})
 
 

@@ -1,4 +1,4 @@
-"""`python -m dagctl.pytask PATH`: run a Python task file's `run(context)`.
+"""`python -m dagctl.execution.pytask PATH`: run a Python task file's `run(context)`.
 
 This is the only Python the worker starts per Python task, so it imports nothing
 heavy: no SQLAlchemy, no click, no yaml, nothing else from dagctl.
@@ -46,7 +46,7 @@ def build_context(environ: Mapping[str, str]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m dagctl.pytask PATH", file=sys.stderr)
+        print("usage: python -m dagctl.execution.pytask PATH", file=sys.stderr)
         return 2
     path = os.path.abspath(args[0])
     # Prints show up in `dagctl logs -f` as they happen, and in order with tracebacks.

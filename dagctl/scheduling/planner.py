@@ -6,23 +6,27 @@ the scheduler loop carry the decisions out.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from dagctl import cron
-from dagctl.model import Dag
-from dagctl.states import FINISHED_TASK, RunStatus, TaskStatus
+from dagctl.dags import cron
+from dagctl.dags.hints import did_you_mean
+from dagctl.dags.model import Dag
+from dagctl.errors import DagctlError, UsageError
+from dagctl.states import (
+    DONE_OK_TASK_VALUES,
+    FINISHED_TASK,
+    UNSUCCESSFUL_TASK_VALUES,
+    RunStatus,
+    TaskStatus,
+)
 
 # With catchup "none", a slot still counts as on time this long after it passed.
 ON_TIME_GRACE = timedelta(seconds=60)
 # With catchup "all", at most this many runs are created per DAG per iteration.
 CATCHUP_ALL_BATCH = 500
-
-_OK_UPSTREAM = frozenset({TaskStatus.SUCCESS.value, TaskStatus.SKIPPED.value})
-_BAD_UPSTREAM = frozenset(
-    {TaskStatus.FAILED.value, TaskStatus.UPSTREAM_FAILED.value, TaskStatus.CANCELLED.value}
-)
 
 
 # ---------------------------------------------------------------- cron slots
@@ -170,7 +174,7 @@ def _advance_one(
     statuses = [latest[name].status for name in dag.tasks if name in latest]
     if len(statuses) < len(dag.tasks) or any(s not in FINISHED_TASK for s in statuses):
         return
-    final = RunStatus.SUCCESS if all(s in _OK_UPSTREAM for s in statuses) else RunStatus.FAILED
+    final = RunStatus.SUCCESS if all(s in DONE_OK_TASK_VALUES for s in statuses) else RunStatus.FAILED
     plan.finish_runs.append((run.id, final.value))
 
 
@@ -180,7 +184,7 @@ def _inputs_verdict(inputs: Sequence[str], latest: Mapping[str, AttemptSnapshot]
         attempt = latest.get(upstream)
         if attempt is None or attempt.status not in FINISHED_TASK:
             verdict = "wait"
-        elif attempt.status in _BAD_UPSTREAM:
+        elif attempt.status in UNSUCCESSFUL_TASK_VALUES:
             return "failed"
     return verdict
 
@@ -190,9 +194,9 @@ def _external_verdict(
 ) -> str:
     for other_dag, other_task in inputs:
         status = external_status(other_dag, other_task, logical_date)
-        if status in _BAD_UPSTREAM:
+        if status in UNSUCCESSFUL_TASK_VALUES:
             return "failed"
-        if status not in _OK_UPSTREAM:
+        if status not in DONE_OK_TASK_VALUES:
             return "wait"
     return "ok"
 
@@ -238,3 +242,106 @@ def retry_delay(dag: Dag, task_name: str, failed_attempt: int) -> float | None:
     if task is None or failed_attempt > dag.retries_for(task):
         return None
     return dag.retry_delay_for(task, failed_attempt)
+
+
+# ---------------------------------------------------------------- `dagctl retry`
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPlan:
+    requeue: tuple[tuple[str, int], ...]  # (task, new attempt number): tasks that ran before
+    reset: tuple[str, ...]  # tasks that never started: recreated once their inputs succeed
+
+
+def latest_attempts(attempts: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    latest: dict[str, Mapping[str, Any]] = {}
+    for attempt in attempts:
+        seen = latest.get(attempt["task_name"])
+        if seen is None or attempt["attempt"] > seen["attempt"]:
+            latest[attempt["task_name"]] = attempt
+    return latest
+
+
+def descendants(dag: Dag, roots: Iterable[str]) -> set[str]:
+    children = dag.downstream()
+    found: set[str] = set()
+    stack = list(roots)
+    while stack:
+        name = stack.pop()
+        if name in found:
+            continue
+        found.add(name)
+        stack.extend(children.get(name, ()))
+    return found
+
+
+def plan_retry(
+    dag: Dag, run: Mapping[str, Any], attempts: Sequence[Mapping[str, Any]], only_task: str | None
+) -> RetryPlan:
+    """Which tasks of a finished run to run again: the failed, upstream_failed and
+    cancelled ones (or only `only_task`) and everything downstream of them. A task that
+    ran before gets a new attempt; one that never started is reset, so the scheduler
+    creates it when its inputs have succeeded."""
+    run_id = run["id"]
+    if run["status"] in ("queued", "running"):
+        raise UsageError(
+            f"run {run_id} is {run['status']}", "retry it once it has finished, or cancel it first"
+        )
+    running = sorted(a["task_name"] for a in attempts if a["status"] == "running")
+    if running:
+        raise UsageError(
+            f"run {run_id} still has running tasks ({', '.join(running)})",
+            "wait for their scheduler to stop them, then retry",
+        )
+    latest = latest_attempts(attempts)
+    if only_task is not None:
+        if only_task not in dag.tasks:
+            raise UsageError(
+                f"DAG {dag.name!r} has no task {only_task!r}",
+                did_you_mean(only_task, dag.tasks) or f"tasks: {', '.join(dag.tasks)}",
+            )
+        status = latest[only_task]["status"] if only_task in latest else None
+        if status not in UNSUCCESSFUL_TASK_VALUES:
+            raise UsageError(
+                f"task {only_task} of run {run_id} "
+                + (f"is {status}" if status else "has not run")
+                + ": only failed, upstream_failed or cancelled tasks are retried",
+                "retry the whole run without --task",
+            )
+        for upstream in dag.tasks[only_task].local_inputs:
+            upstream_status = latest[upstream]["status"] if upstream in latest else "not run"
+            if upstream_status not in DONE_OK_TASK_VALUES:
+                raise UsageError(
+                    f"task {only_task} of run {run_id} needs {upstream}, which is {upstream_status}",
+                    f"retry --task {upstream}, or the whole run",
+                )
+        roots = {only_task}
+    else:
+        roots = {
+            name
+            for name, a in latest.items()
+            if a["status"] in UNSUCCESSFUL_TASK_VALUES and name in dag.tasks
+        }
+    clear = descendants(dag, roots)
+    missing = [name for name in dag.tasks if name not in latest]
+    if not clear and not missing:
+        raise UsageError(f"run {run_id} has nothing to retry: every task succeeded")
+    requeue: list[tuple[str, int]] = []
+    reset: list[str] = []
+    for name in dag.tasks:  # definition order: stable output
+        if name not in clear:
+            continue
+        rows = [a for a in attempts if a["task_name"] == name]
+        if not rows:
+            continue  # never created: the scheduler creates it once its inputs succeed
+        if all(a["started_at"] is None for a in rows):
+            reset.append(name)
+            continue
+        blocked = [i for i in dag.tasks[name].local_inputs if i in clear]
+        if blocked:
+            raise DagctlError(
+                f"cannot retry {name}: it ran before, but its input {blocked[0]} is being retried too",
+                "retry with --task for the earliest failed task",
+            )
+        requeue.append((name, max(a["attempt"] for a in rows) + 1))
+    return RetryPlan(tuple(requeue), tuple(reset))

@@ -1,7 +1,5 @@
-"""What each command does, as plain functions: the CLI parses and renders, these act.
-
-Also the Python API (`dagctl.trigger_dag`).
-"""
+"""Starting work: trigger a run, run one task in the foreground, run the scheduler,
+upgrade the state database. Also the Python API (`dagctl.trigger_dag`)."""
 
 from __future__ import annotations
 
@@ -9,42 +7,16 @@ import json
 import time
 from collections.abc import Mapping
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dagctl.actions.common import load_dag, open_store
 from dagctl.config import Settings
-from dagctl.cron import utcnow
-from dagctl.errors import DagctlError, DagNotFound, UsageError
-from dagctl.model import Dag
-from dagctl.params import resolve
+from dagctl.dags.cron import utcnow
+from dagctl.dags.params import resolve
+from dagctl.errors import UsageError
 
 if TYPE_CHECKING:
-    from dagctl.managers.base import Outcome
-    from dagctl.store import Store
-
-
-def load_dag(dags_root: Path, name: str) -> Dag:
-    from dagctl.loader import load_one
-
-    if not dags_root.is_dir():
-        raise UsageError(
-            f"DAGs folder {str(dags_root)!r} does not exist", "pass --dags PATH or set DAGCTL_DAGS"
-        )
-    dag, _ = load_one(dags_root, name)
-    if dag is None:
-        from dagctl.hints import did_you_mean
-
-        names = [p.name for p in dags_root.iterdir() if p.is_dir() and not p.name.startswith(".")]
-        raise DagNotFound(f"no DAG {name!r} in {dags_root}", did_you_mean(name, names) or "run dagctl list")
-    if not isinstance(dag, Dag):
-        raise DagctlError(f"DAG {name!r} is broken: {dag.reason}", f"run dagctl validate {dags_root / name}")
-    return dag
-
-
-def open_store(settings: Settings, *, migrate: bool) -> Store:
-    from dagctl.store import open_store as _open
-
-    return _open(settings.db_url, migrate=migrate)
+    from dagctl.execution.attempt import Outcome
 
 
 def trigger_run(
@@ -57,7 +29,7 @@ def trigger_run(
     """Check params against the DAG first (nothing is written if they are wrong), then queue a run."""
     dag = load_dag(settings.dags, dag_name)
     params = resolve(dag.name, dag.params, given)
-    from dagctl.store import quick
+    from dagctl.store import fast_trigger as quick
 
     # Without SQLAlchemy when it can (a migrated database): most of a trigger's time
     # would be importing it.
@@ -105,9 +77,9 @@ def run_task(
     params and logical date come from the environment when it carries them for this
     very run (`run_from_env`: a kubernetes pod, which has no state database), else from
     the state database."""
-    from dagctl.hints import did_you_mean
-    from dagctl.managers.base import TaskContext
-    from dagctl.runner import run_foreground
+    from dagctl.dags.hints import did_you_mean
+    from dagctl.execution.attempt import TaskContext
+    from dagctl.execution.foreground import run_foreground
 
     dag = load_dag(settings.dags, dag_name)
     task = dag.tasks.get(task_name)
@@ -172,19 +144,21 @@ def run_from_env(dag_name: str, run_id: int) -> tuple[datetime, dict[str, Any]] 
 
 
 def schedule(settings: Settings, manager_name: str, **options: Any) -> int:
-    from dagctl.cron import clock_from_env
+    from dagctl.config import tuning
+    from dagctl.dags.cron import clock_starting_at
     from dagctl.managers import get_manager
-    from dagctl.scheduler import Scheduler, SchedulerOptions
+    from dagctl.scheduling.scheduler import Scheduler, SchedulerOptions
 
     if not settings.dags.is_dir():
         raise UsageError(
             f"DAGs folder {str(settings.dags)!r} does not exist", "pass --dags PATH or set DAGCTL_DAGS"
         )
-    scheduler_options = SchedulerOptions.from_env(**options)
+    scheduler_options = SchedulerOptions.from_tuning(tuning(), **options)
     manager = get_manager(manager_name, scheduler_options.concurrency)
     store = open_store(settings, migrate=True)
     try:
-        return Scheduler(store, settings.dags, manager, scheduler_options, clock=clock_from_env()).run()
+        clock = clock_starting_at(tuning().fake_now)
+        return Scheduler(store, settings.dags, manager, scheduler_options, clock=clock).run()
     finally:
         store.close()
 
@@ -197,63 +171,3 @@ def upgrade_db(settings: Settings) -> str:
         return store.upgrade()
     finally:
         store.close()
-
-
-def status(settings: Settings, dag_name: str | None, run_id: int | None, limit: int) -> list[dict[str, Any]]:
-    """Recent runs, newest first, each with its task attempts (JSON-ready)."""
-    store = open_store(settings, migrate=False)
-    try:
-        runs = store.runs(dag_name=dag_name, run_id=run_id, limit=limit)
-        attempts = store.task_runs([r["id"] for r in runs])
-    finally:
-        store.close()
-    if run_id is not None and not runs:
-        raise UsageError(f"no run {run_id}", "run dagctl status to see recent runs")
-    by_run: dict[int, list[dict[str, Any]]] = {}
-    for attempt in attempts:
-        by_run.setdefault(attempt["dag_run_id"], []).append(attempt)
-    return [_run_json(run, by_run.get(run["id"], [])) for run in runs]
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() + "Z" if value is not None else None
-
-
-def _seconds(start: datetime | None, end: datetime | None) -> float | None:
-    if start is None:
-        return None
-    return round(((end or utcnow()) - start).total_seconds(), 3)
-
-
-def _run_json(run: Mapping[str, Any], attempts: list[dict[str, Any]]) -> dict[str, Any]:
-    latest: dict[str, dict[str, Any]] = {}
-    for attempt in attempts:
-        if attempt["task_name"] not in latest or attempt["attempt"] > latest[attempt["task_name"]]["attempt"]:
-            latest[attempt["task_name"]] = attempt
-    return {
-        "id": run["id"],
-        "dag": run["dag_name"],
-        "kind": run["kind"],
-        "creator": run["creator"],
-        "status": run["status"],
-        "error": run["error"],
-        "logical_date": _iso(run["logical_date"]),
-        "created_at": _iso(run["created_at"]),
-        "started_at": _iso(run["started_at"]),
-        "ended_at": _iso(run["ended_at"]),
-        "duration_s": _seconds(run["started_at"], run["ended_at"]),
-        "tasks": [
-            {
-                "task": a["task_name"],
-                "status": a["status"],
-                "attempt": a["attempt"],
-                "exit_code": a["exit_code"],
-                "error": a["error"],
-                "host": a["host"],
-                "started_at": _iso(a["started_at"]),
-                "ended_at": _iso(a["ended_at"]),
-                "duration_s": _seconds(a["started_at"], a["ended_at"]) if a["started_at"] else None,
-            }
-            for a in latest.values()
-        ],
-    }

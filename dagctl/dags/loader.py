@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from dagctl import cron
-from dagctl.errors import UsageError
-from dagctl.hints import did_you_mean
-from dagctl.model import (
+from dagctl.dags import checks, cron
+from dagctl.dags.hints import did_you_mean
+from dagctl.dags.model import (
     BUILTIN_TASK_TYPES,
     DEFAULT_MAX_ACTIVE_RUNS,
     DEFAULT_RETRIES,
@@ -35,9 +34,10 @@ from dagctl.model import (
     RootConfig,
     Task,
 )
-from dagctl.params import build_spec, value_error
-from dagctl.sources import (
+from dagctl.dags.params import build_spec, value_error
+from dagctl.dags.sources import (
     HEADER_READERS,
+    MAX_SCRIPT_BYTES,
     Collector,
     Invalid,
     check_schema,
@@ -48,10 +48,10 @@ from dagctl.sources import (
     printable,
     read_text,
 )
-from dagctl.yamldoc import YamlDoc
+from dagctl.dags.yamldoc import YamlDoc
+from dagctl.errors import UsageError
 
 MAX_YAML_BYTES = 1024 * 1024
-MAX_SCRIPT_BYTES = 4 * 1024 * 1024
 _SKIPPED_DIRS = frozenset({"__pycache__", "node_modules"})
 _EXTENSION_OF = {"shell": ".sh", "python": ".py", "sql": ".sql"}
 
@@ -315,8 +315,8 @@ def load_dag(
             "the DAG has no tasks",
             "add a task file (.sh, .py, .sql or .yaml) next to workflow.yaml",
         )
-    _check_inputs(name, tasks, out)
-    _check_connections(tasks, config, out)
+    checks.check_inputs(name, tasks, out)
+    checks.check_connections(tasks, config, out)
 
     if out.has_errors or doc is None:
         return BrokenDag(name, dag_dir, tuple(out.problems)), out.problems, tasks, task_names, ignored
@@ -341,95 +341,6 @@ def load_dag(
         connections=config.connections,
     )
     return dag, out.problems, tasks, task_names, ignored
-
-
-def _header_line(task: Task, pointer: str) -> int:
-    """File line of a field of a task's header, e.g. /inputs/1. Only problems need it, so
-    the header is read again here instead of keeping every parsed header around."""
-    scratch = Collector(base=task.path, dag=None)
-    try:
-        text = read_text(task.path, MAX_SCRIPT_BYTES, scratch)
-        header = HEADER_READERS[task.path.suffix](task.path, text, scratch)
-    except (Invalid, KeyError):
-        return task.line
-    line = header.doc.line_of(pointer) if header.doc is not None else None
-    return line or task.line
-
-
-def _input_pointer(task: Task, upstream: str) -> str:
-    return f"/inputs/{task.inputs.index(upstream)}" if upstream in task.inputs else "/inputs"
-
-
-def _check_inputs(dag_name: str, tasks: Mapping[str, Task], out: Collector) -> None:
-    for task in tasks.values():
-        for upstream in task.local_inputs:
-            pointer = _input_pointer(task, upstream)
-            if upstream == task.name:
-                out.add(
-                    task.path,
-                    _header_line(task, pointer),
-                    f"cycle: {task.name} -> {task.name}",
-                    "a task cannot be its own input",
-                    pointer,
-                )
-            elif upstream not in tasks:
-                hint = did_you_mean(upstream, tasks) or "name a task file of this DAG, extension included"
-                out.add(task.path, _header_line(task, pointer), f"unknown input {upstream!r}", hint, pointer)
-    for cycle in _find_cycles(
-        {name: [i for i in t.local_inputs if i in tasks and i != name] for name, t in tasks.items()}
-    ):
-        # The search follows inputs (downstream to upstream); the message follows the data.
-        first = tasks[cycle[0]]
-        pointer = _input_pointer(first, cycle[1])
-        out.add(
-            first.path,
-            _header_line(first, pointer),
-            f"cycle: {' -> '.join(reversed(cycle))}",
-            "remove one of these inputs",
-            pointer,
-        )
-
-
-def _check_connections(tasks: Mapping[str, Task], config: RootConfig, out: Collector) -> None:
-    for task in tasks.values():
-        if task.connection and task.connection not in config.connections:
-            hint = did_you_mean(task.connection, config.connections) or (
-                f"define it under connections: in {ROOT_CONFIG_FILE}"
-            )
-            out.add(
-                task.path,
-                _header_line(task, "/connection"),
-                f"unknown connection {task.connection!r}",
-                hint,
-                "/connection",
-            )
-
-
-def _find_cycles(graph: Mapping[str, Iterable[str]]) -> list[list[str]]:
-    """Each cycle once, as a path that returns to its start (iterative DFS, no recursion limit)."""
-    white, grey, black = 0, 1, 2
-    colour = dict.fromkeys(graph, white)
-    cycles: list[list[str]] = []
-    for start in graph:
-        if colour[start] != white:
-            continue
-        stack: list[tuple[str, Any]] = [(start, iter(graph[start]))]
-        path = [start]
-        colour[start] = grey
-        while stack:
-            node, children = stack[-1]
-            child = next(children, None)
-            if child is None:
-                colour[node] = black
-                stack.pop()
-                path.pop()
-            elif colour.get(child, black) == grey:
-                cycles.append([*path[path.index(child) :], child])
-            elif colour.get(child) == white:
-                colour[child] = grey
-                stack.append((child, iter(graph[child])))
-                path.append(child)
-    return cycles
 
 
 # ---------------------------------------------------------------- the tree
@@ -595,7 +506,7 @@ def load_tree(root: Path | str, cache: dict[Path, tuple[Any, _LoadResult]] | Non
             dags[result.name] = result
         else:
             broken[result.name] = result
-    _check_external_inputs(loaded_tasks, task_names, per_dag, base)
+    checks.check_external_inputs(loaded_tasks, task_names, per_dag, base)
 
     for name in list(dags):
         reasons = list(per_dag[name])
@@ -621,60 +532,3 @@ def load_tree(root: Path | str, cache: dict[Path, tuple[Any, _LoadResult]] | Non
         problems=tuple(problems),
         ignored_files=tuple(ignored),
     )
-
-
-def _check_external_inputs(
-    dags: Mapping[str, Mapping[str, Task]],
-    task_names: Mapping[str, tuple[str, ...]],
-    per_dag: dict[str, list[Problem]],
-    base: Path,
-) -> None:
-    edges: dict[str, list[str]] = {}
-    for dag_name, tasks in dags.items():
-        out = Collector(base=base, dag=dag_name)
-        for task in tasks.values():
-            node = f"{dag_name}:{task.name}"
-            edges.setdefault(node, []).extend(f"{dag_name}:{i}" for i in task.local_inputs)
-            for other_dag, other_task in task.external_inputs:
-                pointer = _input_pointer(task, f"{other_dag}:{other_task}")
-                if other_dag not in task_names:
-                    hint = did_you_mean(other_dag, task_names) or "name an existing DAG folder"
-                    out.add(
-                        task.path,
-                        _header_line(task, pointer),
-                        f"unknown DAG {other_dag!r} in input {other_dag}:{other_task}",
-                        hint,
-                        pointer,
-                    )
-                elif other_task not in task_names[other_dag]:
-                    hint = (
-                        did_you_mean(other_task, task_names[other_dag]) or f"name a task file of {other_dag}"
-                    )
-                    out.add(
-                        task.path,
-                        _header_line(task, pointer),
-                        f"DAG {other_dag!r} has no task {other_task!r}",
-                        hint,
-                        pointer,
-                    )
-                else:
-                    edges[node].append(f"{other_dag}:{other_task}")
-        per_dag[dag_name].extend(out.problems)
-    if not any(task.external_inputs for tasks in dags.values() for task in tasks.values()):
-        return
-    for cycle in _find_cycles({k: [v for v in vs if v in edges] for k, vs in edges.items()}):
-        if len({node.split(":", 1)[0] for node in cycle}) < 2:
-            continue  # reported within its DAG already
-        dag_name, task_name = cycle[0].split(":", 1)
-        task = dags[dag_name][task_name]
-        upstream_dag, _, upstream_task = cycle[1].partition(":")
-        pointer = _input_pointer(task, upstream_task if upstream_dag == dag_name else cycle[1])
-        out = Collector(base=base, dag=dag_name)
-        out.add(
-            task.path,
-            _header_line(task, pointer),
-            f"cycle across DAGs: {' -> '.join(reversed(cycle))}",
-            "remove one of these inputs",
-            pointer,
-        )
-        per_dag[dag_name].extend(out.problems)

@@ -9,10 +9,8 @@ ring is only counted.
 from __future__ import annotations
 
 import codecs
-import os
 import re
 from collections.abc import Callable, Iterable
-from functools import cache
 
 DEFAULT_LOG_CAP_BYTES = 1024 * 1024
 # A line longer than this is flushed without its end, so a task printing megabytes
@@ -23,14 +21,11 @@ MASK = "***"
 MIN_SECRET_LENGTH = 3
 
 
-@cache
 def default_log_cap_bytes() -> int:
-    """`DAGCTL_LOG_CAP_BYTES`, read once per process; 1 MiB when unset or invalid."""
-    try:
-        value = int(os.environ.get("DAGCTL_LOG_CAP_BYTES", ""))
-    except ValueError:
-        return DEFAULT_LOG_CAP_BYTES
-    return value if value > 0 else DEFAULT_LOG_CAP_BYTES
+    """`DAGCTL_LOG_CAP_BYTES` (see dagctl.config)."""
+    from dagctl.config import tuning
+
+    return tuning().log_cap_bytes
 
 
 def truncation_marker(dropped: int) -> str:

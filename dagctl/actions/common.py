@@ -1,0 +1,97 @@
+"""What every action needs: the DAG it names, the state store, the shared clock."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dagctl import config
+from dagctl.config import Settings
+from dagctl.dags import cron
+from dagctl.dags.model import BrokenDag, Dag
+from dagctl.dags.names import dag_names
+from dagctl.errors import DagctlError, DagNotFound, UsageError
+
+if TYPE_CHECKING:
+    from dagctl.store import Store
+
+
+def load_dag(dags_root: Path, name: str) -> Dag:
+    from dagctl.dags.loader import load_one
+
+    if not dags_root.is_dir():
+        raise UsageError(
+            f"DAGs folder {str(dags_root)!r} does not exist", "pass --dags PATH or set DAGCTL_DAGS"
+        )
+    dag, _ = load_one(dags_root, name)
+    if dag is None:
+        from dagctl.dags.hints import did_you_mean
+
+        names = [p.name for p in dags_root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        raise DagNotFound(f"no DAG {name!r} in {dags_root}", did_you_mean(name, names) or "run dagctl list")
+    if not isinstance(dag, Dag):
+        raise DagctlError(f"DAG {name!r} is broken: {dag.reason}", f"run dagctl validate {dags_root / name}")
+    return dag
+
+
+def check_dags_folder(settings: Settings) -> None:
+    if not settings.dags.is_dir():
+        raise UsageError(
+            f"DAGs folder {str(settings.dags)!r} does not exist", "pass --dags PATH or set DAGCTL_DAGS"
+        )
+
+
+def load_any(settings: Settings, name: str) -> Dag | BrokenDag:
+    from dagctl.dags.loader import load_one
+
+    check_dags_folder(settings)
+    dag, _ = load_one(settings.dags, name)
+    if dag is None:
+        from dagctl.dags.hints import did_you_mean
+
+        raise DagNotFound(
+            f"no DAG {name!r} in {settings.dags}",
+            did_you_mean(name, dag_names(settings.dags)) or "run dagctl list",
+        )
+    return dag
+
+
+def task_order(settings: Settings, dag_name: str) -> list[str]:
+    """The DAG's task names in definition order, or [] when it cannot be loaded now."""
+    try:
+        dag = load_dag(settings.dags, dag_name)
+    except Exception:  # a broken or removed DAG still has runs worth watching
+        return []
+    return list(dag.tasks)
+
+
+def open_store(settings: Settings, *, migrate: bool) -> Store:
+    from dagctl.store import open_store as _open
+
+    return _open(settings.db_url, migrate=migrate)
+
+
+@contextlib.contextmanager
+def store_session(settings: Settings) -> Iterator[Store]:
+    store = open_store(settings, migrate=False)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def now() -> datetime:
+    """The scheduler's clock (DAGCTL_FAKE_NOW in tests and demos), so what these
+    commands write and compare agrees with what `dagctl schedule` sees."""
+    return cron.clock_starting_at(config.tuning().fake_now)()
+
+
+def stale_after_s() -> float:
+    return config.tuning().stale_after_seconds
+
+
+def no_run(run_id: int) -> UsageError:
+    return UsageError(f"no run {run_id}", "run dagctl status to see recent runs")

@@ -1,0 +1,68 @@
+"""The stable JSON shapes of `-o json` (documented in the README): one place builds
+each, so the terminal, `--watch` and the Python API agree."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from dagctl.dags.cron import utcnow
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() + "Z" if value is not None else None
+
+
+def seconds(start: datetime | None, end: datetime | None) -> float | None:
+    if start is None:
+        return None
+    return round(((end or utcnow()) - start).total_seconds(), 3)
+
+
+def run_json(run: Mapping[str, Any], attempts: list[dict[str, Any]]) -> dict[str, Any]:
+    latest: dict[str, dict[str, Any]] = {}
+    for attempt in attempts:
+        if attempt["task_name"] not in latest or attempt["attempt"] > latest[attempt["task_name"]]["attempt"]:
+            latest[attempt["task_name"]] = attempt
+    return {
+        "id": run["id"],
+        "dag": run["dag_name"],
+        "kind": run["kind"],
+        "creator": run["creator"],
+        "status": run["status"],
+        "error": run["error"],
+        "logical_date": iso(run["logical_date"]),
+        "created_at": iso(run["created_at"]),
+        "started_at": iso(run["started_at"]),
+        "ended_at": iso(run["ended_at"]),
+        "duration_s": seconds(run["started_at"], run["ended_at"]),
+        "tasks": [
+            {
+                "task": a["task_name"],
+                "status": a["status"],
+                "attempt": a["attempt"],
+                "exit_code": a["exit_code"],
+                "error": a["error"],
+                "host": a["host"],
+                "started_at": iso(a["started_at"]),
+                "ended_at": iso(a["ended_at"]),
+                "duration_s": seconds(a["started_at"], a["ended_at"]) if a["started_at"] else None,
+            }
+            for a in latest.values()
+        ],
+    }
+
+
+def attempt_json(attempt: Mapping[str, Any], text: str, truncated: int) -> dict[str, Any]:
+    return {
+        "task": attempt["task_name"],
+        "attempt": attempt["attempt"],
+        "status": attempt["status"],
+        "exit_code": attempt["exit_code"],
+        "error": attempt["error"],
+        "started_at": iso(attempt["started_at"]),
+        "ended_at": iso(attempt["ended_at"]),
+        "log": text,
+        "truncated_bytes": truncated,
+    }

@@ -1,0 +1,39 @@
+"""Following one run: a live view redrawn in place on a terminal, plain lines otherwise."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from dagctl.config import Settings
+
+
+def watch_run(settings: Settings, run_id: int, *, plain_to_stderr: bool) -> str:
+    """Follow a run until it ends and return its status: a live view redrawn in place
+    when stdout is a terminal, else one plain line per change (on stderr when stdout
+    carries something else, as with `trigger --wait`)."""
+    from dagctl.actions import inspect
+
+    if sys.stdout.isatty():
+        from dagctl.cli.render import console, live_run
+
+        out = console()
+        with live_run(out) as live:
+            return inspect.follow_run(
+                settings, run_id, live.update, on_notice=lambda m: out.print(f"[yellow]{m}[/]")
+            )
+    from dagctl.cli.render import progress_lines
+
+    previous: dict[str, Any] | None = None
+
+    def show(view: dict[str, Any]) -> None:
+        nonlocal previous
+        for line in progress_lines(previous, view):
+            click.echo(line, err=plain_to_stderr)
+        previous = view
+
+    return inspect.follow_run(
+        settings, run_id, show, on_notice=lambda m: click.echo(f"dagctl: {m}", err=True)
+    )

@@ -1,0 +1,159 @@
+"""Checks across a DAG's tasks and across DAGs: unknown inputs, cycles (within a DAG
+and across DAGs), unknown connections. Each problem points at the header line of
+the input that causes it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from dagctl.dags.hints import did_you_mean
+from dagctl.dags.model import ROOT_CONFIG_FILE, Problem, RootConfig, Task
+from dagctl.dags.sources import HEADER_READERS, MAX_SCRIPT_BYTES, Collector, Invalid, read_text
+
+
+def header_line(task: Task, pointer: str) -> int:
+    """File line of a field of a task's header, e.g. /inputs/1. Only problems need it, so
+    the header is read again here instead of keeping every parsed header around."""
+    scratch = Collector(base=task.path, dag=None)
+    try:
+        text = read_text(task.path, MAX_SCRIPT_BYTES, scratch)
+        header = HEADER_READERS[task.path.suffix](task.path, text, scratch)
+    except (Invalid, KeyError):
+        return task.line
+    line = header.doc.line_of(pointer) if header.doc is not None else None
+    return line or task.line
+
+
+def input_pointer(task: Task, upstream: str) -> str:
+    return f"/inputs/{task.inputs.index(upstream)}" if upstream in task.inputs else "/inputs"
+
+
+def check_inputs(dag_name: str, tasks: Mapping[str, Task], out: Collector) -> None:
+    for task in tasks.values():
+        for upstream in task.local_inputs:
+            pointer = input_pointer(task, upstream)
+            if upstream == task.name:
+                out.add(
+                    task.path,
+                    header_line(task, pointer),
+                    f"cycle: {task.name} -> {task.name}",
+                    "a task cannot be its own input",
+                    pointer,
+                )
+            elif upstream not in tasks:
+                hint = did_you_mean(upstream, tasks) or "name a task file of this DAG, extension included"
+                out.add(task.path, header_line(task, pointer), f"unknown input {upstream!r}", hint, pointer)
+    for cycle in find_cycles(
+        {name: [i for i in t.local_inputs if i in tasks and i != name] for name, t in tasks.items()}
+    ):
+        # The search follows inputs (downstream to upstream); the message follows the data.
+        first = tasks[cycle[0]]
+        pointer = input_pointer(first, cycle[1])
+        out.add(
+            first.path,
+            header_line(first, pointer),
+            f"cycle: {' -> '.join(reversed(cycle))}",
+            "remove one of these inputs",
+            pointer,
+        )
+
+
+def check_connections(tasks: Mapping[str, Task], config: RootConfig, out: Collector) -> None:
+    for task in tasks.values():
+        if task.connection and task.connection not in config.connections:
+            hint = did_you_mean(task.connection, config.connections) or (
+                f"define it under connections: in {ROOT_CONFIG_FILE}"
+            )
+            out.add(
+                task.path,
+                header_line(task, "/connection"),
+                f"unknown connection {task.connection!r}",
+                hint,
+                "/connection",
+            )
+
+
+def find_cycles(graph: Mapping[str, Iterable[str]]) -> list[list[str]]:
+    """Each cycle once, as a path that returns to its start (iterative DFS, no recursion limit)."""
+    white, grey, black = 0, 1, 2
+    colour = dict.fromkeys(graph, white)
+    cycles: list[list[str]] = []
+    for start in graph:
+        if colour[start] != white:
+            continue
+        stack: list[tuple[str, Any]] = [(start, iter(graph[start]))]
+        path = [start]
+        colour[start] = grey
+        while stack:
+            node, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                colour[node] = black
+                stack.pop()
+                path.pop()
+            elif colour.get(child, black) == grey:
+                cycles.append([*path[path.index(child) :], child])
+            elif colour.get(child) == white:
+                colour[child] = grey
+                stack.append((child, iter(graph[child])))
+                path.append(child)
+    return cycles
+
+
+def check_external_inputs(
+    dags: Mapping[str, Mapping[str, Task]],
+    task_names: Mapping[str, tuple[str, ...]],
+    per_dag: dict[str, list[Problem]],
+    base: Path,
+) -> None:
+    edges: dict[str, list[str]] = {}
+    for dag_name, tasks in dags.items():
+        out = Collector(base=base, dag=dag_name)
+        for task in tasks.values():
+            node = f"{dag_name}:{task.name}"
+            edges.setdefault(node, []).extend(f"{dag_name}:{i}" for i in task.local_inputs)
+            for other_dag, other_task in task.external_inputs:
+                pointer = input_pointer(task, f"{other_dag}:{other_task}")
+                if other_dag not in task_names:
+                    hint = did_you_mean(other_dag, task_names) or "name an existing DAG folder"
+                    out.add(
+                        task.path,
+                        header_line(task, pointer),
+                        f"unknown DAG {other_dag!r} in input {other_dag}:{other_task}",
+                        hint,
+                        pointer,
+                    )
+                elif other_task not in task_names[other_dag]:
+                    hint = (
+                        did_you_mean(other_task, task_names[other_dag]) or f"name a task file of {other_dag}"
+                    )
+                    out.add(
+                        task.path,
+                        header_line(task, pointer),
+                        f"DAG {other_dag!r} has no task {other_task!r}",
+                        hint,
+                        pointer,
+                    )
+                else:
+                    edges[node].append(f"{other_dag}:{other_task}")
+        per_dag[dag_name].extend(out.problems)
+    if not any(task.external_inputs for tasks in dags.values() for task in tasks.values()):
+        return
+    for cycle in find_cycles({k: [v for v in vs if v in edges] for k, vs in edges.items()}):
+        if len({node.split(":", 1)[0] for node in cycle}) < 2:
+            continue  # reported within its DAG already
+        dag_name, task_name = cycle[0].split(":", 1)
+        task = dags[dag_name][task_name]
+        upstream_dag, _, upstream_task = cycle[1].partition(":")
+        pointer = input_pointer(task, upstream_task if upstream_dag == dag_name else cycle[1])
+        out = Collector(base=base, dag=dag_name)
+        out.add(
+            task.path,
+            header_line(task, pointer),
+            f"cycle across DAGs: {' -> '.join(reversed(cycle))}",
+            "remove one of these inputs",
+            pointer,
+        )
+        per_dag[dag_name].extend(out.problems)

@@ -1,0 +1,21 @@
+"""DAG names from the DAGs folder alone: no parsing, no database (shell completion,
+"did you mean" hints)."""
+
+from __future__ import annotations
+
+import os
+
+
+def dag_names(root: str | os.PathLike[str]) -> list[str]:
+    """DAG folder names (those with a workflow.yaml), without parsing anything."""
+    names = []
+    try:
+        with os.scandir(root) as listing:
+            for entry in listing:
+                if entry.name.startswith(".") or not entry.is_dir():
+                    continue
+                if os.path.exists(os.path.join(entry.path, "workflow.yaml")):
+                    names.append(entry.name)
+    except OSError:
+        return []
+    return sorted(names)

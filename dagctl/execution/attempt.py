@@ -1,0 +1,73 @@
+"""One task attempt as a manager sees it: what it is told (TaskContext, Attempt) and
+what it hands back (Outcome, LogChunk, PollResult). Plain values, shared by the
+worker, `dagctl run` and the kubernetes manager."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from dagctl.dags.model import Dag, Task
+
+# Attempt outcomes a manager may report.
+SUCCESS = "success"
+FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskContext:
+    """Everything a task attempt is told about its run. Also what `run(context)` receives."""
+
+    dag: str
+    task: str
+    run_id: int | None
+    attempt: int
+    logical_date: datetime
+    params: Mapping[str, Any]
+    secret_params: frozenset[str] = frozenset()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "dag": self.dag,
+            "task": self.task,
+            "run_id": self.run_id,
+            "attempt": self.attempt,
+            "logical_date": self.logical_date.isoformat(),
+            "params": dict(self.params),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """A claimed task attempt, handed to a manager to execute."""
+
+    task_run_id: int
+    dag: Dag
+    task: Task
+    context: TaskContext
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How an attempt ended. `log` is the captured output not yet handed over."""
+
+    task_run_id: int
+    status: str  # SUCCESS or FAILED
+    exit_code: int | None = None
+    error: str | None = None
+    log: str = ""
+    log_truncated_bytes: int = 0
+
+
+@dataclass(slots=True)
+class LogChunk:
+    task_run_id: int
+    text: str
+
+
+@dataclass(slots=True)
+class PollResult:
+    finished: list[Outcome] = field(default_factory=list)
+    logs: list[LogChunk] = field(default_factory=list)

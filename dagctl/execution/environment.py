@@ -1,0 +1,135 @@
+"""The ONE place a task attempt's environment is built.
+
+The worker (a subprocess here), `dagctl run` (the same, in the foreground) and the
+kubernetes manager (a pod's `env`) all call `task_environment`, so a task sees the
+same variables, under the same name rules and size limits, wherever it runs.
+
+Layers, later ones win: the base (the parent's environment for a local process,
+nothing for a pod), the configured variables (`worker_config.env`, or `kube_env` for
+a pod), one variable per param, then the run variables `DAGCTL_DAG`, `DAGCTL_TASK`,
+`DAGCTL_RUN_ID` ("" when there is no run), `DAGCTL_ATTEMPT`, `DAGCTL_LOGICAL_DATE`
+(`format_logical_date`) and `DAGCTL_PARAMS` (every param as one JSON object).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from dagctl.dags.model import Dag, Task
+from dagctl.dags.params import as_env_value
+from dagctl.errors import TaskFailed
+from dagctl.execution.attempt import TaskContext
+
+# Linux refuses a single environment string over 128 KiB (MAX_ARG_STRLEN).
+MAX_ENV_STRING_BYTES = 128 * 1024 - 1
+# A name every shell, every exec and the Kubernetes API accept as an environment
+# variable; a param named otherwise still reaches the task inside DAGCTL_PARAMS.
+_PORTABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+RUN_VARIABLES = (
+    "DAGCTL_DAG",
+    "DAGCTL_TASK",
+    "DAGCTL_RUN_ID",
+    "DAGCTL_ATTEMPT",
+    "DAGCTL_LOGICAL_DATE",
+    "DAGCTL_PARAMS",
+)
+
+
+class PrepareError(TaskFailed):
+    """The attempt cannot start (missing parameter, NUL byte, params too big, unknown
+    connection...): it fails with this message without a process ever existing."""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskEnvironment:
+    variables: dict[str, str]  # the whole environment: base, configured, params, run variables
+    secrets: tuple[str, ...]  # values to mask in the task's output
+
+
+def format_logical_date(value: datetime) -> str:
+    """ISO 8601 in UTC with a `+00:00` offset (what `datetime.isoformat()` writes and
+    Python 3.10's `fromisoformat` reads back); a naive datetime is taken as UTC."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).isoformat()
+
+
+def task_environment(
+    dag: Dag,
+    task: Task,
+    context: TaskContext,
+    *,
+    base: Mapping[str, str],
+    configured: object,
+    configured_key: str = "worker_config.env",
+    check_parameters: bool = True,
+) -> TaskEnvironment:
+    """Build the environment of one attempt; raises PrepareError when it cannot be.
+
+    `configured` is the user's mapping of extra variables (`worker_config.env`, or
+    `kube_env` for a pod), named `configured_key` in errors. `check_parameters`: fail
+    when a task's declared `parameters` are neither params nor variables; a pod skips
+    it, as its own `dagctl run` checks them against the pod's environment."""
+    env = configured_environment(base, configured, configured_key)
+    params = dict(context.params)
+    missing = [p for p in task.parameters if p not in params and p not in env]
+    if missing and check_parameters:
+        plural = "s" if len(missing) > 1 else ""
+        raise PrepareError(f"task needs parameter{plural} {', '.join(missing)}")
+    for name, value in params.items():
+        text = as_env_value(value)
+        if "\x00" in text:
+            raise PrepareError(f"param {name!r} contains a NUL byte")
+        if _PORTABLE_NAME.match(name):
+            env[name] = text
+    params_json = json.dumps(params, ensure_ascii=False, default=str)
+    size = len(params_json.encode("utf-8", "surrogatepass"))
+    if size > MAX_ENV_STRING_BYTES - len("DAGCTL_PARAMS="):
+        raise PrepareError(
+            f"params are {size:,} bytes as JSON, over the 128 KiB a process environment"
+            " variable can hold (pass paths or URLs to big data)"
+        )
+    env.update(
+        DAGCTL_DAG=dag.name,
+        DAGCTL_TASK=task.name,
+        DAGCTL_RUN_ID="" if context.run_id is None else str(context.run_id),
+        DAGCTL_ATTEMPT=str(context.attempt),
+        DAGCTL_LOGICAL_DATE=format_logical_date(context.logical_date),
+        DAGCTL_PARAMS=params_json,
+    )
+    return TaskEnvironment(env, tuple(secret_values(dag, context)))
+
+
+def configured_environment(
+    base: Mapping[str, str], configured: object, configured_key: str = "worker_config.env"
+) -> dict[str, str]:
+    """The base with the user's configured variables over it: the environment before
+    any param joins it (what a connection URL's ${VAR} may read, so that no param can
+    redirect a connection)."""
+    env = dict(base)
+    configured = configured or {}
+    if not isinstance(configured, Mapping):
+        raise PrepareError(f"{configured_key} must be a mapping of NAME: value")
+    for key, value in configured.items():
+        env[str(key)] = "" if value is None else as_env_value(value)
+    return env
+
+
+def secret_values(dag: Dag, context: TaskContext) -> list[str]:
+    """The values of secret params, as given and as they appear inside DAGCTL_PARAMS."""
+    values: list[str] = []
+    for name in sorted(context.secret_params | dag.secret_params):
+        if context.params.get(name) is None:
+            continue
+        text = as_env_value(context.params[name])
+        values.append(text)
+        for ascii_only in (False, True):
+            escaped = json.dumps(text, ensure_ascii=ascii_only)[1:-1]
+            if escaped != text:
+                values.append(escaped)
+    return values

@@ -1,0 +1,128 @@
+"""What to start for one task attempt: argv, environment, working folder, timeout.
+
+Processes start from argv lists, never a shell string; params travel as environment
+variables (built in `environment.py`), bind parameters (SQL) or the Python context.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
+from functools import cache
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from dagctl.dags.model import Dag, Task
+from dagctl.execution.attempt import TaskContext
+from dagctl.execution.environment import PrepareError, configured_environment, task_environment
+from dagctl.execution.taskprocess import Launch
+
+__all__ = ["PrepareError", "prepare"]
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+@cache
+def _bash() -> str | None:
+    return shutil.which("bash")
+
+
+def prepare(dag: Dag, task: Task, context: TaskContext) -> Launch | None:
+    """The argv, environment, cwd and timeout of one attempt; None for `no_op`.
+
+    Raises PrepareError when the attempt must fail before starting. The environment is
+    built by `dagctl.execution.environment.task_environment` over this process's own.
+
+    Plug-in task types (entry point group `dagctl.task_types`) are loaded by name and
+    called as `factory(dag, task, context) -> list[str]`; the list is the argv, run
+    with the same environment, cwd, process group and timeout as built-in types.
+    """
+    if task.type == "no_op":
+        return None
+    configured = dag.worker_config_for(task).get("env")
+    # Before params join the environment: a param must not be able to redirect the
+    # connection (a param named DATABASE_URL, or one named after a ${VAR} in the URL).
+    sql_url = ""
+    if task.type == "sql":
+        sql_url = _sql_url(dag, task, configured_environment(os.environ, configured))
+    built = task_environment(dag, task, context, base=os.environ, configured=configured)
+    env = built.variables
+    secrets = list(built.secrets)
+    # The loader may hold paths relative to where dagctl started; the task runs elsewhere.
+    script = os.path.abspath(task.path)
+    cwd = os.path.abspath(dag.path)
+    env["PWD"] = cwd  # the inherited value names our directory, not the task's
+    argv: Sequence[str]
+    if task.type == "shell":
+        bash = _bash()
+        if bash is None:
+            raise PrepareError("bash not found on PATH")
+        argv = [bash, script]
+    elif task.type == "command":
+        if not task.command:
+            raise PrepareError("a command task needs command:")
+        argv = task.command
+    elif task.type == "python":
+        argv = [sys.executable, "-m", "dagctl.execution.pytask", script]
+    elif task.type == "sql":
+        env["DAGCTL_SQL_URL"] = sql_url
+        password = urlsplit(sql_url).password
+        if password:
+            secrets.append(password)
+        argv = [sys.executable, "-m", "dagctl.execution.sqltask", script]
+    else:
+        argv = _plugin_argv(dag, task, context)
+    return Launch(
+        argv=tuple(argv),
+        env=env,
+        cwd=Path(cwd),
+        timeout=dag.timeout_for(task) or None,
+        secrets=tuple(secrets),
+    )
+
+
+def _sql_url(dag: Dag, task: Task, env: Mapping[str, str]) -> str:
+    if task.connection:
+        connection = dag.connections.get(task.connection)
+        if connection is None:
+            known = ", ".join(sorted(dag.connections)) or "none"
+            raise PrepareError(f"unknown connection {task.connection!r} (defined: {known})")
+        url, where = connection.url, f"connection {task.connection!r}"
+    else:
+        url, where = env.get("DATABASE_URL", ""), "DATABASE_URL"
+        if not url:
+            raise PrepareError("SQL task without a connection: set connection: or DATABASE_URL")
+
+    def expand(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        value = env.get(name)
+        if value is None or (value == "" and default is not None):
+            if default is None:
+                raise PrepareError(f"{where}: environment variable {name} is not set")
+            return default
+        return value
+
+    from dagctl.config import normalise_db_url
+
+    return normalise_db_url(_VAR.sub(expand, url))
+
+
+def _plugin_argv(dag: Dag, task: Task, context: TaskContext) -> list[str]:
+    from dagctl.plugins import load_task_type
+
+    try:
+        factory = load_task_type(task.type)
+    except KeyError:
+        raise PrepareError(f"unknown task type {task.type!r} (is its plug-in installed?)") from None
+    except Exception as exc:
+        raise PrepareError(f"cannot load task type {task.type!r}: {exc}") from exc
+    try:
+        argv = factory(dag, task, context)
+    except Exception as exc:
+        raise PrepareError(f"task type {task.type!r} failed to build the command: {exc}") from exc
+    if not isinstance(argv, (list, tuple)) or not argv or not all(isinstance(a, str) for a in argv):
+        raise PrepareError(f"task type {task.type!r} must return a non-empty list of strings")
+    return list(argv)

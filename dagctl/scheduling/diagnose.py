@@ -1,0 +1,162 @@
+"""`dagctl why`: pure explanations of why a DAG is not running, from a snapshot.
+
+No database, no clock: the caller reads state and passes it in, so each answer can be
+tested from plain values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from dagctl.dags import cron
+from dagctl.dags.model import Dag
+from dagctl.scheduling.planner import latest_attempts
+from dagctl.states import DONE_OK_TASK_VALUES
+
+# A queued attempt older than this while a scheduler is alive means its slots are busy.
+QUEUED_TOO_LONG = timedelta(seconds=5)
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    if seconds < 172800:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"
+
+
+def _utc_text(value: datetime) -> str:
+    return f"{value:%Y-%m-%d %H:%M:%S} UTC"
+
+
+ExternalLookup = Callable[[str, str, datetime], "str | None"]
+
+
+def why(
+    dag_name: str,
+    dag: Dag | None,
+    broken_reason: str | None,
+    snapshot: Mapping[str, Any],
+    now: datetime,
+    external_status: ExternalLookup,
+    next_slot: datetime | None,
+) -> list[dict[str, str]]:
+    """Reasons, most blocking first, each {"code", "message"}. Codes: broken, paused,
+    no_scheduler, max_active_runs, waiting_on_inputs, retry_delay, pool_full, queued,
+    running, nothing_queued."""
+    reasons: list[dict[str, str]] = []
+
+    def add(code: str, message: str) -> None:
+        reasons.append({"code": code, "message": message})
+
+    if broken_reason is not None:
+        add("broken", f"{dag_name} is broken and is not scheduled: {broken_reason}")
+    if snapshot["paused"]:
+        add("paused", f"{dag_name} is paused: no run is created or started (dagctl unpause {dag_name})")
+    if snapshot["live_schedulers"] == 0:
+        last, stopped = snapshot["last_heartbeat"], snapshot["last_stopped"]
+        if last is None:
+            since = "none has run on this database yet"
+        elif stopped is not None:
+            since = f"the last one stopped {_ago((snapshot['db_now'] - stopped).total_seconds())} ago"
+        else:
+            since = f"the last heartbeat was {_ago((snapshot['db_now'] - last).total_seconds())} ago"
+        add("no_scheduler", f"no scheduler is alive ({since}): start one with dagctl schedule")
+    runs = snapshot["runs"]
+    by_run: dict[int, list[Mapping[str, Any]]] = {}
+    for attempt in snapshot["attempts"]:
+        by_run.setdefault(attempt["dag_run_id"], []).append(attempt)
+    running_runs = [r for r in runs if r["status"] == "running"]
+    queued_runs = [r for r in runs if r["status"] == "queued"]
+    if queued_runs and dag is not None and not snapshot["paused"]:
+        if len(running_runs) >= dag.max_active_runs:
+            waiting = ", ".join(str(r["id"]) for r in queued_runs)
+            active = ", ".join(str(r["id"]) for r in running_runs)
+            add(
+                "max_active_runs",
+                f"max_active_runs is {dag.max_active_runs} and run {active} is running: "
+                f"run {waiting} waits for it to finish",
+            )
+        else:
+            add("queued", f"run {queued_runs[0]['id']} is queued: the next scheduler pass starts it")
+    for run in running_runs:
+        _why_run(run, dag, by_run.get(run["id"], []), snapshot, now, external_status, add)
+    if not runs:
+        if dag is not None and dag.schedule and next_slot is not None:
+            local = cron.to_local(next_slot, cron.zone(dag.timezone))
+            when = f"{local:%Y-%m-%d %H:%M} {local.tzname()} ({_utc_text(next_slot)})"
+            if snapshot["paused"]:
+                add("nothing_queued", f"no run is queued or running; the next slot would be {when}")
+            else:
+                add("nothing_queued", f"no run is queued or running; the next scheduled run is at {when}")
+        else:
+            add(
+                "nothing_queued",
+                f"no run is queued or running, and {dag_name} has no schedule (dagctl trigger {dag_name})",
+            )
+        newest = snapshot["newest_run"]
+        if newest is not None and newest["status"] in ("failed", "cancelled"):
+            reasons[-1]["message"] += (
+                f"; its last run, {newest['id']}, {newest['status']} (dagctl retry {newest['id']})"
+            )
+    return reasons
+
+
+def _why_run(
+    run: Mapping[str, Any],
+    dag: Dag | None,
+    attempts: Sequence[Mapping[str, Any]],
+    snapshot: Mapping[str, Any],
+    now: datetime,
+    external_status: ExternalLookup,
+    add: Callable[[str, str], None],
+) -> None:
+    run_id = run["id"]
+    latest = latest_attempts(attempts)
+    for name, attempt in latest.items():
+        status = attempt["status"]
+        if status == "running":
+            started = attempt["started_at"]
+            took = f", for {_ago((now - started).total_seconds())}" if started else ""
+            host = f", on {attempt['host']}" if attempt["host"] else ""
+            add("running", f"run {run_id}: {name} is running (attempt {attempt['attempt']}{took}{host})")
+        elif status in ("waiting", "queued") and attempt["not_before"] > now:
+            add(
+                "retry_delay",
+                f"run {run_id}: {name} attempt {attempt['attempt']} waits for its retry delay "
+                f"until {_utc_text(attempt['not_before'])} "
+                f"(in {_ago((attempt['not_before'] - now).total_seconds())})",
+            )
+        elif status in ("waiting", "queued"):
+            queued_for = now - attempt["queued_at"]
+            if snapshot["live_schedulers"] and queued_for > QUEUED_TOO_LONG:
+                add(
+                    "pool_full",
+                    f"run {run_id}: {name} has been queued for {_ago(queued_for.total_seconds())}: "
+                    f"every scheduler slot is busy ({snapshot['running_attempts']} attempts running, "
+                    f"{snapshot['queued_attempts']} queued)",
+                )
+            else:
+                add("queued", f"run {run_id}: {name} is queued for the next free scheduler slot")
+    if dag is None:
+        return
+    for name, task in dag.tasks.items():
+        if name in latest or not task.external_inputs:
+            continue
+        if any(latest.get(i, {}).get("status") not in DONE_OK_TASK_VALUES for i in task.local_inputs):
+            continue
+        for other_dag, other_task in task.external_inputs:
+            status = external_status(other_dag, other_task, run["logical_date"])
+            if status in DONE_OK_TASK_VALUES:
+                continue
+            detail = (
+                f"not run yet in a run of {other_dag} at or before {_utc_text(run['logical_date'])}"
+                if status is None
+                else f"it is {status} there"
+            )
+            add("waiting_on_inputs", f"run {run_id}: {name} waits on {other_dag}:{other_task} ({detail})")
