@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -56,34 +56,19 @@ _SKIPPED_DIRS = frozenset({"__pycache__", "node_modules"})
 _EXTENSION_OF = {"shell": ".sh", "python": ".py", "sql": ".sql"}
 
 
-def _load_task(path: Path, out: Collector, hasher: Any) -> Task | None:
+def _task_type(
+    path: Path, spec: Mapping[str, Any], line_of: Callable[[str], int | None], out: Collector
+) -> str | None:
+    """The task's type, given or inferred from its extension; None when it has none.
+    A type that does not fit the file, or that no plug-in provides, is a problem."""
     suffix = path.suffix
-    limit = MAX_YAML_BYTES if suffix in (".yaml", ".yml") else MAX_SCRIPT_BYTES
-    try:
-        text = read_text(path, limit, out)
-        hasher.update(os.fsencode(path.name) + b"\0" + text.encode())
-        header = HEADER_READERS[suffix](path, text, out)
-        if header.doc is None:
-            spec: Mapping[str, Any] = {}
-        else:
-            spec = mapping_or_problem(path, header.doc, "the task header", out)
-            if not spec and suffix in (".yaml", ".yml"):
-                out.add(path, 1, "empty task file", "add type: no_op or type: command")
-                return None
-            check_schema(path, header.doc, "task", out)
-    except Invalid:
-        return None
-
-    def line_of(pointer: str) -> int | None:
-        return header.doc.line_of(pointer) if header.doc else header.line
-
     inferred = TASK_EXTENSIONS[suffix]
-    task_type = spec.get("type") if isinstance(spec.get("type"), str) else None
+    task_type: str | None = spec.get("type") if isinstance(spec.get("type"), str) else None
     if task_type is None:
         if not inferred:
             out.add(path, line_of(""), "missing type", "add type: no_op or type: command", "/type")
             return None
-        task_type = inferred
+        return inferred
     elif inferred and task_type in BUILTIN_TASK_TYPES and task_type != inferred:
         out.add(
             path,
@@ -109,6 +94,33 @@ def _load_task(path: Path, out: Collector, hasher: Any) -> Task | None:
             hint or "use no_op or command, or install the plug-in that provides it",
             "/type",
         )
+    return task_type
+
+
+def _load_task(path: Path, out: Collector, hasher: Any) -> Task | None:
+    suffix = path.suffix
+    limit = MAX_YAML_BYTES if suffix in (".yaml", ".yml") else MAX_SCRIPT_BYTES
+    try:
+        text = read_text(path, limit, out)
+        hasher.update(os.fsencode(path.name) + b"\0" + text.encode())
+        header = HEADER_READERS[suffix](path, text, out)
+        if header.doc is None:
+            spec: Mapping[str, Any] = {}
+        else:
+            spec = mapping_or_problem(path, header.doc, "the task header", out)
+            if not spec and suffix in (".yaml", ".yml"):
+                out.add(path, 1, "empty task file", "add type: no_op or type: command")
+                return None
+            check_schema(path, header.doc, "task", out)
+    except Invalid:
+        return None
+
+    def line_of(pointer: str) -> int | None:
+        return header.doc.line_of(pointer) if header.doc else header.line
+
+    task_type = _task_type(path, spec, line_of, out)
+    if task_type is None:
+        return None
     if task_type == "command" and not spec.get("command"):
         out.add(
             path, line_of(""), "a command task needs command:", 'add command: ["prog", "arg"]', "/command"
@@ -244,28 +256,12 @@ def _settings(config: RootConfig, data: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def load_dag(
-    dag_dir: Path,
-    config: RootConfig,
-    base: Path,
-) -> tuple[Dag | BrokenDag, list[Problem], Mapping[str, Task], tuple[str, ...], list[Path]]:
-    """One DAG folder. Returns the DAG (or why it is broken), its problems, the tasks that
-    loaded and the names of all task files (kept even when the DAG is broken, so other DAGs'
-    cross-DAG inputs can be checked), and the ignored files."""
-    name = dag_dir.name
-    out = Collector(base=base, dag=name)
+def _read_workflow(
+    dag_dir: Path, out: Collector, hasher: Any
+) -> tuple[Mapping[str, Any], YamlDoc | None, dict[str, ParamSpec]]:
+    """workflow.yaml's data (empty when unusable), its document and its params; every
+    problem goes to `out`, and its text into the DAG's fingerprint."""
     workflow = dag_dir / WORKFLOW_FILE
-    try:
-        task_paths, ignored = _dag_files(dag_dir)
-    except OSError as exc:
-        out.add(dag_dir, None, f"cannot list the DAG folder: {exc.strerror or exc}")
-        return BrokenDag(name, dag_dir, tuple(out.problems)), out.problems, {}, (), []
-    for path in [p for p in task_paths if not is_utf8(p.name)]:
-        # Task names end up in the state database and in every message: they must be text.
-        out.add(path, None, "the file name is not valid UTF-8", "rename the file")
-        task_paths.remove(path)
-    task_names = tuple(p.name for p in task_paths)
-    hasher = hashlib.sha256()
     data: Mapping[str, Any] = {}
     doc: YamlDoc | None = None
     if not workflow.exists() and not workflow.is_symlink():
@@ -303,6 +299,62 @@ def load_dag(
                     pointer,
                 )
 
+    return data, doc, params
+
+
+def _build_dag(
+    dag_dir: Path,
+    config: RootConfig,
+    data: Mapping[str, Any],
+    tasks: dict[str, Task],
+    params: dict[str, ParamSpec],
+    fingerprint: str,
+) -> Dag:
+    """The frozen DAG from a workflow.yaml that passed every check."""
+    settings = _settings(config, data)
+    return Dag(
+        name=dag_dir.name,
+        path=dag_dir,
+        description=str(data["description"]),
+        tasks=MappingProxyType(tasks),
+        fingerprint=fingerprint,
+        schedule=settings.get("schedule"),
+        timezone=str(settings.get("timezone", "UTC")),
+        catchup=settings.get("catchup", "latest"),
+        max_active_runs=int(settings.get("max_active_runs", DEFAULT_MAX_ACTIVE_RUNS)),
+        params=MappingProxyType(params),
+        retries=int(settings.get("retries", DEFAULT_RETRIES)),
+        retry_delay=parse_duration(settings.get("retry_delay", DEFAULT_RETRY_DELAY_S)),
+        retry_backoff=float(settings.get("retry_backoff", DEFAULT_RETRY_BACKOFF)),
+        timeout=parse_duration(settings["timeout"]) if settings.get("timeout") is not None else None,
+        worker_config=MappingProxyType({**config.worker_config, **(data.get("worker_config") or {})}),
+        tags=tuple(str(t) for t in settings.get("tags") or ()),
+        connections=config.connections,
+    )
+
+
+def load_dag(
+    dag_dir: Path,
+    config: RootConfig,
+    base: Path,
+) -> tuple[Dag | BrokenDag, list[Problem], Mapping[str, Task], tuple[str, ...], list[Path]]:
+    """One DAG folder. Returns the DAG (or why it is broken), its problems, the tasks that
+    loaded and the names of all task files (kept even when the DAG is broken, so other DAGs'
+    cross-DAG inputs can be checked), and the ignored files."""
+    name = dag_dir.name
+    out = Collector(base=base, dag=name)
+    try:
+        task_paths, ignored = _dag_files(dag_dir)
+    except OSError as exc:
+        out.add(dag_dir, None, f"cannot list the DAG folder: {exc.strerror or exc}")
+        return BrokenDag(name, dag_dir, tuple(out.problems)), out.problems, {}, (), []
+    for path in [p for p in task_paths if not is_utf8(p.name)]:
+        # Task names end up in the state database and in every message: they must be text.
+        out.add(path, None, "the file name is not valid UTF-8", "rename the file")
+        task_paths.remove(path)
+    task_names = tuple(p.name for p in task_paths)
+    hasher = hashlib.sha256()
+    data, doc, params = _read_workflow(dag_dir, out, hasher)
     tasks: dict[str, Task] = {}
     for path in task_paths:
         task = _load_task(path, out, hasher)
@@ -320,26 +372,7 @@ def load_dag(
 
     if out.has_errors or doc is None:
         return BrokenDag(name, dag_dir, tuple(out.problems)), out.problems, tasks, task_names, ignored
-    settings = _settings(config, data)
-    dag = Dag(
-        name=name,
-        path=dag_dir,
-        description=str(data["description"]),
-        tasks=MappingProxyType(tasks),
-        fingerprint=hasher.hexdigest()[:16],
-        schedule=settings.get("schedule"),
-        timezone=str(settings.get("timezone", "UTC")),
-        catchup=settings.get("catchup", "latest"),
-        max_active_runs=int(settings.get("max_active_runs", DEFAULT_MAX_ACTIVE_RUNS)),
-        params=MappingProxyType(params),
-        retries=int(settings.get("retries", DEFAULT_RETRIES)),
-        retry_delay=parse_duration(settings.get("retry_delay", DEFAULT_RETRY_DELAY_S)),
-        retry_backoff=float(settings.get("retry_backoff", DEFAULT_RETRY_BACKOFF)),
-        timeout=parse_duration(settings["timeout"]) if settings.get("timeout") is not None else None,
-        worker_config=MappingProxyType({**config.worker_config, **(data.get("worker_config") or {})}),
-        tags=tuple(str(t) for t in settings.get("tags") or ()),
-        connections=config.connections,
-    )
+    dag = _build_dag(dag_dir, config, data, tasks, params, hasher.hexdigest()[:16])
     return dag, out.problems, tasks, task_names, ignored
 
 
@@ -441,9 +474,9 @@ def load_one(root: Path | str, name: str) -> tuple[Dag | BrokenDag | None, RootC
     return result, config
 
 
-def load_tree(root: Path | str, cache: dict[Path, tuple[Any, _LoadResult]] | None = None) -> DagTree:
-    """Every DAG under `root` (or `root` itself when it is one DAG folder)."""
-    root = Path(root)
+def _dag_dirs(root: Path) -> tuple[list[Path], Path]:
+    """The DAG folders under `root` (or `root` itself when it is one DAG folder), and the
+    folder whose dagctl.yaml applies to them."""
     if _is_dag_dir(root):
         dag_dirs = [root]
         config_root = root.parent
@@ -466,6 +499,35 @@ def load_tree(root: Path | str, cache: dict[Path, tuple[Any, _LoadResult]] | Non
                         dag_dirs.append(Path(entry.path))
                 except OSError:
                     continue
+    return dag_dirs, config_root
+
+
+def _load_cached(
+    dag_dir: Path,
+    config: RootConfig,
+    config_signature: Any,
+    base: Path,
+    cache: dict[Path, tuple[Any, _LoadResult]] | None,
+) -> _LoadResult:
+    """load_dag, skipped when neither the folder nor dagctl.yaml changed since `cache` saw it."""
+    if cache is None:
+        return load_dag(dag_dir, config, base)
+    try:
+        key = (config_signature, config.path and config.path.stat().st_mtime_ns, _signature(dag_dir))
+    except OSError:
+        key = None
+    cached = cache.get(dag_dir)
+    if key is not None and cached is not None and cached[0] == key:
+        return cached[1]
+    loaded = load_dag(dag_dir, config, base)
+    cache[dag_dir] = (key, loaded)
+    return loaded
+
+
+def load_tree(root: Path | str, cache: dict[Path, tuple[Any, _LoadResult]] | None = None) -> DagTree:
+    """Every DAG under `root` (or `root` itself when it is one DAG folder)."""
+    root = Path(root)
+    dag_dirs, config_root = _dag_dirs(root)
     base = root if not _is_dag_dir(root) else root.parent
     config, problems = load_root_config(config_root, base)
     for dag_dir in [d for d in dag_dirs if not is_utf8(d.name)]:
@@ -482,21 +544,10 @@ def load_tree(root: Path | str, cache: dict[Path, tuple[Any, _LoadResult]] | Non
     loaded_tasks: dict[str, Mapping[str, Task]] = {}
     ignored: list[str] = []
     per_dag: dict[str, list[Problem]] = {}
+    # dagctl.yaml's folder is scanned once per load, not once per DAG.
     config_signature = _signature(config_root) if cache is not None and config.path else None
     for dag_dir in dag_dirs:
-        if cache is not None:
-            try:
-                key = (config_signature, config.path and config.path.stat().st_mtime_ns, _signature(dag_dir))
-            except OSError:
-                key = None
-            cached = cache.get(dag_dir)
-            if key is not None and cached is not None and cached[0] == key:
-                loaded = cached[1]
-            else:
-                loaded = load_dag(dag_dir, config, base)
-                cache[dag_dir] = (key, loaded)
-        else:
-            loaded = load_dag(dag_dir, config, base)
+        loaded = _load_cached(dag_dir, config, config_signature, base, cache)
         result, dag_problems, tasks, names, skipped = loaded
         per_dag[dag_dir.name] = list(dag_problems)
         loaded_tasks[dag_dir.name] = tasks
