@@ -6,11 +6,11 @@ for the other shells).
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import click
 
+from dagctl.config import Settings
 from dagctl.dags.names import dag_names
 
 
@@ -18,5 +18,5 @@ def complete_dag(ctx: click.Context, param: click.Parameter, incomplete: str) ->
     """DAG folder names under --dags (or DAGCTL_DAGS, or ./dags) starting with `incomplete`."""
     from click.shell_completion import CompletionItem
 
-    root = ctx.find_root().params.get("dags") or os.environ.get("DAGCTL_DAGS") or "dags"
+    root = Settings.resolve(dags=ctx.find_root().params.get("dags")).dags
     return [CompletionItem(name) for name in dag_names(root) if name.startswith(incomplete)]
