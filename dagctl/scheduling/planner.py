@@ -7,7 +7,7 @@ the scheduler loop carry the decisions out.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,6 +22,7 @@ from dagctl.states import (
     RunStatus,
     TaskStatus,
 )
+from dagctl.store.records import AdvancePlan, AttemptSnapshot, NewTaskRun, RunSnapshot
 
 # With catchup "none", a slot still counts as on time this long after it passed.
 ON_TIME_GRACE = timedelta(seconds=60)
@@ -65,42 +66,8 @@ def next_due(dag: Dag, last_slot: datetime | None, first_seen: datetime) -> date
 
 
 # ---------------------------------------------------------------- advancing runs
-
-
-@dataclass(frozen=True, slots=True)
-class RunSnapshot:
-    id: int
-    dag_name: str
-    status: str
-    logical_date: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptSnapshot:
-    """The latest attempt of one task in one run."""
-
-    task_name: str
-    attempt: int
-    status: str
-
-
-@dataclass(frozen=True, slots=True)
-class NewTaskRun:
-    dag_run_id: int
-    dag_name: str
-    task_name: str
-    status: str  # queued, or upstream_failed when an input failed
-
-
-@dataclass
-class AdvancePlan:
-    start_runs: list[int] = field(default_factory=list)
-    new_task_runs: list[NewTaskRun] = field(default_factory=list)
-    finish_runs: list[tuple[int, str]] = field(default_factory=list)  # (run id, final status)
-    # Runs to look at again next iteration although nothing will flag them: they wait
-    # on another DAG's task, on a queue slot, or on a DAG that failed to load.
-    still_dirty: list[int] = field(default_factory=list)
-
+# The snapshot decided from and the plan decided are records of the store (records.py):
+# the store reads the one and applies the other, in the transaction that locked the runs.
 
 ExternalLookup = Callable[[str, str, datetime], "str | None"]
 

@@ -35,6 +35,7 @@ from dagctl.execution.attempt import Attempt, Outcome, TaskContext
 from dagctl.managers.base import AdoptingManager, Manager
 from dagctl.scheduling import planner
 from dagctl.store import ClaimedAttempt, FinishedAttempt, Store
+from dagctl.store.records import AdvancePlan
 
 log = logging.getLogger("dagctl.scheduling.scheduler")
 
@@ -220,7 +221,7 @@ class Scheduler:
         full = self._advance_needed()
         with self.store.transaction():
             self._stop_cancelled()
-            plan = self._advance() if full else planner.AdvancePlan()
+            plan = self._advance() if full else AdvancePlan()
             if free > 0:
                 # started_at: when claimed, not when the pass began.
                 claimed = self.store.claim(self.owner, free, self.options.lease_seconds, self.clock())
@@ -339,15 +340,22 @@ class Scheduler:
             if created:
                 log.info("created %d scheduled run(s)", created)
 
-    def _advance(self) -> planner.AdvancePlan:
-        def decide(paused: Any, runs: Any, attempts: Any, external: Any) -> planner.AdvancePlan:
-            return planner.plan_advance(self.dags, paused, runs, attempts, external)
-
+    def _advance(self) -> AdvancePlan:
+        """Inside the advance-and-claim transaction: the store locks the flagged runs and
+        reads them, we plan, the store applies the plan while the locks still hold."""
         # Stamped when it happens (runs started or ended), not when the pass began.
-        ended_in = {item.dag_name for item in self._ended}
-        return self.store.advance(decide, self.clock(), ended_in=ended_in)
+        now = self.clock()
+        snapshot = self.store.lock_flagged_runs(ended_in={item.dag_name for item in self._ended})
+        if not snapshot.paused:
+            return AdvancePlan()
+        # Cross-DAG inputs are looked up in the same transaction.
+        plan = planner.plan_advance(
+            self.dags, snapshot.paused, snapshot.runs, snapshot.attempts, self.store.external_status
+        )
+        self.store.apply_advance(plan, now)
+        return plan
 
-    def _advanced(self, plan: planner.AdvancePlan) -> None:
+    def _advanced(self, plan: AdvancePlan) -> None:
         """After the advance committed."""
         if plan.finish_runs:
             # A finished run frees a max_active_runs slot for a queued one.

@@ -1,7 +1,8 @@
 """The state store: the only package that imports SQLAlchemy.
 
-SQLAlchemy is imported when one of these names is first used, not with the package:
-`dagctl.store.fast_trigger` (the `trigger` fast path) runs without it.
+SQLAlchemy is imported when `Store` is first used, not with the package: the records
+(plain values, records.py) and `dagctl.store.fast_trigger` (the `trigger` fast path)
+work without it.
 """
 
 from __future__ import annotations
@@ -9,16 +10,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from dagctl.store.store import ClaimedAttempt, DagState, FinishedAttempt, LostAttempt, Store
+    from dagctl.store.records import ClaimedAttempt, DagState, FinishedAttempt, LostAttempt
+    from dagctl.store.store import Store
 
 __all__ = ["ClaimedAttempt", "DagState", "FinishedAttempt", "LostAttempt", "Store", "open_store"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in __all__:
-        from dagctl.store import store
+    if name == "Store":
+        from dagctl.store.store import Store
 
-        return getattr(store, name)
+        return Store
+    if name in __all__:
+        from dagctl.store import records
+
+        return getattr(records, name)
     raise AttributeError(f"module 'dagctl.store' has no attribute {name!r}")
 
 

@@ -9,27 +9,17 @@ import contextlib
 import json
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 
 from dagctl.states import NOT_ENDED_TASK_VALUES, TaskStatus
+from dagctl.store.records import AdoptResult, ClaimedAttempt
 from dagctl.store.tables import dag_run, task_run
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
-
-    from dagctl.store.store import ClaimedAttempt
-
-# Attempts in these states have not ended: what is left of them outside must stay.
-
-
-@dataclass(frozen=True, slots=True)
-class AdoptResult:
-    adopted: list[ClaimedAttempt] = field(default_factory=list)  # now ours: watch them
-    ended: list[int] = field(default_factory=list)  # already ended (or unknown): clean up
 
 
 class AdoptionOperations:
@@ -56,8 +46,6 @@ class AdoptionOperations:
         - those that have ended (or are unknown) are returned in `ended`;
         - the rest (a live scheduler's, or not started) are left alone.
         """
-        from dagctl.store.store import ClaimedAttempt
-
         ids = sorted(set(task_run_ids))
         if not ids:
             return AdoptResult()

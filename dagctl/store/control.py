@@ -9,35 +9,19 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, exists, select, update
 
 from dagctl.states import FINISHED_RUN_VALUES, RunStatus, TaskStatus, run_sources, task_sources
+from dagctl.store.records import CancelResult, RetryResult
 from dagctl.store.tables import dag, dag_run, task_run
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
 CANCEL_REASON = "cancelled by dagctl cancel"
-
-
-@dataclass(frozen=True, slots=True)
-class CancelResult:
-    previous_status: str  # the run's status before; unchanged when it had already finished
-    cancelled: bool
-    cancelled_tasks: tuple[str, ...] = ()  # queued or waiting attempts, cancelled at once
-    running_tasks: tuple[str, ...] = ()  # stopped by the scheduler that runs them
-
-
-@dataclass(frozen=True, slots=True)
-class RetryResult:
-    reopened: bool  # False: the run was not finished any more (or still had running tasks)
-    status: str | None = None  # the run's status when it was not reopened
-    requeued: tuple[tuple[str, int], ...] = field(default=())  # (task, new attempt)
-    reset: tuple[str, ...] = ()  # tasks whose unstarted attempts were removed
 
 
 class ControlOperations:
@@ -48,7 +32,7 @@ class ControlOperations:
 
         def _insert(self, table: Any) -> Any: ...
 
-        def _notify(self, connection: Connection) -> None: ...
+        def _notify(self, connection: Connection, *, urgent: bool = False) -> None: ...
 
     # ------------------------------------------------------------ pause
 

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from dagctl.store.revision import HEAD_REVISION
 
-NOTIFY_CHANNEL = "dagctl"  # as dagctl.store.store.NOTIFY_CHANNEL
+NOTIFY_CHANNEL = "dagctl"  # as dagctl.store.wakeup.NOTIFY_CHANNEL
 
 _INSERT_DAG = (
     "INSERT INTO dag (name, paused, fingerprint, last_slot, first_seen_at, updated_at)"

@@ -23,12 +23,11 @@ def store(db_url: str) -> Iterator[Store]:
 
 
 def queue_tasks(store: Store, run_id: int, names: list[str]) -> None:
-    def decide(paused, runs, attempts, external):  # type: ignore[no-untyped-def]
-        plan = AdvancePlan(start_runs=[r.id for r in runs if r.status == "queued"])
+    with store.transaction():
+        snapshot = store.lock_flagged_runs()
+        plan = AdvancePlan(start_runs=[r.id for r in snapshot.runs if r.status == "queued"])
         plan.new_task_runs = [NewTaskRun(run_id, "etl", n, "queued") for n in names]
-        return plan
-
-    store.advance(decide, NOW)
+        store.apply_advance(plan, NOW)
 
 
 def test_one_run_per_slot_whatever_the_number_of_callers(store: Store) -> None:

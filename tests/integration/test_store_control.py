@@ -24,12 +24,11 @@ def store(db_url: str) -> Iterator[Store]:
 def start(store: Store, names: list[str]) -> int:
     run_id = store.trigger("etl", {}, "test", NOW, "f1", NOW)
 
-    def decide(paused, runs, attempts, external):  # type: ignore[no-untyped-def]
-        plan = AdvancePlan(start_runs=[r.id for r in runs if r.status == "queued"])
+    with store.transaction():
+        snapshot = store.lock_flagged_runs()
+        plan = AdvancePlan(start_runs=[r.id for r in snapshot.runs if r.status == "queued"])
         plan.new_task_runs = [NewTaskRun(run_id, "etl", n, "queued") for n in names]
-        return plan
-
-    store.advance(decide, NOW)
+        store.apply_advance(plan, NOW)
     return run_id
 
 

@@ -79,12 +79,11 @@ def test_one_transaction_commits_all_or_nothing(store: Store) -> None:
 
 
 def _queue(store: Store, run_id: int, names: list[str]) -> None:
-    def decide(paused, runs, attempts, external):  # type: ignore[no-untyped-def]
-        plan = AdvancePlan(start_runs=[r.id for r in runs if r.status == "queued"])
+    with store.transaction():
+        snapshot = store.lock_flagged_runs()
+        plan = AdvancePlan(start_runs=[r.id for r in snapshot.runs if r.status == "queued"])
         plan.new_task_runs = [NewTaskRun(run_id, "etl", n, "queued") for n in names]
-        return plan
-
-    store.advance(decide, NOW)
+        store.apply_advance(plan, NOW)
 
 
 def test_attempts_that_ended_alike_and_apart_are_all_recorded(store: Store) -> None:
@@ -107,13 +106,9 @@ def test_attempts_that_ended_alike_and_apart_are_all_recorded(store: Store) -> N
     assert ("t5.sh", 2) not in attempts
     assert store.read_log(ids[4]) == [(1, "out\n", 0)]
     # The run was flagged: the next advance looks at it.
-    seen: list[int] = []
-
-    def decide(paused, runs, attempts, external):  # type: ignore[no-untyped-def]
-        seen.extend(r.id for r in runs)
-        return AdvancePlan()
-
-    store.advance(decide, NOW)
+    with store.transaction():
+        seen = [r.id for r in store.lock_flagged_runs().runs]
+        store.apply_advance(AdvancePlan(), NOW)
     assert seen == [run_id]
 
 

@@ -1,0 +1,391 @@
+"""Attempts: claim ready task runs, record their pids and their ends (with retries and
+the rest of their output), keep their leases alive and reap those whose lease ran out.
+A mixin of `Store` (see store.py); each operation is one transaction.
+
+Every statement that takes or ends an attempt names its lease owner or locks with
+`SKIP LOCKED`, so two schedulers never hold the same attempt, and flags its run
+(`dirty`) for the next advance.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import (
+    DateTime,
+    Float,
+    Integer,
+    String,
+    Text,
+    bindparam,
+    case,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import DBAPIError
+
+from dagctl.dags.cron import utcnow
+from dagctl.states import CLAIMABLE_TASK, RunStatus, TaskStatus, task_sources
+from dagctl.store.records import ClaimedAttempt, FinishedAttempt, LostAttempt, RetryPolicy
+from dagctl.store.runs import in_id_order
+from dagctl.store.tables import dag_run, scheduler, task_log, task_run
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+LOG_NOT_STORED = "output not stored"
+
+
+class AttemptOperations:
+    if TYPE_CHECKING:
+        is_postgres: bool
+        _host: str
+
+        def _tx(self) -> contextlib.AbstractContextManager[Connection]: ...
+
+        def _statement(self, key: Hashable, build: Callable[[], Any]) -> Any: ...
+
+        def _insert(self, table: Any) -> Any: ...
+
+        def _db_now(self) -> Any: ...
+
+        def _lease_until(self, lease_seconds: float) -> Any: ...
+
+        def _notify(self, connection: Connection, *, urgent: bool = False) -> None: ...
+
+    # ------------------------------------------------------------ claims
+
+    def claim(self, owner: str, limit: int, lease_seconds: float, now: datetime) -> list[ClaimedAttempt]:
+        """Take up to `limit` ready attempts, oldest first. No two owners ever get the same one."""
+        if limit <= 0:
+            return []
+        values: dict[str, Any] = {"p_owner": owner, "p_now": now, "p_limit": limit, "p_host": self._host}
+        if self.is_postgres:
+            values["p_lease_seconds"] = float(lease_seconds)  # counted on the database's clock
+        else:
+            values["p_lease_until"] = utcnow() + timedelta(seconds=lease_seconds)
+        with self._tx() as connection:
+            claimed = connection.execute(self._statement("claim", self._build_claim), values).all()
+        result = [
+            ClaimedAttempt(
+                c.id, c.dag_run_id, c.dag_name, c.task_name, c.attempt, c.logical_date, json.loads(c.params)
+            )
+            for c in claimed
+        ]
+        result.sort(key=lambda c: c.task_run_id)
+        return result
+
+    def _build_claim(self) -> Any:
+        ready = (
+            select(task_run.c.id)
+            .where(
+                task_run.c.status.in_([s.value for s in CLAIMABLE_TASK]),
+                task_run.c.not_before <= bindparam("p_now", type_=DateTime),
+            )
+            .order_by(task_run.c.queued_at, task_run.c.id)
+            .limit(bindparam("p_limit", type_=Integer))
+        )
+        if self.is_postgres:
+            # Locked once, in a CTE joined to the UPDATE: as `id IN (subquery)` the planner
+            # may run the locking subquery again for every row it scans (seen: 40 s for
+            # 10,000 queued attempts before their table had statistics).
+            held = ready.with_for_update(skip_locked=True).cte("ready")
+            chosen: Any = task_run.c.id == held.c.id
+            lease_until: Any = func.timezone("utc", func.now()) + func.make_interval(
+                0, 0, 0, 0, 0, 0, bindparam("p_lease_seconds", type_=Float)
+            )
+        else:
+            chosen = task_run.c.id.in_(ready.scalar_subquery())
+            lease_until = bindparam("p_lease_until", type_=DateTime)
+        return (
+            update(task_run)
+            .where(
+                chosen,
+                task_run.c.status.in_(task_sources(TaskStatus.RUNNING)),
+            )
+            .values(
+                status=TaskStatus.RUNNING.value,
+                lease_owner=bindparam("p_owner", type_=String),
+                lease_expires_at=lease_until,
+                started_at=bindparam("p_now", type_=DateTime),
+                host=bindparam("p_host", type_=String),
+            )
+            .returning(
+                task_run.c.id,
+                task_run.c.dag_run_id,
+                task_run.c.dag_name,
+                task_run.c.task_name,
+                task_run.c.attempt,
+                # The run's date and params in the same round trip.
+                _of_run(dag_run.c.logical_date).label("logical_date"),
+                _of_run(dag_run.c.params).label("params"),
+            )
+        )
+
+    def record_pids(self, pids: Mapping[int, int]) -> None:
+        if not pids:
+            return
+        with self._tx() as connection:
+            connection.execute(
+                update(task_run).where(task_run.c.id == bindparam("i")).values(pid=bindparam("p")),
+                [{"i": i, "p": p} for i, p in pids.items()],
+            )
+
+    # ------------------------------------------------------------ ends
+
+    def finish(
+        self, owner: str, finished: Sequence[FinishedAttempt], now: datetime, *, wake_others: bool = True
+    ) -> int:
+        """Record ended attempts (only those this owner still holds), queue their retries,
+        store their remaining logs and flag their runs. Returns how many were recorded.
+
+        `wake_others=False` when the caller advances the flagged runs itself right after
+        (`advance(ended_in=...)` wakes the others for those it cannot): the other
+        schedulers are then only woken here for queued retries."""
+        if not finished:
+            return 0
+        recorded = 0
+        with self._tx() as connection:
+            flagged: set[int] = set()
+            retried = False
+            # Attempts that ended alike (status, exit code, error, time) are recorded by
+            # one statement: a batch of no_op attempts costs one round trip, not one each.
+            alike: dict[tuple[str, int | None, str | None, datetime], list[FinishedAttempt]] = {}
+            for item in finished:
+                error = item.error
+                if item.log or item.log_truncated_bytes:
+                    problem = self._append_log_safely(
+                        connection, item.task_run_id, item.log, item.log_truncated_bytes, now
+                    )
+                    if problem and LOG_NOT_STORED not in (error or ""):
+                        error = f"{error}; {problem}" if error else problem
+                key = (item.status, item.exit_code, _clip(error), item.ended_at or now)
+                alike.setdefault(key, []).append(item)
+            for (status, exit_code, error, ended_at), items in alike.items():
+                by_id = {item.task_run_id: item for item in items}
+                rows = connection.execute(
+                    self._statement(("finish", status), functools.partial(self._build_finish, status)),
+                    {
+                        "p_ids": list(by_id),
+                        "p_owner": owner,
+                        "p_exit_code": exit_code,
+                        "p_error": error,
+                        "p_ended_at": ended_at,
+                    },
+                ).all()
+                # Those missing were reaped or cancelled meanwhile: their fate is recorded.
+                for row in sorted(rows, key=lambda r: int(r.id)):
+                    recorded += 1
+                    flagged.add(row.dag_run_id)
+                    retry_after = by_id[row.id].retry_after
+                    if row.status == TaskStatus.FAILED.value and retry_after is not None:
+                        self._queue_retry(connection, row, retry_after, now)
+                        retried = True
+            if flagged:
+                if not self.is_postgres:  # there, the statements above flagged their runs
+                    connection.execute(update(dag_run).where(dag_run.c.id.in_(flagged)).values(dirty=True))
+                if wake_others or retried:
+                    self._notify(connection)
+        return recorded
+
+    def _build_finish(self, status: str) -> Any:
+        return self._and_flag_runs(
+            update(task_run)
+            .where(
+                task_run.c.id.in_(bindparam("p_ids", expanding=True)),
+                task_run.c.lease_owner == bindparam("p_owner", type_=String),
+                task_run.c.status.in_(task_sources(TaskStatus(status))),
+            )
+            .values(
+                status=_ended_status(status),
+                exit_code=bindparam("p_exit_code", type_=Integer),
+                error=bindparam("p_error", type_=Text),
+                ended_at=bindparam("p_ended_at", type_=DateTime),
+                lease_owner=None,
+                lease_expires_at=None,
+            )
+            .returning(
+                task_run.c.id,
+                task_run.c.dag_run_id,
+                task_run.c.dag_name,
+                task_run.c.task_name,
+                task_run.c.attempt,
+                task_run.c.status,
+            )
+        )
+
+    def _and_flag_runs(self, ended: Any) -> Any:
+        """On PostgreSQL, `ended` (an UPDATE of task_run rows RETURNING their dag_run_id)
+        also flags those runs, in the same statement; elsewhere `ended` as it is."""
+        if not self.is_postgres:
+            return ended
+        done = ended.cte("done")
+        runs = in_id_order(select(dag_run.c.id).where(dag_run.c.id.in_(select(done.c.dag_run_id))), "runs")
+        flag = (
+            update(dag_run)
+            .where(dag_run.c.id == runs.c.id)
+            .values(dirty=True)
+            .returning(dag_run.c.id)
+            .cte("flag")
+        )
+        return select(done).add_cte(flag)
+
+    def _queue_retry(self, connection: Connection, row: Any, delay: float, now: datetime) -> None:
+        status = TaskStatus.WAITING if delay > 0 else TaskStatus.QUEUED
+        connection.execute(
+            self._insert(task_run).on_conflict_do_nothing(),
+            {
+                "dag_run_id": row.dag_run_id,
+                "dag_name": row.dag_name,
+                "task_name": row.task_name,
+                "attempt": row.attempt + 1,
+                "status": status.value,
+                "not_before": now + timedelta(seconds=delay),
+                "queued_at": now,
+            },
+        )
+
+    # ------------------------------------------------------------ leases
+
+    def renew_leases(self, owner: str, lease_seconds: float) -> int:
+        with self._tx() as connection:
+            until = self._lease_until(lease_seconds)
+            renewed = connection.execute(
+                update(task_run)
+                .where(task_run.c.lease_owner == owner, task_run.c.status == TaskStatus.RUNNING.value)
+                .values(lease_expires_at=until)
+            ).rowcount
+            connection.execute(
+                update(scheduler).where(scheduler.c.id == owner).values(heartbeat_at=self._db_now())
+            )
+            return int(renewed or 0)
+
+    def _expired_leases(self, among: Sequence[int] | None = None) -> Any:
+        """Ids of running attempts whose lease has run out on the database clock, locked
+        (skipping rows another scheduler holds on PostgreSQL): what reaping and adoption
+        may take over."""
+        query = select(task_run.c.id).where(
+            task_run.c.status == TaskStatus.RUNNING.value, task_run.c.lease_expires_at < self._db_now()
+        )
+        if among is not None:
+            query = query.where(task_run.c.id.in_(among))
+        return query.with_for_update(skip_locked=True) if self.is_postgres else query
+
+    def reap_expired(self, retry_policy: RetryPolicy, now: datetime) -> list[LostAttempt]:
+        """Fail every running attempt whose lease expired (its owner is gone) and queue
+        its retry: at-least-once, never twice at the same time."""
+        with self._tx() as connection:
+            expired = self._expired_leases()
+            rows = connection.execute(
+                update(task_run)
+                .where(
+                    task_run.c.id.in_(expired.scalar_subquery()),
+                    task_run.c.status == TaskStatus.RUNNING.value,
+                )
+                .values(
+                    status=_ended_status(TaskStatus.FAILED.value),
+                    ended_at=now,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    error="lost: its scheduler stopped renewing the lease",
+                )
+                .returning(
+                    task_run.c.id,
+                    task_run.c.dag_run_id,
+                    task_run.c.dag_name,
+                    task_run.c.task_name,
+                    task_run.c.attempt,
+                    task_run.c.status,
+                )
+            ).all()
+            for row in rows:
+                if row.status != TaskStatus.FAILED.value:
+                    continue  # its run was cancelled: no retry
+                delay = retry_policy(row.dag_name, row.task_name, row.attempt)
+                if delay is not None:
+                    self._queue_retry(connection, row, delay, now)
+            if rows:
+                connection.execute(
+                    update(dag_run).where(dag_run.c.id.in_({r.dag_run_id for r in rows})).values(dirty=True)
+                )
+                self._notify(connection)
+        return [LostAttempt(r.id, r.dag_run_id, r.dag_name, r.task_name, r.attempt) for r in rows]
+
+    # ------------------------------------------------------------ logs
+
+    def append_logs(self, chunks: Sequence[tuple[int, str]], now: datetime) -> dict[int, str]:
+        """Store live log chunks. A chunk that cannot be stored is dropped, never holding
+        up the rest: returns {task_run_id: why} for those."""
+        failed: dict[int, str] = {}
+        if not chunks:
+            return failed
+        with self._tx() as connection:
+            for task_run_id, chunk in chunks:
+                problem = self._append_log_safely(connection, task_run_id, chunk, 0, now)
+                if problem:
+                    failed[task_run_id] = problem
+        return failed
+
+    def _append_log_safely(
+        self, connection: Connection, task_run_id: int, chunk: str, truncated: int, now: datetime
+    ) -> str | None:
+        """Log storage failing must not cost an attempt's outcome (F16): write the chunk in
+        a savepoint and, if only the write failed, say why instead of raising. A lost
+        connection still raises, like any outage."""
+        try:
+            with connection.begin_nested():
+                self._append_log(connection, task_run_id, chunk, truncated, now)
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise
+            detail = str(exc.orig if exc.orig is not None else exc).strip().splitlines()
+            return f"{LOG_NOT_STORED}: {detail[0] if detail else type(exc).__name__}"
+        return None
+
+    def _append_log(
+        self, connection: Connection, task_run_id: int, chunk: str, truncated: int, now: datetime
+    ) -> None:
+        next_seq = (
+            select(func.coalesce(func.max(task_log.c.seq), 0) + 1)
+            .where(task_log.c.task_run_id == task_run_id)
+            .scalar_subquery()
+        )
+        connection.execute(
+            insert(task_log).values(
+                task_run_id=task_run_id,
+                seq=next_seq,
+                text=chunk.replace("\x00", ""),
+                truncated_bytes=truncated,
+                created_at=now,
+            )
+        )
+
+
+def _ended_status(status: str) -> Any:
+    """A failed attempt of a cancelled run (`dagctl cancel` stopped it, or it failed on
+    its own meanwhile) ends `cancelled` and is never retried; the others end as reported."""
+    if status != TaskStatus.FAILED.value:
+        return status
+    run_status = select(dag_run.c.status).where(dag_run.c.id == task_run.c.dag_run_id).scalar_subquery()
+    return case((run_status == RunStatus.CANCELLED.value, TaskStatus.CANCELLED.value), else_=status)
+
+
+def _of_run(column: Any) -> Any:
+    """A column of the run a task_run row belongs to, as a scalar subquery."""
+    return select(column).where(dag_run.c.id == task_run.c.dag_run_id).scalar_subquery()
+
+
+def _clip(message: str | None, limit: int = 4000) -> str | None:
+    if message is None or len(message) <= limit:
+        return message
+    return message[: limit - 1] + "…"
+
+
+__all__ = ["LOG_NOT_STORED", "AttemptOperations"]

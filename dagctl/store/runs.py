@@ -1,0 +1,374 @@
+"""Runs: DAG rows, creating runs (on schedule or triggered) and advancing them. A mixin
+of `Store` (see store.py).
+
+Advancing is two operations of one transaction, with the planner between them:
+`lock_flagged_runs` locks what needs deciding and reads it, the caller plans (pure,
+scheduling/planner.py), `apply_advance` writes the plan while the locks still hold.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import and_, bindparam, insert, or_, select, update
+
+from dagctl.states import ACTIVE_RUN, RunStatus, TaskStatus, run_sources
+from dagctl.store.records import AdvancePlan, AdvanceSnapshot, AttemptSnapshot, DagState, RunSnapshot
+from dagctl.store.tables import dag, dag_run, task_run
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+
+class RunOperations:
+    if TYPE_CHECKING:
+        is_postgres: bool
+
+        def _tx(self) -> contextlib.AbstractContextManager[Connection]: ...
+
+        def _joined_tx(self, operation: str) -> Connection: ...
+
+        def _statement(self, key: Hashable, build: Callable[[], Any]) -> Any: ...
+
+        def _insert(self, table: Any) -> Any: ...
+
+        def _notify(self, connection: Connection, *, urgent: bool = False) -> None: ...
+
+    # ------------------------------------------------------------ DAG rows
+
+    def sync_dags(self, fingerprints: Mapping[str, str], now: datetime) -> dict[str, DagState]:
+        """Make sure every loaded DAG has a row; flag the active runs of changed DAGs so the
+        new definition is looked at. Returns the state of every DAG row."""
+        with self._tx() as connection:
+            states = self._dag_states(connection)
+            missing = [name for name in fingerprints if name not in states]
+            if missing:
+                connection.execute(
+                    self._insert(dag).on_conflict_do_nothing(),
+                    [
+                        {
+                            "name": n,
+                            "paused": False,
+                            "fingerprint": fingerprints[n],
+                            "last_slot": None,
+                            "first_seen_at": now,
+                            "updated_at": now,
+                        }
+                        for n in missing
+                    ],
+                )
+            changed = [n for n, fp in fingerprints.items() if n in states and states[n].fingerprint != fp]
+            if changed:
+                connection.execute(
+                    update(dag)
+                    .where(dag.c.name == bindparam("n"))
+                    .values(fingerprint=bindparam("fp"), updated_at=now),
+                    [{"n": n, "fp": fingerprints[n]} for n in changed],
+                )
+                connection.execute(
+                    update(dag_run)
+                    .where(
+                        dag_run.c.dag_name.in_(changed), dag_run.c.status.in_([s.value for s in ACTIVE_RUN])
+                    )
+                    .values(dirty=True)
+                )
+            if missing or changed:
+                states = self._dag_states(connection)
+            return states
+
+    def dag_states(self) -> dict[str, DagState]:
+        with self._tx() as connection:
+            return self._dag_states(connection)
+
+    def _dag_states(self, connection: Connection) -> dict[str, DagState]:
+        rows = connection.execute(
+            select(dag.c.name, dag.c.paused, dag.c.fingerprint, dag.c.last_slot, dag.c.first_seen_at)
+        )
+        return {r.name: DagState(r.name, r.paused, r.fingerprint, r.last_slot, r.first_seen_at) for r in rows}
+
+    # ------------------------------------------------------------ creating runs
+
+    def create_scheduled_runs(
+        self, due: Sequence[tuple[str, Sequence[datetime], datetime, str, str]], now: datetime
+    ) -> int:
+        """For each (dag, slots, watermark, params JSON, fingerprint): one run per slot,
+        whatever other schedulers do at the same time (the unique key decides), and the
+        watermark moved forward. Returns how many runs this call created."""
+        rows = [
+            {
+                "dag_name": name,
+                "kind": "scheduled",
+                "creator": "scheduler",
+                "logical_date": slot,
+                "scheduled_slot": slot,
+                "params": params,
+                "status": RunStatus.QUEUED.value,
+                "dirty": True,
+                "fingerprint": fingerprint,
+                "created_at": now,
+            }
+            for name, slots, _, params, fingerprint in due
+            for slot in slots
+        ]
+        with self._tx() as connection:
+            created = 0
+            if rows:
+                statement = self._insert(dag_run).on_conflict_do_nothing(
+                    index_elements=[dag_run.c.dag_name, dag_run.c.scheduled_slot]
+                )
+                created = connection.execute(statement, rows).rowcount or 0
+            connection.execute(
+                update(dag)
+                .where(
+                    dag.c.name == bindparam("n"),
+                    or_(dag.c.last_slot.is_(None), dag.c.last_slot < bindparam("slot")),
+                )
+                .values(last_slot=bindparam("slot")),
+                [{"n": name, "slot": watermark} for name, _, watermark, _, _ in due],
+            )
+            if rows:
+                self._notify(connection)
+            return max(created, 0)
+
+    def trigger(
+        self,
+        dag_name: str,
+        params: Mapping[str, Any],
+        creator: str,
+        logical_date: datetime,
+        fingerprint: str | None,
+        now: datetime,
+    ) -> int:
+        with self._tx() as connection:
+            connection.execute(
+                self._insert(dag)
+                .values(
+                    name=dag_name,
+                    paused=False,
+                    fingerprint=fingerprint,
+                    last_slot=None,
+                    first_seen_at=now,
+                    updated_at=now,
+                )
+                .on_conflict_do_nothing()
+            )
+            run_id = connection.execute(
+                insert(dag_run)
+                .values(
+                    dag_name=dag_name,
+                    kind="manual",
+                    creator=creator,
+                    logical_date=logical_date,
+                    scheduled_slot=None,
+                    params=json.dumps(dict(params)),
+                    status=RunStatus.QUEUED.value,
+                    dirty=True,
+                    fingerprint=fingerprint,
+                    created_at=now,
+                )
+                .returning(dag_run.c.id)
+            ).scalar_one()
+            self._notify(connection)
+            return int(run_id)
+
+    # ------------------------------------------------------------ advancing runs
+
+    def lock_flagged_runs(self, *, ended_in: Collection[str] = ()) -> AdvanceSnapshot:
+        """The first half of an advance, inside `transaction()`: lock the DAGs that have
+        flagged runs (skipping ones another scheduler holds), clear the flags, and read
+        what the planner decides from. The locks last until that transaction ends: the
+        caller plans, then applies the plan with `apply_advance` before it does.
+
+        `ended_in`: DAGs whose runs the caller flagged without waking the others (see
+        `finish`); those it cannot lock here are being advanced by another scheduler,
+        which is woken to look again once it is done."""
+        connection = self._joined_tx("lock_flagged_runs")
+        paused = self._lock_flagged_dags(connection)
+        if any(name not in paused for name in ended_in):
+            self._notify(connection, urgent=True)
+        if not paused:
+            return AdvanceSnapshot()
+        runs, attempts = self._active_runs(connection, list(paused))
+        return AdvanceSnapshot(paused, runs, attempts)
+
+    def _lock_flagged_dags(self, connection: Connection) -> dict[str, bool]:
+        """Lock the DAGs that have flagged runs (skipping those another scheduler holds)
+        and clear their runs' flags; returns {name: paused} of the locked DAGs.
+
+        The flags are cleared BEFORE the runs and attempts are read (by a later
+        statement): an attempt another scheduler finishes from now on flags its run
+        again (its UPDATE waits for this transaction), and one it finished before is in
+        what we read next. Clearing after reading would erase such a flag and leave its
+        run `running` for ever. On PostgreSQL locking and clearing is one statement."""
+        if not self.is_postgres:
+            rows = connection.execute(self._statement("flagged dags", self._build_flagged_dags))
+            paused = {name: bool(is_paused) for name, is_paused in rows}
+            if paused:
+                connection.execute(
+                    self._statement("clear flags", self._build_clear_flags), {"p_names": list(paused)}
+                )
+            return paused
+        rows = connection.execute(self._statement("lock and clear", self._build_lock_and_clear))
+        return {name: bool(is_paused) for name, is_paused in rows}
+
+    def _build_flagged_dags(self) -> Any:
+        active = [s.value for s in ACTIVE_RUN]
+        flagged = select(dag_run.c.dag_name).where(dag_run.c.dirty.is_(True), dag_run.c.status.in_(active))
+        return select(dag.c.name, dag.c.paused).where(dag.c.name.in_(flagged))
+
+    def _build_clear_flags(self) -> Any:
+        return (
+            update(dag_run)
+            .where(
+                dag_run.c.dag_name.in_(bindparam("p_names", expanding=True)),
+                dag_run.c.status.in_([s.value for s in ACTIVE_RUN]),
+                dag_run.c.dirty.is_(True),
+            )
+            .values(dirty=False)
+        )
+
+    def _build_lock_and_clear(self) -> Any:
+        held = self._build_flagged_dags().with_for_update(skip_locked=True).cte("locked")
+        # Every active run of the locked DAGs is locked here, in id order (all that this
+        # advance may update, and in the order `finish` flags runs), so no two
+        # transactions can each hold a run the other waits for.
+        runs = in_id_order(
+            select(dag_run.c.id).where(
+                dag_run.c.dag_name.in_(select(held.c.name)),
+                dag_run.c.status.in_([s.value for s in ACTIVE_RUN]),
+            ),
+            "runs",
+        )
+        cleared = (
+            update(dag_run)
+            .where(dag_run.c.id == runs.c.id, dag_run.c.dirty.is_(True))
+            .values(dirty=False)
+            .returning(dag_run.c.id)
+            .cte("cleared")
+        )
+        return select(held.c.name, held.c.paused).add_cte(cleared)
+
+    def _active_runs(
+        self, connection: Connection, dag_names: Sequence[str]
+    ) -> tuple[list[RunSnapshot], dict[int, dict[str, AttemptSnapshot]]]:
+        """The active runs of these DAGs and the latest attempt of each task of the
+        running ones, in one query."""
+        rows = connection.execute(
+            self._statement("active runs", self._build_active_runs), {"p_names": list(dag_names)}
+        )
+        runs: dict[int, RunSnapshot] = {}
+        latest: dict[int, dict[str, AttemptSnapshot]] = {}
+        for run_id, dag_name, status, logical_date, task_name, attempt, task_status in rows:
+            if run_id not in runs:
+                runs[run_id] = RunSnapshot(run_id, dag_name, status, logical_date)
+            if task_name is None:
+                continue
+            per_run = latest.get(run_id)
+            if per_run is None:
+                per_run = latest[run_id] = {}
+            seen = per_run.get(task_name)
+            if seen is None or attempt > seen.attempt:
+                per_run[task_name] = AttemptSnapshot(task_name, attempt, task_status)
+        return list(runs.values()), latest
+
+    def _build_active_runs(self) -> Any:
+        return (
+            select(
+                dag_run.c.id,
+                dag_run.c.dag_name,
+                dag_run.c.status,
+                dag_run.c.logical_date,
+                task_run.c.task_name,
+                task_run.c.attempt,
+                task_run.c.status,
+            )
+            .select_from(
+                dag_run.outerjoin(
+                    task_run,
+                    and_(task_run.c.dag_run_id == dag_run.c.id, dag_run.c.status == RunStatus.RUNNING.value),
+                )
+            )
+            .where(
+                dag_run.c.dag_name.in_(bindparam("p_names", expanding=True)),
+                dag_run.c.status.in_([s.value for s in ACTIVE_RUN]),
+            )
+        )
+
+    def _external_status(
+        self, connection: Connection, other_dag: str, other_task: str, logical_date: datetime
+    ) -> str | None:
+        """Status of `other_task` in the latest run of `other_dag` at or before `logical_date`."""
+        run_id = connection.execute(
+            select(dag_run.c.id)
+            .where(dag_run.c.dag_name == other_dag, dag_run.c.logical_date <= logical_date)
+            .order_by(dag_run.c.logical_date.desc(), dag_run.c.id.desc())
+            .limit(1)
+        ).scalar()
+        if run_id is None:
+            return None
+        return connection.execute(
+            select(task_run.c.status)
+            .where(task_run.c.dag_run_id == run_id, task_run.c.task_name == other_task)
+            .order_by(task_run.c.attempt.desc())
+            .limit(1)
+        ).scalar()
+
+    def apply_advance(self, plan: AdvancePlan, now: datetime) -> None:
+        """The second half, in the transaction of `lock_flagged_runs`: start runs, create
+        task runs and finish runs as `plan` says (each change still checked against the
+        states table), and flag again the runs that are not settled."""
+        connection = self._joined_tx("apply_advance")
+        if plan.start_runs:
+            connection.execute(
+                update(dag_run)
+                .where(
+                    dag_run.c.id.in_(plan.start_runs), dag_run.c.status.in_(run_sources(RunStatus.RUNNING))
+                )
+                .values(status=RunStatus.RUNNING.value, started_at=now)
+            )
+        if plan.new_task_runs:
+            connection.execute(
+                self._statement("new task runs", lambda: self._insert(task_run).on_conflict_do_nothing()),
+                [
+                    {
+                        "dag_run_id": t.dag_run_id,
+                        "dag_name": t.dag_name,
+                        "task_name": t.task_name,
+                        "attempt": 1,
+                        "status": t.status,
+                        "not_before": now,
+                        "queued_at": now,
+                        "ended_at": None if t.status == TaskStatus.QUEUED.value else now,
+                        "error": None if t.status == TaskStatus.QUEUED.value else "an input failed",
+                    }
+                    for t in plan.new_task_runs
+                ],
+            )
+        for final in (RunStatus.SUCCESS, RunStatus.FAILED):
+            ids = [run_id for run_id, status in plan.finish_runs if status == final.value]
+            if ids:
+                connection.execute(
+                    update(dag_run)
+                    .where(dag_run.c.id.in_(ids), dag_run.c.status.in_(run_sources(final)))
+                    .values(status=final.value, ended_at=now)
+                )
+        if plan.still_dirty:
+            # Not settled yet (waiting for a slot or another DAG): look again next time.
+            still = sorted(set(plan.still_dirty))
+            connection.execute(update(dag_run).where(dag_run.c.id.in_(still)).values(dirty=True))
+        if any(t.status == TaskStatus.QUEUED.value for t in plan.new_task_runs):
+            self._notify(connection)
+
+
+def in_id_order(runs: Any, name: str) -> Any:
+    """A CTE of the dag_run ids `runs` selects, locked in ascending order (PostgreSQL):
+    updates of several runs that lock them this way never deadlock with each other. A
+    CTE runs once; as `IN (subquery)` the locking subquery could run once per row."""
+    return runs.order_by(dag_run.c.id).with_for_update().cte(name)
+
+
+__all__ = ["RunOperations", "in_id_order"]

@@ -1,0 +1,138 @@
+"""Wake-ups between processes: the NOTIFY the store sends when there is work for others,
+and what a scheduler waits on for the others' news (a LISTEN connection on PostgreSQL,
+a watch of the file's data version on SQLite). A mixin of `Store` (see store.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any, cast
+
+from sqlalchemy import text
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection, Engine
+
+NOTIFY_CHANNEL = "dagctl"  # also spelled out in fast_trigger.py, which runs without SQLAlchemy
+
+
+class WakeupOperations:
+    if TYPE_CHECKING:
+        engine: Engine
+        is_postgres: bool
+        notify_tag: str
+        _joined: Connection | None
+        _notify_due: bool
+        _notify_urgent: bool
+        _watches: list[DataVersionWatch]
+
+    def listener(self) -> Listener | DataVersionWatch:
+        """What wakes the loop for other processes' news: a connection LISTENing on
+        PostgreSQL, a watch of the file's data version on SQLite."""
+        if self.is_postgres:
+            return Listener(self.engine, ignore=self.notify_tag)
+        watch = DataVersionWatch(self.engine)
+        self._watches = [watch]  # a scheduler has one; a new one replaces a dropped one
+        return watch
+
+    def _committed(self) -> None:
+        for watch in self._watches:
+            watch.settle()
+
+    def keep_news(self) -> None:
+        """Inside transaction(): send no NOTIFY for the work it queued (the caller took
+        all of it, so no other scheduler needs waking); one `_notify(urgent=True)`
+        asked for is still sent."""
+        self._notify_due = self._notify_due and self._notify_urgent
+
+    def _notify(self, connection: Connection, *, urgent: bool = False) -> None:
+        if not self.is_postgres:
+            return
+        if self._joined is not None:
+            self._notify_due = True  # once, when the whole transaction() ends
+            self._notify_urgent = self._notify_urgent or urgent
+        else:
+            self._send_notify(connection)
+
+    def _send_notify(self, connection: Connection) -> None:
+        connection.execute(
+            text("SELECT pg_notify(:channel, :tag)"), {"channel": NOTIFY_CHANNEL, "tag": self.notify_tag}
+        )
+
+
+class Listener:
+    """A dedicated connection, outside the pool, that wakes the loop on NOTIFY."""
+
+    def __init__(self, engine: Engine, ignore: str = "") -> None:
+        self._ignore = ignore  # the payload of our own NOTIFYs
+        raw = engine.raw_connection()
+        # Read before detach(): afterwards the pool's wrapper answers None.
+        self._connection = cast(Any, raw.driver_connection)
+        raw.detach()  # never handed back to the pool: it stays in LISTEN mode
+        self._raw = raw
+        try:
+            self._connection.autocommit = True
+            with self._connection.cursor() as cursor:
+                cursor.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        except BaseException:
+            self.close()  # detached: nobody else would ever close it
+            raise
+
+    check_every: float | None = None  # its descriptor says when there is news
+
+    def fileno(self) -> int | None:
+        return int(self._connection.fileno())
+
+    def drain(self) -> bool:
+        """Read what arrived; True when some of it came from another process (our own
+        NOTIFYs, sent for the others, need not wake us)."""
+        self._connection.poll()
+        foreign = any(n.payload != self._ignore for n in self._connection.notifies)
+        self._connection.notifies.clear()
+        return foreign
+
+    def close(self) -> None:
+        # The DBAPI connection itself: the detached pool wrapper would first roll back,
+        # and log that failure with a traceback when the server has gone away.
+        with contextlib.suppress(Exception):
+            self._connection.close()
+
+
+class DataVersionWatch:
+    """SQLite's stand-in for LISTEN: a connection of its own reads `PRAGMA data_version`,
+    which changes when another connection commits a change (a `trigger`, a `cancel`,
+    another scheduler). It has no descriptor to wait on, so the loop asks every
+    `check_every` seconds; reading it costs microseconds and no lock. The store moves
+    its mark past each of its own commits, so only other processes' changes count."""
+
+    check_every: float | None = 0.05
+
+    def __init__(self, engine: Engine) -> None:
+        raw = engine.raw_connection()
+        self._connection = cast(Any, raw.driver_connection)
+        raw.detach()
+        self._seen = self._version()
+
+    def _version(self) -> int:
+        return int(self._connection.execute("PRAGMA data_version").fetchone()[0])
+
+    def fileno(self) -> int | None:
+        return None
+
+    def settle(self) -> None:
+        """After a commit of our own: what has changed so far is known."""
+        with contextlib.suppress(Exception):
+            self._seen = self._version()
+
+    def drain(self) -> bool:
+        """True when another process committed a change since we last looked."""
+        version = self._version()
+        changed, self._seen = version != self._seen, version
+        return changed
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._connection.close()
+
+
+__all__ = ["NOTIFY_CHANNEL", "DataVersionWatch", "Listener", "WakeupOperations"]
