@@ -3,27 +3,23 @@ attempts, hand them to the manager, record what ended, keep leases alive.
 
 Every step is a named store operation (one transaction; advancing runs and claiming
 the task runs that creates share one) or a pure planner call. One iteration is
-`iterate(now)`, so tests drive time directly. Between iterations the loop sleeps on
-file descriptors: a task's exit, a PostgreSQL NOTIFY from another process (on SQLite,
-a change of the file's data version, looked at every 50 ms), or a signal wake it at
-once; the poll interval is only the fallback.
+`run_once(now)`, so tests drive time directly, without sleeping. Between iterations
+`run()` sleeps on file descriptors (wakeups.py): a task's exit, a PostgreSQL NOTIFY
+from another process (on SQLite, a change of the file's data version, looked at every
+50 ms), or a signal wake it at once; the poll interval is only the fallback.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
-import select
-import signal
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from dagctl.config import DEFAULT_LEASE_S, DEFAULT_MAX_OUTAGE_S, DEFAULT_RELOAD_INTERVAL_S, Tuning
@@ -34,6 +30,7 @@ from dagctl.errors import EXIT_DATABASE, EXIT_OK, DagctlError, DatabaseError
 from dagctl.execution.attempt import Attempt, Outcome, TaskContext
 from dagctl.managers.base import AdoptingManager, Manager
 from dagctl.scheduling import planner
+from dagctl.scheduling.wakeups import Wakeups
 from dagctl.store import ClaimedAttempt, FinishedAttempt, Store
 from dagctl.store.records import AdvancePlan
 
@@ -95,11 +92,7 @@ class Scheduler:
         self._unrecorded: list[FinishedAttempt] = []
         self._log_chunks: list[tuple[int, str]] = []
         self._timers = _Timers()
-        self._stop_signal: int | None = None
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
-        self._listener: Any = None
+        self._wakeups = Wakeups(self.store)
         self._adopter = self.manager if isinstance(self.manager, AdoptingManager) else None
         self._progress = False
         self._news = False  # another process's NOTIFY arrived since we last looked
@@ -120,39 +113,43 @@ class Scheduler:
         self.store.register_scheduler(self.owner, self.manager.name, self.clock())
         if self._adopter is not None:
             self._adopter.bind(self.owner, self.store.url)
-        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-        log.info(
-            "scheduler %s started: manager=%s concurrency=%d",
-            self.owner,
-            self.manager.name,
-            self.options.concurrency,
-        )
-        code = EXIT_OK
-        try:
-            while self._stop_signal is None:
-                ok = self._guarded_iteration()
-                self._fence()
-                if not ok and self._outage_too_long():
-                    log.error("state database unreachable for over %.0f s: stopping", self.options.max_outage)
-                    code = EXIT_DATABASE
-                    break
-                if self.options.once or (ok and self.options.until_idle and self._idle()):
-                    break
-                if self._progress:
-                    # Attempts ended during this pass after runs were advanced: go round
-                    # again now, nothing else would wake us for their successors.
-                    self._progress = False
-                    continue
-                self._wait(self._wait_timeout(ok))
-        finally:
-            self._shutdown()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        with self._wakeups.armed():
+            log.info(
+                "scheduler %s started: manager=%s concurrency=%d",
+                self.owner,
+                self.manager.name,
+                self.options.concurrency,
+            )
+            code = EXIT_OK
+            try:
+                while self._wakeups.stop_signal is None:
+                    ok = self.run_once(self.clock())
+                    self._fence()
+                    if not ok and self._outage_too_long():
+                        log.error(
+                            "state database unreachable for over %.0f s: stopping", self.options.max_outage
+                        )
+                        code = EXIT_DATABASE
+                        break
+                    if self.options.once or (ok and self.options.until_idle and self.idle()):
+                        break
+                    if self._progress:
+                        # Attempts ended during this pass after runs were advanced: go round
+                        # again now, nothing else would wake us for their successors.
+                        self._progress = False
+                        continue
+                    self._wait(self._wait_timeout(ok))
+            finally:
+                self._shutdown()
         return code
 
-    def _guarded_iteration(self) -> bool:
+    def run_once(self, now: datetime) -> bool:
+        """One iteration at `now`, without waiting: True when it completed, False when a
+        database error abandoned it (logged once per outage; the next one starts again
+        from what the database holds). What happens during the pass (attempts claimed,
+        ended, runs finished) is stamped with `clock`."""
         try:
-            self.iterate(self.clock())
+            self.iterate(now)
         except DatabaseError as exc:
             # The failed transaction rolled back as a whole: nothing is half-written, and
             # the next iteration starts again from what the database holds.
@@ -168,7 +165,7 @@ class Scheduler:
             self._timers.outage_since = time.monotonic()
             log.warning("iteration abandoned, will retry: %s", reason)
         self._advance_news = True  # whatever that pass had seen, look at everything again
-        self._drop_listener()
+        self._wakeups.drop_listener()
 
     def _fence_at(self) -> float | None:
         """When our running attempts must be stopped because their leases could not be
@@ -500,7 +497,9 @@ class Scheduler:
                 log.warning("could not store the output of task run %d: %s", task_run_id, problem)
             self._log_problems[task_run_id] = problem
 
-    def _idle(self) -> bool:
+    def idle(self) -> bool:
+        """Nothing left to do: no attempt of ours in flight or unrecorded, and no active
+        run in the database (False, too, when the database cannot say)."""
         if self.manager.running() or self._unrecorded or self._inflight:
             return False
         try:
@@ -529,91 +528,29 @@ class Scheduler:
         return timeout
 
     def _wait(self, timeout: float) -> None:
-        """Sleep until there is something to do: an attempt ended, news from another
-        process (a NOTIFY; on SQLite, a change of the file's data version), a signal,
-        or the timeout. Output of running tasks (kept for their logs) and our own
-        NOTIFYs (sent for the others) are taken in without a whole pass."""
-        deadline = time.monotonic() + max(0.0, timeout)
-        self._ensure_listener()
-        while True:
-            listener, listener_fd = self._listener, None
-            if listener is not None:
-                try:
-                    listener_fd = listener.fileno()  # None: SQLite's, looked at now and then
-                except Exception:  # closed under us (the server went away)
-                    self._drop_listener()
-                    listener = None
-            task_fds = set(self.manager.wait_fds())
-            poller = select.poll()
-            for fd in (self._wake_r, *task_fds, *([] if listener_fd is None else [listener_fd])):
-                poller.register(fd, select.POLLIN)
-            events: list[tuple[int, int]] = []
-            wait = max(0.0, deadline - time.monotonic())
-            if listener is not None and listener.check_every is not None:
-                wait = min(wait, listener.check_every)  # no descriptor: look now and then
-            with contextlib.suppress(InterruptedError):
-                events = poller.poll(wait * 1000)
-            self._drain_wake_pipe()
-            foreign = False
-            if listener is not None:
-                try:
-                    foreign = listener.drain()
-                    self._news = self._news or foreign
-                    self._advance_news = self._advance_news or foreign
-                except Exception:  # the NOTIFY connection broke: reconnect on the next wait
-                    self._drop_listener()
-                    return
-            fired = {fd for fd, _ in events}
-            if (
-                foreign
-                or self._wake_r in fired
-                or self._stop_signal is not None
-                or time.monotonic() >= deadline
-            ):
-                return
-            if fired & task_fds:
-                self._poll_manager()
-                if self._unrecorded or (self._log_chunks and time.monotonic() >= self._timers.next_log_flush):
-                    return
+        if self._wakeups.wait(timeout, self.manager.wait_fds, self._took_task_output):
+            self._news = self._advance_news = True
 
-    def _drop_listener(self) -> None:
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            listener.close()
-
-    def _ensure_listener(self) -> Any:
-        if self._listener is None:
-            try:
-                self._listener = self.store.listener()
-            except Exception as exc:  # LISTEN is an optimisation; polling still works
-                log.debug("LISTEN unavailable: %s", exc)
-        return self._listener
-
-    def _drain_wake_pipe(self) -> None:
-        try:
-            while os.read(self._wake_r, 512):
-                pass
-        except BlockingIOError:
-            pass
-
-    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        if self._stop_signal is not None:
-            # A second signal: do not wait for the grace period.
-            self.options = SchedulerOptions(**{**_as_dict(self.options), "grace_seconds": 0.0})
-        self._stop_signal = signum
-        with contextlib.suppress(OSError):
-            os.write(self._wake_w, b"x")
+    def _took_task_output(self) -> bool:
+        """While waiting, tasks wrote or ended: take that in; True when it is worth an
+        iteration now (an end to record, or logs due for a flush)."""
+        self._poll_manager()
+        return bool(self._unrecorded) or (
+            bool(self._log_chunks) and time.monotonic() >= self._timers.next_log_flush
+        )
 
     # ------------------------------------------------------------ stopping
 
     def _shutdown(self) -> None:
+        # A second signal: do not wait for the grace period.
+        grace = 0.0 if self._wakeups.hurry else self.options.grace_seconds
         if self.manager.running():
             log.info(
                 "stopping: waiting up to %.0f s for %d running task(s)",
-                self.options.grace_seconds,
+                grace,
                 self.manager.running(),
             )
-        result = self.manager.shutdown(self.options.grace_seconds)
+        result = self.manager.shutdown(grace)
         for outcome in result.finished:
             self._unrecorded.append(self._finished(outcome))
         self._log_chunks.extend((chunk.task_run_id, chunk.text) for chunk in result.logs)
@@ -631,11 +568,3 @@ class Scheduler:
                 "gave up recording %d attempt(s); their leases expire and they are retried",
                 len(self._unrecorded),
             )
-        os.close(self._wake_r)
-        os.close(self._wake_w)
-        if self._listener is not None:
-            self._listener.close()
-
-
-def _as_dict(options: SchedulerOptions) -> dict[str, Any]:
-    return {name: getattr(options, name) for name in options.__dataclass_fields__}

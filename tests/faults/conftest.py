@@ -199,10 +199,10 @@ class InProcess:
         abandoned = 0
         while True:
             if guarded:
-                abandoned += not self.scheduler._guarded_iteration()
+                abandoned += not self.scheduler.run_once(self.now)
             else:
                 self.scheduler.iterate(self.now)
-            if self.scheduler._idle():
+            if self.scheduler.idle():
                 return abandoned
             assert time.monotonic() < deadline, self.harness.run_statuses()
             time.sleep(0.02)

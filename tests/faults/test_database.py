@@ -286,12 +286,12 @@ def test_a_failed_iteration_is_one_warning_and_the_next_succeeds(
         hook = FailOnStatement(harness.db_url, 4, disconnect=True)
         hook.install(proc.store.engine)
         with caplog.at_level(logging.INFO, logger="dagctl"):
-            assert proc.scheduler._guarded_iteration() is False
+            assert proc.scheduler.run_once(proc.now) is False
         hook.remove(proc.store.engine)
         problems = [r for r in caplog.records if r.levelno >= logging.WARNING]
         assert len(problems) == 1 and problems[0].exc_info is None, problems
         assert "iteration abandoned, will retry" in problems[0].getMessage()
-        assert proc.scheduler._guarded_iteration() is True
+        assert proc.scheduler.run_once(proc.now) is True
         proc.run_until_idle()
     finally:
         proc.close()
