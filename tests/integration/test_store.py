@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
@@ -13,13 +12,6 @@ from dagctl.scheduling.planner import AdvancePlan, NewTaskRun
 from dagctl.store import FinishedAttempt, Store, open_store
 
 NOW = datetime(2024, 5, 1, 12, 0)
-
-
-@pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    opened = open_store(db_url, migrate=True)
-    yield opened
-    opened.close()
 
 
 def queue_tasks(store: Store, run_id: int, names: list[str]) -> None:

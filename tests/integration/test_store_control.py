@@ -3,22 +3,12 @@ commands, on SQLite and on a real PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 
-import pytest
-
 from dagctl.scheduling.planner import AdvancePlan, NewTaskRun
-from dagctl.store import FinishedAttempt, Store, open_store
+from dagctl.store import FinishedAttempt, Store
 
 NOW = datetime(2024, 5, 1, 12, 0)
-
-
-@pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    opened = open_store(db_url, migrate=True)
-    yield opened
-    opened.close()
 
 
 def start(store: Store, names: list[str]) -> int:

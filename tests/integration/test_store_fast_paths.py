@@ -5,7 +5,6 @@ that ended alike recorded by one statement, and SQLite's data-version watch."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -19,13 +18,6 @@ NOW = datetime(2024, 5, 1, 12, 0)
 COLUMNS = (
     "dag_name, kind, creator, logical_date, scheduled_slot, params, status, dirty, fingerprint, created_at"
 )
-
-
-@pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    opened = open_store(db_url, migrate=True)
-    yield opened
-    opened.close()
 
 
 def _row(store: Store, run_id: int) -> tuple[object, ...]:
