@@ -10,8 +10,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,12 +19,11 @@ import pytest
 
 from dagctl.managers.kubepod import MISSING_CLIENT, instance_id, pod_name
 from dagctl.store import open_store
+from tests.acceptance.conftest import BIN, DAGCTL, Env
 from tests.k8s_fake_api import FakeKubeApi, FakePod, Script
 
 pytestmark = pytest.mark.timeout(60)
 
-BIN = Path(sys.executable).parent
-DAGCTL = str(BIN / "dagctl")
 UNREACHABLE_DB = "postgresql://nobody@127.0.0.1:1/none"
 
 ROOT_CONFIG = """
@@ -46,14 +43,12 @@ worker_config:
 """
 
 
-class Cluster:
-    """A DAGs folder, a state database and a fake API, and dagctl run against them."""
+class Cluster(Env):
+    """An Env with a fake Kubernetes API, reached through a kubeconfig, and a root
+    dagctl.yaml for the kubernetes manager."""
 
     def __init__(self, root: Path, db_url: str) -> None:
-        self.root = root
-        self.db_url = db_url
-        self.dags = root / "dags"
-        self.dags.mkdir()
+        super().__init__(root, db_url)
         (self.dags / "dagctl.yaml").write_text(ROOT_CONFIG)
         self.api = FakeKubeApi(
             image_env={
@@ -66,36 +61,12 @@ class Cluster:
         )
         self.api.start()
         self.kubeconfig = self.api.write_kubeconfig(root / "kubeconfig")
+        self.extra_env.update(KUBECONFIG=str(self.kubeconfig), DAGCTL_KUBE_POLL_SECONDS="0.1")
 
-    def dag(self, name: str, workflow: str, **tasks: str) -> None:
-        folder = self.dags / name
-        folder.mkdir()
-        (folder / "workflow.yaml").write_text(textwrap.dedent(workflow))
-        for filename, body in tasks.items():
-            (folder / filename.replace("__", ".")).write_text(textwrap.dedent(body).lstrip())
-
-    def env(self, **extra: str) -> dict[str, str]:
-        return {
-            **os.environ,
-            "DATABASE_URL": self.db_url,
-            "DAGCTL_DAGS": str(self.dags),
-            "DAGCTL_RELOAD_SECONDS": "0.2",
-            "KUBECONFIG": str(self.kubeconfig),
-            "DAGCTL_KUBE_POLL_SECONDS": "0.1",
-            **extra,
-        }
-
-    def run(self, *args: str, check: bool = True, **extra: str) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [DAGCTL, *args], env=self.env(**extra), capture_output=True, text=True, timeout=60, check=False
-        )
-        assert "Traceback" not in result.stderr, result.stderr
-        if check:
-            assert result.returncode == 0, result.stderr
-        return result
-
-    def schedule(self, *extra: str, **env: str) -> subprocess.CompletedProcess[str]:
-        return self.run("schedule", "--manager", "kubernetes", "--poll-interval", "0.05", *extra, **env)
+    def schedule(
+        self, *args: str, fake_now: str | None = None, **extra: str
+    ) -> subprocess.CompletedProcess[str]:
+        return super().schedule("--manager", "kubernetes", *args, fake_now=fake_now, **extra)
 
     def attempts(self, run_id: int) -> dict[tuple[str, int], dict[str, Any]]:
         store = open_store(self.db_url, migrate=False)
@@ -319,7 +290,7 @@ def test_a_restarted_scheduler_adopts_the_running_pod(cluster: Cluster) -> None:
     )
     cluster.api.rule = lambda pod: Script(pending=0.1, run=4.0, log="long work done\n")
     run_id = int(cluster.run("trigger", "long").stdout)
-    env = cluster.env(DAGCTL_LEASE_SECONDS="2")
+    env = cluster.environ(DAGCTL_LEASE_SECONDS="2")
     argv = [DAGCTL, "schedule", "--manager", "kubernetes", "--poll-interval", "0.05", "--until-idle"]
     first = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -4,73 +4,11 @@ SQLite file and a real PostgreSQL, with real task processes."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-import textwrap
 import uuid
 from pathlib import Path
-from typing import Any
 
-import pytest
-
-DAGCTL = str(Path(sys.executable).parent / "dagctl")
-
-
-class Env:
-    """One DAGs folder and one state database, and a way to run dagctl on them."""
-
-    def __init__(self, root: Path, db_url: str) -> None:
-        self.root = root
-        self.db_url = db_url
-        self.dags = root / "dags"
-        self.dags.mkdir()
-
-    def dag(self, name: str, workflow: str, **tasks: str) -> Path:
-        folder = self.dags / name
-        folder.mkdir()
-        (folder / "workflow.yaml").write_text(textwrap.dedent(workflow))
-        for filename, body in tasks.items():
-            (folder / filename.replace("__", ".")).write_text(textwrap.dedent(body).lstrip())
-        return folder
-
-    def run(
-        self, *args: str, fake_now: str | None = None, timeout: float = 60, check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
-        env = {
-            **os.environ,
-            "DATABASE_URL": self.db_url,
-            "DAGCTL_DAGS": str(self.dags),
-            "DAGCTL_RELOAD_SECONDS": "0.2",
-        }
-        if fake_now:
-            env["DAGCTL_FAKE_NOW"] = fake_now
-        result = subprocess.run(
-            [DAGCTL, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
-        )
-        assert "Traceback" not in result.stderr, result.stderr
-        if check:
-            assert result.returncode == 0, result.stderr
-        return result
-
-    def schedule(self, *extra: str, fake_now: str | None = None) -> subprocess.CompletedProcess[str]:
-        return self.run("schedule", "--poll-interval", "0.05", *extra, fake_now=fake_now)
-
-    def status(self, *args: str) -> list[dict[str, Any]]:
-        runs: list[dict[str, Any]] = json.loads(
-            self.run("status", "-o", "json", "--limit", "50", *args).stdout
-        )
-        return runs
-
-
-@pytest.fixture
-def env(tmp_path: Path, db_url: str) -> Env:
-    return Env(tmp_path, db_url)
-
-
-def tasks_by_name(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {t["task"]: t for t in run["tasks"]}
-
+from tests.acceptance.conftest import DAGCTL, Env, tasks_by_name
 
 HOURLY = """
 description: hourly
@@ -82,12 +20,7 @@ def test_cron_slot_is_created_once_even_with_two_schedulers(env: Env) -> None:
     env.dag("hourly", HOURLY, noop__yaml="type: no_op\n")
     env.schedule("--once", fake_now="2024-05-01T10:20:00")  # first sighting: no past slots
     assert env.status() == []
-    env_vars = {
-        **os.environ,
-        "DATABASE_URL": env.db_url,
-        "DAGCTL_DAGS": str(env.dags),
-        "DAGCTL_FAKE_NOW": "2024-05-01T11:00:30",
-    }
+    env_vars = env.environ(fake_now="2024-05-01T11:00:30")
     both = [
         subprocess.Popen(
             [DAGCTL, "schedule", "--until-idle", "--poll-interval", "0.05"],
@@ -207,7 +140,7 @@ def test_nul_byte_in_a_param_is_refused_at_trigger(env: Env) -> None:
     env.run("db", "upgrade")
     params_file = env.root / "params.json"
     params_file.write_text(json.dumps({"value": "a\x00b"}))
-    result = env.run("trigger", "echo", "--params-file", str(params_file), check=False)
+    result = env.run("trigger", "echo", "--params-file", str(params_file), code=None)
     assert result.returncode == 2
     assert "NUL" in result.stderr
     assert env.status() == []
@@ -272,7 +205,7 @@ def test_trigger_wait_exits_with_the_runs_outcome(env: Env) -> None:
     env.dag("ok", "description: d\n", noop__yaml="type: no_op\n")
     scheduler = subprocess.Popen(
         [DAGCTL, "schedule", "--poll-interval", "0.05"],
-        env={**os.environ, "DATABASE_URL": env.db_url, "DAGCTL_DAGS": str(env.dags)},
+        env=env.environ(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -329,6 +262,6 @@ def test_run_executes_one_task_in_the_foreground(env: Env) -> None:
         exit 4
     """,
     )
-    result = env.run("run", "hello", "hello.sh", "-p", "who=dagctl", check=False)
+    result = env.run("run", "hello", "hello.sh", "-p", "who=dagctl", code=None)
     assert result.returncode == 4
     assert "hello dagctl" in result.stdout

@@ -5,13 +5,9 @@ asserting on their JSON and on their exact error lines; and the `status` layout 
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import signal
 import subprocess
-import sys
-import textwrap
 import time
 from collections.abc import Callable, Iterator
 from io import StringIO
@@ -20,79 +16,9 @@ from typing import Any
 
 import pytest
 
-DAGCTL = str(Path(sys.executable).parent / "dagctl")
+from tests.acceptance.conftest import DAGCTL, Env, tasks_by_name
+
 ANSI = re.compile(r"\x1b\[")
-
-
-class Env:
-    """One DAGs folder and one state database, and a way to run dagctl on them."""
-
-    def __init__(self, root: Path, db_url: str) -> None:
-        self.root = root
-        self.db_url = db_url
-        self.dags = root / "dags"
-        self.dags.mkdir()
-
-    def dag(self, name: str, workflow: str, **tasks: str) -> Path:
-        folder = self.dags / name
-        folder.mkdir()
-        (folder / "workflow.yaml").write_text(textwrap.dedent(workflow))
-        for filename, body in tasks.items():
-            (folder / filename.replace("__", ".")).write_text(textwrap.dedent(body).lstrip())
-        return folder
-
-    def environ(self, fake_now: str | None = None) -> dict[str, str]:
-        env = {
-            **os.environ,
-            "DATABASE_URL": self.db_url,
-            "DAGCTL_DAGS": str(self.dags),
-            "DAGCTL_RELOAD_SECONDS": "0.2",
-        }
-        env.pop("NO_COLOR", None)
-        env.pop("FORCE_COLOR", None)
-        if fake_now:
-            env["DAGCTL_FAKE_NOW"] = fake_now
-        return env
-
-    def run(
-        self, *args: str, fake_now: str | None = None, code: int = 0, timeout: float = 60
-    ) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [DAGCTL, *args],
-            env=self.environ(fake_now),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        assert "Traceback" not in result.stderr, result.stderr
-        assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
-        return result
-
-    def json(self, *args: str, fake_now: str | None = None) -> Any:
-        return json.loads(self.run(*args, "-o", "json", fake_now=fake_now).stdout)
-
-    def error(self, *args: str, code: int = 2, fake_now: str | None = None) -> str:
-        """The one stderr line of a failing command."""
-        result = self.run(*args, code=code, fake_now=fake_now)
-        assert result.stdout == ""
-        lines = result.stderr.splitlines()
-        assert len(lines) == 1, result.stderr
-        return lines[0]
-
-    def spawn(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [DAGCTL, *args],
-            env=self.environ(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-
-
-@pytest.fixture
-def env(tmp_path: Path, db_url: str) -> Env:
-    return Env(tmp_path, db_url)
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
@@ -103,10 +29,6 @@ def wait_for(condition: Callable[[], Any], timeout: float = 30, what: str = "con
             return value
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-def by_task(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {t["task"]: t for t in run["tasks"]}
 
 
 def process_gone(pid: int) -> bool:
@@ -149,7 +71,7 @@ def test_a_failed_run_is_inspected_and_retried_to_success(env: Env, tmp_path: Pa
 
     [run] = env.json("status", "--run", str(run_id))
     assert (run["id"], run["dag"], run["status"], run["error"]) == (run_id, "etl", "failed", None)
-    tasks = by_task(run)
+    tasks = tasks_by_name(run)
     assert [(t, tasks[t]["status"], tasks[t]["attempt"], tasks[t]["exit_code"]) for t in tasks] == [
         ("extract.sh", "success", 1, 0),
         ("load.sh", "failed", 1, 3),
@@ -261,13 +183,13 @@ def test_cancel_stops_running_tasks_through_the_live_scheduler(env: Env, tmp_pat
 
         def stopped() -> dict[str, Any] | None:
             [run] = env.json("status", "--run", str(run_id))
-            return run if by_task(run)[running]["status"] == "cancelled" else None
+            return run if tasks_by_name(run)[running]["status"] == "cancelled" else None
 
         run = wait_for(stopped, what="the scheduler to stop the task")
         assert wait_for(lambda: process_gone(leader) and process_gone(child), what="the process group to die")
         assert run["status"] == "cancelled"
         assert run["error"] == "cancelled by dagctl cancel"
-        tasks = by_task(run)
+        tasks = tasks_by_name(run)
         assert (tasks[running]["attempt"], tasks[running]["error"]) == (1, "cancelled by dagctl cancel")
         assert tasks[running]["started_at"] is not None
         assert (tasks[queued]["status"], tasks[queued]["started_at"]) == ("cancelled", None)
