@@ -14,7 +14,8 @@ stuck (an image pull error, unschedulable) or Running for a while and ending wit
 exit code and a log, or, with `execute=True`, the container's command (command + args)
 really run here as a subprocess with the pod's env on top of `image_env`, its output
 being the log and its exit code the container's. Phases are computed from the clock
-at each request, so they advance by themselves.
+at each request, so they advance by themselves: on `time.monotonic`, or on a
+`FakeClock` shared with the manager under test, which moves only when the test says.
 
     api = FakeKubeApi(rule=lambda pod: Script(run=0.2, exit_code=3, log="boom\\n"))
     api.start()
@@ -42,6 +43,24 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 
+class FakeClock:
+    """A monotonic clock that moves only when told to. Give it to the fake API and to
+    the manager (`clock=clock, sleep=clock.sleep`): pods then advance exactly as far as
+    the test moves the time, however slow the machine."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += max(0.0, seconds)
+
+    def sleep(self, seconds: float) -> None:
+        self.advance(seconds)
+
+
 @dataclass
 class Script:
     pending: float = 0.1  # seconds in Pending (ContainerCreating) before anything else
@@ -61,7 +80,7 @@ class Request:
     path: str
     query: dict[str, str]
     body: Any
-    at: float  # time.monotonic()
+    at: float  # time.monotonic(), whatever the API's clock: the order of the requests
     status: int = 0
 
 
@@ -74,6 +93,7 @@ class FakePod:
     namespace: str
     body: dict[str, Any]
     script: Script
+    clock: Callable[[], float] = time.monotonic
     created: float = field(default_factory=time.monotonic)
     output: bytearray = field(default_factory=bytearray)
     process: subprocess.Popen[bytes] | None = None
@@ -102,7 +122,7 @@ class FakePod:
     # ------------------------------------------------------------ the kubelet's part
 
     def advance(self, image_env: Mapping[str, str]) -> None:
-        now = time.monotonic()
+        now = self.clock()
         script = self.script
         if script.waiting_reason or script.unschedulable or now - self.created < script.pending:
             return
@@ -132,7 +152,7 @@ class FakePod:
             )
         except OSError as exc:
             self.output += f"exec failed: {exc}\n".encode()
-            self.exit_code, self.ended = 128, time.monotonic()
+            self.exit_code, self.ended = 128, self.clock()
             return
         stream = self.process.stdout
         assert stream is not None
@@ -162,12 +182,12 @@ class FakePod:
         body = json.loads(json.dumps(self.body))
         body["metadata"].setdefault("namespace", self.namespace)
         body["metadata"]["uid"] = f"uid-{self.name}"
-        body["metadata"]["creationTimestamp"] = _now_iso(time.monotonic() - self.created)
+        body["metadata"]["creationTimestamp"] = _now_iso(self.clock() - self.created)
         body["status"] = self.status()
         return body
 
     def status(self) -> dict[str, Any]:
-        script, now = self.script, time.monotonic()
+        script, now = self.script, self.clock()
         if script.unschedulable:
             return {
                 "phase": "Pending",
@@ -271,8 +291,10 @@ class FakeKubeApi:
         self,
         rule: Callable[[dict[str, Any]], Script] | None = None,
         image_env: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.rule: Callable[[dict[str, Any]], Script] = rule or (lambda pod: Script())
+        self.clock = clock  # what pod phases are computed from
         self.image_env = dict(image_env or {})
         self.pods: dict[tuple[str, str], FakePod] = {}
         self.requests: list[Request] = []
@@ -418,7 +440,7 @@ class FakeKubeApi:
         name = body["metadata"].get("name", "")
         if (namespace, name) in self.pods:
             return 409, _status_body(409, "AlreadyExists", f'pods "{name}" already exists'), None
-        pod = FakePod(namespace, body, self.rule(body))
+        pod = FakePod(namespace, body, self.rule(body), clock=self.clock, created=self.clock())
         self.pods[(namespace, name)] = pod
         return 201, pod.as_json(), None
 

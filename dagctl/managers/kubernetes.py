@@ -42,7 +42,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,6 +129,9 @@ class KubernetesManager:
     "the pod did not start within Ns: ErrImagePull: ...", "the pod failed: Evicted: ...",
     the cancel reason, or "killed at scheduler shutdown"; `log` the pod's log, capped
     and masked like the worker's. No LogChunks: a pod's log arrives when it ends.
+
+    `clock` (seconds, monotonic) and `sleep` measure every interval and timeout (poll
+    interval, pending timeout, task timeout, shutdown grace); tests pass their own.
     """
 
     name = "kubernetes"
@@ -142,8 +145,12 @@ class KubernetesManager:
         log_cap_bytes: int | None = None,
         owner: str | None = None,
         state_db_url: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         require_client()
+        self._clock = clock
+        self._sleep = sleep
         self.concurrency = max(1, concurrency or os.cpu_count() or 1)
         self.kubeconfig = kubeconfig
         self.poll_interval = poll_interval if poll_interval is not None else _poll_interval_from_env()
@@ -188,7 +195,7 @@ class KubernetesManager:
                 manifest,
                 pending_timeout(config),
                 attempt.dag.timeout_for(attempt.task) or None,
-                time.monotonic(),
+                self._clock(),
             )
         except PodSpecError as exc:
             self._done.append(Outcome(key, FAILED, error=str(exc)))
@@ -204,7 +211,7 @@ class KubernetesManager:
     def poll(self) -> PollResult:
         """Outcomes of pods that ended (and of attempts that failed to start). Talks to
         the API at most once per poll_interval; in between it only hands over news."""
-        now = time.monotonic()
+        now = self._clock()
         if now >= self._next_list:
             self._next_list = now + self.poll_interval
             self._tick(now)
@@ -224,7 +231,7 @@ class KubernetesManager:
         if self._done:
             return 0.0
         if self._pods or self._doomed:
-            return max(0.0, self._next_list - time.monotonic())
+            return max(0.0, self._next_list - self._clock())
         return None
 
     def cancel(self, task_run_id: int, reason: str) -> None:
@@ -246,16 +253,16 @@ class KubernetesManager:
         until discard(), which still works afterwards; launch() raises."""
         self._closed = True
         result = PollResult()
-        deadline = time.monotonic() + max(0.0, grace_seconds)
+        deadline = self._clock() + max(0.0, grace_seconds)
         while self._pods:
-            now = time.monotonic()
+            now = self._clock()
             if now >= deadline:
                 break
             if now >= self._next_list:
                 self._next_list = now + self.poll_interval
                 self._tick(now)
                 continue
-            time.sleep(max(0.0, min(self._next_list, deadline) - now))
+            self._sleep(max(0.0, min(self._next_list, deadline) - now))
         for pod in list(self._pods.values()):
             if pod.created:
                 self._stop(pod, SHUTDOWN_KILLED)
@@ -380,7 +387,7 @@ class KubernetesManager:
                 )
                 return
             self._note_trouble(f"creating pod {pod.place.name}: {message}")
-            if time.monotonic() - pod.launched >= pod.pending_timeout:
+            if self._clock() - pod.launched >= pod.pending_timeout:
                 self._fail_unstarted(
                     pod,
                     f"could not create the pod within {seconds_text(pod.pending_timeout)}s: {message}",

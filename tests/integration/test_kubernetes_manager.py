@@ -1,5 +1,9 @@
 """KubernetesManager in this process, against the fake API server of tests/k8s_fake_api.py,
-driven the way the scheduler loop drives it (poll, next_wakeup, discard)."""
+driven the way the scheduler loop drives it (poll, next_wakeup, discard).
+
+Tests about intervals and timeouts take the `clock` fixture: the manager and the fake
+API then share a clock that moves only when the test moves it, so what they assert
+does not depend on how busy the machine is."""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from dagctl.dags.model import Dag, ParamSpec, Task
 from dagctl.execution.attempt import FAILED, SUCCESS, Attempt, Outcome, TaskContext
 from dagctl.managers.kubepod import NO_IMAGE, SHUTDOWN_KILLED
 from dagctl.managers.kubernetes import KubernetesManager
-from tests.k8s_fake_api import FakeKubeApi, Script
+from tests.k8s_fake_api import FakeClock, FakeKubeApi, Script
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -28,6 +32,13 @@ def api() -> Iterator[FakeKubeApi]:
     server.start()
     yield server
     server.close()
+
+
+@pytest.fixture
+def clock(api: FakeKubeApi) -> FakeClock:
+    """The fake API's clock; pass it on: `make_manager(..., clock=clock, sleep=clock.sleep)`."""
+    api.clock = FakeClock()
+    return api.clock
 
 
 @pytest.fixture
@@ -70,16 +81,21 @@ def make_attempt(dag: Dag, task: str, task_run_id: int, attempt: int = 1) -> Att
     return Attempt(task_run_id, dag, dag.tasks[task], context)
 
 
-def drain(manager: KubernetesManager, count: int, limit: float = 10.0) -> dict[int, Outcome]:
+def drain(
+    manager: KubernetesManager, count: int, limit: float = 10.0, clock: FakeClock | None = None
+) -> dict[int, Outcome]:
+    """Poll until `count` outcomes came, waiting as the loop would; with `clock`, the
+    waits (and `limit`) are on that clock, which moves instead of sleeping."""
     outcomes: dict[int, Outcome] = {}
-    deadline = time.monotonic() + limit
+    now, wait = (clock, clock.sleep) if clock is not None else (time.monotonic, time.sleep)
+    deadline = now() + limit
     while len(outcomes) < count:
-        assert time.monotonic() < deadline, f"only {len(outcomes)} of {count} outcomes"
+        assert now() < deadline, f"only {len(outcomes)} of {count} outcomes"
         for outcome in manager.poll().finished:
             assert outcome.task_run_id not in outcomes
             outcomes[outcome.task_run_id] = outcome
         wakeup = manager.next_wakeup()
-        time.sleep(0.5 if wakeup is None else min(0.5, wakeup))
+        wait(0.5 if wakeup is None else min(0.5, wakeup))
     return outcomes
 
 
@@ -112,35 +128,38 @@ def test_success_failure_and_no_op(api: FakeKubeApi, kubeconfig: str) -> None:
     assert manager.running() == 0 and manager.next_wakeup() is None
 
 
-def test_lists_by_label_selector_at_most_once_per_interval(api: FakeKubeApi, kubeconfig: str) -> None:
+def test_lists_by_label_selector_at_most_once_per_interval(
+    api: FakeKubeApi, kubeconfig: str, clock: FakeClock
+) -> None:
     api.rule = lambda pod: Script(run=1.0)
-    manager = make_manager(kubeconfig, poll_interval=0.25)
+    manager = make_manager(kubeconfig, poll_interval=0.25, clock=clock, sleep=clock.sleep)
     dag = make_dag()
     manager.launch(make_attempt(dag, "a.sh", 10))
     manager.launch(make_attempt(dag, "b.sh", 11))
-    started = time.monotonic()
-    while time.monotonic() - started < 1.0:
-        manager.poll()  # a loop woken far more often than the interval
-        time.sleep(0.005)
+    for _ in range(120):  # a loop woken far more often than the interval, for 15/16 s
+        manager.poll()
+        clock.advance(1 / 128)
     lists = api.calls("GET", "/namespaces/default/pods")
-    assert 3 <= len(lists) <= 5
+    assert len(lists) == 4  # at 0, 0.25, 0.5 and 0.75 s
     instance = manager.instance
     assert lists[0].query == {
         "labelSelector": f"dagctl.io/instance={instance},dagctl.io/task-run-id in (10,11)"
     }
     assert 0 < (manager.next_wakeup() or 0) <= 0.25
-    drain(manager, 2)
+    drain(manager, 2, clock=clock)
 
 
-def test_stuck_image_pull_fails_after_the_pending_timeout(api: FakeKubeApi, kubeconfig: str) -> None:
+def test_stuck_image_pull_fails_after_the_pending_timeout(
+    api: FakeKubeApi, kubeconfig: str, clock: FakeClock
+) -> None:
     api.rule = lambda pod: Script(
         waiting_reason="ErrImagePull", waiting_message='pull access denied for "nope"'
     )
-    manager = make_manager(kubeconfig)
-    started = time.monotonic()
+    manager = make_manager(kubeconfig, clock=clock, sleep=clock.sleep)
+    started = clock()
     manager.launch(make_attempt(make_dag({"kube_pending_timeout": 0.5}), "a.sh", 1))
-    (outcome,) = drain(manager, 1).values()
-    assert time.monotonic() - started >= 0.5
+    (outcome,) = drain(manager, 1, clock=clock).values()
+    assert clock() - started >= 0.5
     assert outcome.status == FAILED and outcome.exit_code is None
     assert outcome.error == 'the pod did not start within 0.5s: ErrImagePull: pull access denied for "nope"'
     assert not api.live()  # deleted at once: nothing more will come of it
@@ -156,16 +175,18 @@ def test_unschedulable_fails_after_the_pending_timeout(api: FakeKubeApi, kubecon
     )
 
 
-def test_timeout_and_cancel_read_the_log_then_delete_the_pod(api: FakeKubeApi, kubeconfig: str) -> None:
+def test_timeout_and_cancel_read_the_log_then_delete_the_pod(
+    api: FakeKubeApi, kubeconfig: str, clock: FakeClock
+) -> None:
     api.rule = lambda pod: Script(run=30)
-    manager = make_manager(kubeconfig)
+    manager = make_manager(kubeconfig, clock=clock, sleep=clock.sleep)
     manager.launch(make_attempt(make_dag(timeout=0.4), "a.sh", 1))
     manager.launch(make_attempt(make_dag(), "b.sh", 2))
-    time.sleep(0.2)
+    clock.advance(0.2)
     assert not manager.poll().finished
     manager.cancel(2, "cancelled by dagctl cancel")
     assert manager.next_wakeup() == 0
-    outcomes = drain(manager, 2)
+    outcomes = drain(manager, 2, clock=clock)
     assert outcomes[1].status == FAILED and outcomes[1].error == "timed out after 0.4s"
     assert outcomes[2].status == FAILED and outcomes[2].error == "cancelled by dagctl cancel"
     assert not api.live()
@@ -173,15 +194,17 @@ def test_timeout_and_cancel_read_the_log_then_delete_the_pod(api: FakeKubeApi, k
         assert api.calls("GET", f"/{name}/log")[0].at < api.calls("DELETE", f"/{name}")[0].at
 
 
-def test_shutdown_waits_for_the_grace_then_deletes(api: FakeKubeApi, kubeconfig: str) -> None:
+def test_shutdown_waits_for_the_grace_then_deletes(
+    api: FakeKubeApi, kubeconfig: str, clock: FakeClock
+) -> None:
     api.rule = lambda pod: Script(run=0.2 if pod["metadata"]["labels"]["dagctl.io/task"] == "a.sh" else 30)
-    manager = make_manager(kubeconfig)
+    manager = make_manager(kubeconfig, clock=clock, sleep=clock.sleep)
     dag = make_dag()
     manager.launch(make_attempt(dag, "a.sh", 1))
     manager.launch(make_attempt(dag, "b.sh", 2))
-    started = time.monotonic()
+    started = clock()
     result = manager.shutdown(1.0)
-    assert 1.0 <= time.monotonic() - started < 3
+    assert 1.0 <= clock() - started < 3
     outcomes = {o.task_run_id: o for o in result.finished}
     assert outcomes[1].status == SUCCESS
     assert outcomes[2].status == FAILED and outcomes[2].error == SHUTDOWN_KILLED
