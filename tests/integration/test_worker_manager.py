@@ -132,17 +132,27 @@ def test_outcomes_carry_exit_codes_and_logs(tmp_path: Path, manager: WorkerManag
 
 
 def test_cancel_stops_the_whole_group(tmp_path: Path, manager: WorkerManager) -> None:
-    dag = make_dag(tmp_path / "demo", {"long.sh": "sleep 300 &\necho up\nsleep 300\n"})
+    ready = tmp_path / "ready"
+    script = f"sleep 300 &\necho up\ntouch {ready}\nsleep 300\n"
+    dag = make_dag(tmp_path / "demo", {"long.sh": script})
     manager.launch(attempt(dag, "long.sh", 1))
     pgid = manager.pid_of(1)
     assert pgid is not None
     try:
-        time.sleep(0.1)
+        # Cancel once the task has surely printed, however loaded the machine is.
+        deadline = time.monotonic() + 30
+        while not ready.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert ready.exists()
         manager.cancel(1, "cancelled by user")
         manager.cancel(99, "unknown ids are ignored")
         outcomes, _ = drain(manager, 1)
         assert (outcomes[1].status, outcomes[1].error) == (FAILED, "cancelled by user")
         assert outcomes[1].log == "up\n"
+        # The group's last members may take a moment to be reaped after the outcome.
+        deadline = time.monotonic() + 5
+        while group_alive(pgid) and time.monotonic() < deadline:
+            time.sleep(0.02)
         assert not group_alive(pgid)
     finally:
         kill_group_quietly(pgid)
