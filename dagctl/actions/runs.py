@@ -4,7 +4,6 @@ upgrade the state database. Also the Python API (`dagctl.trigger_dag`)."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -48,20 +47,6 @@ def trigger(
     dag: str, *, creator: str, params: dict[str, Any], dags: str | None = None, db: str | None = None
 ) -> int:
     return trigger_run(Settings.resolve(dags=dags, db=db), dag, params, creator)
-
-
-def wait_for_run(settings: Settings, run_id: int, interval: float = 0.2) -> str:
-    store = open_store(settings, migrate=False)
-    try:
-        while True:
-            status = store.run_status(run_id)
-            if status is None:
-                raise UsageError(f"no run {run_id}", "run dagctl status to see recent runs")
-            if status in ("success", "failed", "cancelled"):
-                return status
-            time.sleep(interval)
-    finally:
-        store.close()
 
 
 def run_task(

@@ -35,7 +35,6 @@ SHUTDOWN_NOT_STARTED = "not started: the scheduler shut down"
 
 DEFAULT_NAMESPACE = "default"
 DEFAULT_PENDING_TIMEOUT_S = 300.0
-POLL_INTERVAL_S = 0.5
 CONTAINER = "task"
 REQUEST_TIMEOUT = (5.0, 15.0)  # (connect, read) seconds for every API request
 LOG_REQUEST_TIMEOUT = (5.0, 60.0)
