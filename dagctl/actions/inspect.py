@@ -4,7 +4,7 @@ Plain functions returning JSON-ready values; the CLI renders them."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -59,7 +59,20 @@ def status(settings: Settings, dag_name: str | None, run_id: int | None, limit: 
     by_run: dict[int, list[dict[str, Any]]] = {}
     for attempt in attempts:
         by_run.setdefault(attempt["dag_run_id"], []).append(attempt)
-    return [run_json(run, by_run.get(run["id"], [])) for run in runs]
+    secrets = secret_params(settings, {run["dag_name"] for run in runs})
+    return [run_json(run, by_run.get(run["id"], []), secrets[run["dag_name"]]) for run in runs]
+
+
+def secret_params(settings: Settings, dag_names: Collection[str]) -> dict[str, frozenset[str] | None]:
+    """The secret param names of each DAG; None for one that cannot be loaded now (its
+    runs' params are then shown fully masked)."""
+    result: dict[str, frozenset[str] | None] = {}
+    for name in dag_names:
+        try:
+            result[name] = load_dag(settings.dags, name).secret_params
+        except Exception:  # a broken or removed DAG still has runs to show
+            result[name] = None
+    return result
 
 
 def list_dags(settings: Settings) -> list[dict[str, Any]]:
@@ -128,6 +141,7 @@ def follow_run(
     """Call `on_update` with the run's view (the `status -o json` form of one run plus
     "pending": tasks not created yet) until the run has finished; return its status."""
     order: list[str] | None = None
+    secrets: frozenset[str] | None = None
     started = time.monotonic()
     noticed = False
     with store_session(settings) as store:
@@ -137,7 +151,8 @@ def follow_run(
                 raise no_run(run_id)
             if order is None:
                 order = task_order(settings, run["dag_name"])
-            view = run_json(run, attempts)
+                secrets = secret_params(settings, [run["dag_name"]])[run["dag_name"]]
+            view = run_json(run, attempts, secrets)
             seen = {t["task"] for t in view["tasks"]}
             view["pending"] = [name for name in order if name not in seen]
             on_update(view)

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from dagctl.actions.common import load_dag, open_store
 from dagctl.config import Settings
 from dagctl.dags.cron import utcnow
-from dagctl.dags.params import resolve
+from dagctl.dags.templating import RunDates
 from dagctl.errors import UsageError
 
 if TYPE_CHECKING:
@@ -25,28 +26,51 @@ def trigger_run(
     creator: str,
     logical_date: datetime | None = None,
 ) -> int:
-    """Check params against the DAG first (nothing is written if they are wrong), then queue a run."""
+    """Check params against the DAG first (nothing is written if they are wrong), then queue
+    a run for `logical_date` (default: now), its data interval from the DAG's schedule and
+    its templated param defaults rendered for it."""
+    from dagctl.dags.templating import dates_for_manual, resolve_run_params
+
     dag = load_dag(settings.dags, dag_name)
-    params = resolve(dag.name, dag.params, given)
+    dates = dates_for_manual(dag, logical_date or utcnow())
+    params = resolve_run_params(dag, dates, given)
+    interval = (dates.data_interval_start, dates.data_interval_end)
     from dagctl.store import fast_trigger as quick
 
     # Without SQLAlchemy when it can (a migrated database): most of a trigger's time
     # would be importing it.
-    run_id = quick.trigger(settings.db_url, dag.name, params, creator, logical_date, dag.fingerprint, utcnow)
+    run_id = quick.trigger(
+        settings.db_url, dag.name, params, creator, dates.logical_date, dag.fingerprint, utcnow, interval
+    )
     if run_id is not None:
         return run_id
     store = open_store(settings, migrate=True)
     try:
         now = utcnow()
-        return store.trigger(dag.name, params, creator, logical_date or now, dag.fingerprint, now)
+        return store.trigger(
+            dag.name, params, creator, dates.logical_date, dag.fingerprint, now, data_interval=interval
+        )
     finally:
         store.close()
 
 
+def parse_logical_date(settings: Settings, dag_name: str, text: str) -> datetime:
+    """`--logical-date` text as naive UTC, read in the DAG's time zone."""
+    from dagctl.dags.templating import parse_logical_date as parse
+
+    return parse(text, load_dag(settings.dags, dag_name))
+
+
 def trigger(
-    dag: str, *, creator: str, params: dict[str, Any], dags: str | None = None, db: str | None = None
+    dag: str,
+    *,
+    creator: str,
+    params: dict[str, Any],
+    dags: str | None = None,
+    db: str | None = None,
+    logical_date: datetime | None = None,
 ) -> int:
-    return trigger_run(Settings.resolve(dags=dags, db=db), dag, params, creator)
+    return trigger_run(Settings.resolve(dags=dags, db=db), dag, params, creator, logical_date)
 
 
 def run_task(
@@ -73,11 +97,14 @@ def run_task(
             f"DAG {dag.name!r} has no task {task_name!r}",
             did_you_mean(task_name, dag.tasks) or f"tasks: {', '.join(dag.tasks)}",
         )
-    logical_date = utcnow()
+    from dagctl.dags.templating import dates_for_manual, resolve_run_params
+
+    dates = dates_for_manual(dag, utcnow())
     params_given = dict(given)
     from_env = run_from_env(dag.name, run_id) if run_id is not None else None
     if from_env is not None:
-        logical_date, run_params = from_env
+        dates, run_params = from_env
+        dates = replace(dates, timezone=dag.timezone)
         params_given = {**run_params, **params_given}
     elif run_id is not None:
         store = open_store(settings, migrate=False)
@@ -87,28 +114,33 @@ def run_task(
             store.close()
         if not rows or rows[0]["dag_name"] != dag.name:
             raise UsageError(f"no run {run_id} of DAG {dag.name!r}")
-        logical_date = rows[0]["logical_date"]
-        params_given = {**json.loads(rows[0]["params"]), **params_given}
-    params = resolve(dag.name, dag.params, params_given)
+        row = rows[0]
+        start = row.get("data_interval_start") or row["logical_date"]
+        end = row.get("data_interval_end") or row["logical_date"]
+        dates = RunDates(row["logical_date"], start, end, dag.timezone)
+        params_given = {**json.loads(row["params"]), **params_given}
+    params = resolve_run_params(dag, dates, params_given)
     context = TaskContext(
         dag=dag.name,
         task=task.name,
         run_id=run_id,
         attempt=attempt,
-        logical_date=logical_date,
+        logical_date=dates.logical_date,
         params=params,
         secret_params=dag.secret_params,
+        data_interval_start=dates.data_interval_start,
+        data_interval_end=dates.data_interval_end,
+        timezone=dag.timezone,
     )
     return run_foreground(dag, task, context)
 
 
-def run_from_env(dag_name: str, run_id: int) -> tuple[datetime, dict[str, Any]] | None:
-    """The logical date (naive UTC, as stored) and params of run `run_id` from
-    DAGCTL_LOGICAL_DATE and DAGCTL_PARAMS, when DAGCTL_RUN_ID and DAGCTL_DAG say they
-    describe this run of this DAG (so a task calling `dagctl run` for another run never
-    picks up its own); None otherwise."""
+def run_from_env(dag_name: str, run_id: int) -> tuple[RunDates, dict[str, Any]] | None:
+    """The dates (naive UTC, as stored; time zone UTC) and params of run `run_id` from
+    DAGCTL_LOGICAL_DATE, DAGCTL_DATA_INTERVAL_START/END and DAGCTL_PARAMS, when
+    DAGCTL_RUN_ID and DAGCTL_DAG say they describe this run of this DAG (so a task
+    calling `dagctl run` for another run never picks up its own); None otherwise."""
     import os
-    from datetime import timezone
 
     env = os.environ
     if env.get("DAGCTL_RUN_ID") != str(run_id) or env.get("DAGCTL_DAG") != dag_name:
@@ -118,14 +150,23 @@ def run_from_env(dag_name: str, run_id: int) -> tuple[datetime, dict[str, Any]] 
         return None
     try:
         params = json.loads(raw_params)
-        logical_date = datetime.fromisoformat(raw_date)
+        logical_date = _utc_naive(raw_date)
+        start = _utc_naive(env.get("DAGCTL_DATA_INTERVAL_START") or raw_date)
+        end = _utc_naive(env.get("DAGCTL_DATA_INTERVAL_END") or raw_date)
     except ValueError as exc:
         raise UsageError(f"cannot read run {run_id} from DAGCTL_PARAMS/DAGCTL_LOGICAL_DATE: {exc}") from None
     if not isinstance(params, dict):
         raise UsageError("DAGCTL_PARAMS must hold a JSON object")
-    if logical_date.tzinfo is not None:
-        logical_date = logical_date.astimezone(timezone.utc).replace(tzinfo=None)
-    return logical_date, params
+    return RunDates(logical_date, start, end), params
+
+
+def _utc_naive(text: str) -> datetime:
+    from datetime import timezone
+
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value
 
 
 def schedule(settings: Settings, manager_name: str, **options: Any) -> int:

@@ -3,7 +3,8 @@ each, so the terminal, `--watch` and the Python API agree."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +21,24 @@ def seconds(start: datetime | None, end: datetime | None) -> float | None:
     return round(((end or utcnow()) - start).total_seconds(), 3)
 
 
-def run_json(run: Mapping[str, Any], attempts: list[dict[str, Any]]) -> dict[str, Any]:
+MASK = "***"
+
+
+def masked_params(raw: str | None, secrets: Collection[str] | None) -> dict[str, Any]:
+    """A run's params with the values of secret params masked; every value masked when
+    the secret ones are unknown (`secrets` None: its DAG cannot be loaded now)."""
+    try:
+        params = json.loads(raw or "{}")
+    except ValueError:
+        return {}
+    if not isinstance(params, dict):
+        return {}
+    return {k: MASK if secrets is None or k in secrets else v for k, v in params.items()}
+
+
+def run_json(
+    run: Mapping[str, Any], attempts: list[dict[str, Any]], secrets: Collection[str] | None = None
+) -> dict[str, Any]:
     latest: dict[str, dict[str, Any]] = {}
     for attempt in attempts:
         if attempt["task_name"] not in latest or attempt["attempt"] > latest[attempt["task_name"]]["attempt"]:
@@ -33,6 +51,10 @@ def run_json(run: Mapping[str, Any], attempts: list[dict[str, Any]]) -> dict[str
         "status": run["status"],
         "error": run["error"],
         "logical_date": iso(run["logical_date"]),
+        "data_interval_start": iso(run.get("data_interval_start") or run["logical_date"]),
+        "data_interval_end": iso(run.get("data_interval_end") or run["logical_date"]),
+        "backfill_id": run.get("backfill_id"),
+        "params": masked_params(run.get("params"), secrets),
         "created_at": iso(run["created_at"]),
         "started_at": iso(run["started_at"]),
         "ended_at": iso(run["ended_at"]),

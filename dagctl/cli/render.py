@@ -9,6 +9,7 @@ terminal or NO_COLOR is set.
 
 from __future__ import annotations
 
+import json
 import textwrap
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -120,6 +121,12 @@ def run_block(run: Mapping[str, Any], width: int, pending: Sequence[str] = ()) -
     head.append(f"  {duration(run['duration_s'])}")
     lines.append(head)
     details = [f"{run['kind']} by {run['creator']}", f"logical date {when(run['logical_date'])}"]
+    if run.get("data_interval_start") and run["data_interval_start"] != run["data_interval_end"]:
+        details.append(f"interval {when(run['data_interval_start'])} → {when(run['data_interval_end'])}")
+    if run.get("backfill_id") is not None:
+        details.append(f"backfill {run['backfill_id']}")
+    if run.get("params"):
+        details.append("params " + " ".join(f"{k}={_param_text(v)}" for k, v in run["params"].items()))
     if run.get("error"):
         details.append(str(run["error"]))
     lines.extend(Text(line, style="dim") for line in _wrap_parts(details, width, "  "))
@@ -145,6 +152,11 @@ def run_block(run: Mapping[str, Any], width: int, pending: Sequence[str] = ()) -
         line.append("pending", style=_style("pending"))
         lines.append(line)
     return lines
+
+
+def _param_text(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= 60 else text[:59] + "…"
 
 
 def _worth_showing(task: Mapping[str, Any]) -> bool:

@@ -29,6 +29,12 @@ from dagctl.errors import EXIT_FAILED, EXIT_OK
     "--wait", is_flag=True, help="Follow the run and exit with its outcome (0 success, 1 otherwise)."
 )
 @click.option("--creator", default="cli", show_default=True, help="Recorded as who started the run.")
+@click.option(
+    "--logical-date",
+    metavar="DATE[THH:MM]",
+    help="The slot the run is for, in the DAG's time zone (a date alone: its first slot that day);"
+    " default now.",
+)
 @output_option
 @click.pass_context
 def trigger(
@@ -38,13 +44,15 @@ def trigger(
     params_file: Path | None,
     wait: bool,
     creator: str,
+    logical_date: str | None,
     output: str,
 ) -> None:
     """Queue a manual run of DAG and print its run id."""
     from dagctl.actions import runs
 
     settings = settings_of(ctx)
-    run_id = runs.trigger_run(settings, dag, params_from(assignments, params_file), creator)
+    when = runs.parse_logical_date(settings, dag, logical_date) if logical_date else None
+    run_id = runs.trigger_run(settings, dag, params_from(assignments, params_file), creator, when)
     if output == "json":
         print_json({"run_id": run_id, "dag": dag})
     else:

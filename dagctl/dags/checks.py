@@ -1,5 +1,5 @@
 """Checks across a DAG's tasks and across DAGs: unknown inputs, cycles (within a DAG
-and across DAGs), unknown connections. Each problem points at the header line of
+and across DAGs), unknown connections; and the templates of a file. Each problem points at the header line of
 the input that causes it."""
 
 from __future__ import annotations
@@ -11,6 +11,9 @@ from typing import Any
 from dagctl.dags.hints import did_you_mean
 from dagctl.dags.model import ROOT_CONFIG_FILE, Problem, RootConfig, Task
 from dagctl.dags.sources import HEADER_READERS, MAX_SCRIPT_BYTES, Collector, Invalid, read_text
+from dagctl.dags.templating import check as check_text
+from dagctl.dags.templating import is_template
+from dagctl.dags.yamldoc import YamlDoc
 
 
 def header_line(task: Task, pointer: str) -> int:
@@ -157,3 +160,33 @@ def check_external_inputs(
             pointer,
         )
         per_dag[dag_name].extend(out.problems)
+
+
+def check_template(
+    path: Path, doc: YamlDoc, pointer: str, text: str, out: Collector, *, with_run: bool = True
+) -> None:
+    problem = check_text(text, with_run=with_run)
+    if problem:
+        out.add(
+            path,
+            doc.line_of(pointer),
+            f"template {pointer}: {problem}",
+            "see the README's run variables and filters",
+            pointer,
+        )
+
+
+def check_templates(path: Path, doc: YamlDoc, spec: Mapping[str, Any], out: Collector) -> None:
+    """The templated values of a workflow.yaml or task header: worker_config.env values
+    and command argv elements (param defaults are checked with the params)."""
+    worker_config = spec.get("worker_config")
+    env = worker_config.get("env") if isinstance(worker_config, dict) else None
+    if isinstance(env, dict):
+        for key, value in env.items():
+            if is_template(value):
+                check_template(path, doc, f"/worker_config/env/{key}", value, out)
+    command = spec.get("command")
+    if isinstance(command, list):
+        for index, element in enumerate(command):
+            if is_template(element):
+                check_template(path, doc, f"/command/{index}", element, out)

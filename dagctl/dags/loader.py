@@ -48,6 +48,7 @@ from dagctl.dags.sources import (
     printable,
     read_text,
 )
+from dagctl.dags.templating import is_template
 from dagctl.dags.yamldoc import YamlDoc
 from dagctl.errors import UsageError
 
@@ -112,6 +113,7 @@ def _load_task(path: Path, out: Collector, hasher: Any) -> Task | None:
                 out.add(path, 1, "empty task file", "add type: no_op or type: command")
                 return None
             check_schema(path, header.doc, "task", out)
+            checks.check_templates(path, header.doc, spec, out)
     except Invalid:
         return None
 
@@ -194,6 +196,10 @@ def _load_params(path: Path, doc: YamlDoc, raw: Any, out: Collector) -> dict[str
             continue
         spec = build_spec(str(name), body)
         specs[spec.name] = spec
+        if is_template(spec.default):
+            # Rendered when each run is created; its type is checked then.
+            checks.check_template(path, doc, f"/params/{name}/default", spec.default, out, with_run=False)
+            continue
         # Other defaults (an unquoted 2024-06-01 is a date to YAML) fail the schema check.
         if spec.has_default and isinstance(spec.default, (str, int, float)):
             problem = value_error(spec, spec.default)
@@ -284,6 +290,7 @@ def _read_workflow(
             data = mapping_or_problem(workflow, doc, WORKFLOW_FILE, out)
             check_schema(workflow, doc, "workflow", out)
             _check_schedule(workflow, doc, data, out)
+            checks.check_templates(workflow, doc, data, out)
         except Invalid:
             data = {}
     params = _load_params(workflow, doc, data.get("params"), out) if doc else {}

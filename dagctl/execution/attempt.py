@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from dagctl.dags.model import Dag, Task
+from dagctl.dags.templating import RunDates
 
 # Attempt outcomes a manager may report.
 SUCCESS = "success"
@@ -27,14 +28,32 @@ class TaskContext:
     logical_date: datetime
     params: Mapping[str, Any]
     secret_params: frozenset[str] = frozenset()
+    # The run's data interval (naive UTC; None: the logical date) and the DAG's time
+    # zone, which tells the slot's local date (`ds`).
+    data_interval_start: datetime | None = None
+    data_interval_end: datetime | None = None
+    timezone: str = "UTC"
+
+    @property
+    def dates(self) -> RunDates:
+        return RunDates(
+            self.logical_date,
+            self.data_interval_start or self.logical_date,
+            self.data_interval_end or self.logical_date,
+            self.timezone,
+        )
 
     def as_dict(self) -> dict[str, Any]:
+        dates = self.dates
         return {
             "dag": self.dag,
             "task": self.task,
             "run_id": self.run_id,
             "attempt": self.attempt,
             "logical_date": self.logical_date.isoformat(),
+            "data_interval_start": dates.data_interval_start.isoformat(),
+            "data_interval_end": dates.data_interval_end.isoformat(),
+            "ds": dates.ds,
             "params": dict(self.params),
         }
 

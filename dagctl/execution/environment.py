@@ -6,9 +6,12 @@ same variables, under the same name rules and size limits, wherever it runs.
 
 Layers, later ones win: the base (the parent's environment for a local process,
 nothing for a pod), the configured variables (`worker_config.env`, or `kube_env` for
-a pod), one variable per param, then the run variables `DAGCTL_DAG`, `DAGCTL_TASK`,
-`DAGCTL_RUN_ID` ("" when there is no run), `DAGCTL_ATTEMPT`, `DAGCTL_LOGICAL_DATE`
-(`format_logical_date`) and `DAGCTL_PARAMS` (every param as one JSON object).
+a pod; templated values rendered for this attempt, see `render_configured`), one
+variable per param, then the run variables `DAGCTL_DAG`, `DAGCTL_TASK`,
+`DAGCTL_RUN_ID` ("" when there is no run), `DAGCTL_ATTEMPT`, `DAGCTL_LOGICAL_DATE`,
+`DAGCTL_DATA_INTERVAL_START`, `DAGCTL_DATA_INTERVAL_END` (`format_logical_date`),
+`DAGCTL_DS` (the slot's local date, YYYY-MM-DD) and `DAGCTL_PARAMS` (every param as
+one JSON object).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from datetime import datetime, timezone
 
 from dagctl.dags.model import Dag, Task
 from dagctl.dags.params import as_env_value
+from dagctl.dags.templating import TemplateError, is_template, render_mapping, run_variables
 from dagctl.errors import TaskFailed
 from dagctl.execution.attempt import TaskContext
 
@@ -36,6 +40,9 @@ RUN_VARIABLES = (
     "DAGCTL_RUN_ID",
     "DAGCTL_ATTEMPT",
     "DAGCTL_LOGICAL_DATE",
+    "DAGCTL_DATA_INTERVAL_START",
+    "DAGCTL_DATA_INTERVAL_END",
+    "DAGCTL_DS",
     "DAGCTL_PARAMS",
 )
 
@@ -75,7 +82,9 @@ def task_environment(
     `kube_env` for a pod), named `configured_key` in errors. `check_parameters`: fail
     when a task's declared `parameters` are neither params nor variables; a pod skips
     it, as its own `dagctl run` checks them against the pod's environment."""
-    env = configured_environment(base, configured, configured_key)
+    env = configured_environment(
+        base, render_configured(dag, configured, context, configured_key), configured_key
+    )
     params = dict(context.params)
     missing = [p for p in task.parameters if p not in params and p not in env]
     if missing and check_parameters:
@@ -94,15 +103,44 @@ def task_environment(
             f"params are {size:,} bytes as JSON, over the 128 KiB a process environment"
             " variable can hold (pass paths or URLs to big data)"
         )
+    dates = context.dates
     env.update(
         DAGCTL_DAG=dag.name,
         DAGCTL_TASK=task.name,
         DAGCTL_RUN_ID="" if context.run_id is None else str(context.run_id),
         DAGCTL_ATTEMPT=str(context.attempt),
         DAGCTL_LOGICAL_DATE=format_logical_date(context.logical_date),
+        DAGCTL_DATA_INTERVAL_START=format_logical_date(dates.data_interval_start),
+        DAGCTL_DATA_INTERVAL_END=format_logical_date(dates.data_interval_end),
+        DAGCTL_DS=dates.ds,
         DAGCTL_PARAMS=params_json,
     )
     return TaskEnvironment(env, tuple(secret_values(dag, context)))
+
+
+def attempt_variables(dag: Dag, context: TaskContext) -> dict[str, object]:
+    """What the templates of one attempt (env values, argv) may read."""
+    return run_variables(
+        dag.name,
+        context.dates,
+        run_id=context.run_id,
+        task=context.task,
+        attempt=context.attempt,
+        params=context.params,
+    )
+
+
+def render_configured(
+    dag: Dag, configured: object, context: TaskContext, configured_key: str = "worker_config.env"
+) -> object:
+    """The user's configured variables with templated values rendered for this attempt
+    (PrepareError naming the key when one cannot be); anything else as it is."""
+    if not isinstance(configured, Mapping) or not any(is_template(v) for v in configured.values()):
+        return configured
+    try:
+        return render_mapping(configured, attempt_variables(dag, context), configured_key)
+    except TemplateError as exc:
+        raise PrepareError(str(exc)) from None
 
 
 def configured_environment(

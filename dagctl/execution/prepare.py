@@ -16,8 +16,15 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from dagctl.dags.model import Dag, Task
+from dagctl.dags.templating import TemplateError, render_argv
 from dagctl.execution.attempt import TaskContext
-from dagctl.execution.environment import PrepareError, configured_environment, task_environment
+from dagctl.execution.environment import (
+    PrepareError,
+    attempt_variables,
+    configured_environment,
+    render_configured,
+    task_environment,
+)
 from dagctl.execution.taskprocess import Launch
 
 __all__ = ["PrepareError", "prepare"]
@@ -47,7 +54,8 @@ def prepare(dag: Dag, task: Task, context: TaskContext) -> Launch | None:
     # connection (a param named DATABASE_URL, or one named after a ${VAR} in the URL).
     sql_url = ""
     if task.type == "sql":
-        sql_url = _sql_url(dag, task, configured_environment(os.environ, configured))
+        rendered = render_configured(dag, configured, context)
+        sql_url = _sql_url(dag, task, configured_environment(os.environ, rendered))
     built = task_environment(dag, task, context, base=os.environ, configured=configured)
     env = built.variables
     secrets = list(built.secrets)
@@ -64,7 +72,10 @@ def prepare(dag: Dag, task: Task, context: TaskContext) -> Launch | None:
     elif task.type == "command":
         if not task.command:
             raise PrepareError("a command task needs command:")
-        argv = task.command
+        try:
+            argv = render_argv(task.command, attempt_variables(dag, context))
+        except TemplateError as exc:
+            raise PrepareError(str(exc)) from None
     elif task.type == "python":
         argv = [sys.executable, "-m", "dagctl.execution.pytask", script]
     elif task.type == "sql":

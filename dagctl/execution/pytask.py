@@ -5,7 +5,8 @@ heavy: no SQLAlchemy, no click, no yaml, nothing else from dagctl.
 
 `context` is a plain dict built from the environment the runner prepared:
 `dag`, `task`, `run_id` (a string, "" when there is no run), `attempt` (int),
-`logical_date` (ISO 8601 string, UTC, `+00:00`) and `params` (dict, from the
+`logical_date`, `data_interval_start`, `data_interval_end` (ISO 8601 strings, UTC,
+`+00:00`), `ds` (the slot's local date, YYYY-MM-DD) and `params` (dict, from the
 `DAGCTL_PARAMS` JSON, so typed: ints stay ints).
 
 Exit status: 0 when `run` returns (its return value is ignored: a task reports
@@ -39,6 +40,9 @@ def build_context(environ: Mapping[str, str]) -> dict[str, Any]:
         "run_id": environ.get("DAGCTL_RUN_ID", ""),
         "attempt": attempt,
         "logical_date": environ.get("DAGCTL_LOGICAL_DATE", ""),
+        "data_interval_start": environ.get("DAGCTL_DATA_INTERVAL_START", ""),
+        "data_interval_end": environ.get("DAGCTL_DATA_INTERVAL_END", ""),
+        "ds": environ.get("DAGCTL_DS", ""),
         "params": params if isinstance(params, dict) else {},
     }
 

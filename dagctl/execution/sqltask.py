@@ -9,6 +9,11 @@ is still read as a parameter (a SQLAlchemy rule); write `\\:name` there.
 Output: one line per statement (`statement 2: 14 rows`) and up to 20 rows of each
 result. On error: one line on stderr naming the statement, exit 1; nothing is
 committed. Dict-valued params are bound as JSON text; other values as they are.
+
+The run variables are bind parameters too, and win over a param of the same name:
+`:ds` (YYYY-MM-DD), `:logical_date`, `:data_interval_start`, `:data_interval_end`
+(ISO 8601 text in UTC, which PostgreSQL casts to timestamptz and SQLite compares as
+text), `:run_id` (text), `:dag`, `:task` and `:attempt`.
 """
 
 from __future__ import annotations
@@ -41,6 +46,29 @@ def split_statements(text: str) -> list[str]:
     return statements
 
 
+_RUN_VARIABLES = {
+    "ds": "DAGCTL_DS",
+    "logical_date": "DAGCTL_LOGICAL_DATE",
+    "data_interval_start": "DAGCTL_DATA_INTERVAL_START",
+    "data_interval_end": "DAGCTL_DATA_INTERVAL_END",
+    "run_id": "DAGCTL_RUN_ID",
+    "dag": "DAGCTL_DAG",
+    "task": "DAGCTL_TASK",
+    "attempt": "DAGCTL_ATTEMPT",
+}
+
+
+def run_variables(environ: Any) -> dict[str, Any]:
+    """The run variables the environment carries, by bind-parameter name."""
+    values: dict[str, Any] = {name: environ[var] for name, var in _RUN_VARIABLES.items() if var in environ}
+    if "attempt" in values:
+        try:
+            values["attempt"] = int(values["attempt"])
+        except ValueError:
+            del values["attempt"]
+    return values
+
+
 def _bind_value(value: Any) -> Any:
     return json.dumps(value) if isinstance(value, dict) else value
 
@@ -64,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"cannot read {args[0]}: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    params = json.loads(os.environ.get("DAGCTL_PARAMS") or "{}")
+    params = {**json.loads(os.environ.get("DAGCTL_PARAMS") or "{}"), **run_variables(os.environ)}
     if not statements:
         print("no statements")
         return 0

@@ -22,7 +22,7 @@ from dagctl.states import (
     RunStatus,
     TaskStatus,
 )
-from dagctl.store.records import AdvancePlan, AttemptSnapshot, NewTaskRun, RunSnapshot
+from dagctl.store.records import AdvancePlan, AttemptSnapshot, NewRun, NewTaskRun, RunSnapshot
 
 # With catchup "none", a slot still counts as on time this long after it passed.
 ON_TIME_GRACE = timedelta(seconds=60)
@@ -57,6 +57,40 @@ def due_slots(dag: Dag, last_slot: datetime | None, first_seen: datetime, now: d
     if dag.catchup == "none" and now - latest > ON_TIME_GRACE:
         return DueSlots((), latest)
     return DueSlots((latest,), latest)
+
+
+def new_runs(dag: Dag, slots: Sequence[datetime], schedule: str | None = None) -> list[NewRun]:
+    """The runs of `slots` (oldest first): each with its data interval (from the previous
+    slot of `schedule`, the DAG's by default) and its params, templated defaults rendered
+    for that slot. A param that cannot be rendered or checked makes that run an error."""
+    import json
+
+    from dagctl.dags import templating
+    from dagctl.errors import ParamError
+
+    expression = schedule or dag.schedule or ""
+    fixed: str | None = None
+    if not templating.has_templated_defaults(dag):
+        # Without templates every slot has the same params: worked out once.
+        fixed = json.dumps({n: p.default for n, p in dag.params.items() if p.has_default})
+    runs: list[NewRun] = []
+    previous: datetime | None = None
+    for slot in slots:
+        if previous is not None and cron.next_slot_after(expression, dag.timezone, previous) == slot:
+            dates = templating.RunDates(slot, previous, slot, dag.timezone)  # no cron search
+        else:
+            dates = templating.dates_for_slot(expression, dag.timezone, slot)
+        previous = slot
+        if fixed is not None:
+            runs.append(NewRun(slot, dates.data_interval_start, fixed))
+            continue
+        try:
+            params = templating.resolve_run_params(dag, dates, {})
+        except ParamError as exc:
+            runs.append(NewRun(slot, dates.data_interval_start, "{}", str(exc)))
+            continue
+        runs.append(NewRun(slot, dates.data_interval_start, json.dumps(params)))
+    return runs
 
 
 def next_due(dag: Dag, last_slot: datetime | None, first_seen: datetime) -> datetime | None:

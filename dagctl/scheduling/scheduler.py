@@ -311,8 +311,6 @@ class Scheduler:
         candidates = [name for name, due in self._next_due.items() if due <= now]
         if not candidates:
             return
-        import json
-
         states = self.store.dag_states()
         work = []
         for name in candidates:
@@ -324,8 +322,7 @@ class Scheduler:
             if due is None:
                 next_due = planner.next_due(dag, state.last_slot, state.first_seen_at)
             else:
-                defaults = {n: p.default for n, p in dag.params.items()}
-                work.append((name, due.slots, due.watermark, json.dumps(defaults), dag.fingerprint))
+                work.append((name, planner.new_runs(dag, due.slots), due.watermark, dag.fingerprint))
                 next_due = planner.next_due(dag, due.watermark, state.first_seen_at)
             if next_due is None:
                 self._next_due.pop(name, None)
@@ -336,6 +333,10 @@ class Scheduler:
             created = self.store.create_scheduled_runs(work, now)
             if created:
                 log.info("created %d scheduled run(s)", created)
+            for name, runs, _, _ in work:
+                for run in runs:
+                    if run.error:
+                        log.error("run of %s for %s not started: %s", name, run.slot, run.error)
 
     def _advance(self) -> AdvancePlan:
         """Inside the advance-and-claim transaction: the store locks the flagged runs and
@@ -407,6 +408,9 @@ class Scheduler:
             logical_date=item.logical_date,
             params=item.params,
             secret_params=dag.secret_params,
+            data_interval_start=item.data_interval_start,
+            data_interval_end=item.data_interval_end,
+            timezone=dag.timezone,
         )
         self.manager.launch(Attempt(item.task_run_id, dag, task, context))
 

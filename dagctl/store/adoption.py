@@ -83,9 +83,13 @@ class AdoptionOperations:
                 runs = {
                     r.id: r
                     for r in connection.execute(
-                        select(dag_run.c.id, dag_run.c.logical_date, dag_run.c.params).where(
-                            dag_run.c.id.in_({t.dag_run_id for t in taken})
-                        )
+                        select(
+                            dag_run.c.id,
+                            dag_run.c.logical_date,
+                            dag_run.c.params,
+                            dag_run.c.data_interval_start,
+                            dag_run.c.data_interval_end,
+                        ).where(dag_run.c.id.in_({t.dag_run_id for t in taken}))
                     )
                 }
         adopted = [
@@ -97,6 +101,8 @@ class AdoptionOperations:
                 t.attempt,
                 runs[t.dag_run_id].logical_date,
                 json.loads(runs[t.dag_run_id].params),
+                runs[t.dag_run_id].data_interval_start,
+                runs[t.dag_run_id].data_interval_end,
             )
             for t in sorted(taken, key=lambda t: t.id)
         ]

@@ -75,7 +75,15 @@ class AttemptOperations:
             claimed = connection.execute(self._statement("claim", self._build_claim), values).all()
         result = [
             ClaimedAttempt(
-                c.id, c.dag_run_id, c.dag_name, c.task_name, c.attempt, c.logical_date, json.loads(c.params)
+                c.id,
+                c.dag_run_id,
+                c.dag_name,
+                c.task_name,
+                c.attempt,
+                c.logical_date,
+                json.loads(c.params),
+                c.data_interval_start,
+                c.data_interval_end,
             )
             for c in claimed
         ]
@@ -126,6 +134,8 @@ class AttemptOperations:
                 # The run's date and params in the same round trip.
                 _of_run(dag_run.c.logical_date).label("logical_date"),
                 _of_run(dag_run.c.params).label("params"),
+                _of_run(dag_run.c.data_interval_start).label("data_interval_start"),
+                _of_run(dag_run.c.data_interval_end).label("data_interval_end"),
             )
         )
 

@@ -29,7 +29,8 @@ _INSERT_DAG = (
 )
 _INSERT_RUN = (
     "INSERT INTO dag_run (dag_name, kind, creator, logical_date, scheduled_slot, params, status, dirty,"
-    " fingerprint, created_at) VALUES ({p}, 'manual', {p}, {p}, NULL, {p}, 'queued', {true}, {p}, {p})"
+    " fingerprint, created_at, data_interval_start, data_interval_end)"
+    " VALUES ({p}, 'manual', {p}, {p}, NULL, {p}, 'queued', {true}, {p}, {p}, {p}, {p})"
     " RETURNING id"
 )
 
@@ -42,6 +43,7 @@ def trigger(
     logical_date: datetime | None,
     fingerprint: str | None,
     clock: Callable[[], datetime],
+    data_interval: tuple[datetime, datetime] | None = None,
 ) -> int | None:
     """Queue a manual run and return its id; None when the full path must do it. The
     run is stamped by `clock` once connected (its logical date too, unless given)."""
@@ -50,9 +52,9 @@ def trigger(
         return None  # options only SQLAlchemy knows how to pass on
     scheme = parts.scheme
     if scheme in ("sqlite", "sqlite+pysqlite"):
-        return _sqlite(url, dag_name, params, creator, logical_date, fingerprint, clock)
+        return _sqlite(url, dag_name, params, creator, logical_date, fingerprint, clock, data_interval)
     if scheme in ("postgresql", "postgresql+psycopg2"):
-        return _postgres(url, dag_name, params, creator, logical_date, fingerprint, clock)
+        return _postgres(url, dag_name, params, creator, logical_date, fingerprint, clock, data_interval)
     return None
 
 
@@ -64,6 +66,7 @@ def _sqlite(
     logical_date: datetime | None,
     fingerprint: str | None,
     clock: Callable[[], datetime],
+    data_interval: tuple[datetime, datetime] | None = None,
 ) -> int | None:
     import sqlite3
 
@@ -94,6 +97,7 @@ def _sqlite(
                 logical_date,
                 fingerprint,
                 clock,
+                data_interval,
             )
         except sqlite3.Error:
             connection.rollback()
@@ -115,6 +119,7 @@ def _postgres(
     logical_date: datetime | None,
     fingerprint: str | None,
     clock: Callable[[], datetime],
+    data_interval: tuple[datetime, datetime] | None = None,
 ) -> int | None:
     try:
         import psycopg2
@@ -141,6 +146,7 @@ def _postgres(
                     logical_date,
                     fingerprint,
                     clock,
+                    data_interval,
                 )
                 if run_id is not None:
                     tag = f"{socket.gethostname()}:{os.getpid()}:trigger"
@@ -169,6 +175,7 @@ def _insert(
     logical_date: datetime | None,
     fingerprint: str | None,
     clock: Callable[[], datetime],
+    data_interval: tuple[datetime, datetime] | None = None,
 ) -> int | None:
     """The two INSERTs of Store.trigger, after checking the schema revision; None
     (nothing written) when the schema is not the one this code writes for."""
@@ -177,10 +184,20 @@ def _insert(
         return None
     now = clock()  # connected: the run is created now
     logical_date = logical_date or now
+    start, end = data_interval or (logical_date, logical_date)
     cursor.execute(_INSERT_DAG.format(p=p, false=false), (dag_name, fingerprint, time(now), time(now)))
     cursor.execute(
         _INSERT_RUN.format(p=p, true=true),
-        (dag_name, creator, time(logical_date), json.dumps(dict(params)), fingerprint, time(now)),
+        (
+            dag_name,
+            creator,
+            time(logical_date),
+            json.dumps(dict(params)),
+            fingerprint,
+            time(now),
+            time(start),
+            time(end),
+        ),
     )
     return int(cursor.fetchone()[0])
 

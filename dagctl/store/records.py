@@ -23,6 +23,19 @@ class DagState:
     first_seen_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class NewRun:
+    """One run to create for a slot: its data interval starts at `data_interval_start`
+    and ends at the slot; `params` is the JSON of its rendered params. With `error` (a
+    param template failed), the run is created failed with it, so the slot is not lost
+    silently and `status` says why."""
+
+    slot: datetime
+    data_interval_start: datetime
+    params: str
+    error: str | None = None
+
+
 # ---------------------------------------------------------------- attempts
 
 
@@ -35,6 +48,8 @@ class ClaimedAttempt:
     attempt: int
     logical_date: datetime
     params: dict[str, Any]
+    data_interval_start: datetime | None = None  # None on runs from before run variables
+    data_interval_end: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +161,7 @@ __all__ = [
     "DagState",
     "FinishedAttempt",
     "LostAttempt",
+    "NewRun",
     "NewTaskRun",
     "RetryPolicy",
     "RetryResult",

@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import and_, bindparam, insert, or_, select, update
 
 from dagctl.states import ACTIVE_RUN, RunStatus, TaskStatus, run_sources
-from dagctl.store.records import AdvancePlan, AdvanceSnapshot, AttemptSnapshot, DagState, RunSnapshot
+from dagctl.store.records import (
+    AdvancePlan,
+    AdvanceSnapshot,
+    AttemptSnapshot,
+    DagState,
+    NewRun,
+    RunSnapshot,
+)
 from dagctl.store.tables import dag, dag_run, task_run
 
 if TYPE_CHECKING:
@@ -93,26 +100,30 @@ class RunOperations:
     # ------------------------------------------------------------ creating runs
 
     def create_scheduled_runs(
-        self, due: Sequence[tuple[str, Sequence[datetime], datetime, str, str]], now: datetime
+        self, due: Sequence[tuple[str, Sequence[NewRun], datetime, str]], now: datetime
     ) -> int:
-        """For each (dag, slots, watermark, params JSON, fingerprint): one run per slot,
-        whatever other schedulers do at the same time (the unique key decides), and the
-        watermark moved forward. Returns how many runs this call created."""
+        """For each (dag, runs, watermark, fingerprint): one run per slot, whatever other
+        schedulers do at the same time (the unique key decides), and the watermark moved
+        forward. Returns how many runs this call created."""
         rows = [
             {
                 "dag_name": name,
                 "kind": "scheduled",
                 "creator": "scheduler",
-                "logical_date": slot,
-                "scheduled_slot": slot,
-                "params": params,
-                "status": RunStatus.QUEUED.value,
-                "dirty": True,
+                "logical_date": run.slot,
+                "scheduled_slot": run.slot,
+                "data_interval_start": run.data_interval_start,
+                "data_interval_end": run.slot,
+                "params": run.params,
+                "status": RunStatus.QUEUED.value if run.error is None else RunStatus.FAILED.value,
+                "dirty": run.error is None,
                 "fingerprint": fingerprint,
+                "error": run.error,
                 "created_at": now,
+                "ended_at": None if run.error is None else now,
             }
-            for name, slots, _, params, fingerprint in due
-            for slot in slots
+            for name, runs, _, fingerprint in due
+            for run in runs
         ]
         with self._tx() as connection:
             created = 0
@@ -128,7 +139,7 @@ class RunOperations:
                     or_(dag.c.last_slot.is_(None), dag.c.last_slot < bindparam("slot")),
                 )
                 .values(last_slot=bindparam("slot")),
-                [{"n": name, "slot": watermark} for name, _, watermark, _, _ in due],
+                [{"n": name, "slot": watermark} for name, _, watermark, _ in due],
             )
             if rows:
                 self._notify(connection)
@@ -142,7 +153,10 @@ class RunOperations:
         logical_date: datetime,
         fingerprint: str | None,
         now: datetime,
+        data_interval: tuple[datetime, datetime] | None = None,
     ) -> int:
+        """Queue a manual run; its data interval is the logical date itself unless given."""
+        start, end = data_interval or (logical_date, logical_date)
         with self._tx() as connection:
             connection.execute(
                 self._insert(dag)
@@ -164,6 +178,8 @@ class RunOperations:
                     creator=creator,
                     logical_date=logical_date,
                     scheduled_slot=None,
+                    data_interval_start=start,
+                    data_interval_end=end,
                     params=json.dumps(dict(params)),
                     status=RunStatus.QUEUED.value,
                     dirty=True,

@@ -62,9 +62,47 @@ dag_run = Table(
     Column("created_at", DateTime, nullable=False),
     Column("started_at", DateTime, nullable=True),
     Column("ended_at", DateTime, nullable=True),
+    # The run's data interval (previous slot, slot], naive UTC; NULL on runs made
+    # before run variables existed (read as the logical date).
+    Column("data_interval_start", DateTime, nullable=True),
+    Column("data_interval_end", DateTime, nullable=True),
+    # The backfill that made this run. A backfill that reruns slots (--reprocess
+    # failed|all) cannot take their scheduled_slot key: this key keeps it to one run per
+    # slot, whatever the number of processes creating them.
+    Column("backfill_id", Integer, nullable=True),
     UniqueConstraint("dag_name", "scheduled_slot"),
+    UniqueConstraint("backfill_id", "logical_date"),
     Index(None, "dag_name", "logical_date"),
     Index(None, "status", "dirty"),
+    Index(None, "status", "ended_at"),
+)
+
+backfill = Table(
+    "backfill",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("dag_name", String(200), nullable=False),
+    Column("start_slot", DateTime, nullable=False),  # the range asked for, naive UTC
+    Column("end_slot", DateTime, nullable=False),
+    Column("reprocess", String(16), nullable=False),  # missing | failed | all
+    Column("max_active_runs", Integer, nullable=False),
+    Column("reverse", Boolean, nullable=False, default=False),
+    Column("schedule", String(200), nullable=False),  # the DAG's, or --schedule
+    Column("params", Text, nullable=False, default="{}"),  # JSON: the -p values given
+    Column("status", String(16), nullable=False),  # running | cancelled (finished: from its runs)
+    Column("creator", String(200), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+)
+
+# Periodic chores shared by every scheduler (retention): one row per chore, taken by
+# an UPDATE whose WHERE compares `next_due_at` with the database's clock, so exactly one
+# scheduler does it per period whatever the hosts' clocks say.
+maintenance = Table(
+    "maintenance",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("next_due_at", DateTime, nullable=False),
+    Column("owner", String(64), nullable=True),
 )
 
 task_run = Table(

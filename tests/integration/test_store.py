@@ -10,6 +10,7 @@ import pytest
 from dagctl.errors import DatabaseError
 from dagctl.scheduling.planner import AdvancePlan, NewTaskRun
 from dagctl.store import FinishedAttempt, Store, open_store
+from dagctl.store.records import NewRun
 
 NOW = datetime(2024, 5, 1, 12, 0)
 
@@ -25,7 +26,7 @@ def queue_tasks(store: Store, run_id: int, names: list[str]) -> None:
 def test_one_run_per_slot_whatever_the_number_of_callers(store: Store) -> None:
     store.sync_dags({"etl": "f1"}, NOW)
     slot = NOW - timedelta(minutes=1)
-    due = [("etl", [slot], slot, "{}", "f1")]
+    due = [("etl", [NewRun(slot, slot, "{}")], slot, "f1")]
     assert store.create_scheduled_runs(due, NOW) == 1
     assert store.create_scheduled_runs(due, NOW) == 0
     runs = store.runs("etl")
@@ -37,7 +38,7 @@ def test_one_run_per_slot_whatever_the_number_of_callers(store: Store) -> None:
 def test_manual_trigger_at_a_slots_instant_keeps_both_runs(store: Store) -> None:
     store.sync_dags({"etl": "f1"}, NOW)
     slot = NOW - timedelta(minutes=1)
-    store.create_scheduled_runs([("etl", [slot], slot, "{}", "f1")], NOW)
+    store.create_scheduled_runs([("etl", [NewRun(slot, slot, "{}")], slot, "f1")], NOW)
     store.trigger("etl", {}, "test", slot, "f1", NOW)
     assert sorted(r["kind"] for r in store.runs("etl")) == ["manual", "scheduled"]
 

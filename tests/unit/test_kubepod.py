@@ -154,6 +154,10 @@ def test_the_pod_object_from_the_merged_worker_config() -> None:
         "DAGCTL_RUN_ID": "7",
         "DAGCTL_ATTEMPT": "2",
         "DAGCTL_LOGICAL_DATE": "2024-06-01T02:15:00+00:00",
+        # No data interval given: it is the logical date itself.
+        "DAGCTL_DATA_INTERVAL_START": "2024-06-01T02:15:00+00:00",
+        "DAGCTL_DATA_INTERVAL_END": "2024-06-01T02:15:00+00:00",
+        "DAGCTL_DS": "2024-06-01",
         "DAGCTL_PARAMS": '{"region": "emea", "date": "2024-06-01", "bad name": "x"}',
     }
 
