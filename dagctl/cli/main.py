@@ -15,7 +15,7 @@ from typing import NoReturn
 import click
 
 from dagctl import __version__
-from dagctl.cli import control, inspect, run
+from dagctl.cli import backfill, control, inspect, run
 from dagctl.config import DEFAULT_DB_HELP, Settings, settings_epilog, tuning
 from dagctl.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, DagctlError
 
@@ -101,6 +101,7 @@ for command in (
     run.trigger,
     run.run,
     run.schedule,
+    backfill.backfill,
     inspect.validate,
     inspect.schema,
     inspect.list_command,

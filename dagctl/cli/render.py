@@ -384,3 +384,81 @@ def render_why(info: Mapping[str, Any], out: Console | None = None) -> None:
         out.print(Text("• " + wrapped[0], style=style))
         for rest in wrapped[1:]:
             out.print(Text("  " + rest, style=style))
+
+
+# ---------------------------------------------------------------- backfill
+
+
+def render_backfill(result: Mapping[str, Any], out: Console | None = None) -> None:
+    """The backfill's id alone on stdout (for scripts), the summary after it; a dry run
+    lists the slots that would get a run."""
+    out = out or console()
+    if result["dry_run"]:
+        out.print(
+            f"dry run: {result['created']} of {result['slots']} slot(s) of {result['dag']} would get a run"
+            f" (--reprocess {result['reprocess']})",
+            highlight=False,
+        )
+        for slot in result["runs"]:
+            out.print(f"  {slot}", highlight=False)
+        return
+    out.print(str(result["backfill_id"]), highlight=False)
+    skipped = result["slots"] - result["created"]
+    console(stderr=True).print(
+        f"backfill {result['backfill_id']} of {result['dag']}: {result['created']} run(s) created,"
+        f" {skipped} slot(s) skipped (--reprocess {result['reprocess']})",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def render_backfill_cancel(result: Mapping[str, Any], out: Console | None = None) -> None:
+    (out or console()).print(
+        f"backfill {result['backfill_id']} cancelled: {result['cancelled_queued_runs']} queued run(s),"
+        f" {result['cancelled_running_runs']} running run(s) stopping",
+        highlight=False,
+    )
+
+
+@contextmanager
+def backfill_bar() -> Iterator[Any]:
+    """A progress bar of a backfill's runs on stderr (a terminal); yields its update."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console(stderr=True),
+    ) as progress:
+        bar = progress.add_task("backfill", total=None)
+
+        def update(view: Mapping[str, Any]) -> None:
+            counts = view["counts"]
+            done = view["total"] - counts.get("queued", 0) - counts.get("running", 0)
+            failed = counts.get("failed", 0) + counts.get("cancelled", 0)
+            label = f"backfill {view['backfill_id']} {view['dag']}"
+            if failed:
+                label += f" ({failed} failed)"
+            progress.update(bar, total=view["total"], completed=done, description=label)
+
+        yield update
+
+
+def backfill_lines(seen: dict[int, str], view: Mapping[str, Any]) -> list[str]:
+    """One line per run of the backfill that ended since the last view (no TTY);
+    `seen` holds what was already told."""
+    lines = []
+    for run in view["runs"]:
+        if run["status"] in ("queued", "running") or seen.get(run["id"]) == run["status"]:
+            continue
+        seen[run["id"]] = run["status"]
+        error = ""
+        if run["error"] and run["status"] != "success":
+            error = f": {' '.join(str(run['error']).split())}"
+        lines.append(
+            f"run {run['id']} {run['logical_date']}: {run['status']}{error}"
+            f" ({len(seen)}/{view['total']})"
+        )
+    return lines

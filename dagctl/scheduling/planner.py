@@ -59,10 +59,16 @@ def due_slots(dag: Dag, last_slot: datetime | None, first_seen: datetime, now: d
     return DueSlots((latest,), latest)
 
 
-def new_runs(dag: Dag, slots: Sequence[datetime], schedule: str | None = None) -> list[NewRun]:
+def new_runs(
+    dag: Dag,
+    slots: Sequence[datetime],
+    schedule: str | None = None,
+    given: Mapping[str, Any] | None = None,
+) -> list[NewRun]:
     """The runs of `slots` (oldest first): each with its data interval (from the previous
-    slot of `schedule`, the DAG's by default) and its params, templated defaults rendered
-    for that slot. A param that cannot be rendered or checked makes that run an error."""
+    slot of `schedule`, the DAG's by default) and its params (`given` over the defaults,
+    templated ones rendered for that slot). A param that cannot be rendered or checked
+    makes that run an error."""
     import json
 
     from dagctl.dags import templating
@@ -70,7 +76,7 @@ def new_runs(dag: Dag, slots: Sequence[datetime], schedule: str | None = None) -
 
     expression = schedule or dag.schedule or ""
     fixed: str | None = None
-    if not templating.has_templated_defaults(dag):
+    if not given and not templating.has_templated_defaults(dag):
         # Without templates every slot has the same params: worked out once.
         fixed = json.dumps({n: p.default for n, p in dag.params.items() if p.has_default})
     runs: list[NewRun] = []
@@ -85,7 +91,7 @@ def new_runs(dag: Dag, slots: Sequence[datetime], schedule: str | None = None) -
             runs.append(NewRun(slot, dates.data_interval_start, fixed))
             continue
         try:
-            params = templating.resolve_run_params(dag, dates, {})
+            params = templating.resolve_run_params(dag, dates, given or {})
         except ParamError as exc:
             runs.append(NewRun(slot, dates.data_interval_start, "{}", str(exc)))
             continue
@@ -125,21 +131,40 @@ def plan_advance(
             plan.still_dirty.extend(r.id for r in dag_runs)
             continue
         running = [r for r in dag_runs if r.status == RunStatus.RUNNING.value]
-        queued = sorted(
-            (r for r in dag_runs if r.status == RunStatus.QUEUED.value), key=lambda r: (r.logical_date, r.id)
-        )
-        free = dag.max_active_runs - len(running)
-        if queued:
-            if paused.get(dag_name) or free <= 0:
-                plan.still_dirty.extend(r.id for r in queued)
-            else:
-                starting = queued[:free]
-                plan.start_runs.extend(r.id for r in starting)
-                plan.still_dirty.extend(r.id for r in queued[free:])
-                running.extend(starting)
+        if not paused.get(dag_name):
+            running.extend(_start_runs(dag, dag_runs, plan))
+        else:
+            plan.still_dirty.extend(r.id for r in dag_runs if r.status == RunStatus.QUEUED.value)
         for run in running:
             _advance_one(dag, run, attempts.get(run.id, {}), external_status, plan)
     return plan
+
+
+def _start_runs(dag: Dag, dag_runs: Sequence[RunSnapshot], plan: AdvancePlan) -> list[RunSnapshot]:
+    """The queued runs to start now. Scheduled and manual runs start first, oldest first,
+    within the DAG's max_active_runs; each backfill's runs start within the backfill's
+    own max_active_runs, oldest (or, with --reverse, newest) first, counted apart: a
+    backfill never holds a scheduled run back. The rest stay flagged."""
+    groups: dict[int | None, list[RunSnapshot]] = {}
+    for run in dag_runs:
+        groups.setdefault(run.backfill_id, []).append(run)
+    started: list[RunSnapshot] = []
+    for backfill_id in sorted(groups, key=lambda b: -1 if b is None else b):
+        members = groups[backfill_id]
+        limit = dag.max_active_runs if backfill_id is None else (members[0].backfill_max_active or 1)
+        newest_first = backfill_id is not None and members[0].backfill_reverse
+        queued = sorted(
+            (r for r in members if r.status == RunStatus.QUEUED.value),
+            key=lambda r: (r.logical_date, r.id),
+            reverse=newest_first,
+        )
+        if not queued:
+            continue
+        free = max(0, limit - sum(1 for r in members if r.status == RunStatus.RUNNING.value))
+        plan.start_runs.extend(r.id for r in queued[:free])
+        plan.still_dirty.extend(r.id for r in queued[free:])
+        started.extend(queued[:free])
+    return started
 
 
 def _advance_one(

@@ -92,6 +92,10 @@ class RunSnapshot:
     dag_name: str
     status: str
     logical_date: datetime
+    # A backfill's runs count against its own max_active_runs, not the DAG's.
+    backfill_id: int | None = None
+    backfill_max_active: int | None = None
+    backfill_reverse: bool = False
 
 
 @dataclass(frozen=True, slots=True)

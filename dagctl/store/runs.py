@@ -25,7 +25,7 @@ from dagctl.store.records import (
     NewRun,
     RunSnapshot,
 )
-from dagctl.store.tables import dag, dag_run, task_run
+from dagctl.store.tables import backfill, dag, dag_run, task_run
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -278,9 +278,22 @@ class RunOperations:
         )
         runs: dict[int, RunSnapshot] = {}
         latest: dict[int, dict[str, AttemptSnapshot]] = {}
-        for run_id, dag_name, status, logical_date, task_name, attempt, task_status in rows:
+        for (
+            run_id,
+            dag_name,
+            status,
+            logical_date,
+            backfill_id,
+            max_active,
+            reverse,
+            task_name,
+            attempt,
+            task_status,
+        ) in rows:
             if run_id not in runs:
-                runs[run_id] = RunSnapshot(run_id, dag_name, status, logical_date)
+                runs[run_id] = RunSnapshot(
+                    run_id, dag_name, status, logical_date, backfill_id, max_active, bool(reverse)
+                )
             if task_name is None:
                 continue
             per_run = latest.get(run_id)
@@ -298,6 +311,9 @@ class RunOperations:
                 dag_run.c.dag_name,
                 dag_run.c.status,
                 dag_run.c.logical_date,
+                dag_run.c.backfill_id,
+                backfill.c.max_active_runs,
+                backfill.c.reverse,
                 task_run.c.task_name,
                 task_run.c.attempt,
                 task_run.c.status,
@@ -306,7 +322,7 @@ class RunOperations:
                 dag_run.outerjoin(
                     task_run,
                     and_(task_run.c.dag_run_id == dag_run.c.id, dag_run.c.status == RunStatus.RUNNING.value),
-                )
+                ).outerjoin(backfill, backfill.c.id == dag_run.c.backfill_id)
             )
             .where(
                 dag_run.c.dag_name.in_(bindparam("p_names", expanding=True)),

@@ -23,6 +23,7 @@ from dagctl.dags.cron import utcnow
 from dagctl.store import engine as engines
 from dagctl.store.adoption import AdoptionOperations
 from dagctl.store.attempts import AttemptOperations
+from dagctl.store.backfills import BackfillOperations
 from dagctl.store.control import ControlOperations
 from dagctl.store.reads import ReadOperations
 from dagctl.store.runs import RunOperations
@@ -37,6 +38,7 @@ class Store(
     ReadOperations,
     ControlOperations,
     AdoptionOperations,
+    BackfillOperations,
 ):
     """Every operation dagctl performs on its state, one mixin per concern: runs.py
     (DAG rows, creating and advancing runs), attempts.py (claims, ends, leases, logs),
