@@ -458,7 +458,6 @@ def backfill_lines(seen: dict[int, str], view: Mapping[str, Any]) -> list[str]:
         if run["error"] and run["status"] != "success":
             error = f": {' '.join(str(run['error']).split())}"
         lines.append(
-            f"run {run['id']} {run['logical_date']}: {run['status']}{error}"
-            f" ({len(seen)}/{view['total']})"
+            f"run {run['id']} {run['logical_date']}: {run['status']}{error} ({len(seen)}/{view['total']})"
         )
     return lines
