@@ -1,4 +1,4 @@
-"""Commands that change what runs: pause, unpause, cancel, retry, db upgrade.
+"""Commands that change what runs: pause, unpause, cancel, retry, db upgrade, db prune.
 
 Each command parses, makes one call into `dagctl.actions`, and renders. Heavy modules
 are imported inside the commands so that `dagctl --help` stays instant; errors leave
@@ -108,3 +108,44 @@ def db_upgrade(ctx: click.Context) -> None:
     settings = settings_of(ctx)
     revision = runs.upgrade_db(settings)
     click.echo(f"{mask_url(settings.db_url)} is at revision {revision}")
+
+
+@db.command("prune")
+@click.option(
+    "--older-than",
+    required=True,
+    metavar="AGE",
+    help="Delete finished runs that ended longer ago (90d, 12h).",
+)
+@click.option(
+    "--keep-last",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Keep this many of the newest finished runs of each DAG, however old.",
+)
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
+@output_option
+@click.pass_context
+def db_prune(ctx: click.Context, older_than: str, keep_last: int, dry_run: bool, output: str) -> None:
+    """Delete old finished runs with their attempts and logs, in short batches; queued and
+    running runs are never touched."""
+    from dagctl.actions import prune
+
+    result = prune.prune(settings_of(ctx), older_than, keep_last, dry_run)
+    if output == "json":
+        print_json(result)
+        return
+    verb = "would delete" if dry_run else "deleted"
+    click.echo(
+        f"{verb} {result['runs']} run(s), {result['attempts']} attempt(s), {result['log_chunks']} log"
+        f" chunk(s): {_size(result['bytes'])}"
+    )
+
+
+def _size(count: int) -> str:
+    if count < 1024:
+        return f"{count:,} bytes"
+    if count < 1024 * 1024:
+        return f"{count / 1024:,.1f} KB"
+    return f"{count / 1024 / 1024:,.1f} MB"

@@ -31,6 +31,7 @@ from dagctl.dags.model import (
     DagTree,
     ParamSpec,
     Problem,
+    Retention,
     RootConfig,
     Task,
 )
@@ -412,9 +413,16 @@ def load_root_config(root: Path, base: Path) -> tuple[RootConfig, list[Problem]]
             defaults=MappingProxyType(dict(data.get("defaults") or {})),
             worker_config=MappingProxyType(dict(data.get("worker_config") or {})),
             connections=MappingProxyType(connections),
+            retention=_retention(data.get("retention")),
         ),
         out.problems,
     )
+
+
+def _retention(raw: Any) -> Retention | None:  # its shape passed the schema check
+    if not isinstance(raw, dict) or "older_than" not in raw:
+        return None
+    return Retention(parse_duration(raw["older_than"]), int(raw.get("keep_last") or 0))
 
 
 def _anchor_sqlite_path(url: str, root: Path) -> str:

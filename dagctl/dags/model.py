@@ -115,6 +115,15 @@ class RootConfig:
     defaults: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     worker_config: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     connections: Mapping[str, Connection] = field(default_factory=lambda: _EMPTY)
+    retention: Retention | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """`retention:` of dagctl.yaml: what the scheduler prunes, at most hourly."""
+
+    older_than_s: float
+    keep_last: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,11 +25,12 @@ from typing import Any
 from dagctl.config import DEFAULT_LEASE_S, DEFAULT_MAX_OUTAGE_S, DEFAULT_RELOAD_INTERVAL_S, Tuning
 from dagctl.dags.cron import utcnow
 from dagctl.dags.loader import DagCache
-from dagctl.dags.model import Dag
+from dagctl.dags.model import Dag, Retention
 from dagctl.errors import EXIT_DATABASE, EXIT_OK, DagctlError, DatabaseError
 from dagctl.execution.attempt import Attempt, Outcome, TaskContext
 from dagctl.managers.base import AdoptingManager, Manager
 from dagctl.scheduling import planner
+from dagctl.scheduling.retention import RetentionChore
 from dagctl.scheduling.wakeups import Wakeups
 from dagctl.store import ClaimedAttempt, FinishedAttempt, Store
 from dagctl.store.records import AdvancePlan
@@ -106,6 +107,8 @@ class Scheduler:
         self._log_problems: dict[int, str] = {}
         self._broken: dict[str, str] = {}
         self._load_problem: str | None = None
+        self._retention: Retention | None = None
+        self._retention_chore = RetentionChore(self.store, self.owner)
 
     # ------------------------------------------------------------ the loop
 
@@ -207,6 +210,7 @@ class Scheduler:
         self._keep_leases(now)
         self._launch_all(self._advance_and_claim())
         self._flush_logs(now)
+        self._retention_chore.maybe_run(self._retention)
 
     def _advance_and_claim(self) -> list[ClaimedAttempt]:
         """Stop cancelled attempts, advance runs and claim ready attempts in ONE
@@ -285,6 +289,7 @@ class Scheduler:
             self._load_problem = str(exc)
             return
         self._load_problem = None
+        self._retention = tree.config.retention
         self.dags = dict(tree.dags)
         broken = {name: b.reason for name, b in tree.broken.items()}
         for name, reason in broken.items():

@@ -25,6 +25,7 @@ from dagctl.store.adoption import AdoptionOperations
 from dagctl.store.attempts import AttemptOperations
 from dagctl.store.backfills import BackfillOperations
 from dagctl.store.control import ControlOperations
+from dagctl.store.prune import PruneOperations
 from dagctl.store.reads import ReadOperations
 from dagctl.store.runs import RunOperations
 from dagctl.store.tables import scheduler
@@ -39,6 +40,7 @@ class Store(
     ControlOperations,
     AdoptionOperations,
     BackfillOperations,
+    PruneOperations,
 ):
     """Every operation dagctl performs on its state, one mixin per concern: runs.py
     (DAG rows, creating and advancing runs), attempts.py (claims, ends, leases, logs),
