@@ -7,8 +7,9 @@
 
 Workloads: W1 chain20, W2 fan100, W3 1,000 DAGs (validate, idle iteration, SQL
 statements, scheduler RSS), W4 throughput (1 and 4 schedulers), W5 start-up (--help,
-trigger), W6 cron at scale. PostgreSQL is started by the harness (tests/pgserver.py),
-or taken from DAGCTL_TEST_PG_URL.
+trigger), W6 cron at scale, W7 backfill of 1,000 slots, W8 prune of 100,000
+attempts. PostgreSQL is started by the harness (tests/pgserver.py), or taken from
+DAGCTL_TEST_PG_URL.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ Workload = Callable[[common.Config, str], list[common.Figure]]
 
 def _workloads() -> dict[str, tuple[str, Workload, bool]]:
     """name -> (title, function(cfg, backend), runs per backend)."""
-    from bench import cron, scale, startup, throughput
+    from bench import cron, history, scale, startup, throughput
 
     return {
         "W1": ("chain20", runs.chain20, True),
@@ -44,6 +45,8 @@ def _workloads() -> dict[str, tuple[str, Workload, bool]]:
         "W4": ("throughput", throughput.throughput, True),
         "W5": ("start-up", startup.startup, True),
         "W6": ("cron at scale", cron.cron_at_scale, True),
+        "W7": ("backfill 1,000 slots", history.backfill, True),
+        "W8": ("prune 100,000 attempts", history.prune, True),
     }
 
 
