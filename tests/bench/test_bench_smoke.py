@@ -16,7 +16,7 @@ import pytest
 from tests.pgserver import PgServer
 
 REPO = Path(__file__).resolve().parents[2]
-WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6")
+WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8")
 
 
 @pytest.mark.postgres
