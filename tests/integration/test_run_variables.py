@@ -5,7 +5,7 @@ across a DST change, in its params, its environment, its templated env values an
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from dagctl.dags import cron
@@ -130,3 +130,24 @@ def test_a_default_that_does_not_render_to_its_type_fails_that_run_with_the_reas
     assert run["status"] == "failed"
     assert "param 'date'" in run["error"] and "day 2024-05-01" in run["error"]
     assert loop.store.task_runs([run["id"]]) == []
+
+
+def test_each_nightly_slot_processes_its_own_date_across_the_autumn_fold(loop: Loop, tmp_path: Path) -> None:
+    loop.dag("fold", NIGHTLY.split("worker_config:")[0], noop__yaml="type: no_op\n")
+    first_seen = datetime(2024, 10, 25, 12, 0)
+    loop.at(first_seen)
+    # Berlin falls back on 2024-10-27: 02:30 happens twice and runs once, at its first occurrence.
+    slots = _slots(first_seen, 3)
+    assert slots == [
+        datetime(2024, 10, 26, 0, 30),
+        datetime(2024, 10, 27, 0, 30),
+        datetime(2024, 10, 28, 1, 30),
+    ]
+    for slot in slots:
+        loop.at(slot)
+    runs = loop.runs("fold")
+    assert [r["logical_date"] for r in runs] == slots
+    assert [json.loads(r["params"])["date"] for r in runs] == ["2024-10-25", "2024-10-26", "2024-10-27"]
+    assert [json.loads(r["params"])["day"] for r in runs] == ["2024-10-26", "2024-10-27", "2024-10-28"]
+    # The run after the fold covers the 25-hour day.
+    assert runs[2]["data_interval_end"] - runs[2]["data_interval_start"] == timedelta(hours=25)
