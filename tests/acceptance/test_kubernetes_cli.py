@@ -179,6 +179,10 @@ def test_pods_run_the_task_with_params_and_their_logs_are_stored_before_deletion
                         {"name": "DAGCTL_RUN_ID", "value": str(run_id)},
                         {"name": "DAGCTL_ATTEMPT", "value": "1"},
                         {"name": "DAGCTL_LOGICAL_DATE", "value": pod_env(pod)["DAGCTL_LOGICAL_DATE"]},
+                        # An unscheduled DAG's data interval is its logical date itself.
+                        {"name": "DAGCTL_DATA_INTERVAL_START", "value": pod_env(pod)["DAGCTL_LOGICAL_DATE"]},
+                        {"name": "DAGCTL_DATA_INTERVAL_END", "value": pod_env(pod)["DAGCTL_LOGICAL_DATE"]},
+                        {"name": "DAGCTL_DS", "value": pod_env(pod)["DAGCTL_LOGICAL_DATE"][:10]},
                         {"name": "DAGCTL_PARAMS", "value": params_json},
                     ],
                     "resources": {
