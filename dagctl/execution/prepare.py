@@ -16,13 +16,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from dagctl.dags.model import Dag, Task
-from dagctl.dags.templating import TemplateError, render_argv
+from dagctl.dags.templating import TemplateError, is_template, render_argv
 from dagctl.execution.attempt import TaskContext
 from dagctl.execution.environment import (
     PrepareError,
     attempt_variables,
     configured_environment,
-    render_configured,
     task_environment,
 )
 from dagctl.execution.taskprocess import Launch
@@ -54,8 +53,13 @@ def prepare(dag: Dag, task: Task, context: TaskContext) -> Launch | None:
     # connection (a param named DATABASE_URL, or one named after a ${VAR} in the URL).
     sql_url = ""
     if task.type == "sql":
-        rendered = render_configured(dag, configured, context)
-        sql_url = _sql_url(dag, task, configured_environment(os.environ, rendered))
+        # Nor a template: it may read params, so its values never reach a ${VAR}.
+        plain = (
+            {k: v for k, v in configured.items() if not is_template(v)}
+            if isinstance(configured, Mapping)
+            else configured
+        )
+        sql_url = _sql_url(dag, task, configured_environment(os.environ, plain))
     built = task_environment(dag, task, context, base=os.environ, configured=configured)
     env = built.variables
     secrets = list(built.secrets)

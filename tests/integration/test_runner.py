@@ -574,3 +574,27 @@ def test_the_guardian_survives_its_own_death_and_closes_cleanly(tmp_path: Path) 
         kill_group_quietly(proc.pgid)
         proc.poll()
         guardian.close()
+
+
+def test_a_templated_env_value_is_rendered_but_never_feeds_a_connection_url(tmp_path: Path) -> None:
+    dag = make_dag(
+        tmp_path / "demo",
+        {"q.sql": "SELECT 1\n"},
+        params={"target": "sqlite:////tmp/elsewhere.db"},
+        connections={"wh": "${WH:-sqlite:///" + str(tmp_path / "wh.db") + "}"},
+        worker_env={"WH": "{{ params.target }}", "STAMP": "{{ ds_nodash }}-{{ task }}-{{ attempt }}"},
+        connection="wh",
+    )
+    launch = prepare(
+        dag, dag.tasks["q.sql"], context(dag, "q.sql", {"target": "sqlite:////tmp/elsewhere.db"})
+    )
+    assert launch is not None
+    assert launch.env["DAGCTL_SQL_URL"] == f"sqlite:///{tmp_path / 'wh.db'}"
+    assert launch.env["WH"] == "sqlite:////tmp/elsewhere.db"  # the task itself sees it
+    assert launch.env["STAMP"] == "20240601-q.sql-1"
+
+
+def test_a_template_that_fails_at_start_fails_the_attempt_with_the_key(tmp_path: Path) -> None:
+    dag = make_dag(tmp_path / "demo", {"a.sh": "#!/bin/bash\ntrue\n"}, worker_env={"X": "{{ params.nope }}"})
+    with pytest.raises(PrepareError, match=r"worker_config\.env X: 'dict object' has no attribute 'nope'"):
+        prepare(dag, dag.tasks["a.sh"], context(dag, "a.sh", {}))
