@@ -397,6 +397,7 @@ def load_root_config(root: Path, base: Path) -> tuple[RootConfig, list[Problem]]
         doc = parse_yaml(path, text, out)
         data = mapping_or_problem(path, doc, ROOT_CONFIG_FILE, out)
         check_schema(path, doc, "config", out)
+        checks.check_templates(path, doc, data, out)
         if isinstance(data.get("defaults"), dict):
             _check_schedule(path, doc, data["defaults"], out)
     except Invalid:
@@ -420,9 +421,8 @@ def load_root_config(root: Path, base: Path) -> tuple[RootConfig, list[Problem]]
 
 
 def _retention(raw: Any) -> Retention | None:  # its shape passed the schema check
-    if not isinstance(raw, dict) or "older_than" not in raw:
-        return None
-    return Retention(parse_duration(raw["older_than"]), int(raw.get("keep_last") or 0))
+    ok = isinstance(raw, dict) and "older_than" in raw
+    return Retention(parse_duration(raw["older_than"]), int(raw.get("keep_last") or 0)) if ok else None
 
 
 def _anchor_sqlite_path(url: str, root: Path) -> str:

@@ -131,3 +131,15 @@ def test_validate_reports_bad_templates_with_file_and_line(tmp_path: Path) -> No
         "dags/etl/run.yaml:2: template /command/1: 'nope' is undefined (see the README's run variables and"
         " filters)",
     ]
+
+
+def test_validate_reports_a_bad_template_in_the_root_config(tmp_path: Path) -> None:
+    root = tmp_path / "dags"
+    (root / "a").mkdir(parents=True)
+    (root / "dagctl.yaml").write_text('worker_config:\n  env:\n    X: "{{ oops }}"\n')
+    (root / "a" / "workflow.yaml").write_text("description: a\n")
+    (root / "a" / "t.yaml").write_text("type: no_op\n")
+    assert [p.render() for p in load_tree(root).problems] == [
+        "dags/dagctl.yaml:3: template /worker_config/env/X: 'oops' is undefined"
+        " (see the README's run variables and filters)"
+    ]
