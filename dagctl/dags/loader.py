@@ -33,6 +33,7 @@ from dagctl.dags.model import (
     Problem,
     RootConfig,
     Task,
+    merge_config,
 )
 from dagctl.dags.params import build_spec, value_error
 from dagctl.dags.sources import (
@@ -327,7 +328,7 @@ def _build_dag(
         retry_delay=parse_duration(settings.get("retry_delay", DEFAULT_RETRY_DELAY_S)),
         retry_backoff=float(settings.get("retry_backoff", DEFAULT_RETRY_BACKOFF)),
         timeout=parse_duration(settings["timeout"]) if settings.get("timeout") is not None else None,
-        worker_config=MappingProxyType({**config.worker_config, **(data.get("worker_config") or {})}),
+        worker_config=MappingProxyType(merge_config(config.worker_config, data.get("worker_config") or {})),
         tags=tuple(str(t) for t in settings.get("tags") or ()),
         connections=config.connections,
     )
