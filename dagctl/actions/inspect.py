@@ -33,17 +33,21 @@ FOLLOW_INTERVAL_S = 0.5
 NO_SCHEDULER_NOTICE_AFTER_S = 2.0
 
 
-def validate_tree(path: Path, manager: str | None) -> DagTree:
-    """Every DAG under `path` with every problem found, plus what `manager` needs."""
-    from dagctl.dags.loader import load_tree
+def validate_tree(path: Path, manager: str | None, state_db_url: str | None = None) -> DagTree:
+    """Every DAG under `path` with every problem found, plus what `manager` needs and
+    where `.sql` tasks without a connection would run in this environment."""
+    import os
+
+    from dagctl.dags.checks import check_sql_targets
+    from dagctl.dags.loader import load_tree, problem_base
 
     tree = load_tree(path)
-    if manager is None:
-        return tree
-    from dagctl.managers import validation_problems
+    extra = check_sql_targets(tree.dags.values(), os.environ, state_db_url, problem_base(tree.root))
+    if manager is not None:
+        from dagctl.managers import validation_problems
 
-    extra = validation_problems(manager, tree.dags, tree.root)
-    return replace(tree, problems=(*tree.problems, *extra))
+        extra.extend(validation_problems(manager, tree.dags, tree.root))
+    return replace(tree, problems=(*tree.problems, *extra)) if extra else tree
 
 
 def status(settings: Settings, dag_name: str | None, run_id: int | None, limit: int) -> list[dict[str, Any]]:

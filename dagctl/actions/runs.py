@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from dagctl.actions.common import load_dag, open_store
 from dagctl.config import Settings
 from dagctl.dags.cron import utcnow
+from dagctl.dags.model import Dag
 from dagctl.dags.params import resolve
 from dagctl.errors import UsageError
 
@@ -28,6 +29,7 @@ def trigger_run(
     """Check params against the DAG first (nothing is written if they are wrong), then queue a run."""
     dag = load_dag(settings.dags, dag_name)
     params = resolve(dag.name, dag.params, given)
+    check_runnable(dag)
     from dagctl.store import fast_trigger as quick
 
     # Without SQLAlchemy when it can (a migrated database): most of a trigger's time
@@ -41,6 +43,21 @@ def trigger_run(
         return store.trigger(dag.name, params, creator, logical_date or now, dag.fingerprint, now)
     finally:
         store.close()
+
+
+def check_runnable(dag: Dag) -> None:
+    """Refuse a run that would certainly fail for want of configuration: a `.sql` task
+    without a connection when DATABASE_URL is not set either."""
+    import os
+
+    from dagctl.dags.checks import NO_SQL_DATABASE_HINT, sql_database_url
+
+    for task in dag.tasks.values():
+        if task.type == "sql" and not task.connection and sql_database_url(dag, task, os.environ) is None:
+            raise UsageError(
+                f"{dag.name}/{task.name} has no connection and DATABASE_URL is not set: it would fail",
+                NO_SQL_DATABASE_HINT,
+            )
 
 
 def trigger(

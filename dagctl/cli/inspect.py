@@ -34,7 +34,7 @@ def validate(ctx: click.Context, path: Path | None, manager: str | None, output:
     from dagctl.actions import inspect as reading
 
     settings = settings_of(ctx)
-    tree = reading.validate_tree(path or settings.dags, manager)
+    tree = reading.validate_tree(path or settings.dags, manager, settings.db_url)
     task_count = sum(len(d.tasks) for d in tree.dags.values())
     dag_count = len(tree.dags) + len(tree.broken)
     errors = tree.errors

@@ -1,5 +1,6 @@
 """Checks across a DAG's tasks and across DAGs: unknown inputs, cycles (within a DAG
-and across DAGs), unknown connections. Each problem points at the header line of
+and across DAGs), unknown connections, and (given an environment) where `.sql` tasks
+without a connection would run. Each problem points at the header line of
 the input that causes it."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from dagctl.dags.hints import did_you_mean
-from dagctl.dags.model import ROOT_CONFIG_FILE, Problem, RootConfig, Task
+from dagctl.dags.model import ROOT_CONFIG_FILE, Dag, Problem, RootConfig, Task
 from dagctl.dags.sources import HEADER_READERS, MAX_SCRIPT_BYTES, Collector, Invalid, read_text
 
 
@@ -157,3 +158,65 @@ def check_external_inputs(
             pointer,
         )
         per_dag[dag_name].extend(out.problems)
+
+
+DEFAULT_CONNECTION = "default"
+
+
+def sql_database_url(dag: Dag, task: Task, env: Mapping[str, str]) -> tuple[str, str] | None:
+    """Where a `.sql` task without `connection:` runs, as (URL, what names it): the
+    `default` connection of dagctl.yaml, else DATABASE_URL from its worker_config.env,
+    else from `env`; None when none is set (the attempt would fail)."""
+    if DEFAULT_CONNECTION in dag.connections:
+        return dag.connections[DEFAULT_CONNECTION].url, f"connection {DEFAULT_CONNECTION!r}"
+    configured = dag.worker_config_for(task).get("env")
+    if isinstance(configured, Mapping) and configured.get("DATABASE_URL"):
+        return str(configured["DATABASE_URL"]), "worker_config.env DATABASE_URL"
+    if env.get("DATABASE_URL"):
+        return env["DATABASE_URL"], "DATABASE_URL"
+    return None
+
+
+NO_SQL_DATABASE_HINT = (
+    "set connection: NAME in its header, a connection named default in dagctl.yaml, or DATABASE_URL"
+)
+SHARED_STATE_DB_HINT = (
+    "give SQL tasks their own database: connection: NAME in the header, or a connection named"
+    " default in dagctl.yaml"
+)
+
+
+def check_sql_targets(
+    dags: Iterable[Dag], env: Mapping[str, str], state_db_url: str | None, base: Path
+) -> list[Problem]:
+    """Warnings for `.sql` tasks without `connection:` that have no database to run on
+    in this environment, or whose database is dagctl's own state database."""
+    from dagctl.config import normalise_db_url
+
+    problems: list[Problem] = []
+    for dag in dags:
+        out = Collector(base=base, dag=dag.name)
+        for task in dag.tasks.values():
+            if task.type != "sql" or task.connection:
+                continue
+            target = sql_database_url(dag, task, env)
+            if target is None:
+                out.add(
+                    task.path,
+                    task.line,
+                    f"{task.name} has no connection and DATABASE_URL is not set: it will fail when it runs",
+                    NO_SQL_DATABASE_HINT,
+                    "/connection",
+                    severity="warning",
+                )
+            elif state_db_url and target[1] == "DATABASE_URL" and normalise_db_url(target[0]) == state_db_url:
+                out.add(
+                    task.path,
+                    task.line,
+                    f"{task.name} has no connection: it runs on DATABASE_URL, dagctl's own state database",
+                    SHARED_STATE_DB_HINT,
+                    "/connection",
+                    severity="warning",
+                )
+        problems.extend(out.problems)
+    return problems

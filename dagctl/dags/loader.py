@@ -525,11 +525,16 @@ def _load_cached(
     return loaded
 
 
+def problem_base(root: Path) -> Path:
+    """What problem paths are shown relative to (the parent of this folder)."""
+    return root if not _is_dag_dir(root) else root.parent
+
+
 def load_tree(root: Path | str, cache: dict[Path, tuple[Any, _LoadResult]] | None = None) -> DagTree:
     """Every DAG under `root` (or `root` itself when it is one DAG folder)."""
     root = Path(root)
     dag_dirs, config_root = _dag_dirs(root)
-    base = root if not _is_dag_dir(root) else root.parent
+    base = problem_base(root)
     config, problems = load_root_config(config_root, base)
     for dag_dir in [d for d in dag_dirs if not is_utf8(d.name)]:
         # A DAG name is a key in the state database and in every message: it must be text.

@@ -92,9 +92,13 @@ def _sql_url(dag: Dag, task: Task, env: Mapping[str, str]) -> str:
             raise PrepareError(f"unknown connection {task.connection!r} (defined: {known})")
         url, where = connection.url, f"connection {task.connection!r}"
     else:
-        url, where = env.get("DATABASE_URL", ""), "DATABASE_URL"
-        if not url:
-            raise PrepareError("SQL task without a connection: set connection: or DATABASE_URL")
+        from dagctl.dags.checks import NO_SQL_DATABASE_HINT, sql_database_url
+
+        # `env` already holds worker_config.env over the process environment.
+        target = sql_database_url(dag, task, {k: v for k, v in env.items() if k == "DATABASE_URL"})
+        if target is None:
+            raise PrepareError(f"SQL task without a connection and no DATABASE_URL ({NO_SQL_DATABASE_HINT})")
+        url, where = target
 
     def expand(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)

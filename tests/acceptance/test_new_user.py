@@ -37,3 +37,72 @@ def test_worker_config_env_is_merged_key_by_key_at_every_level(lite: Env) -> Non
     )
     result = lite.run("run", "merge", "show.sh")
     assert result.stdout == "root dag task task\n"
+
+
+# ---------------------------------------------------------------- 1. SQL headers and targets
+
+
+def test_sql_header_in_dash_dash_comments_is_read(lite: Env) -> None:
+    lite.dag(
+        "wh",
+        "description: wh\n",
+        extract__sh="echo extract\n",
+        load__sql="""
+        -- Load the day's orders (prose before the header is skipped).
+        -- description: load
+        -- inputs: [extract.sh]
+        -- connection: warehouse
+        CREATE TABLE IF NOT EXISTS t (x INTEGER);
+        """,
+        typo__sql="""
+        -- inputs: [extrakt.sh]
+        SELECT 1;
+        """,
+    )
+    (lite.dags / "dagctl.yaml").write_text("connections:\n  warehouse: sqlite:///wh.db\n")
+    result = lite.run("validate", code=1)
+    assert result.stdout == (
+        "dags/wh/typo.sql:1: unknown input 'extrakt.sh' (did you mean 'extract.sh'?)\n"
+    )
+    (lite.dags / "wh" / "typo.sql").unlink()
+    lite.run("validate")
+    graph = lite.json("graph", "wh")
+    inputs = {t["task"]: t["inputs"] for t in graph["tasks"]}
+    assert inputs["load.sql"] == ["extract.sh"]
+    lite.run("run", "wh", "load.sql")
+    assert (lite.dags / "wh.db").exists()  # the connection named in the `--` header
+
+
+def _sql_dag_without_connection(env: Env) -> None:
+    env.dag("plain_sql", "description: plain\n", load__sql="/*\ninputs: []\n*/\nSELECT 1;\n")
+
+
+def test_sql_task_without_connection_or_database_url_is_reported_before_it_runs(
+    lite: Env, tmp_path: Path
+) -> None:
+    _sql_dag_without_connection(lite)
+    no_db = {"DATABASE_URL": "", "XDG_STATE_HOME": str(tmp_path / "state")}
+    result = lite.run("validate", **no_db)
+    assert result.stdout == (
+        "dags/plain_sql/load.sql:1: warning: load.sql has no connection and DATABASE_URL is not set:"
+        " it will fail when it runs (set connection: NAME in its header, a connection named default in"
+        " dagctl.yaml, or DATABASE_URL)\n"
+    )
+    assert lite.error("trigger", "plain_sql", **no_db) == (
+        "dagctl: error: plain_sql/load.sql has no connection and DATABASE_URL is not set: it would fail"
+        " (set connection: NAME in its header, a connection named default in dagctl.yaml, or DATABASE_URL)"
+    )
+
+
+def test_validate_warns_when_sql_tasks_share_the_state_database(lite: Env) -> None:
+    _sql_dag_without_connection(lite)
+    result = lite.run("validate")
+    assert result.stdout == (
+        "dags/plain_sql/load.sql:1: warning: load.sql has no connection: it runs on DATABASE_URL,"
+        " dagctl's own state database (give SQL tasks their own database: connection: NAME in the"
+        " header, or a connection named default in dagctl.yaml)\n"
+    )
+    (lite.dags / "dagctl.yaml").write_text("connections:\n  default: sqlite:///user.db\n")
+    assert lite.run("validate").stdout == ""
+    lite.run("run", "plain_sql", "load.sql")
+    assert (lite.dags / "user.db").exists()

@@ -265,7 +265,7 @@ def test_dag_settings_merge_root_defaults(tmp_path: Path) -> None:
     )
     assert (dag.retries, dag.retry_delay, dag.retry_backoff, dag.timeout) == (1, 60.0, 2.0, 600.0)
     assert dag.tags == ("a", "b")
-    assert dict(dag.worker_config) == {"env": {"B": "dag"}}  # DAG keys replace root keys whole
+    assert dict(dag.worker_config) == {"env": {"A": "root", "B": "dag"}}  # maps merge key by key
     assert (dag.retries_for(task), dag.timeout_for(task)) == (0, 5.0)
     assert dag.retry_delay_for(task, 3) == 240.0
     assert list(dag.params) == ["date", "limit", "token"]
