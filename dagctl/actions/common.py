@@ -69,9 +69,12 @@ def task_order(settings: Settings, dag_name: str) -> list[str]:
 
 
 def open_store(settings: Settings, *, migrate: bool) -> Store:
+    """The state store. The embedded default (an SQLite file nobody set up) is created
+    and migrated by whichever command uses it first; a database named by DATABASE_URL
+    or --db is only migrated by `schedule`, `trigger` and `db upgrade`."""
     from dagctl.store import open_store as _open
 
-    return _open(settings.db_url, migrate=migrate)
+    return _open(settings.db_url, migrate=migrate or settings.db_url == config.default_db_url())
 
 
 @contextlib.contextmanager

@@ -145,6 +145,9 @@ def schedule(
         level=logging.DEBUG if settings.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not settings.verbose:
+        # Alembic logs a dozen set-up lines per migration; dagctl logs the one that matters.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     ctx.exit(
         runs.schedule(
             settings,

@@ -106,3 +106,33 @@ def test_validate_warns_when_sql_tasks_share_the_state_database(lite: Env) -> No
     assert lite.run("validate").stdout == ""
     lite.run("run", "plain_sql", "load.sql")
     assert (lite.dags / "user.db").exists()
+
+
+# ---------------------------------------------------------------- 3. first use of the default database
+
+
+def test_first_command_on_a_fresh_install_creates_and_migrates_the_default_database(
+    lite: Env, tmp_path: Path
+) -> None:
+    lite.dag("hello", "description: hello\n", hi__sh="echo hi\n")
+    fresh = {"DATABASE_URL": "", "XDG_STATE_HOME": str(tmp_path / "fresh")}
+    listed = lite.run("list", **fresh)
+    assert listed.stdout.startswith("DAG ") and "hello" in listed.stdout
+    assert (tmp_path / "fresh" / "dagctl" / "state.db").stat().st_size > 0
+    for first in ("status", "why hello", "logs 1"):
+        other = {"DATABASE_URL": "", "XDG_STATE_HOME": str(tmp_path / first.replace(" ", "_"))}
+        result = lite.run(*first.split(), code=None, **other)
+        assert "not migrated" not in result.stderr, result.stderr
+        assert result.returncode in (0, 2), result.stderr  # `logs 1`: no run 1 (a usage error)
+
+
+def test_a_database_named_by_database_url_still_needs_db_upgrade(lite: Env) -> None:
+    line = lite.error("status", code=3)
+    assert "is not migrated" in line and "run dagctl db upgrade" in line
+
+
+def test_first_schedule_prints_no_alembic_set_up_lines(lite: Env) -> None:
+    lite.dag("hello", "description: hello\n", hi__sh="echo hi\n")
+    result = lite.schedule("--until-idle")
+    assert "alembic" not in result.stderr, result.stderr
+    assert "migrating the state database from empty" in result.stderr
