@@ -12,7 +12,7 @@ from dagctl import config
 from dagctl.config import Settings
 from dagctl.dags import cron
 from dagctl.dags.model import BrokenDag, Dag
-from dagctl.dags.names import dag_names
+from dagctl.dags.names import dag_names, may_be_dag
 from dagctl.errors import DagctlError, DagNotFound, UsageError
 
 if TYPE_CHECKING:
@@ -30,8 +30,9 @@ def load_dag(dags_root: Path, name: str) -> Dag:
     if dag is None:
         from dagctl.dags.hints import did_you_mean
 
-        names = [p.name for p in dags_root.iterdir() if p.is_dir() and not p.name.startswith(".")]
-        raise DagNotFound(f"no DAG {name!r} in {dags_root}", did_you_mean(name, names) or "run dagctl list")
+        raise DagNotFound(
+            f"no DAG {name!r} in {dags_root}", did_you_mean(name, dag_names(dags_root)) or "run dagctl list"
+        )
     if not isinstance(dag, Dag):
         raise DagctlError(f"DAG {name!r} is broken: {dag.reason}", f"run dagctl validate {dags_root / name}")
     return dag
@@ -57,6 +58,19 @@ def load_any(settings: Settings, name: str) -> Dag | BrokenDag:
             did_you_mean(name, dag_names(settings.dags)) or "run dagctl list",
         )
     return dag
+
+
+def unknown_dag(settings: Settings, name: str) -> DagNotFound | None:
+    """The error for a DAG name that is no DAG folder, else None (also for a folder
+    that exists but is broken: it is known, just not loadable)."""
+    if may_be_dag(name) and "/" not in name and (settings.dags / name).is_dir():
+        return None
+    from dagctl.dags.hints import did_you_mean
+
+    return DagNotFound(
+        f"no DAG {name!r} in {settings.dags}",
+        did_you_mean(name, dag_names(settings.dags)) or "run dagctl list",
+    )
 
 
 def task_order(settings: Settings, dag_name: str) -> list[str]:

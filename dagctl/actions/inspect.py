@@ -19,6 +19,7 @@ from dagctl.actions.common import (
     stale_after_s,
     store_session,
     task_order,
+    unknown_dag,
 )
 from dagctl.actions.views import attempt_json, iso, run_json
 from dagctl.config import Settings
@@ -60,6 +61,11 @@ def status(settings: Settings, dag_name: str | None, run_id: int | None, limit: 
         store.close()
     if run_id is not None and not runs:
         raise UsageError(f"no run {run_id}", "run dagctl status to see recent runs")
+    # A DAG whose folder is gone still shows its recorded runs; a name that is neither
+    # is a typo, not "no runs yet".
+    missing = unknown_dag(settings, dag_name) if dag_name is not None and not runs else None
+    if missing is not None:
+        raise missing
     by_run: dict[int, list[dict[str, Any]]] = {}
     for attempt in attempts:
         by_run.setdefault(attempt["dag_run_id"], []).append(attempt)
@@ -117,6 +123,9 @@ def latest_run_id(settings: Settings, dag_name: str | None) -> int:
     with store_session(settings) as store:
         rows = store.runs(dag_name=dag_name, limit=1)
     if not rows:
+        missing = unknown_dag(settings, dag_name) if dag_name is not None else None
+        if missing is not None:
+            raise missing
         where = f" of DAG {dag_name!r}" if dag_name else ""
         raise UsageError(f"no runs{where} yet", "start one with dagctl trigger DAG")
     return int(rows[0]["id"])

@@ -35,6 +35,7 @@ from dagctl.dags.model import (
     Task,
     merge_config,
 )
+from dagctl.dags.names import may_be_dag
 from dagctl.dags.params import build_spec, value_error
 from dagctl.dags.sources import (
     HEADER_READERS,
@@ -53,7 +54,6 @@ from dagctl.dags.yamldoc import YamlDoc
 from dagctl.errors import UsageError
 
 MAX_YAML_BYTES = 1024 * 1024
-_SKIPPED_DIRS = frozenset({"__pycache__", "node_modules"})
 _EXTENSION_OF = {"shell": ".sh", "python": ".py", "sql": ".sql"}
 
 
@@ -272,7 +272,8 @@ def _read_workflow(
             f"missing {WORKFLOW_FILE}",
             f"rename {_MISSPELT_WORKFLOW_FILE} to {WORKFLOW_FILE}"
             if (dag_dir / _MISSPELT_WORKFLOW_FILE).exists()
-            else f"create {WORKFLOW_FILE} with at least a description",
+            else f"create {WORKFLOW_FILE} with at least a description, or rename the folder"
+            f" to _{dag_dir.name} if it is not a DAG (folders starting with _ are not DAGs)",
         )
     else:
         try:
@@ -466,7 +467,7 @@ def load_one(root: Path | str, name: str) -> tuple[Dag | BrokenDag | None, RootC
     """One DAG by name, without reading the others (what `trigger` and `run` need)."""
     root = Path(root)
     dag_dir = root / name
-    if name.startswith(".") or "/" in name or not dag_dir.is_dir():
+    if not may_be_dag(name) or "/" in name or not dag_dir.is_dir():
         return None, RootConfig()
     config, problems = load_root_config(root, root)
     result, *_ = load_dag(dag_dir, config, root)
@@ -493,7 +494,7 @@ def _dag_dirs(root: Path) -> tuple[list[Path], Path]:
             ) from None
         with listing as entries:
             for entry in sorted(entries, key=lambda e: e.name):
-                if entry.name.startswith(".") or entry.name in _SKIPPED_DIRS:
+                if not may_be_dag(entry.name):
                     continue
                 try:
                     if entry.is_dir():

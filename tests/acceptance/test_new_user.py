@@ -136,3 +136,39 @@ def test_first_schedule_prints_no_alembic_set_up_lines(lite: Env) -> None:
     result = lite.schedule("--until-idle")
     assert "alembic" not in result.stderr, result.stderr
     assert "migrating the state database from empty" in result.stderr
+
+
+# ---------------------------------------------------------------- 5. unknown DAG names
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "status etll",
+        "status etll --watch",
+        "trigger etll",
+        "trigger etll --wait",
+        "run etll",
+        "run etll a.sh",
+        "graph etll",
+        "next etll",
+        "why etll",
+        "pause etll",
+        "unpause etll",
+    ],
+)
+def test_an_unknown_dag_is_an_error_with_did_you_mean_everywhere(lite: Env, command: str) -> None:
+    lite.dag("etl", "description: etl\n", a__sh="echo a\n")
+    lite.run("trigger", "etl")  # a database with a run in it, not an empty one
+    assert lite.error(*command.split()) == (
+        f"dagctl: error: no DAG 'etll' in {lite.dags} (did you mean 'etl'?)"
+    )
+
+
+def test_status_of_a_removed_dag_still_shows_its_runs(lite: Env) -> None:
+    folder = lite.dag("gone", "description: gone\n", a__sh="echo a\n")
+    lite.run("trigger", "gone")
+    (folder / "a.sh").unlink()
+    (folder / "workflow.yaml").unlink()
+    folder.rmdir()
+    assert [r["dag"] for r in lite.status("gone")] == ["gone"]

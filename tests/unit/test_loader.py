@@ -481,8 +481,15 @@ def test_type_that_does_not_fit_the_extension(tmp_path: Path) -> None:
 def test_missing_workflow_yaml(tmp_path: Path) -> None:
     tree = load(tmp_path, {"lib/helpers.sh": "echo\n"})
     assert rendered(tree) == [
-        "dags/lib/workflow.yaml: missing workflow.yaml (create workflow.yaml with at least a description)",
+        "dags/lib/workflow.yaml: missing workflow.yaml (create workflow.yaml with at least a description,"
+        " or rename the folder to _lib if it is not a DAG (folders starting with _ are not DAGs))",
     ]
+
+
+def test_folders_starting_with_underscore_are_not_dags(tmp_path: Path) -> None:
+    tree = load(tmp_path, {"_lib/helpers.sh": "echo\n", "d/workflow.yaml": WORKFLOW, "d/a.sh": "echo\n"})
+    assert rendered(tree) == []
+    assert sorted(tree.dags) == ["d"]
 
 
 def test_workflow_yml_instead_of_workflow_yaml(tmp_path: Path) -> None:
