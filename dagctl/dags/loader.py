@@ -42,6 +42,7 @@ from dagctl.dags.sources import (
     MAX_SCRIPT_BYTES,
     Collector,
     Invalid,
+    NotATask,
     check_schema,
     is_utf8,
     mapping_or_problem,
@@ -354,14 +355,19 @@ def load_dag(
         # Task names end up in the state database and in every message: they must be text.
         out.add(path, None, "the file name is not valid UTF-8", "rename the file")
         task_paths.remove(path)
-    task_names = tuple(p.name for p in task_paths)
     hasher = hashlib.sha256()
     data, doc, params = _read_workflow(dag_dir, out, hasher)
     tasks: dict[str, Task] = {}
-    for path in task_paths:
-        task = _load_task(path, out, hasher)
+    for path in list(task_paths):
+        try:
+            task = _load_task(path, out, hasher)
+        except NotATask:
+            task_paths.remove(path)
+            ignored.append(path)
+            continue
         if task is not None:
             tasks[task.name] = task
+    task_names = tuple(p.name for p in task_paths)
     if not task_paths:
         out.add(
             dag_dir,

@@ -227,6 +227,13 @@ def _sql_header(path: Path, text: str, out: Collector) -> Header:
     return Header(parse_yaml(path, body, out, line_offset=first_line), first_line + 1)
 
 
+class NotATask(Exception):
+    """A `.py` file that is a helper module, not a task: ignored like any other file."""
+
+
+PYTHON_TASK_RULE = "a .py file is a task when its docstring is a task header or it defines run(context)"
+
+
 def _python_header(path: Path, text: str, out: Collector) -> Header:
     try:
         tree = ast.parse(text, filename=str(path))
@@ -236,17 +243,29 @@ def _python_header(path: Path, text: str, out: Collector) -> Header:
     except (ValueError, RecursionError, MemoryError) as exc:
         out.add(path, None, f"cannot parse Python: {exc}", "fix the file")
         raise Invalid from None
-    if not any(_defines_run(node) for node in tree.body):
-        out.add(path, None, "no run(context) function", "define def run(context): at module level")
     first = tree.body[0] if tree.body else None
+    lines: list[str] = []
     if (
         isinstance(first, ast.Expr)
         and isinstance(first.value, ast.Constant)
         and isinstance(first.value.value, str)
     ):
-        body = textwrap.dedent(first.value.value)
-        return Header(parse_yaml(path, body, out, line_offset=first.lineno - 1), first.lineno)
-    return Header(None, 1)
+        lines = textwrap.dedent(first.value.value).split("\n")
+    start = header_start(lines)
+    defines_run = any(_defines_run(node) for node in tree.body)
+    if start is None and not defines_run:
+        raise NotATask  # a helper module the tasks import
+    if not defines_run:
+        out.add(
+            path,
+            None,
+            "no run(context) function",
+            f"define def run(context): at module level; {PYTHON_TASK_RULE}",
+        )
+    if first is None or start is None:
+        return Header(None, 1)
+    offset = first.lineno - 1 + start
+    return Header(parse_yaml(path, "\n".join(lines[start:]), out, line_offset=offset), first.lineno)
 
 
 def _defines_run(node: ast.stmt) -> bool:

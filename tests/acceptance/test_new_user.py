@@ -61,9 +61,7 @@ def test_sql_header_in_dash_dash_comments_is_read(lite: Env) -> None:
     )
     (lite.dags / "dagctl.yaml").write_text("connections:\n  warehouse: sqlite:///wh.db\n")
     result = lite.run("validate", code=1)
-    assert result.stdout == (
-        "dags/wh/typo.sql:1: unknown input 'extrakt.sh' (did you mean 'extract.sh'?)\n"
-    )
+    assert result.stdout == ("dags/wh/typo.sql:1: unknown input 'extrakt.sh' (did you mean 'extract.sh'?)\n")
     (lite.dags / "wh" / "typo.sql").unlink()
     lite.run("validate")
     graph = lite.json("graph", "wh")
@@ -172,3 +170,55 @@ def test_status_of_a_removed_dag_still_shows_its_runs(lite: Env) -> None:
     (folder / "workflow.yaml").unlink()
     folder.rmdir()
     assert [r["dag"] for r in lite.status("gone")] == ["gone"]
+
+
+# ---------------------------------------------------------------- 6. helper files
+
+
+def test_helper_modules_shared_folders_and_licence_lines_do_not_break_a_dag(lite: Env) -> None:
+    lib = lite.dags / "_lib"
+    lib.mkdir()
+    (lib / "common.sh").write_text("greet() { echo hello; }\n")
+    lite.dag(
+        "tidy",
+        "description: tidy\n",
+        helpers__py='''
+        """Shared code of this DAG's tasks (no header, no run: a helper module)."""
+
+
+        def shout(text):
+            return text.upper()
+        ''',
+        report__py='''
+        """
+        Build the report.
+
+        inputs: [extract.sh]
+        """
+        import helpers
+
+
+        def run(context):
+            print(helpers.shout("report"))
+        ''',
+        extract__sh="""
+        #!/usr/bin/env bash
+        # Copyright 2024 ACME Corp. All rights reserved.
+        # inputs: []
+        source "$(dirname "$0")/../_lib/common.sh"
+        greet
+        """,
+    )
+    result = lite.run("-v", "validate")
+    assert result.stdout == (
+        f"{lite.dags}/tidy/helpers.py: ignored (a helper module: a .py file is a task when its docstring"
+        " is a task header or it defines run(context))\n"
+    )
+    assert (
+        result.stderr
+        == "1 DAGs (0 broken), 2 tasks in valid DAGs: 0 errors, 0 warnings, 1 other files ignored\n"
+    )
+    graph = lite.json("graph", "tidy")
+    assert {t["task"]: t["inputs"] for t in graph["tasks"]} == {"extract.sh": [], "report.py": ["extract.sh"]}
+    assert lite.run("run", "tidy", "report.py").stdout == "REPORT\n"
+    assert lite.run("run", "tidy", "extract.sh").stdout == "hello\n"

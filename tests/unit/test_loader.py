@@ -459,12 +459,26 @@ def test_loading_never_imports_or_runs_task_code(tmp_path: Path) -> None:
     assert not list((tmp_path / "dags").rglob("__pycache__"))
 
 
-def test_python_with_a_docstring_that_is_not_a_mapping(tmp_path: Path) -> None:
+def test_python_with_a_prose_docstring_is_a_task_without_header(tmp_path: Path) -> None:
     files = {"d/workflow.yaml": WORKFLOW, "d/t.py": '"""Fetch the rates."""\ndef run(c): ...\n'}
     tree = load(tmp_path, files)
+    assert rendered(tree) == []
+    assert tree.dags["d"].tasks["t.py"].inputs == ()
+
+
+def test_python_helper_modules_are_not_tasks(tmp_path: Path) -> None:
+    files = {
+        "d/workflow.yaml": WORKFLOW,
+        "d/helpers.py": '"""Shared helpers."""\nimport os\ndef work_dir(): ...\n',
+        "d/t.py": '"""\nSome prose first.\n\ninputs: []\n"""\nimport helpers\ndef run(c): ...\n',
+        "d/header_no_run.py": '"""\ninputs: [t.py]\n"""\n',
+    }
+    tree = load(tmp_path, files)
     assert rendered(tree) == [
-        "dags/d/t.py:1: the task header must be a mapping of keys, not a string (write key: value lines)",
+        "dags/d/header_no_run.py: no run(context) function (define def run(context): at module level;"
+        " a .py file is a task when its docstring is a task header or it defines run(context))",
     ]
+    assert [Path(p).name for p in tree.ignored_files] == ["helpers.py"]
 
 
 def test_type_that_does_not_fit_the_extension(tmp_path: Path) -> None:
