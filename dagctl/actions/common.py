@@ -17,6 +17,7 @@ from dagctl.errors import DagctlError, DagNotFound, UsageError
 
 if TYPE_CHECKING:
     from dagctl.store import Store
+    from dagctl.store.records import Presence
 
 
 def load_dag(dags_root: Path, name: str) -> Dag:
@@ -108,6 +109,19 @@ def now() -> datetime:
 
 def stale_after_s() -> float:
     return config.tuning().stale_after_seconds
+
+
+def presence_notice(dag_name: str, presence: Presence) -> str | None:
+    """What to tell someone whose run of `dag_name` would wait for a scheduler that is
+    not there; None when a live scheduler has loaded the DAG."""
+    if presence.live_schedulers == 0:
+        return "no scheduler is alive to start this run: start one with dagctl schedule"
+    if presence.live_knowing == 0:
+        return (
+            f"no live scheduler has loaded DAG {dag_name} ({presence.live_schedulers} alive, none with"
+            f" {dag_name} in its --dags folder): the run waits until such a scheduler starts"
+        )
+    return None
 
 
 def no_run(run_id: int) -> UsageError:

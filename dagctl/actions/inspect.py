@@ -16,6 +16,7 @@ from dagctl.actions.common import (
     no_run,
     now,
     open_store,
+    presence_notice,
     stale_after_s,
     store_session,
     task_order,
@@ -39,11 +40,13 @@ def validate_tree(path: Path, manager: str | None, state_db_url: str | None = No
     where `.sql` tasks without a connection would run in this environment."""
     import os
 
-    from dagctl.dags.checks import check_sql_targets
+    from dagctl.dags.checks import check_parameters_provided, check_sql_targets
     from dagctl.dags.loader import load_tree, problem_base
 
     tree = load_tree(path)
-    extra = check_sql_targets(tree.dags.values(), os.environ, state_db_url, problem_base(tree.root))
+    base = problem_base(tree.root)
+    extra = check_sql_targets(tree.dags.values(), os.environ, state_db_url, base)
+    extra.extend(check_parameters_provided(tree.dags.values(), os.environ, base))
     if manager is not None:
         from dagctl.managers import validation_problems
 
@@ -163,8 +166,9 @@ def follow_run(
                 and time.monotonic() - started > NO_SCHEDULER_NOTICE_AFTER_S
             ):
                 noticed = True
-                if store.live_schedulers(stale_after_s()) == 0:
-                    on_notice("no scheduler is alive to start this run: start one with dagctl schedule")
+                notice = presence_notice(run["dag_name"], store.presence(run["dag_name"], stale_after_s()))
+                if notice:
+                    on_notice(notice)
             time.sleep(interval)
 
 
@@ -309,5 +313,6 @@ def why(settings: Settings, dag_name: str) -> dict[str, Any]:
     next_slot = cron.next_slot_after(dag.schedule, dag.timezone, at) if dag and dag.schedule else None
     with store_session(settings) as store:
         snapshot = store.why_snapshot(dag_name, stale_after_s())
+        snapshot["live_knowing"] = store.presence(dag_name, stale_after_s()).live_knowing
         reasons = diagnose.why(dag_name, dag, broken_reason, snapshot, at, store.external_status, next_slot)
     return {"dag": dag_name, "reasons": reasons}

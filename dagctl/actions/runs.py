@@ -27,7 +27,53 @@ def trigger_run(
     logical_date: datetime | None = None,
 ) -> int:
     """Check params against the DAG first (nothing is written if they are wrong), then queue a run."""
+    return _queue(settings, load_dag(settings.dags, dag_name), given, creator, logical_date)
+
+
+def trigger_with_notices(
+    settings: Settings, dag_name: str, given: Mapping[str, Any], creator: str
+) -> tuple[int, list[str]]:
+    """`dagctl trigger`: queue a run, then say what would keep it from running (paused,
+    no live scheduler that has loaded the DAG, parameters nothing provides)."""
     dag = load_dag(settings.dags, dag_name)
+    run_id = _queue(settings, dag, given, creator, None)
+    return run_id, run_notices(settings, dag)
+
+
+def run_notices(settings: Settings, dag: Dag) -> list[str]:
+    import os
+
+    from dagctl.actions.common import presence_notice, stale_after_s, store_session
+    from dagctl.dags.checks import missing_parameters
+    from dagctl.store.fast_trigger import read_presence
+
+    notices = [
+        f"{task.name} needs parameter {name!r}, which is no param of {dag.name} and is not set in"
+        " worker_config.env nor here: the scheduler's environment must set it, or the task fails"
+        for task, name in missing_parameters(dag, os.environ)
+    ]
+    presence = read_presence(settings.db_url, dag.name, stale_after_s(), utcnow())
+    if presence is None:
+        with store_session(settings) as store:
+            presence = store.presence(dag.name, stale_after_s())
+    if presence.paused:
+        notices.append(
+            f"{dag.name} is paused: the run starts once it is unpaused (dagctl unpause {dag.name})"
+        )
+    else:
+        waiting = presence_notice(dag.name, presence)
+        if waiting:
+            notices.append(waiting)
+    return notices
+
+
+def _queue(
+    settings: Settings,
+    dag: Dag,
+    given: Mapping[str, Any],
+    creator: str,
+    logical_date: datetime | None,
+) -> int:
     params = resolve(dag.name, dag.params, given)
     check_runnable(dag)
     from dagctl.store import fast_trigger as quick

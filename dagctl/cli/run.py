@@ -44,15 +44,17 @@ def trigger(
     from dagctl.actions import runs
 
     settings = settings_of(ctx)
-    run_id = runs.trigger_run(settings, dag, params_from(assignments, params_file), creator)
+    run_id, notices = runs.trigger_with_notices(settings, dag, params_from(assignments, params_file), creator)
     if output == "json":
         print_json({"run_id": run_id, "dag": dag})
     else:
         click.echo(run_id)
+    for notice in notices:
+        click.echo(f"dagctl: warning: {notice}", err=True)
     if wait:
         from dagctl.cli.watch import watch_run
 
-        outcome = watch_run(settings, run_id, plain_to_stderr=True)
+        outcome = watch_run(settings, run_id, plain_to_stderr=True, noticed=bool(notices))
         click.echo(f"run {run_id}: {outcome}", err=True)
         ctx.exit(EXIT_OK if outcome == "success" else EXIT_FAILED)
 

@@ -9,9 +9,11 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from dagctl.dags import cron
 from dagctl.dags.hints import did_you_mean
-from dagctl.dags.model import ROOT_CONFIG_FILE, Dag, Problem, RootConfig, Task
+from dagctl.dags.model import ROOT_CONFIG_FILE, Dag, Problem, RootConfig, Task, merge_config
 from dagctl.dags.sources import HEADER_READERS, MAX_SCRIPT_BYTES, Collector, Invalid, read_text
+from dagctl.dags.yamldoc import YamlDoc
 
 
 def header_line(task: Task, pointer: str) -> int:
@@ -220,3 +222,104 @@ def check_sql_targets(
                 )
         problems.extend(out.problems)
     return problems
+
+
+def provided_by_definition(
+    dag_params: Mapping[str, Any], worker_config: Mapping[str, Any], name: str
+) -> bool:
+    """Whether the DAG itself provides what a task's `parameters:` names: a param, a
+    variable of its merged worker_config.env, or one of dagctl's run variables."""
+    env = worker_config.get("env")
+    return name in dag_params or (isinstance(env, Mapping) and name in env) or name.startswith("DAGCTL_")
+
+
+def check_parameter_names(
+    tasks: Mapping[str, Task], params: Mapping[str, Any], worker_config: Mapping[str, Any], out: Collector
+) -> None:
+    """A `parameters:` entry that is no param but nearly one is a typo: an error, as the
+    task would fail at every run for want of it."""
+    for task in tasks.values():
+        merged = merge_config(worker_config, task.worker_config)
+        for index, name in enumerate(task.parameters):
+            if provided_by_definition(params, merged, name):
+                continue
+            hint = did_you_mean(name, params)
+            if hint:
+                pointer = f"/parameters/{index}"
+                out.add(task.path, header_line(task, pointer), f"unknown parameter {name!r}", hint, pointer)
+
+
+def missing_parameters(dag: Dag, env: Mapping[str, str]) -> list[tuple[Task, str]]:
+    """(task, name) for each `parameters:` entry that neither the DAG nor `env` provides."""
+    return [
+        (task, name)
+        for task in dag.tasks.values()
+        for name in task.parameters
+        if not provided_by_definition(dag.params, dag.worker_config_for(task), name) and name not in env
+    ]
+
+
+MISSING_PARAMETER_HINT = (
+    "declare it under params: in workflow.yaml, set it in worker_config.env, or export it where the"
+    " scheduler runs"
+)
+
+
+def check_parameters_provided(dags: Iterable[Dag], env: Mapping[str, str], base: Path) -> list[Problem]:
+    """Warnings for `parameters:` entries that nothing provides in this environment:
+    the task would fail with "task needs parameter ..." unless the scheduler's
+    environment sets them."""
+    problems: list[Problem] = []
+    for dag in dags:
+        out = Collector(base=base, dag=dag.name)
+        for task, name in missing_parameters(dag, env):
+            pointer = f"/parameters/{task.parameters.index(name)}"
+            out.add(
+                task.path,
+                header_line(task, pointer),
+                f"{task.name} needs parameter {name!r}, which is no param of {dag.name} and is not set in"
+                " worker_config.env nor in this environment",
+                MISSING_PARAMETER_HINT,
+                pointer,
+                severity="warning",
+            )
+        problems.extend(out.problems)
+    return problems
+
+
+def check_schedule(path: Path, doc: YamlDoc, data: Mapping[str, Any], out: Collector) -> None:
+    """A bad cron expression or time zone, or a schedule that never fires."""
+    schedule = data.get("schedule")
+    if isinstance(schedule, str):
+        problem = cron.check_expression(schedule)
+        if problem:
+            hint = (
+                "use 5 fields: minute hour day-of-month month day-of-week"
+                if "expected 5" in problem
+                else "minute 0-59, hour 0-23, day-of-month 1-31, month 1-12, day-of-week 0-6"
+            )
+            out.add(path, doc.line_of("/schedule"), problem, hint, "/schedule")
+        elif cron.never_fires(schedule):
+            out.add(
+                path,
+                doc.line_of("/schedule"),
+                f"schedule {schedule!r} never fires",
+                "check the day-of-month and month fields",
+                "/schedule",
+                severity="warning",
+            )
+    timezone = data.get("timezone")
+    if isinstance(timezone, str) and cron.check_timezone(timezone):
+        out.add(
+            path,
+            doc.line_of("/timezone"),
+            f"unknown time zone {timezone!r}",
+            timezone_hint(timezone),
+            "/timezone",
+        )
+
+
+def timezone_hint(name: str) -> str:
+    import zoneinfo
+
+    return did_you_mean(name, zoneinfo.available_timezones()) or "use an IANA name such as Europe/Berlin"

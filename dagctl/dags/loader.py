@@ -14,7 +14,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from dagctl.dags import checks, cron
+from dagctl.dags import checks
 from dagctl.dags.hints import did_you_mean
 from dagctl.dags.model import (
     BUILTIN_TASK_TYPES,
@@ -215,43 +215,6 @@ def _article(word: str) -> str:
     return "an" if word[:1] in "aeiou" else "a"
 
 
-def _check_schedule(path: Path, doc: YamlDoc, data: Mapping[str, Any], out: Collector) -> None:
-    schedule = data.get("schedule")
-    if isinstance(schedule, str):
-        problem = cron.check_expression(schedule)
-        if problem:
-            hint = (
-                "use 5 fields: minute hour day-of-month month day-of-week"
-                if "expected 5" in problem
-                else "minute 0-59, hour 0-23, day-of-month 1-31, month 1-12, day-of-week 0-6"
-            )
-            out.add(path, doc.line_of("/schedule"), problem, hint, "/schedule")
-        elif cron.never_fires(schedule):
-            out.add(
-                path,
-                doc.line_of("/schedule"),
-                f"schedule {schedule!r} never fires",
-                "check the day-of-month and month fields",
-                "/schedule",
-                severity="warning",
-            )
-    timezone = data.get("timezone")
-    if isinstance(timezone, str) and cron.check_timezone(timezone):
-        out.add(
-            path,
-            doc.line_of("/timezone"),
-            f"unknown time zone {timezone!r}",
-            _timezone_hint(timezone),
-            "/timezone",
-        )
-
-
-def _timezone_hint(name: str) -> str:
-    import zoneinfo
-
-    return did_you_mean(name, zoneinfo.available_timezones()) or "use an IANA name such as Europe/Berlin"
-
-
 def _settings(config: RootConfig, data: Mapping[str, Any]) -> dict[str, Any]:
     """DAG keys over root defaults over built-in defaults."""
     merged: dict[str, Any] = {**config.defaults, **{k: v for k, v in data.items() if v is not None}}
@@ -286,7 +249,7 @@ def _read_workflow(
                 raise Invalid
             data = mapping_or_problem(workflow, doc, WORKFLOW_FILE, out)
             check_schema(workflow, doc, "workflow", out)
-            _check_schedule(workflow, doc, data, out)
+            checks.check_schedule(workflow, doc, data, out)
         except Invalid:
             data = {}
     params = _load_params(workflow, doc, data.get("params"), out) if doc else {}
@@ -377,6 +340,9 @@ def load_dag(
         )
     checks.check_inputs(name, tasks, out)
     checks.check_connections(tasks, config, out)
+    checks.check_parameter_names(
+        tasks, params, merge_config(config.worker_config, data.get("worker_config") or {}), out
+    )
 
     if out.has_errors or doc is None:
         return BrokenDag(name, dag_dir, tuple(out.problems)), out.problems, tasks, task_names, ignored
@@ -398,7 +364,7 @@ def load_root_config(root: Path, base: Path) -> tuple[RootConfig, list[Problem]]
         data = mapping_or_problem(path, doc, ROOT_CONFIG_FILE, out)
         check_schema(path, doc, "config", out)
         if isinstance(data.get("defaults"), dict):
-            _check_schedule(path, doc, data["defaults"], out)
+            checks.check_schedule(path, doc, data["defaults"], out)
     except Invalid:
         return RootConfig(path=path), out.problems
     if out.has_errors:

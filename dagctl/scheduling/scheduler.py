@@ -106,6 +106,7 @@ class Scheduler:
         self._log_problems: dict[int, str] = {}
         self._broken: dict[str, str] = {}
         self._load_problem: str | None = None
+        self._recorded: frozenset[str] | None = None  # the DAG names last written for `why`
 
     # ------------------------------------------------------------ the loop
 
@@ -294,6 +295,10 @@ class Scheduler:
             log.info("DAG %s is no longer broken", name)
         self._broken = broken
         states = self.store.sync_dags({name: d.fingerprint for name, d in self.dags.items()}, now)
+        if self._recorded != self.dags.keys():
+            # `why` and `trigger` tell a DAG that no live scheduler has loaded.
+            self.store.record_loaded_dags(self.owner, list(self.dags))
+            self._recorded = frozenset(self.dags)
         self._advance_news = True  # changed definitions flag their DAGs' runs
         self._watched = {
             pair for dag in self.dags.values() for t in dag.tasks.values() for pair in t.external_inputs
