@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -222,3 +224,111 @@ def test_helper_modules_shared_folders_and_licence_lines_do_not_break_a_dag(lite
     assert {t["task"]: t["inputs"] for t in graph["tasks"]} == {"extract.sh": [], "report.py": ["extract.sh"]}
     assert lite.run("run", "tidy", "report.py").stdout == "REPORT\n"
     assert lite.run("run", "tidy", "extract.sh").stdout == "hello\n"
+
+
+# ---------------------------------------------------------------- 4. schedulers and their DAGs folders
+
+
+def _wait_for_line(process: subprocess.Popen[str], needle: str, timeout: float = 30) -> None:
+    assert process.stderr is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if needle in line:
+            return
+    raise AssertionError(f"no {needle!r} from the scheduler")
+
+
+def test_runs_no_live_scheduler_knows_are_reported_by_why_and_trigger(env: Env, tmp_path: Path) -> None:
+    env.dag("mine", "description: mine\n", a__sh="echo a\n")
+    other = tmp_path / "other"
+    (other / "theirs").mkdir(parents=True)
+    (other / "theirs" / "workflow.yaml").write_text("description: theirs\n")
+    (other / "theirs" / "b.sh").write_text("echo b\n")
+    scheduler = env.spawn("--dags", str(other), "schedule", "--poll-interval", "0.05")
+    try:
+        _wait_for_line(scheduler, "started")
+        # The scheduler has synced its definitions once its first pass is done.
+        deadline = time.monotonic() + 30
+        while "scheduler" not in env.run("why", "mine").stdout and time.monotonic() < deadline:
+            time.sleep(0.1)
+        triggered = env.run("trigger", "mine")
+        assert triggered.stdout == "1\n"
+        assert triggered.stderr == (
+            "dagctl: warning: no live scheduler has loaded DAG mine (1 alive, none with mine in its --dags"
+            " folder): the run waits until such a scheduler starts\n"
+        )
+        reasons = env.json("why", "mine")["reasons"]
+        assert [r["code"] for r in reasons] == ["unknown_to_schedulers", "queued"]
+        assert reasons[1]["message"] == "run 1 is queued: a scheduler that has loaded it starts it"
+        waiting = env.spawn("trigger", "mine", "--wait")
+        time.sleep(1)
+        assert waiting.poll() is None  # it waits, having said why
+        waiting.kill()
+        _, err = waiting.communicate(timeout=10)
+        assert "no live scheduler has loaded DAG mine" in err
+        theirs = env.run("--dags", str(other), "trigger", "theirs")
+        assert theirs.stderr == ""
+    finally:
+        scheduler.terminate()
+        scheduler.communicate(timeout=30)
+    after = env.run("trigger", "mine")
+    assert (
+        after.stderr
+        == "dagctl: warning: no scheduler is alive to start this run: start one with dagctl schedule\n"
+    )
+
+
+# ---------------------------------------------------------------- 8. parameters: checked
+
+
+def test_parameters_nothing_provides_are_reported(lite: Env) -> None:
+    lite.dag(
+        "params",
+        """
+        description: params
+        params:
+          date: {type: string, default: "2024-06-01"}
+        worker_config:
+          env: {REGION: emea}
+        """,
+        typo__sh="# parameters: [dat]\necho $dat\n",
+    )
+    assert lite.run("validate", code=1).stdout == (
+        "dags/params/typo.sh:1: unknown parameter 'dat' (did you mean 'date'?)\n"
+    )
+    (lite.dags / "params" / "typo.sh").write_text("# parameters: [date, REGION, API_KEY]\necho $API_KEY\n")
+    assert lite.run("validate").stdout == (
+        "dags/params/typo.sh:1: warning: typo.sh needs parameter 'API_KEY', which is no param of params and"
+        " is not set in worker_config.env nor in this environment (declare it under params: in"
+        " workflow.yaml, set it in worker_config.env, or export it where the scheduler runs)\n"
+    )
+    assert lite.run("validate", API_KEY="k").stdout == ""
+    triggered = lite.run("trigger", "params")
+    assert "dagctl: warning: typo.sh needs parameter 'API_KEY'" in triggered.stderr
+    failed = lite.run("run", "params", "typo.sh", code=1)
+    assert failed.stderr == "dagctl: task params/typo.sh failed: task needs parameter API_KEY\n"
+
+
+# ---------------------------------------------------------------- 9. the small ones
+
+
+def test_triggering_a_paused_dag_warns(lite: Env) -> None:
+    lite.dag("quiet", "description: quiet\n", a__sh="echo a\n")
+    lite.run("db", "upgrade")
+    lite.run("pause", "quiet")
+    result = lite.run("trigger", "quiet")
+    assert result.stdout == "1\n"
+    assert (
+        "dagctl: warning: quiet is paused: the run starts once it is unpaused (dagctl unpause quiet)\n"
+        in (result.stderr)
+    )
+
+
+def test_why_on_a_broken_dag_does_not_suggest_trigger(lite: Env) -> None:
+    lite.dag("bad", "description: bad\nretrys: 1\n", a__sh="echo a\n")
+    lite.run("db", "upgrade")
+    reasons = lite.json("why", "bad")["reasons"]
+    assert [r["code"] for r in reasons] == ["broken", "no_scheduler", "nothing_queued"]
+    assert reasons[-1]["message"] == "no run is queued or running (fix bad first: dagctl validate)"
+    assert "trigger" not in lite.run("why", "bad").stdout
