@@ -332,3 +332,52 @@ def test_why_on_a_broken_dag_does_not_suggest_trigger(lite: Env) -> None:
     assert [r["code"] for r in reasons] == ["broken", "no_scheduler", "nothing_queued"]
     assert reasons[-1]["message"] == "no run is queued or running (fix bad first: dagctl validate)"
     assert "trigger" not in lite.run("why", "bad").stdout
+
+
+# ---------------------------------------------------------------- 12. run a whole DAG locally
+
+
+CHAIN = {
+    "a__sh": "echo a\n",
+    "b__sh": '# inputs: [a.sh]\necho "b $DAGCTL_TASK greeting=$greeting"\n',
+    "c__sh": "# inputs: [b.sh]\necho c; exit 3\n",
+    "d__sh": "# inputs: [c.sh]\necho d\n",
+    "side__sh": "# inputs: [a.sh]\necho side\n",
+}
+
+
+def test_run_dag_runs_every_task_in_dependency_order_and_stops_at_the_first_failure(
+    lite: Env, tmp_path: Path
+) -> None:
+    lite.dag("chain", "description: chain\nparams:\n  greeting: {type: string, default: hi}\n", **CHAIN)
+    result = lite.run("run", "chain", "-p", "greeting=hello", code=3)
+    assert result.stdout == "a\nb b.sh greeting=hello\nc\n"
+    lines = [line.split(" (")[0] for line in result.stderr.splitlines()]
+    assert lines == [
+        "[1/5] a.sh: running",
+        "[1/5] a.sh: success",
+        "[2/5] b.sh: running",
+        "[2/5] b.sh: success",
+        "[3/5] c.sh: running",
+        "[3/5] c.sh: failed",
+        "chain: c.sh failed; not run: d.sh, side.sh; nothing recorded",
+    ]
+    assert not (tmp_path / "state.db").exists()  # nothing recorded, not even a database
+
+
+def test_run_dag_slices_with_from_and_to(lite: Env) -> None:
+    lite.dag("chain", "description: chain\nparams:\n  greeting: {type: string, default: hi}\n", **CHAIN)
+    assert lite.run("run", "chain", "--to", "b.sh").stdout == "a\nb b.sh greeting=hi\n"
+    assert lite.run("run", "chain", "--from", "b.sh", "--to", "b.sh").stdout == "b b.sh greeting=hi\n"
+    assert lite.run("run", "chain", "--from", "c.sh", code=3).stdout == "c\n"
+    assert lite.run("run", "chain", "--from", "side.sh").stdout == "side\n"
+    assert lite.error("run", "chain", "--from", "b.sh", "--to", "side.sh") == (
+        "dagctl: error: side.sh does not depend on b.sh: nothing to run (swap --from and --to?)"
+    )
+    assert lite.error("run", "chain", "--from", "bb.sh") == (
+        "dagctl: error: DAG 'chain' has no task 'bb.sh' (did you mean 'b.sh'?)"
+    )
+    assert lite.error("run", "chain", "a.sh", "--from", "a.sh") == (
+        "dagctl: error: --from and --to run a slice of the DAG, not one TASK (dagctl run chain --from a.sh)"
+    )
+    assert lite.run("run", "chain", "a.sh").stdout == "a\n"  # `run DAG TASK` keeps its meaning
