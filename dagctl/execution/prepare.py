@@ -7,7 +7,6 @@ variables (built in `environment.py`), bind parameters (SQL) or the Python conte
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
@@ -17,12 +16,10 @@ from urllib.parse import urlsplit
 
 from dagctl.dags.model import Dag, Task
 from dagctl.execution.attempt import TaskContext
-from dagctl.execution.environment import PrepareError, configured_environment, task_environment
+from dagctl.execution.environment import PrepareError, configured_environment, expand_url, task_environment
 from dagctl.execution.taskprocess import Launch
 
 __all__ = ["PrepareError", "prepare"]
-
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 @cache
@@ -100,18 +97,7 @@ def _sql_url(dag: Dag, task: Task, env: Mapping[str, str]) -> str:
             raise PrepareError(f"SQL task without a connection and no DATABASE_URL ({NO_SQL_DATABASE_HINT})")
         url, where = target
 
-    def expand(match: re.Match[str]) -> str:
-        name, default = match.group(1), match.group(2)
-        value = env.get(name)
-        if value is None or (value == "" and default is not None):
-            if default is None:
-                raise PrepareError(f"{where}: environment variable {name} is not set")
-            return default
-        return value
-
-    from dagctl.config import normalise_db_url
-
-    return normalise_db_url(_VAR.sub(expand, url))
+    return expand_url(url, env, where)
 
 
 def _plugin_argv(dag: Dag, task: Task, context: TaskContext) -> list[str]:

@@ -166,6 +166,7 @@ def pod_env(config: Mapping[str, Any], attempt: Attempt) -> list[dict[str, str]]
             configured=config.get("kube_env"),
             configured_key="worker_config.kube_env",
             check_parameters=False,
+            with_connections=False,
         )
     except PrepareError as exc:
         raise PodSpecError(exc.message) from None

@@ -381,3 +381,51 @@ def test_run_dag_slices_with_from_and_to(lite: Env) -> None:
         "dagctl: error: --from and --to run a slice of the DAG, not one TASK (dagctl run chain --from a.sh)"
     )
     assert lite.run("run", "chain", "a.sh").stdout == "a\n"  # `run DAG TASK` keeps its meaning
+
+
+# ---------------------------------------------------------------- 7. working directory and connections
+
+
+def test_tasks_get_named_connections_with_passwords_masked_and_run_in_their_folder(lite: Env) -> None:
+    (lite.dags / "dagctl.yaml").write_text(
+        "connections:\n"
+        "  warehouse: sqlite:///wh.db\n"
+        "  report_db: postgresql://etl:s3cret-pw@db.internal:5432/reports\n"
+        "  later: ${LATER_URL}\n"
+    )
+    lite.dag(
+        "conn",
+        "description: conn\n",
+        write__py='''
+        """
+        inputs: []
+        """
+        import os
+        import sqlite3
+
+
+        def run(context):
+            with sqlite3.connect(os.environ["DAGCTL_CONN_WAREHOUSE"].removeprefix("sqlite:///")) as db:
+                db.execute("CREATE TABLE IF NOT EXISTS t (x INTEGER)")
+                db.execute("INSERT INTO t VALUES (42)")
+            print(os.getcwd())
+            print(os.environ["DAGCTL_CONN_REPORT_DB"])
+            print("later" if "DAGCTL_CONN_LATER" in os.environ else "no later")
+        ''',
+        read__sql="""
+        -- inputs: [write.py]
+        -- connection: warehouse
+        SELECT x FROM t;
+        """,
+    )
+    result = lite.run("run", "conn")
+    assert result.stdout.splitlines()[:3] == [
+        str(lite.dags / "conn"),
+        "postgresql://etl:***@db.internal:5432/reports",
+        "no later",
+    ]
+    assert "s3cret-pw" not in result.stdout
+    assert (lite.dags / "wh.db").exists()
+    assert "statement 1: 1 row\n  42\n" in result.stdout  # the SQL task read what the Python task wrote
+    later = lite.run("run", "conn", "write.py", LATER_URL="sqlite:///x.db")
+    assert later.stdout.splitlines()[2] == "later"
