@@ -429,3 +429,35 @@ def test_tasks_get_named_connections_with_passwords_masked_and_run_in_their_fold
     assert "statement 1: 1 row\n  42\n" in result.stdout  # the SQL task read what the Python task wrote
     later = lite.run("run", "conn", "write.py", LATER_URL="sqlite:///x.db")
     assert later.stdout.splitlines()[2] == "later"
+
+
+# ---------------------------------------------------------------- 10. kubernetes without a cluster
+
+UNREACHABLE_KUBECONFIG = """
+apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "http://127.0.0.1:1"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+"""
+
+
+def test_kubernetes_scheduler_without_any_cluster_configuration_fails_at_start(
+    lite: Env, tmp_path: Path
+) -> None:
+    pytest.importorskip("kubernetes")
+    lite.dag("pods", "description: pods\nworker_config: {kube_image: img}\n", a__sh="echo a\n")
+    nowhere = {"KUBECONFIG": "", "HOME": str(tmp_path / "home"), "KUBERNETES_SERVICE_HOST": ""}
+    assert lite.error("schedule", "--manager", "kubernetes", "--once", **nowhere) == (
+        f"dagctl: error: no Kubernetes cluster configuration: no kubeconfig ({tmp_path}/home/.kube/config"
+        " does not exist) and not in a cluster (set KUBECONFIG to your kubeconfig file, or run the"
+        " scheduler in a pod of the cluster)"
+    )
+    missing = {**nowhere, "KUBECONFIG": str(tmp_path / "nope")}
+    assert "no kubeconfig (KUBECONFIG=" in lite.error("schedule", "--manager", "kubernetes", **missing)
+    # Configured but unreachable: an outage the scheduler rides out.
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(UNREACHABLE_KUBECONFIG)
+    result = lite.schedule("--manager", "kubernetes", "--once", **{**nowhere, "KUBECONFIG": str(kubeconfig)})
+    assert "(will retry)" in result.stderr
