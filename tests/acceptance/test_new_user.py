@@ -461,3 +461,107 @@ def test_kubernetes_scheduler_without_any_cluster_configuration_fails_at_start(
     kubeconfig.write_text(UNREACHABLE_KUBECONFIG)
     result = lite.schedule("--manager", "kubernetes", "--once", **{**nowhere, "KUBECONFIG": str(kubeconfig)})
     assert "(will retry)" in result.stderr
+
+
+def test_retry_lists_the_tasks_that_run_once_their_inputs_succeed(lite: Env) -> None:
+    lite.dag(
+        "abc",
+        "description: abc\nretries: 0\n",
+        a__sh="test -e go\n",
+        b__sh="# inputs: [a.sh]\necho b\n",
+        c__sh="# inputs: [b.sh]\necho c\n",
+    )
+    lite.run("trigger", "abc")
+    lite.schedule("--until-idle")
+    assert [t["status"] for t in lite.status()[0]["tasks"]] == [
+        "failed",
+        "upstream_failed",
+        "upstream_failed",
+    ]
+    (lite.dags / "abc" / "go").write_text("")
+    assert lite.json("retry", "1") == {
+        "run_id": 1,
+        "dag": "abc",
+        "requeued": [{"task": "a.sh", "attempt": 2}],
+        "reset": ["b.sh", "c.sh"],
+    }
+    lite.schedule("--until-idle")
+    lite.run("trigger", "abc")
+    lite.run("cancel", "2")  # cancelled before any task was created
+    assert lite.run("retry", "2").stdout == "run 2 reopened: a.sh, b.sh, c.sh run once their inputs succeed\n"
+    lite.schedule("--until-idle")
+    assert [r["status"] for r in lite.status()] == ["success", "success"]
+
+
+def _on_a_terminal(env: Env, *args: str, **extra: str) -> str:
+    """What `dagctl ARGS` writes to a terminal (a pseudo-terminal of 100 columns)."""
+    import os
+    import pty
+
+    from tests.acceptance.conftest import DAGCTL
+
+    main, child = pty.openpty()
+    process = subprocess.Popen(
+        # Env.environ drops NO_COLOR: the test's own value goes on top.
+        [DAGCTL, *args],
+        env={**env.environ(), **extra, "COLUMNS": "100"},
+        stdout=child,
+        stderr=child,
+    )
+    os.close(child)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # the terminal closed: dagctl ended
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(main)
+    assert process.wait(timeout=30) == 0
+    return b"".join(chunks).decode()
+
+
+def test_no_color_means_no_escape_sequences_at_all(lite: Env) -> None:
+    lite.dag("hello", "description: hello\nschedule: '0 * * * *'\n", hi__sh="echo hi\n")
+    lite.run("trigger", "hello")
+    assert "\x1b[" in _on_a_terminal(lite, "status")  # styled on a terminal
+    for command in ("status", "list", "why hello", "graph hello"):
+        assert "\x1b[" not in _on_a_terminal(lite, *command.split(), NO_COLOR="1"), command
+
+
+def test_trigger_dag_works_as_the_readme_says(lite: Env) -> None:
+    import sys
+
+    lite.dag(
+        "report", "description: r\nparams:\n  top_n: {type: integer, default: 5}\n", a__sh="echo $top_n\n"
+    )
+    code = (
+        "from dagctl import trigger_dag\n"
+        "from dagctl.errors import UsageError\n"
+        "print(trigger_dag('report', creator='billing-service', params={'top_n': 3}))\n"
+        "try:\n"
+        "    trigger_dag('reprot')\n"
+        "except UsageError as exc:\n"
+        "    print(exc)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env=lite.environ(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout == f"1\nno DAG 'reprot' in {lite.dags} (did you mean 'report'?)\n"
+    (run,) = lite.status()
+    assert (run["creator"], run["dag"]) == ("billing-service", "report")
+
+
+def test_an_invalid_fake_clock_is_a_usage_error(lite: Env) -> None:
+    lite.dag("hello", "description: hello\n", hi__sh="echo hi\n")
+    for command in ("list", "status", "why hello", "schedule --once"):
+        assert lite.error(*command.split(), fake_now="garbage") == (
+            "dagctl: error: DAGCTL_FAKE_NOW='garbage' is not an ISO 8601 time (e.g. 2024-03-31T00:30:00Z)"
+        )
