@@ -340,8 +340,12 @@ def load_dag(
         )
     checks.check_inputs(name, tasks, out)
     checks.check_connections(tasks, config, out)
+    dag_config = data.get("worker_config")  # anything else than a mapping is a schema error
     checks.check_parameter_names(
-        tasks, params, merge_config(config.worker_config, data.get("worker_config") or {}), out
+        tasks,
+        params,
+        merge_config(config.worker_config, dag_config if isinstance(dag_config, dict) else {}),
+        out,
     )
 
     if out.has_errors or doc is None:
