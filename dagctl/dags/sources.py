@@ -211,10 +211,22 @@ def _shell_header(path: Path, text: str, out: Collector) -> Header:
 
 
 def _sql_header(path: Path, text: str, out: Collector) -> Header:
-    """`/* ... */` at the top, or a block of `--` comment lines."""
+    """`/* ... */` at the top (after `--` comment lines, if any), or a block of `--`
+    comment lines."""
     stripped = text.lstrip()
     if stripped.startswith("--"):
-        return _comment_header(path, text, out, "--")
+        header = _comment_header(path, text, out, "--")
+        if header.doc is not None:
+            return header
+        # Prose in `--` lines, then perhaps a /* */ header: look past the comments.
+        lines = text.split("\n")
+        index = 0
+        while index < len(lines) and (lines[index].lstrip().startswith("--") or not lines[index].strip()):
+            index += 1
+        rest = "\n".join(lines[index:])
+        if not rest.lstrip().startswith("/*"):
+            return header
+        stripped = rest.lstrip()
     if not stripped.startswith("/*"):
         return Header(None, 1)
     begin = text.index("/*")

@@ -561,3 +561,27 @@ def test_a_lone_surrogate_in_a_docstring(tmp_path: Path) -> None:
     (problem,) = tree.problems
     assert problem.path == "dags/d/t.py"
     assert problem.message.startswith("YAML error: unacceptable character #xd800")
+
+
+def test_comment_lines_before_a_header_are_skipped(tmp_path: Path) -> None:
+    tree = load(
+        tmp_path,
+        {
+            "d/workflow.yaml": WORKFLOW,
+            "d/a.sh": "#!/bin/bash\n# Copyright 2024 ACME\n# All rights reserved.\n# inputs: []\necho\n",
+            "d/b.sql": "-- Licence: MIT\n-- inputs: [a.sh]\n-- connectoin: x\nSELECT 1;\n",
+            "d/c.sql": "-- Licence: MIT\n\n/*\ninputs: [a.sh]\n*/\nSELECT 1;\n",
+            "d/d.sql": "-- just prose\nSELECT 1;\n",
+        },
+    )
+    assert rendered(tree) == [
+        "dags/d/b.sql:3: unknown key 'connectoin' (did you mean 'connection'?)",
+    ]
+    (tmp_path / "dags" / "d" / "b.sql").write_text("-- Licence: MIT\n-- inputs: [a.sh]\nSELECT 1;\n")
+    dag = load(tmp_path, {}).dags["d"]
+    assert {name: task.inputs for name, task in dag.tasks.items()} == {
+        "a.sh": (),
+        "b.sql": ("a.sh",),
+        "c.sql": ("a.sh",),
+        "d.sql": (),
+    }
