@@ -13,7 +13,7 @@ from dagctl.config import Settings
 from dagctl.dags import cron
 from dagctl.dags.model import BrokenDag, Dag
 from dagctl.dags.names import dag_names, may_be_dag
-from dagctl.errors import DagctlError, DagNotFound, UsageError
+from dagctl.errors import DagctlError, DagNotFound, DatabaseError, UsageError
 
 if TYPE_CHECKING:
     from dagctl.store import Store
@@ -89,7 +89,26 @@ def open_store(settings: Settings, *, migrate: bool) -> Store:
     or --db is only migrated by `schedule`, `trigger` and `db upgrade`."""
     from dagctl.store import open_store as _open
 
-    return _open(settings.db_url, migrate=migrate or settings.db_url == config.default_db_url())
+    default = settings.db_url == config.default_db_url()
+    if not (migrate or default):
+        missing = _missing_sqlite_file(settings.db_url)
+        if missing is not None:
+            # Said before connecting: opening it would leave an empty file behind.
+            raise DatabaseError(
+                f"the state database {missing} does not exist",
+                "run dagctl db upgrade to create it, or check DATABASE_URL / --db",
+            )
+    return _open(settings.db_url, migrate=migrate or default)
+
+
+def _missing_sqlite_file(url: str) -> str | None:
+    """The path of an SQLite state database URL whose file does not exist, else None."""
+    if not url.startswith(("sqlite:///", "sqlite+pysqlite:///")) or "?" in url:
+        return None
+    path = url.split(":///", 1)[1]
+    if not path or path == ":memory:" or Path(path).expanduser().exists():
+        return None
+    return path
 
 
 @contextlib.contextmanager

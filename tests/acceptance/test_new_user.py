@@ -126,9 +126,17 @@ def test_first_command_on_a_fresh_install_creates_and_migrates_the_default_datab
         assert result.returncode in (0, 2), result.stderr  # `logs 1`: no run 1 (a usage error)
 
 
-def test_a_database_named_by_database_url_still_needs_db_upgrade(lite: Env) -> None:
+def test_a_database_named_by_database_url_still_needs_db_upgrade(lite: Env, tmp_path: Path) -> None:
+    assert lite.error("status", code=3) == (
+        f"dagctl: error: the state database {tmp_path}/state.db does not exist"
+        " (run dagctl db upgrade to create it, or check DATABASE_URL / --db)"
+    )
+    assert not (tmp_path / "state.db").exists()  # no empty file left behind
+    (tmp_path / "state.db").write_bytes(b"")
     line = lite.error("status", code=3)
     assert "is not migrated" in line and "run dagctl db upgrade" in line
+    lite.run("db", "upgrade")
+    assert lite.status() == []
 
 
 def test_first_schedule_prints_no_alembic_set_up_lines(lite: Env) -> None:
