@@ -2,8 +2,10 @@
 
 Tasks run one at a time in dependency order, each exactly as `dagctl run DAG TASK`
 runs it (`execution.foreground`: the same environment, process group, timeout and
-masking as the worker manager). The first failure stops the run; nothing is retried,
-and nothing is written to the state database.
+masking as the worker manager). The first failure stops the run; nothing is retried.
+Nothing is written to the state database, unless `record`: then the finished run is
+written as a manual run in one transaction (`store/foreground.py`), so no scheduler
+ever sees it unfinished.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from dagctl.actions.common import load_dag
@@ -28,6 +31,8 @@ class TaskRun:
     task: str
     outcome: Outcome
     seconds: float
+    started_at: datetime
+    ended_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +40,7 @@ class DagRunResult:
     dag: str
     ran: list[TaskRun]
     not_run: list[str]  # of the planned tasks, those after the failure
+    run_id: int | None = None  # with record: the run it was recorded as
 
     @property
     def failed(self) -> TaskRun | None:
@@ -88,6 +94,7 @@ def run_dag(
     *,
     first: str | None = None,
     last: str | None = None,
+    record: bool = False,
     on_start: Callable[[str, int, int], None] = lambda task, index, total: None,
     on_end: Callable[[TaskRun, int, int], None] = lambda ran, index, total: None,
 ) -> DagRunResult:
@@ -96,9 +103,15 @@ def run_dag(
     and one set of params for every task, as in a run; no run id."""
     from dagctl.execution.foreground import run_foreground
 
+    if record and (first is not None or last is not None):
+        raise UsageError("--record records a whole run: it cannot take --from or --to")
     dag = load_dag(settings.dags, dag_name)
     order = dependency_order(dag, first, last)
     params = resolve(dag.name, dag.params, given)
+    if record:
+        from dagctl.actions.runs import check_runnable
+
+        check_runnable(dag)  # as trigger does, before anything runs
     logical_date = utcnow()
     ran: list[TaskRun] = []
     for index, name in enumerate(order, start=1):
@@ -112,11 +125,58 @@ def run_dag(
             params=params,
             secret_params=dag.secret_params,
         )
-        started = time.monotonic()
+        started, started_at = time.monotonic(), utcnow()
         outcome = run_foreground(dag, dag.tasks[name], context)
-        result = TaskRun(name, outcome, time.monotonic() - started)
+        result = TaskRun(name, outcome, time.monotonic() - started, started_at, utcnow())
         ran.append(result)
         on_end(result, index, len(order))
         if outcome.status != SUCCESS:
-            return DagRunResult(dag.name, ran, order[index:])
-    return DagRunResult(dag.name, ran, [])
+            break
+    not_run = order[len(ran) :]
+    run_id = _record(settings, dag, params, logical_date, ran, not_run) if record else None
+    return DagRunResult(dag.name, ran, not_run, run_id)
+
+
+def _record(
+    settings: Settings,
+    dag: Dag,
+    params: Mapping[str, Any],
+    logical_date: datetime,
+    ran: list[TaskRun],
+    not_run: list[str],
+) -> int:
+    """Write the finished run: the attempts that ran, and `upstream_failed` for the
+    tasks downstream of the failure (the others were never created, as in a run the
+    scheduler stopped; `dagctl retry` creates them)."""
+    from dagctl.actions.common import open_store
+    from dagctl.store.foreground import ForegroundAttempt
+
+    attempts = [
+        ForegroundAttempt(
+            task=r.task,
+            status=r.outcome.status,
+            started_at=r.started_at,
+            ended_at=r.ended_at,
+            exit_code=r.outcome.exit_code,
+            error=(r.outcome.error or "")[:4000] or None,
+            log=r.outcome.log,
+            log_truncated_bytes=r.outcome.log_truncated_bytes,
+        )
+        for r in ran
+    ]
+    failed = [r.task for r in ran if r.outcome.status != SUCCESS]
+    if failed:
+        downstream = _reachable(failed[0], dag.downstream()) - {failed[0]}
+        ended = ran[-1].ended_at
+        attempts.extend(
+            ForegroundAttempt(task=name, status="upstream_failed", started_at=None, ended_at=ended)
+            for name in not_run
+            if name in downstream
+        )
+    store = open_store(settings, migrate=True)
+    try:
+        return store.record_foreground_run(
+            dag.name, params, "dagctl run", logical_date, dag.fingerprint, ran[0].started_at, attempts
+        )
+    finally:
+        store.close()

@@ -82,6 +82,11 @@ def trigger(
     "--from", "first", metavar="TASK", help="Without TASK: start at this task (and what depends on it)."
 )
 @click.option("--to", "last", metavar="TASK", help="Without TASK: end at this task (and what it depends on).")
+@click.option(
+    "--record",
+    is_flag=True,
+    help="Without TASK: record the run once it has ended, as a manual run (dagctl status, logs, retry).",
+)
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -92,12 +97,14 @@ def run(
     attempt: int | None,
     first: str | None,
     last: str | None,
+    record: bool,
 ) -> None:
-    """Run DAG's tasks (or one TASK) here, in the foreground; record nothing.
+    """Run DAG's tasks (or one TASK) here, in the foreground.
 
     \b
     Without TASK: every task in dependency order, one at a time, stopping at the first
-    failure with its exit code (--from/--to: a slice).
+    failure with its exit code (--from/--to: a slice). It records nothing, unless
+    --record: then the ended run is recorded as a manual run.
     With TASK: that task alone; exit with its code. A kubernetes pod runs exactly this,
     and its scheduler records the outcome from the pod's exit code and log."""
     from dagctl.dags.params import parse_assignments
@@ -109,10 +116,14 @@ def run(
     if task is None:
         if run_id is not None or attempt is not None:
             raise UsageError("--run-id and --attempt need a TASK", f"dagctl run {dag} TASK --run-id N")
-        ctx.exit(_run_whole_dag(settings, dag, given, first, last))
+        ctx.exit(_run_whole_dag(settings, dag, given, first, last, record))
     if first is not None or last is not None:
         raise UsageError(
             "--from and --to run a slice of the DAG, not one TASK", f"dagctl run {dag} --from {task}"
+        )
+    if record:
+        raise UsageError(
+            "--record records a run of the whole DAG, not of one TASK", f"dagctl run {dag} --record"
         )
     from dagctl.actions import runs
 
@@ -124,7 +135,7 @@ def run(
 
 
 def _run_whole_dag(
-    settings: Settings, dag: str, given: dict[str, Any], first: str | None, last: str | None
+    settings: Settings, dag: str, given: dict[str, Any], first: str | None, last: str | None, record: bool
 ) -> int:
     """`dagctl run DAG`: task output on stdout as it comes, one line per task start and
     end on stderr; the exit code of the first failed task (0 when all succeed)."""
@@ -145,13 +156,20 @@ def _run_whole_dag(
             error = f": {outcome.error}" if outcome.error else ""
             click.echo(f"[{index}/{total}] {ran.task}: failed ({detail}){error}", err=True)
 
-    result = run_dag(settings, dag, given, first=first, last=last, on_start=started, on_end=ended)
+    result = run_dag(
+        settings, dag, given, first=first, last=last, record=record, on_start=started, on_end=ended
+    )
+    recorded = (
+        "nothing recorded"
+        if result.run_id is None
+        else f"recorded as run {result.run_id} (dagctl status --run {result.run_id})"
+    )
     failed = result.failed
     if failed is None:
-        click.echo(f"{result.dag}: {len(result.ran)} tasks succeeded; nothing recorded", err=True)
+        click.echo(f"{result.dag}: {len(result.ran)} tasks succeeded; {recorded}", err=True)
         return 0
     not_run = f"; not run: {', '.join(result.not_run)}" if result.not_run else ""
-    click.echo(f"{result.dag}: {failed.task} failed{not_run}; nothing recorded", err=True)
+    click.echo(f"{result.dag}: {failed.task} failed{not_run}; {recorded}", err=True)
     return exit_status(failed.outcome)
 
 

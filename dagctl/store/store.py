@@ -24,6 +24,7 @@ from dagctl.store import engine as engines
 from dagctl.store.adoption import AdoptionOperations
 from dagctl.store.attempts import AttemptOperations
 from dagctl.store.control import ControlOperations
+from dagctl.store.foreground import ForegroundOperations
 from dagctl.store.presence import PresenceOperations
 from dagctl.store.reads import ReadOperations
 from dagctl.store.runs import RunOperations
@@ -39,6 +40,7 @@ class Store(
     ControlOperations,
     AdoptionOperations,
     PresenceOperations,
+    ForegroundOperations,
 ):
     """Every operation dagctl performs on its state, one mixin per concern: runs.py
     (DAG rows, creating and advancing runs), attempts.py (claims, ends, leases, logs),

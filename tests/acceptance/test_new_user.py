@@ -573,3 +573,28 @@ def test_an_invalid_fake_clock_is_a_usage_error(lite: Env) -> None:
         assert lite.error(*command.split(), fake_now="garbage") == (
             "dagctl: error: DAGCTL_FAKE_NOW='garbage' is not an ISO 8601 time (e.g. 2024-03-31T00:30:00Z)"
         )
+
+
+def test_run_dag_with_record_is_a_manual_run_in_status_logs_and_retry(env: Env) -> None:
+    env.dag("chain", "description: chain\nparams:\n  greeting: {type: string, default: hi}\n", **CHAIN)
+    result = env.run("run", "chain", "--record", code=3)
+    assert result.stderr.splitlines()[-1] == (
+        "chain: c.sh failed; not run: d.sh, side.sh; recorded as run 1 (dagctl status --run 1)"
+    )
+    (run,) = env.status()
+    assert (run["id"], run["kind"], run["creator"], run["status"]) == (1, "manual", "dagctl run", "failed")
+    assert {t["task"]: (t["status"], t["exit_code"]) for t in run["tasks"]} == {
+        "a.sh": ("success", 0),
+        "b.sh": ("success", 0),
+        "c.sh": ("failed", 3),
+        "d.sh": ("upstream_failed", None),
+    }
+    assert env.run("logs", "1", "c.sh").stdout == "c\n"
+    (env.dags / "chain" / "c.sh").write_text("# inputs: [b.sh]\necho c again\n")
+    assert env.json("retry", "1")["reset"] == ["d.sh", "side.sh"]
+    env.schedule("--until-idle")
+    (run,) = env.status()
+    assert run["status"] == "success" and len(run["tasks"]) == 5
+    assert env.error("run", "chain", "--record", "--to", "b.sh") == (
+        "dagctl: error: --record records a whole run: it cannot take --from or --to"
+    )
