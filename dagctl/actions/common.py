@@ -12,11 +12,12 @@ from dagctl import config
 from dagctl.config import Settings
 from dagctl.dags import cron
 from dagctl.dags.model import BrokenDag, Dag
-from dagctl.dags.names import dag_names
-from dagctl.errors import DagctlError, DagNotFound, UsageError
+from dagctl.dags.names import dag_names, may_be_dag
+from dagctl.errors import DagctlError, DagNotFound, DatabaseError, UsageError
 
 if TYPE_CHECKING:
     from dagctl.store import Store
+    from dagctl.store.records import Presence
 
 
 def load_dag(dags_root: Path, name: str) -> Dag:
@@ -30,8 +31,9 @@ def load_dag(dags_root: Path, name: str) -> Dag:
     if dag is None:
         from dagctl.dags.hints import did_you_mean
 
-        names = [p.name for p in dags_root.iterdir() if p.is_dir() and not p.name.startswith(".")]
-        raise DagNotFound(f"no DAG {name!r} in {dags_root}", did_you_mean(name, names) or "run dagctl list")
+        raise DagNotFound(
+            f"no DAG {name!r} in {dags_root}", did_you_mean(name, dag_names(dags_root)) or "run dagctl list"
+        )
     if not isinstance(dag, Dag):
         raise DagctlError(f"DAG {name!r} is broken: {dag.reason}", f"run dagctl validate {dags_root / name}")
     return dag
@@ -59,6 +61,19 @@ def load_any(settings: Settings, name: str) -> Dag | BrokenDag:
     return dag
 
 
+def unknown_dag(settings: Settings, name: str) -> DagNotFound | None:
+    """The error for a DAG name that is no DAG folder, else None (also for a folder
+    that exists but is broken: it is known, just not loadable)."""
+    if may_be_dag(name) and "/" not in name and (settings.dags / name).is_dir():
+        return None
+    from dagctl.dags.hints import did_you_mean
+
+    return DagNotFound(
+        f"no DAG {name!r} in {settings.dags}",
+        did_you_mean(name, dag_names(settings.dags)) or "run dagctl list",
+    )
+
+
 def task_order(settings: Settings, dag_name: str) -> list[str]:
     """The DAG's task names in definition order, or [] when it cannot be loaded now."""
     try:
@@ -69,9 +84,31 @@ def task_order(settings: Settings, dag_name: str) -> list[str]:
 
 
 def open_store(settings: Settings, *, migrate: bool) -> Store:
+    """The state store. The embedded default (an SQLite file nobody set up) is created
+    and migrated by whichever command uses it first; a database named by DATABASE_URL
+    or --db is only migrated by `schedule`, `trigger` and `db upgrade`."""
     from dagctl.store import open_store as _open
 
-    return _open(settings.db_url, migrate=migrate)
+    default = settings.db_url == config.default_db_url()
+    if not (migrate or default):
+        missing = _missing_sqlite_file(settings.db_url)
+        if missing is not None:
+            # Said before connecting: opening it would leave an empty file behind.
+            raise DatabaseError(
+                f"the state database {missing} does not exist",
+                "run dagctl db upgrade to create it, or check DATABASE_URL / --db",
+            )
+    return _open(settings.db_url, migrate=migrate or default)
+
+
+def _missing_sqlite_file(url: str) -> str | None:
+    """The path of an SQLite state database URL whose file does not exist, else None."""
+    if not url.startswith(("sqlite:///", "sqlite+pysqlite:///")) or "?" in url:
+        return None
+    path = url.split(":///", 1)[1]
+    if not path or path == ":memory:" or Path(path).expanduser().exists():
+        return None
+    return path
 
 
 @contextlib.contextmanager
@@ -91,6 +128,19 @@ def now() -> datetime:
 
 def stale_after_s() -> float:
     return config.tuning().stale_after_seconds
+
+
+def presence_notice(dag_name: str, presence: Presence) -> str | None:
+    """What to tell someone whose run of `dag_name` would wait for a scheduler that is
+    not there; None when a live scheduler has loaded the DAG."""
+    if presence.live_schedulers == 0:
+        return "no scheduler is alive to start this run: start one with dagctl schedule"
+    if presence.live_knowing == 0:
+        return (
+            f"no live scheduler has loaded DAG {dag_name} ({presence.live_schedulers} alive, none with"
+            f" {dag_name} in its --dags folder): the run waits until such a scheduler starts"
+        )
+    return None
 
 
 def no_run(run_id: int) -> UsageError:

@@ -16,9 +16,11 @@ from dagctl.actions.common import (
     no_run,
     now,
     open_store,
+    presence_notice,
     stale_after_s,
     store_session,
     task_order,
+    unknown_dag,
 )
 from dagctl.actions.views import attempt_json, iso, run_json
 from dagctl.config import Settings
@@ -33,17 +35,23 @@ FOLLOW_INTERVAL_S = 0.5
 NO_SCHEDULER_NOTICE_AFTER_S = 2.0
 
 
-def validate_tree(path: Path, manager: str | None) -> DagTree:
-    """Every DAG under `path` with every problem found, plus what `manager` needs."""
-    from dagctl.dags.loader import load_tree
+def validate_tree(path: Path, manager: str | None, state_db_url: str | None = None) -> DagTree:
+    """Every DAG under `path` with every problem found, plus what `manager` needs and
+    where `.sql` tasks without a connection would run in this environment."""
+    import os
+
+    from dagctl.dags.checks import check_parameters_provided, check_sql_targets
+    from dagctl.dags.loader import load_tree, problem_base
 
     tree = load_tree(path)
-    if manager is None:
-        return tree
-    from dagctl.managers import validation_problems
+    base = problem_base(tree.root)
+    extra = check_sql_targets(tree.dags.values(), os.environ, state_db_url, base)
+    extra.extend(check_parameters_provided(tree.dags.values(), os.environ, base))
+    if manager is not None:
+        from dagctl.managers import validation_problems
 
-    extra = validation_problems(manager, tree.dags, tree.root)
-    return replace(tree, problems=(*tree.problems, *extra))
+        extra.extend(validation_problems(manager, tree.dags, tree.root))
+    return replace(tree, problems=(*tree.problems, *extra)) if extra else tree
 
 
 def status(settings: Settings, dag_name: str | None, run_id: int | None, limit: int) -> list[dict[str, Any]]:
@@ -56,6 +64,11 @@ def status(settings: Settings, dag_name: str | None, run_id: int | None, limit: 
         store.close()
     if run_id is not None and not runs:
         raise UsageError(f"no run {run_id}", "run dagctl status to see recent runs")
+    # A DAG whose folder is gone still shows its recorded runs; a name that is neither
+    # is a typo, not "no runs yet".
+    missing = unknown_dag(settings, dag_name) if dag_name is not None and not runs else None
+    if missing is not None:
+        raise missing
     by_run: dict[int, list[dict[str, Any]]] = {}
     for attempt in attempts:
         by_run.setdefault(attempt["dag_run_id"], []).append(attempt)
@@ -136,6 +149,9 @@ def latest_run_id(settings: Settings, dag_name: str | None) -> int:
     with store_session(settings) as store:
         rows = store.runs(dag_name=dag_name, limit=1)
     if not rows:
+        missing = unknown_dag(settings, dag_name) if dag_name is not None else None
+        if missing is not None:
+            raise missing
         where = f" of DAG {dag_name!r}" if dag_name else ""
         raise UsageError(f"no runs{where} yet", "start one with dagctl trigger DAG")
     return int(rows[0]["id"])
@@ -175,8 +191,9 @@ def follow_run(
                 and time.monotonic() - started > NO_SCHEDULER_NOTICE_AFTER_S
             ):
                 noticed = True
-                if store.live_schedulers(stale_after_s()) == 0:
-                    on_notice("no scheduler is alive to start this run: start one with dagctl schedule")
+                notice = presence_notice(run["dag_name"], store.presence(run["dag_name"], stale_after_s()))
+                if notice:
+                    on_notice(notice)
             time.sleep(interval)
 
 
@@ -321,5 +338,6 @@ def why(settings: Settings, dag_name: str) -> dict[str, Any]:
     next_slot = cron.next_slot_after(dag.schedule, dag.timezone, at) if dag and dag.schedule else None
     with store_session(settings) as store:
         snapshot = store.why_snapshot(dag_name, stale_after_s())
+        snapshot["live_knowing"] = store.presence(dag_name, stale_after_s()).live_knowing
         reasons = diagnose.why(dag_name, dag, broken_reason, snapshot, at, store.external_status, next_slot)
     return {"dag": dag_name, "reasons": reasons}

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from dagctl.actions.common import load_dag, open_store
 from dagctl.config import Settings
 from dagctl.dags.cron import utcnow
+from dagctl.dags.model import Dag
 from dagctl.dags.templating import RunDates
 from dagctl.errors import UsageError
 
@@ -29,11 +30,65 @@ def trigger_run(
     """Check params against the DAG first (nothing is written if they are wrong), then queue
     a run for `logical_date` (default: now), its data interval from the DAG's schedule and
     its templated param defaults rendered for it."""
-    from dagctl.dags.templating import dates_for_manual, resolve_run_params
+    return _queue(settings, load_dag(settings.dags, dag_name), given, creator, logical_date)
+
+
+def trigger_with_notices(
+    settings: Settings,
+    dag_name: str,
+    given: Mapping[str, Any],
+    creator: str,
+    logical_date_text: str | None = None,
+) -> tuple[int, list[str]]:
+    """`dagctl trigger`: queue a run, then say what would keep it from running (paused,
+    no live scheduler that has loaded the DAG, parameters nothing provides)."""
+    from dagctl.dags.templating import parse_logical_date
 
     dag = load_dag(settings.dags, dag_name)
+    when = parse_logical_date(logical_date_text, dag) if logical_date_text else None
+    run_id = _queue(settings, dag, given, creator, when)
+    return run_id, run_notices(settings, dag)
+
+
+def run_notices(settings: Settings, dag: Dag) -> list[str]:
+    import os
+
+    from dagctl.actions.common import presence_notice, stale_after_s, store_session
+    from dagctl.dags.checks import missing_parameters
+    from dagctl.store.fast_trigger import read_presence
+
+    notices = [
+        f"{task.name} needs parameter {name!r}, which is no param of {dag.name} and is not set in"
+        " worker_config.env nor here: the scheduler's environment must set it, or the task fails"
+        for task, name in missing_parameters(dag, os.environ)
+    ]
+    presence = read_presence(settings.db_url, dag.name, stale_after_s(), utcnow())
+    if presence is None:
+        with store_session(settings) as store:
+            presence = store.presence(dag.name, stale_after_s())
+    if presence.paused:
+        notices.append(
+            f"{dag.name} is paused: the run starts once it is unpaused (dagctl unpause {dag.name})"
+        )
+    else:
+        waiting = presence_notice(dag.name, presence)
+        if waiting:
+            notices.append(waiting)
+    return notices
+
+
+def _queue(
+    settings: Settings,
+    dag: Dag,
+    given: Mapping[str, Any],
+    creator: str,
+    logical_date: datetime | None,
+) -> int:
+    from dagctl.dags.templating import dates_for_manual, resolve_run_params
+
     dates = dates_for_manual(dag, logical_date or utcnow())
     params = resolve_run_params(dag, dates, given)
+    check_runnable(dag)
     interval = (dates.data_interval_start, dates.data_interval_end)
     from dagctl.store import fast_trigger as quick
 
@@ -54,11 +109,19 @@ def trigger_run(
         store.close()
 
 
-def parse_logical_date(settings: Settings, dag_name: str, text: str) -> datetime:
-    """`--logical-date` text as naive UTC, read in the DAG's time zone."""
-    from dagctl.dags.templating import parse_logical_date as parse
+def check_runnable(dag: Dag) -> None:
+    """Refuse a run that would certainly fail for want of configuration: a `.sql` task
+    without a connection when DATABASE_URL is not set either."""
+    import os
 
-    return parse(text, load_dag(settings.dags, dag_name))
+    from dagctl.dags.checks import NO_SQL_DATABASE_HINT, sql_database_url
+
+    for task in dag.tasks.values():
+        if task.type == "sql" and not task.connection and sql_database_url(dag, task, os.environ) is None:
+            raise UsageError(
+                f"{dag.name}/{task.name} has no connection and DATABASE_URL is not set: it would fail",
+                NO_SQL_DATABASE_HINT,
+            )
 
 
 def trigger(

@@ -32,9 +32,10 @@ from dagctl.errors import EXIT_FAILED, EXIT_OK, UsageError
 def validate(ctx: click.Context, path: Path | None, manager: str | None, output: str) -> None:
     """Check every DAG under PATH (default: --dags) and report every problem."""
     from dagctl.actions import inspect as reading
+    from dagctl.dags.sources import PYTHON_TASK_RULE
 
     settings = settings_of(ctx)
-    tree = reading.validate_tree(path or settings.dags, manager)
+    tree = reading.validate_tree(path or settings.dags, manager, settings.db_url)
     task_count = sum(len(d.tasks) for d in tree.dags.values())
     dag_count = len(tree.dags) + len(tree.broken)
     errors = tree.errors
@@ -53,7 +54,8 @@ def validate(ctx: click.Context, path: Path | None, manager: str | None, output:
             click.echo(problem.render())
         if settings.verbose:
             for ignored in tree.ignored_files:
-                click.echo(f"{ignored}: ignored (not a task file)")
+                why = f"a helper module: {PYTHON_TASK_RULE}" if ignored.endswith(".py") else "not a task file"
+                click.echo(f"{ignored}: ignored ({why})")
         warnings = len(tree.problems) - len(errors)
         summary = (
             f"{dag_count} DAGs ({len(tree.broken)} broken), {task_count} tasks in valid DAGs: "

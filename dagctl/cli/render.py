@@ -10,6 +10,7 @@ terminal or NO_COLOR is set.
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -53,8 +54,10 @@ _TASK_FIXED = 4 + 2 + _STATUS_W + 2 + _TRY_W + 2 + _TOOK_W + 2 + _EXIT_W
 
 
 def console(stderr: bool = False) -> Console:
-    # rich already honours NO_COLOR and drops colour when the stream is not a terminal.
-    return Console(highlight=False, stderr=stderr)
+    # rich drops every style when the stream is not a terminal; NO_COLOR (no-color.org)
+    # only drops its colours, so bold and dim escapes would stay: no styles at all then.
+    plain = bool(os.environ.get("NO_COLOR"))
+    return Console(highlight=False, stderr=stderr, color_system=None if plain else "auto")
 
 
 def _style(status: str) -> str:

@@ -10,10 +10,11 @@ import click
 from dagctl.config import Settings
 
 
-def watch_run(settings: Settings, run_id: int, *, plain_to_stderr: bool) -> str:
+def watch_run(settings: Settings, run_id: int, *, plain_to_stderr: bool, noticed: bool = False) -> str:
     """Follow a run until it ends and return its status: a live view redrawn in place
     when stdout is a terminal, else one plain line per change (on stderr when stdout
-    carries something else, as with `trigger --wait`)."""
+    carries something else, as with `trigger --wait`). `noticed`: the caller already
+    said why the run may not start, so the follower does not say it again."""
     from dagctl.actions import inspect
 
     if sys.stdout.isatty():
@@ -22,7 +23,10 @@ def watch_run(settings: Settings, run_id: int, *, plain_to_stderr: bool) -> str:
         out = console()
         with live_run(out) as live:
             return inspect.follow_run(
-                settings, run_id, live.update, on_notice=lambda m: out.print(f"[yellow]{m}[/]")
+                settings,
+                run_id,
+                live.update,
+                on_notice=None if noticed else lambda m: out.print(f"[yellow]{m}[/]"),
             )
     from dagctl.cli.render import progress_lines
 
@@ -35,5 +39,5 @@ def watch_run(settings: Settings, run_id: int, *, plain_to_stderr: bool) -> str:
         previous = view
 
     return inspect.follow_run(
-        settings, run_id, show, on_notice=lambda m: click.echo(f"dagctl: {m}", err=True)
+        settings, run_id, show, on_notice=None if noticed else lambda m: click.echo(f"dagctl: {m}", err=True)
     )

@@ -1,5 +1,7 @@
 """Checks across a DAG's tasks and across DAGs: unknown inputs, cycles (within a DAG
-and across DAGs), unknown connections; and the templates of a file. Each problem points at the header line of
+and across DAGs), unknown connections, the templates of a file, and (given an
+environment) where `.sql` tasks without a connection would run. Each problem points at
+the header line of
 the input that causes it."""
 
 from __future__ import annotations
@@ -8,8 +10,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from dagctl.dags import cron
 from dagctl.dags.hints import did_you_mean
-from dagctl.dags.model import ROOT_CONFIG_FILE, Problem, RootConfig, Task
+from dagctl.dags.model import ROOT_CONFIG_FILE, Dag, Problem, RootConfig, Task, merge_config
 from dagctl.dags.sources import HEADER_READERS, MAX_SCRIPT_BYTES, Collector, Invalid, read_text
 from dagctl.dags.templating import check as check_text
 from dagctl.dags.templating import is_template
@@ -190,3 +193,166 @@ def check_templates(path: Path, doc: YamlDoc, spec: Mapping[str, Any], out: Coll
         for index, element in enumerate(command):
             if is_template(element):
                 check_template(path, doc, f"/command/{index}", element, out)
+
+
+DEFAULT_CONNECTION = "default"
+
+
+def sql_database_url(dag: Dag, task: Task, env: Mapping[str, str]) -> tuple[str, str] | None:
+    """Where a `.sql` task without `connection:` runs, as (URL, what names it): the
+    `default` connection of dagctl.yaml, else DATABASE_URL from its worker_config.env,
+    else from `env`; None when none is set (the attempt would fail)."""
+    if DEFAULT_CONNECTION in dag.connections:
+        return dag.connections[DEFAULT_CONNECTION].url, f"connection {DEFAULT_CONNECTION!r}"
+    configured = dag.worker_config_for(task).get("env")
+    if isinstance(configured, Mapping) and configured.get("DATABASE_URL"):
+        return str(configured["DATABASE_URL"]), "worker_config.env DATABASE_URL"
+    if env.get("DATABASE_URL"):
+        return env["DATABASE_URL"], "DATABASE_URL"
+    return None
+
+
+NO_SQL_DATABASE_HINT = (
+    "set connection: NAME in its header, a connection named default in dagctl.yaml, or DATABASE_URL"
+)
+SHARED_STATE_DB_HINT = (
+    "give SQL tasks their own database: connection: NAME in the header, or a connection named"
+    " default in dagctl.yaml"
+)
+
+
+def check_sql_targets(
+    dags: Iterable[Dag], env: Mapping[str, str], state_db_url: str | None, base: Path
+) -> list[Problem]:
+    """Warnings for `.sql` tasks without `connection:` that have no database to run on
+    in this environment, or whose database is dagctl's own state database."""
+    from dagctl.config import normalise_db_url
+
+    problems: list[Problem] = []
+    for dag in dags:
+        out = Collector(base=base, dag=dag.name)
+        for task in dag.tasks.values():
+            if task.type != "sql" or task.connection:
+                continue
+            target = sql_database_url(dag, task, env)
+            if target is None:
+                out.add(
+                    task.path,
+                    task.line,
+                    f"{task.name} has no connection and DATABASE_URL is not set: it will fail when it runs",
+                    NO_SQL_DATABASE_HINT,
+                    "/connection",
+                    severity="warning",
+                )
+            elif state_db_url and target[1] == "DATABASE_URL" and normalise_db_url(target[0]) == state_db_url:
+                out.add(
+                    task.path,
+                    task.line,
+                    f"{task.name} has no connection: it runs on DATABASE_URL, dagctl's own state database",
+                    SHARED_STATE_DB_HINT,
+                    "/connection",
+                    severity="warning",
+                )
+        problems.extend(out.problems)
+    return problems
+
+
+def provided_by_definition(
+    dag_params: Mapping[str, Any], worker_config: Mapping[str, Any], name: str
+) -> bool:
+    """Whether the DAG itself provides what a task's `parameters:` names: a param, a
+    variable of its merged worker_config.env, or one of dagctl's run variables."""
+    env = worker_config.get("env")
+    return name in dag_params or (isinstance(env, Mapping) and name in env) or name.startswith("DAGCTL_")
+
+
+def check_parameter_names(
+    tasks: Mapping[str, Task], params: Mapping[str, Any], worker_config: Mapping[str, Any], out: Collector
+) -> None:
+    """A `parameters:` entry that is no param but nearly one is a typo: an error, as the
+    task would fail at every run for want of it."""
+    for task in tasks.values():
+        merged = merge_config(worker_config, task.worker_config)
+        for index, name in enumerate(task.parameters):
+            if provided_by_definition(params, merged, name):
+                continue
+            hint = did_you_mean(name, params)
+            if hint:
+                pointer = f"/parameters/{index}"
+                out.add(task.path, header_line(task, pointer), f"unknown parameter {name!r}", hint, pointer)
+
+
+def missing_parameters(dag: Dag, env: Mapping[str, str]) -> list[tuple[Task, str]]:
+    """(task, name) for each `parameters:` entry that neither the DAG nor `env` provides."""
+    return [
+        (task, name)
+        for task in dag.tasks.values()
+        for name in task.parameters
+        if not provided_by_definition(dag.params, dag.worker_config_for(task), name) and name not in env
+    ]
+
+
+MISSING_PARAMETER_HINT = (
+    "declare it under params: in workflow.yaml, set it in worker_config.env, or export it where the"
+    " scheduler runs"
+)
+
+
+def check_parameters_provided(dags: Iterable[Dag], env: Mapping[str, str], base: Path) -> list[Problem]:
+    """Warnings for `parameters:` entries that nothing provides in this environment:
+    the task would fail with "task needs parameter ..." unless the scheduler's
+    environment sets them."""
+    problems: list[Problem] = []
+    for dag in dags:
+        out = Collector(base=base, dag=dag.name)
+        for task, name in missing_parameters(dag, env):
+            pointer = f"/parameters/{task.parameters.index(name)}"
+            out.add(
+                task.path,
+                header_line(task, pointer),
+                f"{task.name} needs parameter {name!r}, which is no param of {dag.name} and is not set in"
+                " worker_config.env nor in this environment",
+                MISSING_PARAMETER_HINT,
+                pointer,
+                severity="warning",
+            )
+        problems.extend(out.problems)
+    return problems
+
+
+def check_schedule(path: Path, doc: YamlDoc, data: Mapping[str, Any], out: Collector) -> None:
+    """A bad cron expression or time zone, or a schedule that never fires."""
+    schedule = data.get("schedule")
+    if isinstance(schedule, str):
+        problem = cron.check_expression(schedule)
+        if problem:
+            hint = (
+                "use 5 fields: minute hour day-of-month month day-of-week"
+                if "expected 5" in problem
+                else "minute 0-59, hour 0-23, day-of-month 1-31, month 1-12, day-of-week 0-6"
+            )
+            out.add(path, doc.line_of("/schedule"), problem, hint, "/schedule")
+        elif cron.never_fires(schedule):
+            out.add(
+                path,
+                doc.line_of("/schedule"),
+                f"schedule {schedule!r} never fires",
+                "check the day-of-month and month fields",
+                "/schedule",
+                severity="warning",
+            )
+    timezone = data.get("timezone")
+    if isinstance(timezone, str) and cron.check_timezone(timezone):
+        out.add(
+            path,
+            doc.line_of("/timezone"),
+            f"unknown time zone {timezone!r}",
+            timezone_hint(timezone),
+            "/timezone",
+        )
+
+
+def timezone_hint(name: str) -> str:
+    import zoneinfo
+
+    return did_you_mean(name, zoneinfo.available_timezones()) or "use an IANA name such as Europe/Berlin"

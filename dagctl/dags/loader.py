@@ -14,7 +14,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from dagctl.dags import checks, cron
+from dagctl.dags import checks
 from dagctl.dags.hints import did_you_mean
 from dagctl.dags.model import (
     BUILTIN_TASK_TYPES,
@@ -34,13 +34,16 @@ from dagctl.dags.model import (
     Retention,
     RootConfig,
     Task,
+    merge_config,
 )
+from dagctl.dags.names import may_be_dag
 from dagctl.dags.params import build_spec, value_error
 from dagctl.dags.sources import (
     HEADER_READERS,
     MAX_SCRIPT_BYTES,
     Collector,
     Invalid,
+    NotATask,
     check_schema,
     is_utf8,
     mapping_or_problem,
@@ -54,7 +57,6 @@ from dagctl.dags.yamldoc import YamlDoc
 from dagctl.errors import UsageError
 
 MAX_YAML_BYTES = 1024 * 1024
-_SKIPPED_DIRS = frozenset({"__pycache__", "node_modules"})
 _EXTENSION_OF = {"shell": ".sh", "python": ".py", "sql": ".sql"}
 
 
@@ -220,43 +222,6 @@ def _article(word: str) -> str:
     return "an" if word[:1] in "aeiou" else "a"
 
 
-def _check_schedule(path: Path, doc: YamlDoc, data: Mapping[str, Any], out: Collector) -> None:
-    schedule = data.get("schedule")
-    if isinstance(schedule, str):
-        problem = cron.check_expression(schedule)
-        if problem:
-            hint = (
-                "use 5 fields: minute hour day-of-month month day-of-week"
-                if "expected 5" in problem
-                else "minute 0-59, hour 0-23, day-of-month 1-31, month 1-12, day-of-week 0-6"
-            )
-            out.add(path, doc.line_of("/schedule"), problem, hint, "/schedule")
-        elif cron.never_fires(schedule):
-            out.add(
-                path,
-                doc.line_of("/schedule"),
-                f"schedule {schedule!r} never fires",
-                "check the day-of-month and month fields",
-                "/schedule",
-                severity="warning",
-            )
-    timezone = data.get("timezone")
-    if isinstance(timezone, str) and cron.check_timezone(timezone):
-        out.add(
-            path,
-            doc.line_of("/timezone"),
-            f"unknown time zone {timezone!r}",
-            _timezone_hint(timezone),
-            "/timezone",
-        )
-
-
-def _timezone_hint(name: str) -> str:
-    import zoneinfo
-
-    return did_you_mean(name, zoneinfo.available_timezones()) or "use an IANA name such as Europe/Berlin"
-
-
 def _settings(config: RootConfig, data: Mapping[str, Any]) -> dict[str, Any]:
     """DAG keys over root defaults over built-in defaults."""
     merged: dict[str, Any] = {**config.defaults, **{k: v for k, v in data.items() if v is not None}}
@@ -278,7 +243,8 @@ def _read_workflow(
             f"missing {WORKFLOW_FILE}",
             f"rename {_MISSPELT_WORKFLOW_FILE} to {WORKFLOW_FILE}"
             if (dag_dir / _MISSPELT_WORKFLOW_FILE).exists()
-            else f"create {WORKFLOW_FILE} with at least a description",
+            else f"create {WORKFLOW_FILE} with at least a description, or rename the folder"
+            f" to _{dag_dir.name} if it is not a DAG (folders starting with _ are not DAGs)",
         )
     else:
         try:
@@ -290,7 +256,7 @@ def _read_workflow(
                 raise Invalid
             data = mapping_or_problem(workflow, doc, WORKFLOW_FILE, out)
             check_schema(workflow, doc, "workflow", out)
-            _check_schedule(workflow, doc, data, out)
+            checks.check_schedule(workflow, doc, data, out)
             checks.check_templates(workflow, doc, data, out)
         except Invalid:
             data = {}
@@ -335,7 +301,7 @@ def _build_dag(
         retry_delay=parse_duration(settings.get("retry_delay", DEFAULT_RETRY_DELAY_S)),
         retry_backoff=float(settings.get("retry_backoff", DEFAULT_RETRY_BACKOFF)),
         timeout=parse_duration(settings["timeout"]) if settings.get("timeout") is not None else None,
-        worker_config=MappingProxyType({**config.worker_config, **(data.get("worker_config") or {})}),
+        worker_config=MappingProxyType(merge_config(config.worker_config, data.get("worker_config") or {})),
         tags=tuple(str(t) for t in settings.get("tags") or ()),
         connections=config.connections,
     )
@@ -360,14 +326,19 @@ def load_dag(
         # Task names end up in the state database and in every message: they must be text.
         out.add(path, None, "the file name is not valid UTF-8", "rename the file")
         task_paths.remove(path)
-    task_names = tuple(p.name for p in task_paths)
     hasher = hashlib.sha256()
     data, doc, params = _read_workflow(dag_dir, out, hasher)
     tasks: dict[str, Task] = {}
-    for path in task_paths:
-        task = _load_task(path, out, hasher)
+    for path in list(task_paths):
+        try:
+            task = _load_task(path, out, hasher)
+        except NotATask:
+            task_paths.remove(path)
+            ignored.append(path)
+            continue
         if task is not None:
             tasks[task.name] = task
+    task_names = tuple(p.name for p in task_paths)
     if not task_paths:
         out.add(
             dag_dir,
@@ -377,6 +348,13 @@ def load_dag(
         )
     checks.check_inputs(name, tasks, out)
     checks.check_connections(tasks, config, out)
+    dag_config = data.get("worker_config")  # anything else than a mapping is a schema error
+    checks.check_parameter_names(
+        tasks,
+        params,
+        merge_config(config.worker_config, dag_config if isinstance(dag_config, dict) else {}),
+        out,
+    )
 
     if out.has_errors or doc is None:
         return BrokenDag(name, dag_dir, tuple(out.problems)), out.problems, tasks, task_names, ignored
@@ -399,7 +377,7 @@ def load_root_config(root: Path, base: Path) -> tuple[RootConfig, list[Problem]]
         check_schema(path, doc, "config", out)
         checks.check_templates(path, doc, data, out)
         if isinstance(data.get("defaults"), dict):
-            _check_schedule(path, doc, data["defaults"], out)
+            checks.check_schedule(path, doc, data["defaults"], out)
     except Invalid:
         return RootConfig(path=path), out.problems
     if out.has_errors:
@@ -480,7 +458,7 @@ def load_one(root: Path | str, name: str) -> tuple[Dag | BrokenDag | None, RootC
     """One DAG by name, without reading the others (what `trigger` and `run` need)."""
     root = Path(root)
     dag_dir = root / name
-    if name.startswith(".") or "/" in name or not dag_dir.is_dir():
+    if not may_be_dag(name) or "/" in name or not dag_dir.is_dir():
         return None, RootConfig()
     config, problems = load_root_config(root, root)
     result, *_ = load_dag(dag_dir, config, root)
@@ -507,7 +485,7 @@ def _dag_dirs(root: Path) -> tuple[list[Path], Path]:
             ) from None
         with listing as entries:
             for entry in sorted(entries, key=lambda e: e.name):
-                if entry.name.startswith(".") or entry.name in _SKIPPED_DIRS:
+                if not may_be_dag(entry.name):
                     continue
                 try:
                     if entry.is_dir():
@@ -539,11 +517,16 @@ def _load_cached(
     return loaded
 
 
+def problem_base(root: Path) -> Path:
+    """What problem paths are shown relative to (the parent of this folder)."""
+    return root if not _is_dag_dir(root) else root.parent
+
+
 def load_tree(root: Path | str, cache: dict[Path, tuple[Any, _LoadResult]] | None = None) -> DagTree:
     """Every DAG under `root` (or `root` itself when it is one DAG folder)."""
     root = Path(root)
     dag_dirs, config_root = _dag_dirs(root)
-    base = root if not _is_dag_dir(root) else root.parent
+    base = problem_base(root)
     config, problems = load_root_config(config_root, base)
     for dag_dir in [d for d in dag_dirs if not is_utf8(d.name)]:
         # A DAG name is a key in the state database and in every message: it must be text.

@@ -159,8 +159,9 @@ class Dag:
         return float(min(delay, MAX_RETRY_DELAY_S))
 
     def worker_config_for(self, task: Task) -> Mapping[str, Any]:
-        """Root config, then DAG, then task: later levels win key by key."""
-        return MappingProxyType({**self.worker_config, **task.worker_config})
+        """Root config, then DAG, then task: later levels win key by key, inside maps
+        (`env`, `kube_env`, ...) too."""
+        return MappingProxyType(merge_config(self.worker_config, task.worker_config))
 
     def roots(self) -> tuple[str, ...]:
         return tuple(name for name, task in self.tasks.items() if not task.local_inputs)
@@ -175,6 +176,19 @@ class Dag:
     @property
     def secret_params(self) -> frozenset[str]:
         return frozenset(name for name, spec in self.params.items() if spec.secret)
+
+
+def merge_config(lower: Mapping[str, Any], upper: Mapping[str, Any]) -> dict[str, Any]:
+    """`upper` over `lower`, key by key at every level: a map in both (`env`) is merged,
+    not replaced; any other value (a list, a string) in `upper` replaces the lower one."""
+    merged = dict(lower)
+    for key, value in upper.items():
+        below = merged.get(key)
+        if isinstance(value, Mapping) and isinstance(below, Mapping):
+            merged[key] = merge_config(below, value)
+        else:
+            merged[key] = value
+    return merged
 
 
 @dataclass(frozen=True, slots=True)

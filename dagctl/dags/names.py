@@ -6,13 +6,19 @@ from __future__ import annotations
 import os
 
 
+def may_be_dag(name: str) -> bool:
+    """Folders starting with `_` or `.` are never DAGs (shared code, tool folders), nor
+    are __pycache__ and node_modules."""
+    return not name.startswith(("_", ".")) and name != "node_modules"
+
+
 def dag_names(root: str | os.PathLike[str]) -> list[str]:
     """DAG folder names (those with a workflow.yaml), without parsing anything."""
     names = []
     try:
         with os.scandir(root) as listing:
             for entry in listing:
-                if entry.name.startswith(".") or not entry.is_dir():
+                if not may_be_dag(entry.name) or not entry.is_dir():
                     continue
                 if os.path.exists(os.path.join(entry.path, "workflow.yaml")):
                     names.append(entry.name)

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import stat
 import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from dagctl.dags import schemas
+from dagctl.dags.hints import did_you_mean
 from dagctl.dags.model import Problem
 from dagctl.dags.yamldoc import YamlDoc, YamlProblem
 from dagctl.dags.yamldoc import load as load_yaml
@@ -154,26 +157,76 @@ class Header:
     line: int
 
 
-def _shell_header(path: Path, text: str, out: Collector) -> Header:
+# The keys a task header may hold (task.schema.json): a comment line starting with one
+# of them begins the header, so a licence or a note above it is skipped, not parsed.
+@cache
+def header_keys() -> frozenset[str]:
+    return frozenset(schemas.schema("task")["properties"])
+
+
+_KEY_LINE = re.compile(r"^([A-Za-z_][A-Za-z0-9_-]*)\s*:(\s|$)")
+
+
+def header_start(block: list[str]) -> int | None:
+    """Where the header begins in a leading comment block (comment markers removed):
+    the first line starting with a header key (`description:`, `inputs:`...); failing
+    that, the first `key:` line whose key looks like a misspelt header key, so that the
+    schema check names it; None when the block is only prose."""
+    for index, line in enumerate(block):
+        match = _KEY_LINE.match(line)
+        if match and match.group(1) in header_keys():
+            return index
+    for index, line in enumerate(block):
+        match = _KEY_LINE.match(line)
+        if match and did_you_mean(match.group(1), header_keys()):
+            return index
+    return None
+
+
+def _comment_header(path: Path, text: str, out: Collector, marker: str) -> Header:
+    """A header written as a block of comment lines (`#` in shell, `--` in SQL) at the
+    top of the file, after a shebang and blank lines."""
     lines = text.split("\n")
-    index = 1 if lines and lines[0].startswith("#!") else 0
-    # Blank lines before the header are allowed (as in .sql): a header that silently
-    # stopped counting would make a task with inputs a root that runs at once.
+    index = 1 if marker == "#" and lines and lines[0].startswith("#!") else 0
+    # Blank lines before the header are allowed: a header that silently stopped
+    # counting would make a task with inputs a root that runs at once.
     while index < len(lines) - 1 and not lines[index].strip():
         index += 1
-    start = index
+    first = index
     block: list[str] = []
-    while index < len(lines) and lines[index].startswith("#"):
-        body = lines[index][1:]
+    while index < len(lines) and lines[index].startswith(marker):
+        body = lines[index][len(marker) :]
         block.append(body[1:] if body.startswith(" ") else body)
         index += 1
-    if not block:
-        return Header(None, start + 1)
-    return Header(parse_yaml(path, "\n".join(block), out, line_offset=start), start + 1)
+    start = header_start(block)
+    if start is None:
+        return Header(None, first + 1)
+    return Header(
+        parse_yaml(path, "\n".join(block[start:]), out, line_offset=first + start), first + start + 1
+    )
+
+
+def _shell_header(path: Path, text: str, out: Collector) -> Header:
+    return _comment_header(path, text, out, "#")
 
 
 def _sql_header(path: Path, text: str, out: Collector) -> Header:
+    """`/* ... */` at the top (after `--` comment lines, if any), or a block of `--`
+    comment lines."""
     stripped = text.lstrip()
+    if stripped.startswith("--"):
+        header = _comment_header(path, text, out, "--")
+        if header.doc is not None:
+            return header
+        # Prose in `--` lines, then perhaps a /* */ header: look past the comments.
+        lines = text.split("\n")
+        index = 0
+        while index < len(lines) and (lines[index].lstrip().startswith("--") or not lines[index].strip()):
+            index += 1
+        rest = "\n".join(lines[index:])
+        if not rest.lstrip().startswith("/*"):
+            return header
+        stripped = rest.lstrip()
     if not stripped.startswith("/*"):
         return Header(None, 1)
     begin = text.index("/*")
@@ -186,6 +239,13 @@ def _sql_header(path: Path, text: str, out: Collector) -> Header:
     return Header(parse_yaml(path, body, out, line_offset=first_line), first_line + 1)
 
 
+class NotATask(Exception):
+    """A `.py` file that is a helper module, not a task: ignored like any other file."""
+
+
+PYTHON_TASK_RULE = "a .py file is a task when its docstring is a task header or it defines run(context)"
+
+
 def _python_header(path: Path, text: str, out: Collector) -> Header:
     try:
         tree = ast.parse(text, filename=str(path))
@@ -195,17 +255,29 @@ def _python_header(path: Path, text: str, out: Collector) -> Header:
     except (ValueError, RecursionError, MemoryError) as exc:
         out.add(path, None, f"cannot parse Python: {exc}", "fix the file")
         raise Invalid from None
-    if not any(_defines_run(node) for node in tree.body):
-        out.add(path, None, "no run(context) function", "define def run(context): at module level")
     first = tree.body[0] if tree.body else None
+    lines: list[str] = []
     if (
         isinstance(first, ast.Expr)
         and isinstance(first.value, ast.Constant)
         and isinstance(first.value.value, str)
     ):
-        body = textwrap.dedent(first.value.value)
-        return Header(parse_yaml(path, body, out, line_offset=first.lineno - 1), first.lineno)
-    return Header(None, 1)
+        lines = textwrap.dedent(first.value.value).split("\n")
+    start = header_start(lines)
+    defines_run = any(_defines_run(node) for node in tree.body)
+    if start is None and not defines_run:
+        raise NotATask  # a helper module the tasks import
+    if not defines_run:
+        out.add(
+            path,
+            None,
+            "no run(context) function",
+            f"define def run(context): at module level; {PYTHON_TASK_RULE}",
+        )
+    if first is None or start is None:
+        return Header(None, 1)
+    offset = first.lineno - 1 + start
+    return Header(parse_yaml(path, "\n".join(lines[start:]), out, line_offset=offset), first.lineno)
 
 
 def _defines_run(node: ast.stmt) -> bool:

@@ -7,7 +7,8 @@ same variables, under the same name rules and size limits, wherever it runs.
 Layers, later ones win: the base (the parent's environment for a local process,
 nothing for a pod), the configured variables (`worker_config.env`, or `kube_env` for
 a pod; templated values rendered for this attempt, see `render_configured`), one
-variable per param, then the run variables `DAGCTL_DAG`, `DAGCTL_TASK`,
+variable per param, `DAGCTL_CONN_<NAME>` per connection of dagctl.yaml (its password
+masked in the output), then the run variables `DAGCTL_DAG`, `DAGCTL_TASK`,
 `DAGCTL_RUN_ID` ("" when there is no run), `DAGCTL_ATTEMPT`, `DAGCTL_LOGICAL_DATE`,
 `DAGCTL_DATA_INTERVAL_START`, `DAGCTL_DATA_INTERVAL_END` (`format_logical_date`),
 `DAGCTL_DS` (the slot's local date, YYYY-MM-DD) and `DAGCTL_PARAMS` (every param as
@@ -21,6 +22,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from urllib.parse import urlsplit
 
 from dagctl.dags.model import Dag, Task
 from dagctl.dags.params import as_env_value
@@ -75,13 +77,16 @@ def task_environment(
     configured: object,
     configured_key: str = "worker_config.env",
     check_parameters: bool = True,
+    with_connections: bool = True,
 ) -> TaskEnvironment:
     """Build the environment of one attempt; raises PrepareError when it cannot be.
 
     `configured` is the user's mapping of extra variables (`worker_config.env`, or
     `kube_env` for a pod), named `configured_key` in errors. `check_parameters`: fail
     when a task's declared `parameters` are neither params nor variables; a pod skips
-    it, as its own `dagctl run` checks them against the pod's environment."""
+    it, as its own `dagctl run` checks them against the pod's environment.
+    `with_connections`: add `DAGCTL_CONN_<NAME>`; a pod's spec leaves them out (its
+    `dagctl run` adds them, and a URL's password has no place in a pod spec)."""
     env = configured_environment(
         base, render_configured(dag, configured, context, configured_key), configured_key
     )
@@ -104,6 +109,18 @@ def task_environment(
             " variable can hold (pass paths or URLs to big data)"
         )
     dates = context.dates
+    # A templated value may read params, so it never feeds a connection's ${VAR}.
+    plain = (
+        {k: v for k, v in configured.items() if not is_template(v)}
+        if isinstance(configured, Mapping)
+        else configured
+    )
+    connections = (
+        connection_variables(dag, configured_environment(base, plain, configured_key))
+        if with_connections
+        else {}
+    )
+    env.update(connections)
     env.update(
         DAGCTL_DAG=dag.name,
         DAGCTL_TASK=task.name,
@@ -115,7 +132,48 @@ def task_environment(
         DAGCTL_DS=dates.ds,
         DAGCTL_PARAMS=params_json,
     )
-    return TaskEnvironment(env, tuple(secret_values(dag, context)))
+    passwords = [p for url in connections.values() if (p := urlsplit(url).password)]
+    return TaskEnvironment(env, (*secret_values(dag, context), *passwords))
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_url(url: str, env: Mapping[str, str], where: str) -> str:
+    """A connection URL with its `${VAR}` / `${VAR:-default}` taken from `env` (the
+    environment before params join it, so that no param can redirect a connection)."""
+
+    def expand(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        value = env.get(name)
+        if value is None or (value == "" and default is not None):
+            if default is None:
+                raise PrepareError(f"{where}: environment variable {name} is not set")
+            return default
+        return value
+
+    from dagctl.config import normalise_db_url
+
+    return normalise_db_url(_VAR.sub(expand, url))
+
+
+def connection_variable(name: str) -> str:
+    """`DAGCTL_CONN_<NAME>`: the connection's name (an identifier, by the schema) upper-cased."""
+    return "DAGCTL_CONN_" + name.upper()
+
+
+def connection_variables(dag: Dag, env: Mapping[str, str]) -> dict[str, str]:
+    """`DAGCTL_CONN_<NAME>` = URL for each connection of dagctl.yaml, so that shell and
+    Python tasks reach the same databases as SQL tasks (SQLite paths already made
+    absolute by the loader). A connection whose `${VAR}` is unset here is left out: only
+    a task that uses it can fail for it."""
+    variables: dict[str, str] = {}
+    for name, connection in dag.connections.items():
+        try:
+            variables[connection_variable(name)] = expand_url(connection.url, env, f"connection {name!r}")
+        except PrepareError:
+            continue
+    return variables
 
 
 def attempt_variables(dag: Dag, context: TaskContext) -> dict[str, object]:

@@ -7,7 +7,6 @@ variables (built in `environment.py`), bind parameters (SQL) or the Python conte
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
@@ -22,13 +21,12 @@ from dagctl.execution.environment import (
     PrepareError,
     attempt_variables,
     configured_environment,
+    expand_url,
     task_environment,
 )
 from dagctl.execution.taskprocess import Launch
 
 __all__ = ["PrepareError", "prepare"]
-
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 @cache
@@ -107,22 +105,15 @@ def _sql_url(dag: Dag, task: Task, env: Mapping[str, str]) -> str:
             raise PrepareError(f"unknown connection {task.connection!r} (defined: {known})")
         url, where = connection.url, f"connection {task.connection!r}"
     else:
-        url, where = env.get("DATABASE_URL", ""), "DATABASE_URL"
-        if not url:
-            raise PrepareError("SQL task without a connection: set connection: or DATABASE_URL")
+        from dagctl.dags.checks import NO_SQL_DATABASE_HINT, sql_database_url
 
-    def expand(match: re.Match[str]) -> str:
-        name, default = match.group(1), match.group(2)
-        value = env.get(name)
-        if value is None or (value == "" and default is not None):
-            if default is None:
-                raise PrepareError(f"{where}: environment variable {name} is not set")
-            return default
-        return value
+        # `env` already holds worker_config.env over the process environment.
+        target = sql_database_url(dag, task, {k: v for k, v in env.items() if k == "DATABASE_URL"})
+        if target is None:
+            raise PrepareError(f"SQL task without a connection and no DATABASE_URL ({NO_SQL_DATABASE_HINT})")
+        url, where = target
 
-    from dagctl.config import normalise_db_url
-
-    return normalise_db_url(_VAR.sub(expand, url))
+    return expand_url(url, env, where)
 
 
 def _plugin_argv(dag: Dag, task: Task, context: TaskContext) -> list[str]:

@@ -23,8 +23,10 @@ def _worker(concurrency: int | None) -> Manager:
 
 def _kubernetes(concurrency: int | None) -> Manager:
     # Raises a one-line UsageError when the kubernetes client is not installed.
-    from dagctl.managers.kubernetes import KubernetesManager
+    from dagctl.managers.kubernetes import KubernetesManager, require_client, require_cluster_configuration
 
+    require_client()
+    require_cluster_configuration()
     return KubernetesManager(concurrency=concurrency)
 
 

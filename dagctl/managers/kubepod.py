@@ -166,6 +166,7 @@ def pod_env(config: Mapping[str, Any], attempt: Attempt) -> list[dict[str, str]]
             configured=config.get("kube_env"),
             configured_key="worker_config.kube_env",
             check_parameters=False,
+            with_connections=False,
         )
     except PrepareError as exc:
         raise PodSpecError(exc.message) from None
@@ -243,7 +244,7 @@ def pod_manifest(attempt: Attempt, *, owner: str, instance: str) -> dict[str, An
 
 def check_dags(dags: Mapping[str, Dag], root: Path) -> list[Problem]:
     """What `dagctl validate --manager kubernetes` adds: every task that would start a
-    pod needs a kube_image (one problem per DAG when none of its tasks has one)."""
+    pod needs a kube_image (one problem per task without one, with its file and line)."""
     problems: list[Problem] = []
 
     # Paths as the loader shows them: relative to the folder above the DAGs root.
@@ -260,11 +261,8 @@ def check_dags(dags: Mapping[str, Dag], root: Path) -> list[Problem]:
         missing = [t for t in runnable if not dag.worker_config_for(t).get("kube_image")]
         if not missing:
             continue
-        where: list[tuple[Path, int | None]] = (
-            [(dag.path / "workflow.yaml", None)]
-            if len(missing) == len(runnable)
-            else [(t.path, t.line) for t in missing]
-        )
+        # One per task, at its header: each line of validate's output is one fix to make.
+        where = [(t.path, t.line) for t in missing]
         problems.extend(
             Problem(
                 path=shown(path),

@@ -544,3 +544,23 @@ class KubernetesManager:
 
 
 __all__ = ["KubernetesManager", "require_client"]
+
+
+def require_cluster_configuration(environ: Mapping[str, str] | None = None) -> None:
+    """A scheduler with no way at all to reach a cluster is misconfigured, not waiting
+    for an API: refuse to start (UsageError, exit 2). Once some configuration exists,
+    an unreachable API is an outage the manager rides out ("will retry")."""
+    env = os.environ if environ is None else environ
+    if env.get("KUBERNETES_SERVICE_HOST"):
+        return  # in a pod: the in-cluster configuration
+    configured = env.get("KUBECONFIG")
+    candidates = [p for p in configured.split(os.pathsep) if p] if configured else []
+    if not configured:
+        candidates = [os.path.join(env.get("HOME") or os.path.expanduser("~"), ".kube", "config")]
+    if any(os.path.isfile(os.path.expanduser(p)) for p in candidates):
+        return
+    where = f"KUBECONFIG={configured}" if configured else f"{candidates[0]}"
+    raise UsageError(
+        f"no Kubernetes cluster configuration: no kubeconfig ({where} does not exist) and not in a cluster",
+        "set KUBECONFIG to your kubeconfig file, or run the scheduler in a pod of the cluster",
+    )

@@ -47,7 +47,7 @@ def why(
     next_slot: datetime | None,
 ) -> list[dict[str, str]]:
     """Reasons, most blocking first, each {"code", "message"}. Codes: broken, paused,
-    no_scheduler, max_active_runs, waiting_on_inputs, retry_delay, pool_full, queued,
+    no_scheduler, unknown_to_schedulers, max_active_runs, waiting_on_inputs, retry_delay, pool_full, queued,
     running, nothing_queued."""
     reasons: list[dict[str, str]] = []
 
@@ -67,6 +67,13 @@ def why(
         else:
             since = f"the last heartbeat was {_ago((snapshot['db_now'] - last).total_seconds())} ago"
         add("no_scheduler", f"no scheduler is alive ({since}): start one with dagctl schedule")
+    unknown = snapshot["live_schedulers"] > 0 and snapshot.get("live_knowing") == 0
+    if unknown:
+        add(
+            "unknown_to_schedulers",
+            f"no live scheduler has loaded {dag_name}: {snapshot['live_schedulers']} alive, none with"
+            f" {dag_name} in its --dags folder (start one with dagctl --dags FOLDER schedule)",
+        )
     runs = snapshot["runs"]
     by_run: dict[int, list[Mapping[str, Any]]] = {}
     for attempt in snapshot["attempts"]:
@@ -83,7 +90,8 @@ def why(
                 f"run {waiting} waits for it to finish",
             )
         else:
-            add("queued", f"run {queued_runs[0]['id']} is queued: the next scheduler pass starts it")
+            waits = "a scheduler that has loaded it" if unknown else "the next scheduler pass"
+            add("queued", f"run {queued_runs[0]['id']} is queued: {waits} starts it")
     for run in running_runs:
         _why_run(run, dag, by_run.get(run["id"], []), snapshot, now, external_status, add)
     if not runs:
@@ -94,6 +102,8 @@ def why(
                 add("nothing_queued", f"no run is queued or running; the next slot would be {when}")
             else:
                 add("nothing_queued", f"no run is queued or running; the next scheduled run is at {when}")
+        elif broken_reason is not None:
+            add("nothing_queued", f"no run is queued or running (fix {dag_name} first: dagctl validate)")
         else:
             add(
                 "nothing_queued",

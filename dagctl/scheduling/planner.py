@@ -355,12 +355,13 @@ def plan_retry(
     requeue: list[tuple[str, int]] = []
     reset: list[str] = []
     for name in dag.tasks:  # definition order: stable output
-        if name not in clear:
-            continue
         rows = [a for a in attempts if a["task_name"] == name]
-        if not rows:
-            continue  # never created: the scheduler creates it once its inputs succeed
+        if name not in clear:
+            if not rows:
+                reset.append(name)  # never created: the scheduler creates it once its inputs succeed
+            continue
         if all(a["started_at"] is None for a in rows):
+            # Never started (or never created): created again once its inputs succeed.
             reset.append(name)
             continue
         blocked = [i for i in dag.tasks[name].local_inputs if i in clear]

@@ -109,6 +109,7 @@ class Scheduler:
         self._load_problem: str | None = None
         self._retention: Retention | None = None
         self._retention_chore = RetentionChore(self.store, self.owner)
+        self._recorded: frozenset[str] | None = None  # the DAG names last written for `why`
 
     # ------------------------------------------------------------ the loop
 
@@ -299,6 +300,10 @@ class Scheduler:
             log.info("DAG %s is no longer broken", name)
         self._broken = broken
         states = self.store.sync_dags({name: d.fingerprint for name, d in self.dags.items()}, now)
+        if self._recorded != self.dags.keys():
+            # `why` and `trigger` tell a DAG that no live scheduler has loaded.
+            self.store.record_loaded_dags(self.owner, list(self.dags))
+            self._recorded = frozenset(self.dags)
         self._advance_news = True  # changed definitions flag their DAGs' runs
         self._watched = {
             pair for dag in self.dags.values() for t in dag.tasks.values() for pair in t.external_inputs

@@ -14,11 +14,12 @@ import json
 import os
 import socket
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from dagctl.store.records import Presence
 from dagctl.store.revision import HEAD_REVISION
 
 NOTIFY_CHANNEL = "dagctl"  # as dagctl.store.wakeup.NOTIFY_CHANNEL
@@ -220,3 +221,71 @@ def _commit(url: str, connection: Any) -> None:
         from dagctl.store.engine import connection_error
 
         raise connection_error(url, exc) from exc
+
+
+# As PresenceOperations.presence (store/presence.py), in plain SQL.
+_PRESENCE = (
+    "SELECT (SELECT paused FROM dag WHERE name = {p}),"
+    " (SELECT count(*) FROM scheduler s WHERE s.stopped_at IS NULL AND s.heartbeat_at >= {since}),"
+    " (SELECT count(*) FROM scheduler_dag d JOIN scheduler s ON s.id = d.scheduler_id"
+    "  WHERE d.dag_name = {p} AND s.stopped_at IS NULL AND s.heartbeat_at >= {since})"
+)
+
+
+def quick_presence(
+    connection: Any, dialect: str, dag_name: str, stale_after_s: float, now: datetime
+) -> Presence:
+    """`presence` on a DB-API connection (sqlite3 or psycopg2), for the trigger fast
+    path. On SQLite heartbeats are this host's clock (`now`); on PostgreSQL the
+    database's own clock decides."""
+    cursor = connection.cursor()
+    try:
+        if dialect == "postgresql":
+            since = "timezone('utc', now()) - make_interval(secs => %s)"
+            cursor.execute(
+                _PRESENCE.format(p="%s", since=since), (dag_name, stale_after_s, dag_name, stale_after_s)
+            )
+        else:
+            threshold = (now - timedelta(seconds=stale_after_s)).strftime("%Y-%m-%d %H:%M:%S.%f")
+            cursor.execute(_PRESENCE.format(p="?", since="?"), (dag_name, threshold, dag_name, threshold))
+        paused, live, knowing = cursor.fetchone()
+    finally:
+        cursor.close()
+    return Presence(paused=bool(paused), live_schedulers=int(live), live_knowing=int(knowing))
+
+
+def read_presence(url: str, dag_name: str, stale_after_s: float, now: datetime) -> Presence | None:
+    """`Store.presence` without SQLAlchemy, on a migrated database; None when the full
+    path must answer (another URL form, a database not at this revision)."""
+    parts = urlsplit(url)
+    if parts.query or parts.fragment:
+        return None
+    try:
+        if parts.scheme in ("sqlite", "sqlite+pysqlite"):
+            import sqlite3
+
+            path = url.split(":///", 1)[1] if ":///" in url else ""
+            if not path or path == ":memory:" or not Path(path).expanduser().is_file():
+                return None
+            connection: Any = sqlite3.connect(str(Path(path).expanduser()), timeout=30)
+            dialect, errors = "sqlite", (sqlite3.Error,)
+        elif parts.scheme in ("postgresql", "postgresql+psycopg2"):
+            import psycopg2
+
+            dsn = url.replace("postgresql+psycopg2://", "postgresql://", 1)
+            connection = psycopg2.connect(dsn, connect_timeout=5, application_name="dagctl")
+            dialect, errors = "postgresql", (psycopg2.Error,)
+        else:
+            return None
+    except Exception:  # cannot connect here: the full path reports it properly
+        return None
+    try:
+        cursor = connection.cursor()
+        cursor.execute("SELECT version_num FROM alembic_version")
+        if [tuple(r) for r in cursor.fetchall()] != [(HEAD_REVISION,)]:
+            return None
+        return quick_presence(connection, dialect, dag_name, stale_after_s, now)
+    except errors:
+        return None
+    finally:
+        connection.close()

@@ -171,3 +171,12 @@ __all__ = [
     "RetryResult",
     "RunSnapshot",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """What the state database says about one DAG and the live schedulers."""
+
+    paused: bool
+    live_schedulers: int  # alive: not stopped, heartbeat within the stale limit
+    live_knowing: int  # of those, how many have loaded the DAG

@@ -15,7 +15,7 @@ from collections.abc import Callable, Hashable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, update
+from sqlalchemy import Connection, Engine, delete, func, insert, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
@@ -25,10 +25,12 @@ from dagctl.store.adoption import AdoptionOperations
 from dagctl.store.attempts import AttemptOperations
 from dagctl.store.backfills import BackfillOperations
 from dagctl.store.control import ControlOperations
+from dagctl.store.foreground import ForegroundOperations
+from dagctl.store.presence import PresenceOperations
 from dagctl.store.prune import PruneOperations
 from dagctl.store.reads import ReadOperations
 from dagctl.store.runs import RunOperations
-from dagctl.store.tables import scheduler
+from dagctl.store.tables import scheduler, scheduler_dag
 from dagctl.store.wakeup import DataVersionWatch, WakeupOperations
 
 
@@ -41,6 +43,8 @@ class Store(
     AdoptionOperations,
     BackfillOperations,
     PruneOperations,
+    PresenceOperations,
+    ForegroundOperations,
 ):
     """Every operation dagctl performs on its state, one mixin per concern: runs.py
     (DAG rows, creating and advancing runs), attempts.py (claims, ends, leases, logs),
@@ -159,6 +163,7 @@ class Store(
     def unregister_scheduler(self, owner: str, now: datetime) -> None:
         with self._tx() as connection:
             connection.execute(update(scheduler).where(scheduler.c.id == owner).values(stopped_at=now))
+            connection.execute(delete(scheduler_dag).where(scheduler_dag.c.scheduler_id == owner))
 
 
 __all__ = ["Store"]

@@ -150,3 +150,14 @@ scheduler = Table(
     Column("heartbeat_at", DateTime, nullable=False),
     Column("stopped_at", DateTime, nullable=True),
 )
+
+# Which DAGs each scheduler has loaded (its DAGs folder may differ from another's), so
+# `why` and `trigger` can tell a DAG no live scheduler knows. Rows of a scheduler count
+# only while its heartbeat is fresh (by the database's clock).
+scheduler_dag = Table(
+    "scheduler_dag",
+    metadata,
+    Column("scheduler_id", String(64), primary_key=True),
+    Column("dag_name", String(200), primary_key=True),
+    Index(None, "dag_name"),
+)

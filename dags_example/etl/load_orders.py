@@ -10,14 +10,12 @@ timeout: 1m
 import csv
 import os
 import re
-import sqlite3
 import tempfile
 from contextlib import closing
 from decimal import Decimal, InvalidOperation
 
-WAREHOUSE = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "warehouse.db"
-)
+import warehouse
+
 COLUMNS = ["order_id", "order_date", "customer", "currency", "amount"]
 
 
@@ -50,11 +48,11 @@ def run(context):
     date = context["params"]["date"]
     rows = read_orders(os.path.join(work_dir(context["run_id"]), "orders.csv"), date)
 
-    with closing(sqlite3.connect(WAREHOUSE)) as conn, conn:
+    with closing(warehouse.connect()) as conn, conn:
         conn.execute("DELETE FROM raw_orders WHERE order_date = ?", (date,))
         conn.executemany(
             "INSERT INTO raw_orders (order_id, order_date, customer, currency, amount)"
             " VALUES (?, ?, ?, ?, ?)",
             rows,
         )
-    print(f"loaded {len(rows)} orders for {date} into {WAREHOUSE}")
+    print(f"loaded {len(rows)} orders for {date} into {warehouse.path()}")

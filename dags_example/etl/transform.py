@@ -11,13 +11,10 @@ timeout: 1m
 import json
 import os
 import re
-import sqlite3
 import tempfile
 from contextlib import closing
 
-WAREHOUSE = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "warehouse.db"
-)
+import warehouse
 
 
 def work_dir(run_id: str) -> str:
@@ -33,7 +30,7 @@ def run(context):
     if fx.get("base") != "EUR":
         raise ValueError(f"expected EUR-based rates, got base {fx.get('base')!r}")
 
-    with closing(sqlite3.connect(WAREHOUSE)) as conn, conn:
+    with closing(warehouse.connect()) as conn, conn:
         conn.execute("DELETE FROM fx_rates WHERE rate_date = ?", (date,))
         conn.executemany(
             "INSERT INTO fx_rates (rate_date, currency, rate_to_eur) VALUES (?, ?, ?)",

@@ -82,9 +82,9 @@ class Env:
         """The `-o json` output of a command that succeeds."""
         return json.loads(self.run(*args, "-o", "json", fake_now=fake_now).stdout)
 
-    def error(self, *args: str, code: int = 2, fake_now: str | None = None) -> str:
+    def error(self, *args: str, code: int = 2, fake_now: str | None = None, **extra: str) -> str:
         """The one stderr line of a failing command."""
-        result = self.run(*args, code=code, fake_now=fake_now)
+        result = self.run(*args, code=code, fake_now=fake_now, **extra)
         assert result.stdout == ""
         lines = result.stderr.splitlines()
         assert len(lines) == 1, result.stderr

@@ -118,3 +118,45 @@ def test_schema_prints_the_shipped_bytes(installed: Path, name: str) -> None:
 
 def test_schemas_folder_is_the_package_folder() -> None:
     assert (REPO / "schemas").resolve() == (REPO / "dagctl" / "dags" / "schemas").resolve()
+
+
+def test_the_demo_ends_saying_how_to_use_the_installed_command(installed: Path, tmp_path: Path) -> None:
+    checkout = tmp_path / "checkout"
+    shutil.copytree(REPO, checkout, symlinks=True, ignore=shutil.ignore_patterns(*NOT_SOURCES))
+    (checkout / ".venv").symlink_to(installed.parent)  # the demo installs only when it is missing
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DAGCTL_DAGS", "DATABASE_URL", "PYTHONPATH", "VIRTUAL_ENV")
+    }
+    env["XDG_STATE_HOME"] = str(tmp_path / "state")  # a fresh install: no state database yet
+    done = subprocess.run(
+        ["bash", "scripts/demo"],
+        cwd=checkout,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stdout.endswith(
+        f"dagctl is installed in {checkout}/.venv, which is not on your PATH. To use it:\n"
+        f"    source {checkout}/.venv/bin/activate\n"
+        f"    dagctl --dags {checkout}/dags_example list\n"
+        f"or call it by its path: {checkout}/.venv/bin/dagctl --help\n"
+        "Try a whole DAG in the foreground, recording nothing:"
+        f" dagctl --dags {checkout}/dags_example run etl\n"
+    )
+    # What it says works: the command it names, from another folder.
+    listed = subprocess.run(
+        [f"{checkout}/.venv/bin/dagctl", "--dags", f"{checkout}/dags_example", "list", "-o", "json"],
+        cwd="/",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "etl" in listed.stdout

@@ -383,7 +383,7 @@ def test_validate_for_the_kubernetes_manager(tmp_path: Path) -> None:
     done = validate("--manager", "kubernetes")
     assert done.returncode == 1
     assert done.stdout == (
-        "dags/etl/workflow.yaml: worker_config.kube_image is not set: the kubernetes manager needs the image"
+        "dags/etl/a.sh:1: worker_config.kube_image is not set: the kubernetes manager needs the image"
         " to run the task in (set kube_image under worker_config in dagctl.yaml, workflow.yaml or the task"
         " header)\n"
     )

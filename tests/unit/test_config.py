@@ -30,6 +30,7 @@ NOT_SETTINGS = {
     "DAGCTL_PARAMS",
     "DAGCTL_SQL_URL",
     "DAGCTL_COMPLETE",
+    "DAGCTL_CONN_",  # DAGCTL_CONN_<NAME>: a connection handed to a task, not a setting
 }
 
 

@@ -256,7 +256,8 @@ def test_validate_for_kubernetes_wants_an_image(tmp_path: Path) -> None:
     assert not tree.problems
     problems = validation_problems("kubernetes", tree.dags, tree.root)
     assert sorted((p.path, p.line, p.dag) for p in problems) == [
-        ("dags/none/workflow.yaml", None, "none"),
+        ("dags/none/a.sh", 2, "none"),
+        ("dags/none/b.sh", 2, "none"),
         ("dags/some/b.sh", 2, "some"),  # where its header starts
     ]
     assert all(p.message == NO_IMAGE and p.severity == "error" for p in problems)

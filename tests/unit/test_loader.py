@@ -265,7 +265,7 @@ def test_dag_settings_merge_root_defaults(tmp_path: Path) -> None:
     )
     assert (dag.retries, dag.retry_delay, dag.retry_backoff, dag.timeout) == (1, 60.0, 2.0, 600.0)
     assert dag.tags == ("a", "b")
-    assert dict(dag.worker_config) == {"env": {"B": "dag"}}  # DAG keys replace root keys whole
+    assert dict(dag.worker_config) == {"env": {"A": "root", "B": "dag"}}  # maps merge key by key
     assert (dag.retries_for(task), dag.timeout_for(task)) == (0, 5.0)
     assert dag.retry_delay_for(task, 3) == 240.0
     assert list(dag.params) == ["date", "limit", "token"]
@@ -459,12 +459,26 @@ def test_loading_never_imports_or_runs_task_code(tmp_path: Path) -> None:
     assert not list((tmp_path / "dags").rglob("__pycache__"))
 
 
-def test_python_with_a_docstring_that_is_not_a_mapping(tmp_path: Path) -> None:
+def test_python_with_a_prose_docstring_is_a_task_without_header(tmp_path: Path) -> None:
     files = {"d/workflow.yaml": WORKFLOW, "d/t.py": '"""Fetch the rates."""\ndef run(c): ...\n'}
     tree = load(tmp_path, files)
+    assert rendered(tree) == []
+    assert tree.dags["d"].tasks["t.py"].inputs == ()
+
+
+def test_python_helper_modules_are_not_tasks(tmp_path: Path) -> None:
+    files = {
+        "d/workflow.yaml": WORKFLOW,
+        "d/helpers.py": '"""Shared helpers."""\nimport os\ndef work_dir(): ...\n',
+        "d/t.py": '"""\nSome prose first.\n\ninputs: []\n"""\nimport helpers\ndef run(c): ...\n',
+        "d/header_no_run.py": '"""\ninputs: [t.py]\n"""\n',
+    }
+    tree = load(tmp_path, files)
     assert rendered(tree) == [
-        "dags/d/t.py:1: the task header must be a mapping of keys, not a string (write key: value lines)",
+        "dags/d/header_no_run.py: no run(context) function (define def run(context): at module level;"
+        " a .py file is a task when its docstring is a task header or it defines run(context))",
     ]
+    assert [Path(p).name for p in tree.ignored_files] == ["helpers.py"]
 
 
 def test_type_that_does_not_fit_the_extension(tmp_path: Path) -> None:
@@ -481,8 +495,15 @@ def test_type_that_does_not_fit_the_extension(tmp_path: Path) -> None:
 def test_missing_workflow_yaml(tmp_path: Path) -> None:
     tree = load(tmp_path, {"lib/helpers.sh": "echo\n"})
     assert rendered(tree) == [
-        "dags/lib/workflow.yaml: missing workflow.yaml (create workflow.yaml with at least a description)",
+        "dags/lib/workflow.yaml: missing workflow.yaml (create workflow.yaml with at least a description,"
+        " or rename the folder to _lib if it is not a DAG (folders starting with _ are not DAGs))",
     ]
+
+
+def test_folders_starting_with_underscore_are_not_dags(tmp_path: Path) -> None:
+    tree = load(tmp_path, {"_lib/helpers.sh": "echo\n", "d/workflow.yaml": WORKFLOW, "d/a.sh": "echo\n"})
+    assert rendered(tree) == []
+    assert sorted(tree.dags) == ["d"]
 
 
 def test_workflow_yml_instead_of_workflow_yaml(tmp_path: Path) -> None:
@@ -540,3 +561,27 @@ def test_a_lone_surrogate_in_a_docstring(tmp_path: Path) -> None:
     (problem,) = tree.problems
     assert problem.path == "dags/d/t.py"
     assert problem.message.startswith("YAML error: unacceptable character #xd800")
+
+
+def test_comment_lines_before_a_header_are_skipped(tmp_path: Path) -> None:
+    tree = load(
+        tmp_path,
+        {
+            "d/workflow.yaml": WORKFLOW,
+            "d/a.sh": "#!/bin/bash\n# Copyright 2024 ACME\n# All rights reserved.\n# inputs: []\necho\n",
+            "d/b.sql": "-- Licence: MIT\n-- inputs: [a.sh]\n-- connectoin: x\nSELECT 1;\n",
+            "d/c.sql": "-- Licence: MIT\n\n/*\ninputs: [a.sh]\n*/\nSELECT 1;\n",
+            "d/d.sql": "-- just prose\nSELECT 1;\n",
+        },
+    )
+    assert rendered(tree) == [
+        "dags/d/b.sql:3: unknown key 'connectoin' (did you mean 'connection'?)",
+    ]
+    (tmp_path / "dags" / "d" / "b.sql").write_text("-- Licence: MIT\n-- inputs: [a.sh]\nSELECT 1;\n")
+    dag = load(tmp_path, {}).dags["d"]
+    assert {name: task.inputs for name, task in dag.tasks.items()} == {
+        "a.sh": (),
+        "b.sql": ("a.sh",),
+        "c.sql": ("a.sh",),
+        "d.sql": (),
+    }

@@ -86,7 +86,8 @@ EXPECTED: dict[str, list[str]] = {
         "broken/self_loop/again.sh:3: cycle: again.sh -> again.sh (a task cannot be its own input)",
     ],
     "py_without_run": [
-        "broken/py_without_run/fetch.py: no run(context) function (define def run(context): at module level)",
+        "broken/py_without_run/fetch.py: no run(context) function (define def run(context): at module level;"
+        " a .py file is a task when its docstring is a task header or it defines run(context))",
     ],
     "py_syntax_error": [
         "broken/py_syntax_error/fetch.py:6: Python syntax error: expected ':' (fix the syntax)",
