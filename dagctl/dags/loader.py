@@ -34,7 +34,7 @@ from dagctl.dags.model import (
     RootConfig,
     Task,
 )
-from dagctl.dags.params import build_spec, value_error
+from dagctl.dags.params import build_spec, sensitive_env_name, sensitive_name_problem, value_error
 from dagctl.dags.sources import (
     HEADER_READERS,
     MAX_SCRIPT_BYTES,
@@ -194,6 +194,10 @@ def _load_params(path: Path, doc: YamlDoc, raw: Any, out: Collector) -> dict[str
             continue
         spec = build_spec(str(name), body)
         specs[spec.name] = spec
+        if sensitive_env_name(spec.name):
+            pointer = f"/params/{name}"
+            hint = f"rename it, e.g. {spec.name.lower()!r} (the README lists the refused names)"
+            out.add(path, doc.line_of(pointer), sensitive_name_problem(spec.name), hint, pointer)
         # Other defaults (an unquoted 2024-06-01 is a date to YAML) fail the schema check.
         if spec.has_default and isinstance(spec.default, (str, int, float)):
             problem = value_error(spec, spec.default)

@@ -21,6 +21,39 @@ from dagctl.errors import ParamError
 MAX_PARAM_BYTES = 64 * 1024
 # All params also travel together as JSON in DAGCTL_PARAMS, one environment string.
 MAX_PARAMS_TOTAL_BYTES = 120 * 1024
+# Environment variables no param may be named after: each changes what a shell, the
+# dynamic loader or an interpreter runs (BASH_ENV is sourced by every `bash script`,
+# LD_PRELOAD loads a library into every process, PYTHONSTARTUP, NODE_OPTIONS...), where
+# programs are found or read their configuration from (PATH, HOME), or what dagctl itself
+# reads (DAGCTL_*, DATABASE_URL: a pod's `dagctl run` reads them). Names are matched
+# exactly, case included, as the environment does. The README lists them.
+SENSITIVE_ENV_NAMES = frozenset(
+    {
+        "ENV",
+        "IFS",
+        "CDPATH",
+        "GLOBIGNORE",
+        "SHELLOPTS",
+        "BASHOPTS",
+        "PS4",
+        "PROMPT_COMMAND",
+        "PATH",
+        "HOME",
+        "SHELL",
+        "PWD",
+        "OLDPWD",
+        "TMPDIR",
+        "GCONV_PATH",
+        "GLIBC_TUNABLES",
+        "NODE_OPTIONS",
+        "NODE_PATH",
+        "JAVA_TOOL_OPTIONS",
+        "_JAVA_OPTIONS",
+        "JDK_JAVA_OPTIONS",
+        "DATABASE_URL",
+    }
+)
+SENSITIVE_ENV_PREFIXES = ("BASH_", "LD_", "DYLD_", "PYTHON", "PERL", "RUBY", "DAGCTL_")
 _OUR_KEYS = frozenset({"secret", "default", "description"})
 _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})
@@ -36,6 +69,19 @@ def build_spec(name: str, raw: Mapping[str, Any]) -> ParamSpec:
         default=raw.get("default"),
         secret=bool(raw.get("secret", False)),
         description=str(raw.get("description", "")),
+    )
+
+
+def sensitive_env_name(name: str) -> bool:
+    """Whether a param called `name` would override a variable that changes what a task
+    runs (see SENSITIVE_ENV_NAMES)."""
+    return name in SENSITIVE_ENV_NAMES or name.startswith(SENSITIVE_ENV_PREFIXES)
+
+
+def sensitive_name_problem(name: str) -> str:
+    return (
+        f"param {name!r} is named after a sensitive environment variable (it would change"
+        " what the task's shell, loader or interpreter runs)"
     )
 
 
@@ -137,6 +183,10 @@ def resolve(dag_name: str, specs: Mapping[str, ParamSpec], given: Mapping[str, A
             f"declared params: {', '.join(specs)}" if specs else "the DAG declares no params"
         )
         raise ParamError(f"DAG {dag_name!r} has no param {unknown[0]!r}", hint)
+    for name in specs:
+        if sensitive_env_name(name):
+            hint = f"rename it in workflow.yaml, e.g. {name.lower()!r}"
+            raise ParamError(sensitive_name_problem(name), hint)
     resolved: dict[str, Any] = {}
     for name, spec in specs.items():
         if name in given:

@@ -19,6 +19,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, NoSuchModuleError, OperationalError
 
+from dagctl import secrets
 from dagctl.errors import DatabaseError
 from dagctl.store.revision import HEAD_REVISION
 
@@ -65,6 +66,7 @@ def connection_error(url: str, exc: BaseException) -> DatabaseError:
 
 
 def create(url: str) -> Engine:
+    secrets.register_url(url)  # masked in every log and message of this process
     try:
         parsed = make_url(url)
     except _BAD_URL:
