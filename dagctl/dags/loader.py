@@ -196,7 +196,7 @@ def _load_params(path: Path, doc: YamlDoc, raw: Any, out: Collector) -> dict[str
         specs[spec.name] = spec
         if sensitive_env_name(spec.name):
             pointer = f"/params/{name}"
-            hint = f"rename it, e.g. {spec.name.lower()!r} (the README lists the refused names)"
+            hint = f"rename it, e.g. {spec.name.lower()!r}: it could change what the task runs"
             out.add(path, doc.line_of(pointer), sensitive_name_problem(spec.name), hint, pointer)
         # Other defaults (an unquoted 2024-06-01 is a date to YAML) fail the schema check.
         if spec.has_default and isinstance(spec.default, (str, int, float)):

@@ -79,10 +79,7 @@ def sensitive_env_name(name: str) -> bool:
 
 
 def sensitive_name_problem(name: str) -> str:
-    return (
-        f"param {name!r} is named after a sensitive environment variable (it would change"
-        " what the task's shell, loader or interpreter runs)"
-    )
+    return f"param {name!r} is named after a sensitive environment variable"
 
 
 def value_error(spec: ParamSpec, value: Any) -> str | None:
@@ -185,7 +182,7 @@ def resolve(dag_name: str, specs: Mapping[str, ParamSpec], given: Mapping[str, A
         raise ParamError(f"DAG {dag_name!r} has no param {unknown[0]!r}", hint)
     for name in specs:
         if sensitive_env_name(name):
-            hint = f"rename it in workflow.yaml, e.g. {name.lower()!r}"
+            hint = f"rename it in workflow.yaml, e.g. {name.lower()!r}: it could change what the task runs"
             raise ParamError(sensitive_name_problem(name), hint)
     resolved: dict[str, Any] = {}
     for name, spec in specs.items():
