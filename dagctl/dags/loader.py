@@ -34,7 +34,7 @@ from dagctl.dags.model import (
     RootConfig,
     Task,
 )
-from dagctl.dags.params import build_spec, sensitive_env_name, sensitive_name_problem, value_error
+from dagctl.dags.params import build_spec, declaration_problems
 from dagctl.dags.sources import (
     HEADER_READERS,
     MAX_SCRIPT_BYTES,
@@ -194,27 +194,9 @@ def _load_params(path: Path, doc: YamlDoc, raw: Any, out: Collector) -> dict[str
             continue
         spec = build_spec(str(name), body)
         specs[spec.name] = spec
-        if sensitive_env_name(spec.name):
-            pointer = f"/params/{name}"
-            hint = f"rename it, e.g. {spec.name.lower()!r}: it could change what the task runs"
-            out.add(path, doc.line_of(pointer), sensitive_name_problem(spec.name), hint, pointer)
-        # Other defaults (an unquoted 2024-06-01 is a date to YAML) fail the schema check.
-        if spec.has_default and isinstance(spec.default, (str, int, float)):
-            problem = value_error(spec, spec.default)
-            if problem:
-                pointer = f"/params/{name}/default"
-                out.add(
-                    path,
-                    doc.line_of(pointer),
-                    f"default of param {name!r}: {problem}",
-                    f"make the default {_article(spec.type)} {spec.type}",
-                    pointer,
-                )
+        for pointer, message, hint in declaration_problems(spec):
+            out.add(path, doc.line_of(pointer), message, hint, pointer)
     return specs
-
-
-def _article(word: str) -> str:
-    return "an" if word[:1] in "aeiou" else "a"
 
 
 def _check_schedule(path: Path, doc: YamlDoc, data: Mapping[str, Any], out: Collector) -> None:
@@ -534,13 +516,13 @@ def load_tree(root: Path | str, cache: dict[Path, tuple[Any, _LoadResult]] | Non
     dag_dirs, config_root = _dag_dirs(root)
     base = root if not _is_dag_dir(root) else root.parent
     config, problems = load_root_config(config_root, base)
+    config_broken = any(p.severity == "error" for p in problems)  # before the folder names join
     for dag_dir in [d for d in dag_dirs if not is_utf8(d.name)]:
         # A DAG name is a key in the state database and in every message: it must be text.
         dag_dirs.remove(dag_dir)
         Collector(base=base, dag=None, problems=problems).add(
             dag_dir, None, "the folder name is not valid UTF-8", "rename the folder"
         )
-    config_broken = any(p.severity == "error" for p in problems)
 
     dags: dict[str, Dag] = {}
     broken: dict[str, BrokenDag] = {}

@@ -4,8 +4,11 @@ catastrophic backtracking, folder names and `-p` values that are not UTF-8."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -14,9 +17,11 @@ import pytest
 from dagctl.dags.loader import load_one
 from dagctl.dags.model import Dag
 from dagctl.dags.params import SENSITIVE_ENV_NAMES
+from dagctl.errors import EXIT_USAGE
 from dagctl.execution.attempt import TaskContext
 from dagctl.execution.prepare import prepare
-from tests.faults.conftest import Harness
+from tests.faults.conftest import DAGCTL, Harness
+from tests.faults.invariants import wait_until
 
 pytestmark = pytest.mark.postgres
 
@@ -101,3 +106,145 @@ def test_the_deny_list_is_documented_in_the_readme() -> None:
     section = readme.split("**Refused param names.**", 1)[1].split("\n\n", 1)[0]
     for name in [*SENSITIVE_ENV_NAMES, "BASH_*", "LD_*", "DYLD_*", "PYTHON*", "DAGCTL_*"]:
         assert f"`{name}`" in section, name
+
+
+# ---------------------------------------------------------------- F28 (item 4)
+
+EVIL = "^(a+)+$"
+EVIL_INPUT = "a" * 40 + "!"  # hours of backtracking for Python's re
+RECORD = """
+#!/usr/bin/env bash
+echo "$DAGCTL_RUN_ID" >> "$FAULT_OUT"
+"""
+
+
+def test_a_catastrophic_pattern_never_stalls_validate_list_trigger_or_the_scheduler(harness: Harness) -> None:
+    harness.dag(
+        "hostile",
+        'description: d\nschedule: "* * * * *"\n'
+        f'params:\n  word: {{pattern: "{EVIL}", default: "{EVIL_INPUT}"}}\n',
+        run__sh=RECORD,
+    )
+    harness.dag(
+        "tricky", f'description: d\nparams:\n  word: {{pattern: "{EVIL}", default: "aaa"}}\n', run__sh=RECORD
+    )
+    harness.dag(
+        "backref",
+        'description: d\nparams:\n  twice: {pattern: "^(a)\\\\1$", default: "aa"}\n',
+        run__sh=RECORD,
+    )
+    harness.dag("good", "description: d\n", run__sh=RECORD)
+    harness.migrate()
+
+    began = time.monotonic()
+    result = harness.run("validate", check=False, timeout=10)
+    assert time.monotonic() - began < 5
+    assert result.returncode == 1
+    assert (
+        f"hostile/workflow.yaml:4: default of param 'word': '{EVIL_INPUT}'"
+        f" does not match the pattern '{EVIL}'"
+    ) in result.stdout, result.stdout
+    assert (
+        "backref/workflow.yaml:3: param 'twice': pattern '^(a)\\\\1$' cannot be used:"
+        " invalid escape sequence: \\1 (dagctl matches patterns with RE2, in linear time:"
+        " no backreferences (\\1), lookahead (?=...) or lookbehind (?<=...); rewrite it without them)"
+    ) in result.stdout, result.stdout
+    assert result.stderr.count("\n") == 1, result.stderr  # the summary line, no RE2 chatter
+
+    began = time.monotonic()
+    listed = json.loads(harness.run("list", "-o", "json", timeout=10).stdout)
+    assert time.monotonic() - began < 5
+    assert {d["dag"]: d["broken"] for d in listed} == {
+        "backref": True,
+        "good": False,
+        "hostile": True,
+        "tricky": False,
+    }
+
+    began = time.monotonic()
+    refused = harness.run("trigger", "tricky", "-p", f"word={EVIL_INPUT}", check=False, timeout=10)
+    assert time.monotonic() - began < 5
+    assert refused.returncode == EXIT_USAGE
+    assert (
+        refused.stderr == f"dagctl: error: param 'word': '{EVIL_INPUT}' does not match the pattern '{EVIL}'\n"
+    )
+
+    scheduler = harness.start()
+    run_id = int(harness.run("trigger", "good").stdout)
+    wait_until(lambda: harness.run_statuses() == {"success": 1}, 15, "the good DAG's run to succeed")
+    scheduler.signal(signal.SIGTERM)
+    assert scheduler.wait(10) == 0
+    assert harness.executions() == [str(run_id)]
+    harness.check(triggered=[run_id], all_finished=True)
+
+
+# ---------------------------------------------------------------- item 8: bytes that are not UTF-8
+
+
+def test_a_folder_name_that_is_not_utf8_is_reported_alone_and_the_others_run(harness: Harness) -> None:
+    bad = os.path.join(os.fsencode(harness.dags), b"caf\xe9")
+    os.mkdir(bad)
+    Path(os.fsdecode(os.path.join(bad, b"workflow.yaml"))).write_text("description: d\n")
+    harness.dag("good", "description: d\n", run__sh=RECORD)
+    harness.migrate()
+
+    result = harness.run("validate", check=False)
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        "dags/caf\\xe9: the folder name is not valid UTF-8 (rename the folder)"
+    ], result.stdout
+    report = json.loads(harness.run("validate", "-o", "json", check=False).stdout)
+    assert (report["dags"], report["broken_dags"], len(report["problems"])) == (1, [], 1)
+    listed = json.loads(harness.run("list", "-o", "json").stdout)
+    assert [(d["dag"], d["broken"]) for d in listed] == [("good", False)]
+
+    run_id = int(harness.run("trigger", "good").stdout)
+    harness.run("schedule", "--until-idle", "--poll-interval", "0.1")
+    assert harness.executions() == [str(run_id)]
+    harness.check(triggered=[run_id], all_finished=True)
+
+
+SQL_TASK = """
+/*
+connection: scratch
+*/
+SELECT :word AS word;
+"""
+
+
+def test_a_param_that_is_not_utf8_is_refused_at_trigger_and_never_crashes_a_sql_task(
+    harness: Harness,
+) -> None:
+    (harness.dags / "dagctl.yaml").write_text(
+        f"worker_config:\n  env:\n    DAGCTL_FAULT_MARK: {harness.marker}\n"
+        f"connections:\n  scratch: sqlite:///{harness.root}/scratch.db\n"
+    )
+    harness.dag(
+        "query", "description: d\nretries: 0\nparams:\n  word: {type: string, default: ok}\n", q__sql=SQL_TASK
+    )
+    harness.migrate()
+
+    for command in (["trigger", "query"], ["run", "query", "q.sql"]):
+        refused = subprocess.run(
+            [DAGCTL, *command, "-p", b"word=caf\xe9"],
+            env=harness.env(),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert refused.returncode == EXIT_USAGE, (command, refused.stdout, refused.stderr)
+        assert refused.stderr == (
+            "dagctl: error: param 'word': is not valid UTF-8 (byte 0xe9 at character 4) (pass UTF-8 text)\n"
+        )
+    assert harness.sql("SELECT count(*) FROM dag_run") == [(0,)]
+
+    # A run queued before this rule existed (the store takes what it is given): the SQL
+    # task fails in one line, never with a traceback.
+    [run_id] = harness.trigger_many("query", 1, {"word": "caf\udce9"})
+    harness.run("schedule", "--until-idle", "--poll-interval", "0.1")
+    log = harness.run("logs", str(run_id), "q.sql").stdout
+    assert "Traceback" not in log
+    assert log == "param 'word' is not valid UTF-8: no database accepts it\n", log
+    assert harness.run_statuses() == {"failed": 1}
+    harness.check(triggered=[run_id], all_finished=True)
