@@ -51,4 +51,8 @@ def pattern_problem(pattern: str) -> str | None:
 def search(pattern: str, value: str) -> bool:
     """Whether `pattern` matches somewhere in `value` (JSON Schema's `pattern`), in time
     linear in len(value). Raises PatternError for a pattern RE2 refuses."""
-    return _compile(pattern).search(value) is not None
+    regex = _compile(pattern)
+    try:
+        return regex.search(value) is not None
+    except UnicodeEncodeError:  # a lone surrogate (a YAML "\udcff"): RE2 reads UTF-8 only
+        return regex.search(value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")) is not None
