@@ -29,6 +29,7 @@ _MIGRATION_LOCK_KEY = 0x6461_6763  # "dagc": one advisory-lock key for every dag
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # A pooled PostgreSQL connection idle this long is pinged before it is used again.
 PING_AFTER_IDLE_S = 2.0
+_UNDEFINED_TABLE = "42P01"  # PostgreSQL's SQLSTATE for a missing table
 # What make_url raises for a URL it cannot parse ("host:notaport" is a ValueError).
 _BAD_URL = (ArgumentError, ValueError)
 
@@ -163,8 +164,13 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def _is_missing_table(exc: DBAPIError) -> bool:
-    message = str(exc.orig).lower()
-    return "no such table" in message or "does not exist" in message
+    """Whether the error says the alembic_version table is missing (an empty database),
+    not that the server refused us: a database or role that does not exist also "does
+    not exist", and must be reported as what it is."""
+    pgcode = getattr(exc.orig, "pgcode", None)
+    if pgcode is not None:
+        return bool(pgcode == _UNDEFINED_TABLE)
+    return "no such table" in str(exc.orig).lower()
 
 
 def ensure_schema(engine: Engine, *, migrate: bool) -> None:
