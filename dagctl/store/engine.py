@@ -17,7 +17,15 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DataError,
+    DBAPIError,
+    DisconnectionError,
+    IntegrityError,
+    NoSuchModuleError,
+    OperationalError,
+)
 
 from dagctl import secrets
 from dagctl.errors import DatabaseError
@@ -60,9 +68,15 @@ def connection_error(url: str, exc: BaseException) -> DatabaseError:
         password = make_url(url).password
     if password:
         reason = reason.replace(str(password), "***")
+    # The server answered but refused what we sent (a value too long, a constraint):
+    # DATABASE_URL is fine, and saying otherwise sends people the wrong way.
+    refused = isinstance(exc, (DataError, IntegrityError))
     return DatabaseError(
-        f"cannot use the state database ({describe_target(url)}): {reason}",
-        "check DATABASE_URL / --db and that the server is running",
+        f"{'the state database refused a write' if refused else 'cannot use the state database'}"
+        f" ({describe_target(url)}): {reason}",
+        "a bug in dagctl: rerun with -v and report it"
+        if refused
+        else "check DATABASE_URL / --db and that the server is running",
     )
 
 
