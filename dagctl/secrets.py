@@ -10,6 +10,7 @@ value registered once is hidden everywhere, whatever its length.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Iterable
 from urllib.parse import unquote
@@ -17,12 +18,15 @@ from urllib.parse import unquote
 MASK = "***"
 
 _registered: set[str] = set()
+_mask_registered: Callable[[str], str] | None = None  # built again when a value joins
 
 
 def register(value: str | None) -> None:
     """Mask `value` from now on, in everything this process stores or prints."""
-    if value:
+    global _mask_registered
+    if value and value not in _registered:
         _registered.add(value)
+        _mask_registered = None
 
 
 def register_url(url: str | None) -> None:
@@ -62,7 +66,20 @@ def masking(extra: Iterable[str] = ()) -> Callable[[str], str]:
 
 
 def mask(text: str) -> str:
-    return masking()(text)
+    """`text` with every registered value masked."""
+    global _mask_registered
+    if not _registered:
+        return text
+    if _mask_registered is None:
+        _mask_registered = masking()
+    return _mask_registered(text)
+
+
+class MaskingFormatter(logging.Formatter):
+    """Log lines (tracebacks included) with every registered value masked."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask(super().format(record))
 
 
 def _identity(text: str) -> str:

@@ -75,7 +75,10 @@ def test_every_known_password_and_secret_is_masked_in_logs_and_output(harness: H
     _leaky_dag(harness, state_url)
     harness.run("db", "upgrade", DATABASE_URL=state_url)
     run_id = int(harness.run("trigger", "leaky", DATABASE_URL=state_url).stdout)
-    harness.run("schedule", "--until-idle", "--poll-interval", "0.1", DATABASE_URL=state_url)
+    scheduled = harness.run(
+        "-v", "schedule", "--until-idle", "--poll-interval", "0.1", DATABASE_URL=state_url
+    )
+    _assert_nothing_leaks(scheduled.stdout + scheduled.stderr)
 
     logs = harness.run("logs", str(run_id), "leak.sh", DATABASE_URL=state_url).stdout
     _assert_nothing_leaks(logs)
