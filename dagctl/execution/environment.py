@@ -4,10 +4,10 @@ The worker (a subprocess here), `dagctl run` (the same, in the foreground) and t
 kubernetes manager (a pod's `env`) all call `task_environment`, so a task sees the
 same variables, under the same name rules and size limits, wherever it runs.
 
-Layers, later ones win: the base (the parent's environment for a local process, but
-DATABASE_URL; nothing for a pod), the configured variables (`worker_config.env`, or `kube_env` for
-a pod), one variable per param (none named after a sensitive variable: params.py),
-then the run variables `DAGCTL_DAG`, `DAGCTL_TASK`,
+Layers, later ones win: the base (the parent's environment but DATABASE_URL for a
+local process, nothing for a pod), the configured variables (`worker_config.env`, or
+`kube_env` for a pod), one variable per param (none named after a sensitive variable,
+see dags/params.py), then the run variables `DAGCTL_DAG`, `DAGCTL_TASK`,
 `DAGCTL_RUN_ID` ("" when there is no run), `DAGCTL_ATTEMPT`, `DAGCTL_LOGICAL_DATE`
 (`format_logical_date`) and `DAGCTL_PARAMS` (every param as one JSON object).
 """
@@ -120,7 +120,7 @@ def inherited(base: Mapping[str, str]) -> dict[str, str]:
     """What a task inherits from the scheduler's environment: all of it but
     DATABASE_URL, the state database's URL and password, which is dagctl's and not the
     task's (an SQL task's default connection is read from it before this point; a task
-    that needs it gets it from worker_config.env)."""
+    that needs a database URL gets one under another name)."""
     return {k: v for k, v in base.items() if k != STATE_DATABASE_VARIABLE}
 
 
