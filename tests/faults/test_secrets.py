@@ -98,6 +98,10 @@ def test_every_known_password_and_secret_is_masked_in_logs_and_output(harness: H
         result = harness.run(*command, DATABASE_URL=state_url)
         _assert_nothing_leaks(result.stdout + result.stderr)
 
+    # A log an older dagctl stored unmasked is masked on the way out.
+    harness.sql("UPDATE task_log SET text = text || %s", (f"old={STATE_PASSWORD}\n",))
+    assert "old=***" in harness.run("logs", str(run_id), "leak.sh", DATABASE_URL=state_url).stdout
+
     # `dagctl run` prints the task's output as it comes: masked the same way.
     foreground = harness.run("run", "leaky", "leak.sh", DATABASE_URL=state_url)
     _assert_nothing_leaks(foreground.stdout + foreground.stderr)
