@@ -198,6 +198,10 @@ def test_a_folder_name_that_is_not_utf8_is_reported_alone_and_the_others_run(har
     listed = json.loads(harness.run("list", "-o", "json").stdout)
     assert [(d["dag"], d["broken"]) for d in listed] == [("good", False)]
 
+    # Shell completion and "did you mean" list DAG names: the folder is none.
+    completion = harness.run(COMP_WORDS="dagctl trigger ", COMP_CWORD="2", _DAGCTL_COMPLETE="bash_complete")
+    assert completion.stdout.splitlines() == ["plain,good"], completion.stdout
+
     run_id = int(harness.run("trigger", "good").stdout)
     harness.run("schedule", "--until-idle", "--poll-interval", "0.1")
     assert harness.executions() == [str(run_id)]
