@@ -76,7 +76,7 @@ def main() -> NoReturn:
         if _verbose:
             import traceback
 
-            traceback.print_exc()
+            click.echo(mask(traceback.format_exc()), err=True, nl=False)
         click.echo(f"dagctl: error: {mask(str(exc))}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
@@ -90,7 +90,7 @@ def main() -> NoReturn:
         if _verbose:
             import traceback
 
-            traceback.print_exc()
+            click.echo(mask(traceback.format_exc()), err=True, nl=False)
         click.echo(
             f"dagctl: internal error: {type(exc).__name__}: {mask(str(exc))} (rerun with -v for details)",
             err=True,
