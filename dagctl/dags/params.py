@@ -98,7 +98,11 @@ def declaration_problems(spec: ParamSpec) -> list[tuple[str, str, str]]:
         problem = value_error(spec, spec.default)
         if problem:
             article = "an" if spec.type[:1] in "aeiou" else "a"
-            fix = f"make the default {article} {spec.type}"
+            fix = (
+                f"make the default {article} {spec.type}"
+                if problem.startswith("expected ")
+                else "give it a default that fits the declaration"
+            )
             found.append((f"{where}/default", f"default of param {spec.name!r}: {problem}", fix))
     return found
 
