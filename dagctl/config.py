@@ -101,6 +101,9 @@ class Settings:
     ) -> Settings:
         dags_path = Path(dags or os.environ.get("DAGCTL_DAGS") or DEFAULT_DAGS)
         url = db or os.environ.get("DATABASE_URL") or default_db_url()
+        from dagctl import secrets
+
+        secrets.register_url(url)
         return cls(dags=dags_path, db_url=normalise_db_url(url), verbose=verbose)
 
 

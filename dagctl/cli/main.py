@@ -18,6 +18,7 @@ from dagctl import __version__
 from dagctl.cli import backfill, control, inspect, run
 from dagctl.config import DEFAULT_DB_HELP, Settings, settings_epilog, tuning
 from dagctl.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, DagctlError
+from dagctl.secrets import mask
 
 _verbose = False
 
@@ -75,8 +76,8 @@ def main() -> NoReturn:
         if _verbose:
             import traceback
 
-            traceback.print_exc()
-        click.echo(f"dagctl: error: {exc}", err=True)
+            click.echo(mask(traceback.format_exc()), err=True, nl=False)
+        click.echo(f"dagctl: error: {mask(str(exc))}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("dagctl: interrupted", err=True)
@@ -89,9 +90,10 @@ def main() -> NoReturn:
         if _verbose:
             import traceback
 
-            traceback.print_exc()
+            click.echo(mask(traceback.format_exc()), err=True, nl=False)
         click.echo(
-            f"dagctl: internal error: {type(exc).__name__}: {exc} (rerun with -v for details)", err=True
+            f"dagctl: internal error: {type(exc).__name__}: {mask(str(exc))} (rerun with -v for details)",
+            err=True,
         )
         sys.exit(EXIT_FAILED)
     sys.exit(result if isinstance(result, int) else EXIT_OK)

@@ -226,12 +226,12 @@ def schedule(
     import logging
 
     from dagctl.actions import runs
+    from dagctl.secrets import MaskingFormatter
 
     settings = settings_of(ctx)
-    logging.basicConfig(
-        level=logging.DEBUG if settings.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    handler = logging.StreamHandler()
+    handler.setFormatter(MaskingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if settings.verbose else logging.INFO, handlers=[handler])
     if not settings.verbose:
         # Alembic logs a dozen set-up lines per migration; dagctl logs the one that matters.
         logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -37,7 +37,7 @@ from dagctl.dags.model import (
     merge_config,
 )
 from dagctl.dags.names import may_be_dag
-from dagctl.dags.params import build_spec, value_error
+from dagctl.dags.params import build_spec, declaration_problems
 from dagctl.dags.sources import (
     HEADER_READERS,
     MAX_SCRIPT_BYTES,
@@ -199,27 +199,14 @@ def _load_params(path: Path, doc: YamlDoc, raw: Any, out: Collector) -> dict[str
             continue
         spec = build_spec(str(name), body)
         specs[spec.name] = spec
-        if is_template(spec.default):
-            # Rendered when each run is created; its type is checked then.
+        templated = is_template(spec.default)
+        for pointer, message, hint in declaration_problems(spec):
+            if templated and pointer.endswith("/default"):
+                continue  # rendered when each run is created; its type is checked then
+            out.add(path, doc.line_of(pointer), message, hint, pointer)
+        if templated:
             checks.check_template(path, doc, f"/params/{name}/default", spec.default, out, with_run=False)
-            continue
-        # Other defaults (an unquoted 2024-06-01 is a date to YAML) fail the schema check.
-        if spec.has_default and isinstance(spec.default, (str, int, float)):
-            problem = value_error(spec, spec.default)
-            if problem:
-                pointer = f"/params/{name}/default"
-                out.add(
-                    path,
-                    doc.line_of(pointer),
-                    f"default of param {name!r}: {problem}",
-                    f"make the default {_article(spec.type)} {spec.type}",
-                    pointer,
-                )
     return specs
-
-
-def _article(word: str) -> str:
-    return "an" if word[:1] in "aeiou" else "a"
 
 
 def _settings(config: RootConfig, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -528,13 +515,13 @@ def load_tree(root: Path | str, cache: dict[Path, tuple[Any, _LoadResult]] | Non
     dag_dirs, config_root = _dag_dirs(root)
     base = problem_base(root)
     config, problems = load_root_config(config_root, base)
+    config_broken = any(p.severity == "error" for p in problems)  # before the folder names join
     for dag_dir in [d for d in dag_dirs if not is_utf8(d.name)]:
         # A DAG name is a key in the state database and in every message: it must be text.
         dag_dirs.remove(dag_dir)
         Collector(base=base, dag=None, problems=problems).add(
             dag_dir, None, "the folder name is not valid UTF-8", "rename the folder"
         )
-    config_broken = any(p.severity == "error" for p in problems)
 
     dags: dict[str, Dag] = {}
     broken: dict[str, BrokenDag] = {}

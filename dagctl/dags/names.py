@@ -18,10 +18,20 @@ def dag_names(root: str | os.PathLike[str]) -> list[str]:
     try:
         with os.scandir(root) as listing:
             for entry in listing:
-                if not may_be_dag(entry.name) or not entry.is_dir():
+                if not may_be_dag(entry.name) or not _is_text(entry.name) or not entry.is_dir():
                     continue
                 if os.path.exists(os.path.join(entry.path, "workflow.yaml")):
                     names.append(entry.name)
     except OSError:
         return []
     return sorted(names)
+
+
+def _is_text(name: str) -> bool:
+    """A folder name that is not UTF-8 is no DAG name (validate reports it): completing
+    or suggesting it would print bytes no terminal can show."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -7,11 +7,11 @@ JSON, never through a shell, so the only checks here are about types and size.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from typing import Any, TypeGuard
 
+from dagctl.dags import patterns
 from dagctl.dags.model import ParamSpec
 from dagctl.errors import ParamError
 
@@ -21,6 +21,39 @@ from dagctl.errors import ParamError
 MAX_PARAM_BYTES = 64 * 1024
 # All params also travel together as JSON in DAGCTL_PARAMS, one environment string.
 MAX_PARAMS_TOTAL_BYTES = 120 * 1024
+# Environment variables no param may be named after: each changes what a shell, the
+# dynamic loader or an interpreter runs (BASH_ENV is sourced by every `bash script`,
+# LD_PRELOAD loads a library into every process, PYTHONSTARTUP, NODE_OPTIONS...), where
+# programs are found or read their configuration from (PATH, HOME), or what dagctl itself
+# reads (DAGCTL_*, DATABASE_URL: a pod's `dagctl run` reads them). Names are matched
+# exactly, case included, as the environment does. The README lists them.
+SENSITIVE_ENV_NAMES = frozenset(
+    {
+        "ENV",
+        "IFS",
+        "CDPATH",
+        "GLOBIGNORE",
+        "SHELLOPTS",
+        "BASHOPTS",
+        "PS4",
+        "PROMPT_COMMAND",
+        "PATH",
+        "HOME",
+        "SHELL",
+        "PWD",
+        "OLDPWD",
+        "TMPDIR",
+        "GCONV_PATH",
+        "GLIBC_TUNABLES",
+        "NODE_OPTIONS",
+        "NODE_PATH",
+        "JAVA_TOOL_OPTIONS",
+        "_JAVA_OPTIONS",
+        "JDK_JAVA_OPTIONS",
+        "DATABASE_URL",
+    }
+)
+SENSITIVE_ENV_PREFIXES = ("BASH_", "LD_", "DYLD_", "PYTHON", "PERL", "RUBY", "DAGCTL_")
 _OUR_KEYS = frozenset({"secret", "default", "description"})
 _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})
@@ -37,6 +70,41 @@ def build_spec(name: str, raw: Mapping[str, Any]) -> ParamSpec:
         secret=bool(raw.get("secret", False)),
         description=str(raw.get("description", "")),
     )
+
+
+def sensitive_env_name(name: str) -> bool:
+    """Whether a param called `name` would override a variable that changes what a task
+    runs (see SENSITIVE_ENV_NAMES)."""
+    return name in SENSITIVE_ENV_NAMES or name.startswith(SENSITIVE_ENV_PREFIXES)
+
+
+def sensitive_name_problem(name: str) -> str:
+    return f"param {name!r} is named after a sensitive environment variable"
+
+
+def declaration_problems(spec: ParamSpec) -> list[tuple[str, str, str]]:
+    """What is wrong with a param's declaration in workflow.yaml, as (JSON pointer,
+    message, fix): a sensitive name, a pattern RE2 refuses, a default that does not fit."""
+    where = f"/params/{spec.name}"
+    found: list[tuple[str, str, str]] = []
+    if sensitive_env_name(spec.name):
+        fix = f"rename it, e.g. {spec.name.lower()!r}: it could change what the task runs"
+        found.append((where, sensitive_name_problem(spec.name), fix))
+    pattern = spec.schema.get("pattern")
+    if isinstance(pattern, str) and (problem := patterns.pattern_problem(pattern)):
+        found.append((f"{where}/pattern", f"param {spec.name!r}: {problem}", patterns.UNSUPPORTED_HINT))
+    # Other defaults (an unquoted 2024-06-01 is a date to YAML) fail the schema check.
+    elif spec.has_default and isinstance(spec.default, (str, int, float)):
+        problem = value_error(spec, spec.default)
+        if problem:
+            article = "an" if spec.type[:1] in "aeiou" else "a"
+            fix = (
+                f"make the default {article} {spec.type}"
+                if problem.startswith("expected ")
+                else "give it a default that fits the declaration"
+            )
+            found.append((f"{where}/default", f"default of param {spec.name!r}: {problem}", fix))
+    return found
 
 
 def value_error(spec: ParamSpec, value: Any) -> str | None:
@@ -64,6 +132,9 @@ def value_error(spec: ParamSpec, value: Any) -> str | None:
         if _is_number(maximum) and value > maximum:
             return f"{value} is more than the maximum {maximum}"
     if isinstance(value, str):
+        not_utf8 = utf8_problem(value)
+        if not_utf8:
+            return not_utf8
         min_length, max_length = schema.get("minLength"), schema.get("maxLength")
         if _is_number(min_length) and len(value) < min_length:
             return f"is shorter than {min_length} characters"
@@ -71,10 +142,10 @@ def value_error(spec: ParamSpec, value: Any) -> str | None:
             return f"is longer than {max_length} characters"
         if isinstance(schema.get("pattern"), str):
             try:
-                if re.search(schema["pattern"], value) is None:
-                    return f"{value!r} does not match the pattern {schema['pattern']!r}"
-            except re.error:
-                return f"the pattern {schema['pattern']!r} is not a valid regular expression"
+                if not patterns.search(schema["pattern"], value):
+                    return f"{_shown(value)} does not match the pattern {schema['pattern']!r}"
+            except patterns.PatternError as exc:
+                return f"the pattern {schema['pattern']!r} cannot be used: {exc}"
         fmt = schema.get("format")
         if fmt == "date":
             try:
@@ -87,6 +158,25 @@ def value_error(spec: ParamSpec, value: Any) -> str | None:
             except ValueError:
                 return f"{value!r} is not a date-time (YYYY-MM-DDTHH:MM:SS)"
     return None
+
+
+def utf8_problem(text: str) -> str | None:
+    """Why `text` cannot be stored and passed on as UTF-8, or None. Bytes that are not
+    UTF-8 on a command line reach Python as lone surrogates (surrogateescape), which
+    no database, JSON consumer or SQL driver accepts."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        char = text[exc.start]
+        byte = ord(char) - 0xDC00 if 0xDC80 <= ord(char) <= 0xDCFF else None
+        what = f"byte 0x{byte:02x}" if byte is not None else f"U+{ord(char):04X}"
+        return f"is not valid UTF-8 ({what} at character {exc.start + 1})"
+    return None
+
+
+def _shown(value: str, limit: int = 80) -> str:
+    """A value for a one-line message: a 64 KiB one is cut."""
+    return repr(value) if len(value) <= limit else f"{value[:limit]!r}... ({len(value):,} characters)"
 
 
 def _is_number(value: Any) -> TypeGuard[int | float]:
@@ -137,6 +227,10 @@ def resolve(dag_name: str, specs: Mapping[str, ParamSpec], given: Mapping[str, A
             f"declared params: {', '.join(specs)}" if specs else "the DAG declares no params"
         )
         raise ParamError(f"DAG {dag_name!r} has no param {unknown[0]!r}", hint)
+    for name in specs:
+        if sensitive_env_name(name):
+            hint = f"rename it in workflow.yaml, e.g. {name.lower()!r}: it could change what the task runs"
+            raise ParamError(sensitive_name_problem(name), hint)
     resolved: dict[str, Any] = {}
     for name, spec in specs.items():
         if name in given:
@@ -149,7 +243,8 @@ def resolve(dag_name: str, specs: Mapping[str, ParamSpec], given: Mapping[str, A
             raise ParamError(f"DAG {dag_name!r} needs param {name!r}", f"pass -p {name}=VALUE")
         problem = value_error(spec, value)
         if problem:
-            raise ParamError(f"param {name!r}: {problem}")
+            fix = "pass UTF-8 text" if problem.startswith("is not valid UTF-8") else None
+            raise ParamError(f"param {name!r}: {problem}", fix)
         resolved[name] = value
     check_sizes(resolved)
     return resolved

@@ -4,10 +4,11 @@ The worker (a subprocess here), `dagctl run` (the same, in the foreground) and t
 kubernetes manager (a pod's `env`) all call `task_environment`, so a task sees the
 same variables, under the same name rules and size limits, wherever it runs.
 
-Layers, later ones win: the base (the parent's environment for a local process,
-nothing for a pod), the configured variables (`worker_config.env`, or `kube_env` for
-a pod; templated values rendered for this attempt, see `render_configured`), one
-variable per param, `DAGCTL_CONN_<NAME>` per connection of dagctl.yaml (its password
+Layers, later ones win: the base (the parent's environment but DATABASE_URL for a
+local process, nothing for a pod), the configured variables (`worker_config.env`, or
+`kube_env` for a pod; templated values rendered for this attempt, see
+`render_configured`), one variable per param (none named after a sensitive variable,
+see dags/params.py), `DAGCTL_CONN_<NAME>` per connection of dagctl.yaml (its password
 masked in the output), then the run variables `DAGCTL_DAG`, `DAGCTL_TASK`,
 `DAGCTL_RUN_ID` ("" when there is no run), `DAGCTL_ATTEMPT`, `DAGCTL_LOGICAL_DATE`,
 `DAGCTL_DATA_INTERVAL_START`, `DAGCTL_DATA_INTERVAL_END` (`format_logical_date`),
@@ -18,23 +19,29 @@ one JSON object).
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from urllib.parse import urlsplit
 
 from dagctl.dags.model import Dag, Task
-from dagctl.dags.params import as_env_value
+from dagctl.dags.params import as_env_value, sensitive_env_name
 from dagctl.dags.templating import TemplateError, is_template, render_mapping, run_variables
 from dagctl.errors import TaskFailed
 from dagctl.execution.attempt import TaskContext
+from dagctl.secrets import url_passwords
 
 # Linux refuses a single environment string over 128 KiB (MAX_ARG_STRLEN).
 MAX_ENV_STRING_BYTES = 128 * 1024 - 1
 # A name every shell, every exec and the Kubernetes API accept as an environment
 # variable; a param named otherwise still reaches the task inside DAGCTL_PARAMS.
 _PORTABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+# Not inherited by tasks: the state database is dagctl's (see `inherited`).
+STATE_DATABASE_VARIABLE = "DATABASE_URL"
+# `${VAR}` and `${VAR:-default}` in a connection URL (expanded strictly in prepare.py).
+_URL_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 RUN_VARIABLES = (
     "DAGCTL_DAG",
@@ -88,7 +95,7 @@ def task_environment(
     `with_connections`: add `DAGCTL_CONN_<NAME>`; a pod's spec leaves them out (its
     `dagctl run` adds them, and a URL's password has no place in a pod spec)."""
     env = configured_environment(
-        base, render_configured(dag, configured, context, configured_key), configured_key
+        inherited(base), render_configured(dag, configured, context, configured_key), configured_key
     )
     params = dict(context.params)
     missing = [p for p in task.parameters if p not in params and p not in env]
@@ -99,7 +106,9 @@ def task_environment(
         text = as_env_value(value)
         if "\x00" in text:
             raise PrepareError(f"param {name!r} contains a NUL byte")
-        if _PORTABLE_NAME.match(name):
+        # A sensitive name (BASH_ENV, LD_PRELOAD, PATH...) is refused by validate and at
+        # trigger; should one come through anyway, it stays inside DAGCTL_PARAMS.
+        if _PORTABLE_NAME.match(name) and not sensitive_env_name(name):
             env[name] = text
     params_json = json.dumps(params, ensure_ascii=False, default=str)
     size = len(params_json.encode("utf-8", "surrogatepass"))
@@ -132,8 +141,20 @@ def task_environment(
         DAGCTL_DS=dates.ds,
         DAGCTL_PARAMS=params_json,
     )
-    passwords = [p for url in connections.values() if (p := urlsplit(url).password)]
-    return TaskEnvironment(env, (*secret_values(dag, context), *passwords))
+    secrets = [
+        *secret_values(dag, context),
+        *url_passwords(base.get(STATE_DATABASE_VARIABLE)),
+        *(p for url in connections.values() for p in url_passwords(url)),
+    ]
+    return TaskEnvironment(env, tuple(secrets))
+
+
+def inherited(base: Mapping[str, str]) -> dict[str, str]:
+    """What a task inherits from the scheduler's environment: all of it but
+    DATABASE_URL, the state database's URL and password, which is dagctl's and not the
+    task's (an SQL task's default connection is read from it before this point; a task
+    that needs a database URL gets one under another name)."""
+    return {k: v for k, v in base.items() if k != STATE_DATABASE_VARIABLE}
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -217,8 +238,9 @@ def configured_environment(
 
 
 def secret_values(dag: Dag, context: TaskContext) -> list[str]:
-    """The values of secret params, as given and as they appear inside DAGCTL_PARAMS."""
-    values: list[str] = []
+    """The values of secret params, as given and as they appear inside DAGCTL_PARAMS,
+    and the passwords of the DAG's connections (a shell task may well echo one)."""
+    values: list[str] = connection_passwords(dag)
     for name in sorted(context.secret_params | dag.secret_params):
         if context.params.get(name) is None:
             continue
@@ -229,3 +251,18 @@ def secret_values(dag: Dag, context: TaskContext) -> list[str]:
             if escaped != text:
                 values.append(escaped)
     return values
+
+
+def connection_passwords(dag: Dag, env: Mapping[str, str] | None = None) -> list[str]:
+    """The passwords of the DAG's connection URLs, their ${VAR}s read from `env` (this
+    process's environment by default); a URL whose variables are unset has none."""
+    env = os.environ if env is None else env
+
+    def expand(match: re.Match[str]) -> str:
+        value = env.get(match.group(1))
+        return value if value else (match.group(2) or "")
+
+    passwords: list[str] = []
+    for connection in dag.connections.values():
+        passwords += url_passwords(_URL_VARIABLE.sub(expand, connection.url))
+    return passwords

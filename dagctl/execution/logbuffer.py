@@ -9,16 +9,15 @@ ring is only counted.
 from __future__ import annotations
 
 import codecs
-import re
 from collections.abc import Callable, Iterable
+
+from dagctl.secrets import masking
 
 DEFAULT_LOG_CAP_BYTES = 1024 * 1024
 # A line longer than this is flushed without its end, so a task printing megabytes
 # without a newline cannot grow the pending text; a secret cut by such a flush can
 # escape masking (documented limit).
 MAX_PENDING_LINE = 64 * 1024
-MASK = "***"
-MIN_SECRET_LENGTH = 3
 
 
 def default_log_cap_bytes() -> int:
@@ -33,20 +32,9 @@ def truncation_marker(dropped: int) -> str:
 
 
 def masker(secrets: Iterable[str]) -> Callable[[str], str]:
-    """A function replacing every secret of 3 characters or more by `***`.
-
-    Shorter values are left alone: masking every "a" or "1" would make logs unreadable
-    and protect nothing."""
-    values = sorted({s for s in secrets if len(s) >= MIN_SECRET_LENGTH}, key=len, reverse=True)
-    if not values:
-        return _identity
-    # Longest first, so a secret that contains another is masked whole.
-    pattern = re.compile("|".join(re.escape(v) for v in values))
-    return lambda text: pattern.sub(MASK, text)
-
-
-def _identity(text: str) -> str:
-    return text
+    """A function replacing every secret (the attempt's, and every password this process
+    knows: `dagctl.secrets`) by `***`, whatever its length."""
+    return masking(secrets)
 
 
 class _LineMasker:

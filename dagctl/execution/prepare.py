@@ -12,7 +12,6 @@ import sys
 from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from dagctl.dags.model import Dag, Task
 from dagctl.dags.templating import TemplateError, is_template, render_argv
@@ -25,6 +24,7 @@ from dagctl.execution.environment import (
     task_environment,
 )
 from dagctl.execution.taskprocess import Launch
+from dagctl.secrets import url_passwords
 
 __all__ = ["PrepareError", "prepare"]
 
@@ -82,9 +82,7 @@ def prepare(dag: Dag, task: Task, context: TaskContext) -> Launch | None:
         argv = [sys.executable, "-m", "dagctl.execution.pytask", script]
     elif task.type == "sql":
         env["DAGCTL_SQL_URL"] = sql_url
-        password = urlsplit(sql_url).password
-        if password:
-            secrets.append(password)
+        secrets += url_passwords(sql_url)
         argv = [sys.executable, "-m", "dagctl.execution.sqltask", script]
     else:
         argv = _plugin_argv(dag, task, context)

@@ -73,6 +73,14 @@ def _bind_value(value: Any) -> Any:
     return json.dumps(value) if isinstance(value, dict) else value
 
 
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
@@ -92,7 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"cannot read {args[0]}: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    params = {**json.loads(os.environ.get("DAGCTL_PARAMS") or "{}"), **run_variables(os.environ)}
+    params = json.loads(os.environ.get("DAGCTL_PARAMS") or "{}")
+    for name, value in params.items():
+        # Refused at trigger; a run queued before that rule still fails in one line.
+        if isinstance(value, str) and not _is_utf8(value):
+            print(f"param {name!r} is not valid UTF-8: no database accepts it", file=sys.stderr)
+            return 1
+    params = {**params, **run_variables(os.environ)}
     if not statements:
         print("no statements")
         return 0

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,7 +31,7 @@ from dagctl.scheduling import planner
 from dagctl.scheduling.retention import RetentionChore
 from dagctl.scheduling.wakeups import Wakeups
 from dagctl.store import ClaimedAttempt, FinishedAttempt, Store
-from dagctl.store.records import AdvancePlan
+from dagctl.store.records import AdvancePlan, owner_id
 
 log = logging.getLogger("dagctl.scheduling.scheduler")
 
@@ -83,7 +81,7 @@ class Scheduler:
     manager: Manager
     options: SchedulerOptions
     clock: Callable[[], datetime] = utcnow
-    owner: str = field(default_factory=lambda: f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    owner: str = field(default_factory=owner_id)
 
     def __post_init__(self) -> None:
         self._cache = DagCache(self.dags_root)

@@ -31,6 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError
 
+from dagctl import secrets
 from dagctl.dags.cron import utcnow
 from dagctl.states import CLAIMABLE_TASK, RunStatus, TaskStatus, task_sources
 from dagctl.store.records import ClaimedAttempt, FinishedAttempt, LostAttempt, RetryPolicy
@@ -393,6 +394,8 @@ def _of_run(column: Any) -> Any:
 
 
 def _clip(message: str | None, limit: int = 4000) -> str | None:
+    if message is not None:
+        message = secrets.mask(message)  # an error may quote a URL or a driver's message
     if message is None or len(message) <= limit:
         return message
     return message[: limit - 1] + "…"

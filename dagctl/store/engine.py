@@ -17,8 +17,17 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DataError,
+    DBAPIError,
+    DisconnectionError,
+    IntegrityError,
+    NoSuchModuleError,
+    OperationalError,
+)
 
+from dagctl import secrets
 from dagctl.errors import DatabaseError
 from dagctl.store.revision import HEAD_REVISION
 
@@ -28,6 +37,7 @@ _MIGRATION_LOCK_KEY = 0x6461_6763  # "dagc": one advisory-lock key for every dag
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # A pooled PostgreSQL connection idle this long is pinged before it is used again.
 PING_AFTER_IDLE_S = 2.0
+_UNDEFINED_TABLE = "42P01"  # PostgreSQL's SQLSTATE for a missing table
 # What make_url raises for a URL it cannot parse ("host:notaport" is a ValueError).
 _BAD_URL = (ArgumentError, ValueError)
 
@@ -58,13 +68,20 @@ def connection_error(url: str, exc: BaseException) -> DatabaseError:
         password = make_url(url).password
     if password:
         reason = reason.replace(str(password), "***")
+    # The server answered but refused what we sent (a value too long, a constraint):
+    # DATABASE_URL is fine, and saying otherwise sends people the wrong way.
+    refused = isinstance(exc, (DataError, IntegrityError))
     return DatabaseError(
-        f"cannot use the state database ({describe_target(url)}): {reason}",
-        "check DATABASE_URL / --db and that the server is running",
+        f"{'the state database refused a write' if refused else 'cannot use the state database'}"
+        f" ({describe_target(url)}): {reason}",
+        "a bug in dagctl: rerun with -v and report it"
+        if refused
+        else "check DATABASE_URL / --db and that the server is running",
     )
 
 
 def create(url: str) -> Engine:
+    secrets.register_url(url)  # masked in every log and message of this process
     try:
         parsed = make_url(url)
     except _BAD_URL:
@@ -161,8 +178,13 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def _is_missing_table(exc: DBAPIError) -> bool:
-    message = str(exc.orig).lower()
-    return "no such table" in message or "does not exist" in message
+    """Whether the error says the alembic_version table is missing (an empty database),
+    not that the server refused us: a database or role that does not exist also "does
+    not exist", and must be reported as what it is."""
+    pgcode = getattr(exc.orig, "pgcode", None)
+    if pgcode is not None:
+        return bool(pgcode == _UNDEFINED_TABLE)
+    return "no such table" in str(exc.orig).lower()
 
 
 def ensure_schema(engine: Engine, *, migrate: bool) -> None:

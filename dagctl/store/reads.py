@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, func, or_, select
 
+from dagctl import secrets
 from dagctl.dags.cron import utcnow
 from dagctl.states import ACTIVE_RUN, TaskStatus
 from dagctl.store.tables import dag, dag_run, scheduler, task_log, task_run
@@ -110,7 +111,8 @@ class ReadOperations:
                 .where(condition)
                 .order_by(task_log.c.task_run_id, task_log.c.seq)
             )
-            return [(r.task_run_id, r.seq, r.text, r.truncated_bytes) for r in rows]
+            # Masked again on the way out: logs stored by an older dagctl were not.
+            return [(r.task_run_id, r.seq, secrets.mask(r.text), r.truncated_bytes) for r in rows]
 
     # ------------------------------------------------------------ DAG overview
 

@@ -11,6 +11,29 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+# ---------------------------------------------------------------- owner ids
+
+# The width of scheduler.id and task_run.lease_owner (tables.py).
+OWNER_ID_LENGTH = 64
+
+
+def owner_id(host: str | None = None, pid: int | None = None, token: str | None = None) -> str:
+    """A scheduler's id, `host-pid-token`, never longer than OWNER_ID_LENGTH whatever
+    the host name (a pod of a long-named Deployment has 63 characters): a long host
+    name keeps its start and its end (a pod's unique suffix), joined by `..`; the random
+    token keeps ids unique either way. The full host name is stored in scheduler.host."""
+    import os
+    import uuid
+
+    host = os.uname().nodename if host is None else host
+    tail = f"-{os.getpid() if pid is None else pid}-{token or uuid.uuid4().hex[:8]}"
+    room = OWNER_ID_LENGTH - len(tail)
+    if len(host) > room:
+        keep_end = (room - 2) // 2
+        host = host[: room - 2 - keep_end] + ".." + (host[-keep_end:] if keep_end else "")
+    return (host + tail)[-OWNER_ID_LENGTH:]
+
+
 # ---------------------------------------------------------------- DAG rows
 
 

@@ -14,7 +14,7 @@ PACKAGE = REPO / "dagctl"
 # Higher layers may import lower ones, never the reverse. `store` sits beside the
 # chain: anything above `dags` may use it, and it uses only `dags` and the base.
 RANK = {"cli": 6, "actions": 5, "scheduling": 4, "managers": 3, "execution": 2, "dags": 1}
-BASE = {"config", "errors", "states", "plugins", "__init__", "__main__"}
+BASE = {"config", "errors", "secrets", "states", "plugins", "__init__", "__main__"}
 MAX_LINES = 600
 # Entry points stand above every wing: `python -m dagctl` and the public Python API.
 ENTRY_POINTS = {"dagctl", "dagctl.__main__"}

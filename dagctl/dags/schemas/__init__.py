@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import numbers
-import re
 from collections.abc import Callable, Iterator, Mapping
 from datetime import date, datetime
 from functools import cache
@@ -230,8 +229,10 @@ class _Compiler:
         return lambda value: not isinstance(value, str) or len(value) <= want
 
     def _pattern(self, want: Any, node: Any) -> _Check:
-        regex = re.compile(want)
-        return lambda value: not isinstance(value, str) or regex.search(value) is not None
+        # The schema's own patterns, but user values: matched in linear time all the same.
+        from dagctl.dags import patterns
+
+        return lambda value: not isinstance(value, str) or patterns.search(want, value)
 
     def _items(self, want: Any, node: Any) -> _Check:
         if "prefixItems" in node or not isinstance(want, (dict, bool)):
