@@ -27,8 +27,8 @@ from dagctl.dags.cron import utcnow
 from dagctl.dags.loader import DagCache
 from dagctl.dags.model import Dag
 from dagctl.errors import EXIT_DATABASE, EXIT_OK, DagctlError, DatabaseError
-from dagctl.execution.attempt import Attempt, Outcome, TaskContext
-from dagctl.managers.base import AdoptingManager, Manager
+from dagctl.execution.attempt import INTERRUPTED, Attempt, Outcome, TaskContext
+from dagctl.managers.base import AdoptingManager, FencingManager, Manager
 from dagctl.scheduling import planner
 from dagctl.scheduling.wakeups import Wakeups
 from dagctl.store import ClaimedAttempt, FinishedAttempt, Store
@@ -39,6 +39,14 @@ log = logging.getLogger("dagctl.scheduling.scheduler")
 DEFAULT_POLL_INTERVAL_S = 1.0
 DEFAULT_GRACE_S = 30.0
 LOG_FLUSH_INTERVAL_S = 1.0
+# Our running attempts are stopped by the loop (SIGTERM) at FENCE_FRACTION of the lease
+# after the last renewal the database confirmed, and killed by the guardian (SIGKILL,
+# outside the loop, so even while it is stalled) at GUARDIAN_FRACTION: both before the
+# lease can run out and another scheduler may take the attempt over.
+FENCE_FRACTION = 0.8
+GUARDIAN_FRACTION = 0.9
+# The reaper looks again this long after the earliest lease it knows of runs out.
+REAP_SLACK_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +76,7 @@ class SchedulerOptions:
 class _Timers:
     next_reload: float = 0.0
     next_lease: float = 0.0
+    next_reap: float = 0.0
     next_log_flush: float = 0.0
     next_cancel_check: float = 0.0
     outage_since: float | None = None
@@ -94,6 +103,7 @@ class Scheduler:
         self._timers = _Timers()
         self._wakeups = Wakeups(self.store)
         self._adopter = self.manager if isinstance(self.manager, AdoptingManager) else None
+        self._fencer = self.manager if isinstance(self.manager, FencingManager) else None
         self._progress = False
         self._news = False  # another process's NOTIFY arrived since we last looked
         self._ended: list[planner.Ended] = []  # attempts that ended since the last advance
@@ -169,14 +179,15 @@ class Scheduler:
 
     def _fence_at(self) -> float | None:
         """When our running attempts must be stopped because their leases could not be
-        renewed: at four fifths of the lease, so that they are dead (SIGTERM, then SIGKILL
-        after the kill grace) before another scheduler may reap and retry them. Never for
-        a manager that adopts attempts (pods): those are taken over, not run again."""
+        renewed: at four fifths of the lease (SIGTERM, then SIGKILL after the kill grace;
+        the guardian SIGKILLs them at nine tenths whatever the loop does), so that they
+        are dead before another scheduler may reap and run them again. Never for a
+        manager that adopts attempts (pods): those are taken over, not run again."""
         if self._adopter is not None or self._timers.leases_valid_until is None:
             return None
         if not self._inflight.keys() - self._fenced:
             return None
-        return self._timers.leases_valid_until - self.options.lease_seconds / 5
+        return self._timers.leases_valid_until - self.options.lease_seconds * (1 - FENCE_FRACTION)
 
     def _fence(self) -> None:
         fence_at = self._fence_at()
@@ -188,7 +199,7 @@ class Scheduler:
                 "could not renew the leases of %d running attempt(s) for %.0f s: stopping them,"
                 " another scheduler will retry them",
                 len(doomed),
-                self.options.lease_seconds * 4 / 5,
+                self.options.lease_seconds * FENCE_FRACTION,
             )
         for task_run_id in doomed:
             self._fenced.add(task_run_id)
@@ -361,24 +372,38 @@ class Scheduler:
             log.info("run %d finished: %s", run_id, status)
 
     def _keep_leases(self, now: datetime) -> None:
+        """Renew our leases every lease/3; reap the others' expired ones at the earliest
+        expiry we know of (and at every renewal), not on a fixed period."""
+        lease = self.options.lease_seconds
         clock = time.monotonic()
-        if clock < self._timers.next_lease:
+        if clock >= self._timers.next_lease:
+            self.store.renew_leases(self.owner, lease)
+            # Measured from before the renewal was sent: never later than the database's
+            # expiry, which counts from when the database ran the renewal.
+            self._timers.leases_valid_until = clock + lease
+            if self._fencer is not None:
+                self._fencer.kill_after(clock + lease * GUARDIAN_FRACTION)
+            self._timers.next_lease = clock + lease / 3
+            self._timers.next_reap = clock
+        if clock < self._timers.next_reap:
             return
-        self.store.renew_leases(self.owner, self.options.lease_seconds)
-        # Measured from before the renewal was sent: never later than the database's expiry.
-        self._timers.leases_valid_until = clock + self.options.lease_seconds
-        self._timers.next_lease = clock + self.options.lease_seconds / 3
         self._adopt(now)
-        lost = self.store.reap_expired(self._retry_policy, now)
+        lost = self.store.reap_expired(now)
         if lost:
             self._advance_news = True
         for attempt in lost:
             log.warning(
-                "attempt %d of %s/%s was lost (its scheduler is gone); retrying if allowed",
+                "attempt %d of %s/%s was interrupted (its scheduler stopped renewing the lease);"
+                " running it again",
                 attempt.attempt,
                 attempt.dag_name,
                 attempt.task_name,
             )
+        # A lease taken after this query runs for a whole lease: looking again within a
+        # third of one is soon enough to be back at its expiry.
+        expiry = self.store.next_expiry_in(self.owner)
+        wait = lease / 3 if expiry is None else min(lease / 3, expiry + REAP_SLACK_S)
+        self._timers.next_reap = time.monotonic() + wait
 
     def _retry_policy(self, dag_name: str, task_name: str, attempt: int) -> float | None:
         dag = self.dags.get(dag_name)
@@ -443,14 +468,19 @@ class Scheduler:
         item = self._inflight.pop(outcome.task_run_id, None)
         if item is not None:
             self._ended.append(planner.Ended(item.dag_run_id, item.dag_name, item.task_name, outcome.status))
+        status = outcome.status
+        if outcome.task_run_id in self._fenced and status == "failed":
+            status = INTERRUPTED  # we stopped it: its lease could not be renewed
         self._fenced.discard(outcome.task_run_id)
         log_problem = self._log_problems.pop(outcome.task_run_id, None)
         retry_after = None
-        if outcome.status == "failed" and item is not None:
-            retry_after = self._retry_policy(item.dag_name, item.task_name, item.attempt)
+        if status == INTERRUPTED:
+            retry_after = 0.0  # run again at once, not counted against retries
+        elif status == "failed" and item is not None:
+            retry_after = self._retry_policy(item.dag_name, item.task_name, item.tries)
         return FinishedAttempt(
             task_run_id=outcome.task_run_id,
-            status=outcome.status,
+            status=status,
             exit_code=outcome.exit_code,
             error="; ".join(e for e in (outcome.error, log_problem) if e) or None,
             retry_after=retry_after,
@@ -518,7 +548,8 @@ class Scheduler:
         until_fence = math.inf if fence_at is None else max(0.0, fence_at - now)
         if not last_ok:
             return min(5.0, self.options.poll_interval * 2, until_fence)
-        timeout = min(self.options.poll_interval, max(0.0, self._timers.next_lease - now), until_fence)
+        next_lease = min(self._timers.next_lease, self._timers.next_reap)
+        timeout = min(self.options.poll_interval, max(0.0, next_lease - now), until_fence)
         wakeup = self.manager.next_wakeup()
         if wakeup is not None:
             timeout = min(timeout, wakeup)

@@ -6,7 +6,6 @@ these, and `import dagctl.cli` must stay free of SQLAlchemy.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -35,12 +34,15 @@ class ClaimedAttempt:
     attempt: int
     logical_date: datetime
     params: dict[str, Any]
+    # This attempt's number counting only the attempts that count against `retries`
+    # (interrupted ones do not): what retry decisions use; `attempt` is its identity.
+    tries: int
 
 
 @dataclass(frozen=True, slots=True)
 class FinishedAttempt:
     task_run_id: int
-    status: str  # success | failed | cancelled
+    status: str  # success | failed | cancelled | interrupted
     exit_code: int | None
     error: str | None
     retry_after: float | None  # seconds until the next attempt; None: no more attempts
@@ -56,10 +58,6 @@ class LostAttempt:
     dag_name: str
     task_name: str
     attempt: int
-
-
-# A function the reaper asks for the retry delay of a lost attempt (None: no retry).
-RetryPolicy = Callable[[str, str, int], "float | None"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +145,6 @@ __all__ = [
     "FinishedAttempt",
     "LostAttempt",
     "NewTaskRun",
-    "RetryPolicy",
     "RetryResult",
     "RunSnapshot",
 ]
