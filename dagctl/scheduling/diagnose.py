@@ -13,7 +13,7 @@ from typing import Any
 from dagctl.dags import cron
 from dagctl.dags.model import Dag
 from dagctl.scheduling.planner import latest_attempts
-from dagctl.states import DONE_OK_TASK_VALUES
+from dagctl.states import DONE_OK_TASK_VALUES, NOT_ENDED_TASK_VALUES, UNCOUNTED_TASK_VALUES
 
 # A queued attempt older than this while a scheduler is alive means its slots are busy.
 QUEUED_TOO_LONG = timedelta(seconds=5)
@@ -48,7 +48,7 @@ def why(
 ) -> list[dict[str, str]]:
     """Reasons, most blocking first, each {"code", "message"}. Codes: broken, paused,
     no_scheduler, max_active_runs, waiting_on_inputs, retry_delay, pool_full, queued,
-    running, nothing_queued."""
+    interrupted, running, nothing_queued."""
     reasons: list[dict[str, str]] = []
 
     def add(code: str, message: str) -> None:
@@ -118,6 +118,20 @@ def _why_run(
 ) -> None:
     run_id = run["id"]
     latest = latest_attempts(attempts)
+    for earlier in attempts:
+        after = latest.get(earlier["task_name"])
+        if (
+            earlier["status"] in UNCOUNTED_TASK_VALUES
+            and after is not None
+            and after["attempt"] == earlier["attempt"] + 1
+            and after["status"] in NOT_ENDED_TASK_VALUES
+        ):
+            add(
+                "interrupted",
+                f"run {run_id}: {earlier['task_name']} attempt {earlier['attempt']} was interrupted "
+                f"({earlier['error']}); attempt {after['attempt']} runs it again, "
+                "not counted against retries",
+            )
     for name, attempt in latest.items():
         status = attempt["status"]
         if status == "running":

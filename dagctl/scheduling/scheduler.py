@@ -30,6 +30,7 @@ from dagctl.errors import EXIT_DATABASE, EXIT_OK, DagctlError, DatabaseError
 from dagctl.execution.attempt import INTERRUPTED, Attempt, Outcome, TaskContext
 from dagctl.managers.base import AdoptingManager, FencingManager, Manager
 from dagctl.scheduling import planner
+from dagctl.scheduling.leases import FENCE_FRACTION, LeaseTimers
 from dagctl.scheduling.wakeups import Wakeups
 from dagctl.store import ClaimedAttempt, FinishedAttempt, Store
 from dagctl.store.records import AdvancePlan
@@ -39,14 +40,6 @@ log = logging.getLogger("dagctl.scheduling.scheduler")
 DEFAULT_POLL_INTERVAL_S = 1.0
 DEFAULT_GRACE_S = 30.0
 LOG_FLUSH_INTERVAL_S = 1.0
-# Our running attempts are stopped by the loop (SIGTERM) at FENCE_FRACTION of the lease
-# after the last renewal the database confirmed, and killed by the guardian (SIGKILL,
-# outside the loop, so even while it is stalled) at GUARDIAN_FRACTION: both before the
-# lease can run out and another scheduler may take the attempt over.
-FENCE_FRACTION = 0.8
-GUARDIAN_FRACTION = 0.9
-# The reaper looks again this long after the earliest lease it knows of runs out.
-REAP_SLACK_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,13 +68,9 @@ class SchedulerOptions:
 @dataclass
 class _Timers:
     next_reload: float = 0.0
-    next_lease: float = 0.0
-    next_reap: float = 0.0
     next_log_flush: float = 0.0
     next_cancel_check: float = 0.0
     outage_since: float | None = None
-    # Monotonic time by which every lease we hold has surely been renewed, or is gone.
-    leases_valid_until: float | None = None
 
 
 @dataclass
@@ -101,6 +90,7 @@ class Scheduler:
         self._unrecorded: list[FinishedAttempt] = []
         self._log_chunks: list[tuple[int, str]] = []
         self._timers = _Timers()
+        self._leases = LeaseTimers(self.options.lease_seconds)
         self._wakeups = Wakeups(self.store)
         self._adopter = self.manager if isinstance(self.manager, AdoptingManager) else None
         self._fencer = self.manager if isinstance(self.manager, FencingManager) else None
@@ -183,11 +173,9 @@ class Scheduler:
         the guardian SIGKILLs them at nine tenths whatever the loop does), so that they
         are dead before another scheduler may reap and run them again. Never for a
         manager that adopts attempts (pods): those are taken over, not run again."""
-        if self._adopter is not None or self._timers.leases_valid_until is None:
+        if self._adopter is not None or not self._inflight.keys() - self._fenced:
             return None
-        if not self._inflight.keys() - self._fenced:
-            return None
-        return self._timers.leases_valid_until - self.options.lease_seconds * (1 - FENCE_FRACTION)
+        return self._leases.fence_at()
 
     def _fence(self) -> None:
         fence_at = self._fence_at()
@@ -373,19 +361,14 @@ class Scheduler:
 
     def _keep_leases(self, now: datetime) -> None:
         """Renew our leases every lease/3; reap the others' expired ones at the earliest
-        expiry we know of (and at every renewal), not on a fixed period."""
-        lease = self.options.lease_seconds
+        expiry we know of (and at every renewal), not on a fixed period (leases.py)."""
         clock = time.monotonic()
-        if clock >= self._timers.next_lease:
-            self.store.renew_leases(self.owner, lease)
-            # Measured from before the renewal was sent: never later than the database's
-            # expiry, which counts from when the database ran the renewal.
-            self._timers.leases_valid_until = clock + lease
+        if self._leases.renewal_due(clock):
+            self.store.renew_leases(self.owner, self.options.lease_seconds)
+            guardian_deadline = self._leases.renewed(clock)
             if self._fencer is not None:
-                self._fencer.kill_after(clock + lease * GUARDIAN_FRACTION)
-            self._timers.next_lease = clock + lease / 3
-            self._timers.next_reap = clock
-        if clock < self._timers.next_reap:
+                self._fencer.kill_after(guardian_deadline)
+        if not self._leases.reap_due(clock):
             return
         self._adopt(now)
         lost = self.store.reap_expired(now)
@@ -399,11 +382,7 @@ class Scheduler:
                 attempt.dag_name,
                 attempt.task_name,
             )
-        # A lease taken after this query runs for a whole lease: looking again within a
-        # third of one is soon enough to be back at its expiry.
-        expiry = self.store.next_expiry_in(self.owner)
-        wait = lease / 3 if expiry is None else min(lease / 3, expiry + REAP_SLACK_S)
-        self._timers.next_reap = time.monotonic() + wait
+        self._leases.reaped(time.monotonic(), self.store.next_expiry_in(self.owner))
 
     def _retry_policy(self, dag_name: str, task_name: str, attempt: int) -> float | None:
         dag = self.dags.get(dag_name)
@@ -548,8 +527,7 @@ class Scheduler:
         until_fence = math.inf if fence_at is None else max(0.0, fence_at - now)
         if not last_ok:
             return min(5.0, self.options.poll_interval * 2, until_fence)
-        next_lease = min(self._timers.next_lease, self._timers.next_reap)
-        timeout = min(self.options.poll_interval, max(0.0, next_lease - now), until_fence)
+        timeout = min(self.options.poll_interval, max(0.0, self._leases.next_due() - now), until_fence)
         wakeup = self.manager.next_wakeup()
         if wakeup is not None:
             timeout = min(timeout, wakeup)

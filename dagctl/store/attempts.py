@@ -417,7 +417,9 @@ def uncounted_before() -> Any:
     earlier = task_run.alias("earlier")
     # Spelled out: in an UPDATE, SQLite's compiler leaves the updated table's columns
     # unqualified, which inside this subquery would name `earlier`'s own.
-    outer = {name: literal_column(f"task_run.{name}") for name in ("dag_run_id", "task_name", "attempt")}
+    outer: dict[str, Any] = {
+        name: literal_column(f"task_run.{name}") for name in ("dag_run_id", "task_name", "attempt")
+    }
     return (
         select(func.count())
         .where(
