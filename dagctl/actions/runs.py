@@ -130,8 +130,8 @@ def run_from_env(dag_name: str, run_id: int) -> tuple[datetime, dict[str, Any]] 
 
 def schedule(settings: Settings, manager_name: str, **options: Any) -> int:
     from dagctl.config import tuning
-    from dagctl.dags.cron import clock_starting_at
     from dagctl.managers import get_manager
+    from dagctl.scheduling.clock import DatabaseClock
     from dagctl.scheduling.scheduler import Scheduler, SchedulerOptions
 
     if not settings.dags.is_dir():
@@ -142,7 +142,8 @@ def schedule(settings: Settings, manager_name: str, **options: Any) -> int:
     manager = get_manager(manager_name, scheduler_options.concurrency)
     store = open_store(settings, migrate=True)
     try:
-        clock = clock_starting_at(tuning().fake_now)
+        # The database's clock, sampled by the loop (DAGCTL_FAKE_NOW: an offset on it).
+        clock = DatabaseClock(store.database_now(), tuning().fake_now)
         return Scheduler(store, settings.dags, manager, scheduler_options, clock=clock).run()
     finally:
         store.close()

@@ -30,6 +30,7 @@ from dagctl.errors import EXIT_DATABASE, EXIT_OK, DagctlError, DatabaseError
 from dagctl.execution.attempt import INTERRUPTED, Attempt, Outcome, TaskContext
 from dagctl.managers.base import AdoptingManager, FencingManager, Manager
 from dagctl.scheduling import planner
+from dagctl.scheduling.clock import DatabaseClock
 from dagctl.scheduling.leases import FENCE_FRACTION, LeaseTimers
 from dagctl.scheduling.wakeups import Wakeups
 from dagctl.store import ClaimedAttempt, FinishedAttempt, Store
@@ -123,6 +124,7 @@ class Scheduler:
             code = EXIT_OK
             try:
                 while self._wakeups.stop_signal is None:
+                    self._sync_clock()
                     ok = self.run_once(self.clock())
                     self._fence()
                     if not ok and self._outage_too_long():
@@ -159,6 +161,19 @@ class Scheduler:
             log.warning("state database reachable again")
         self._timers.outage_since = None
         return True
+
+    def _sync_clock(self) -> None:
+        """Sample the database's clock (at most once a second; not during an outage,
+        when the last sample runs on: see clock.py)."""
+        clock = self.clock
+        if not isinstance(clock, DatabaseClock) or self._timers.outage_since is not None:
+            return
+        if clock.sync_due():
+            sampled = time.monotonic()
+            try:
+                clock.sync(self.store.database_now(), sampled)
+            except DatabaseError as exc:
+                self._note_outage(str(exc))
 
     def _note_outage(self, reason: str) -> None:
         if self._timers.outage_since is None:
