@@ -45,17 +45,32 @@ def why(
     now: datetime,
     external_status: ExternalLookup,
     next_slot: datetime | None,
+    orphan_grace_s: float = 0.0,
 ) -> list[dict[str, str]]:
-    """Reasons, most blocking first, each {"code", "message"}. Codes: broken, paused,
-    no_scheduler, max_active_runs, waiting_on_inputs, retry_delay, pool_full, queued,
+    """Reasons, most blocking first, each {"code", "message"}. Codes: missing, broken,
+    paused, no_scheduler, max_active_runs, waiting_on_inputs, retry_delay, pool_full, queued,
     interrupted, running, nothing_queued."""
     reasons: list[dict[str, str]] = []
 
     def add(code: str, message: str) -> None:
         reasons.append({"code": code, "message": message})
 
+    missing_since = snapshot.get("missing_since")
+    fails_at = ""
+    if missing_since is not None and any(r["status"] in ("queued", "running") for r in snapshot["runs"]):
+        deadline = missing_since + timedelta(seconds=orphan_grace_s)
+        fails_at = (
+            f"; its active runs end failed at {_utc_text(deadline)} if it is still so "
+            "(DAGCTL_ORPHAN_GRACE_SECONDS after it was found so)"
+        )
+    if dag is None and broken_reason is None:
+        add(
+            "missing",
+            f"{dag_name} is not in the DAGs folder (deleted or renamed): no run is created or started"
+            + fails_at,
+        )
     if broken_reason is not None:
-        add("broken", f"{dag_name} is broken and is not scheduled: {broken_reason}")
+        add("broken", f"{dag_name} is broken and is not scheduled: {broken_reason}{fails_at}")
     if snapshot["paused"]:
         add("paused", f"{dag_name} is paused: no run is created or started (dagctl unpause {dag_name})")
     if snapshot["live_schedulers"] == 0:
@@ -101,8 +116,9 @@ def why(
             )
         newest = snapshot["newest_run"]
         if newest is not None and newest["status"] in ("failed", "cancelled"):
+            detail = f": {newest['error']}" if newest.get("error") else ""
             reasons[-1]["message"] += (
-                f"; its last run, {newest['id']}, {newest['status']} (dagctl retry {newest['id']})"
+                f"; its last run, {newest['id']}, {newest['status']}{detail} (dagctl retry {newest['id']})"
             )
     return reasons
 

@@ -22,7 +22,7 @@ from dagctl.states import (
     RunStatus,
     TaskStatus,
 )
-from dagctl.store.records import AdvancePlan, AttemptSnapshot, NewTaskRun, RunSnapshot
+from dagctl.store.records import AdvancePlan, AttemptSnapshot, DagState, NewTaskRun, RunSnapshot
 
 # With catchup "none", a slot still counts as on time this long after it passed.
 ON_TIME_GRACE = timedelta(seconds=60)
@@ -63,6 +63,22 @@ def next_due(dag: Dag, last_slot: datetime | None, first_seen: datetime) -> date
     if not dag.schedule:
         return None
     return cron.next_slot_after(dag.schedule, dag.timezone, last_slot or first_seen)
+
+
+def missing_dags(
+    states: Mapping[str, DagState], loaded: Collection[str], broken: Mapping[str, str]
+) -> tuple[dict[str, str], list[str], bool]:
+    """DAGs the database knows but this scheduler did not load: ({name: reason} to mark
+    as missing now, names loaded again to unmark, whether any is missing at all)."""
+    missing = {
+        name: f"DAG {name} is broken: {broken[name]}"
+        if name in broken
+        else f"DAG {name} is no longer in the DAGs folder (deleted or renamed)"
+        for name in states.keys() - set(loaded)
+    }
+    marked = {name: reason for name, reason in missing.items() if states[name].missing_since is None}
+    back = sorted(name for name in loaded if name in states and states[name].missing_since is not None)
+    return marked, back, bool(missing)
 
 
 # ---------------------------------------------------------------- advancing runs

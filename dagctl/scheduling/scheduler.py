@@ -16,13 +16,11 @@ import math
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-from dagctl.config import DEFAULT_LEASE_S, DEFAULT_MAX_OUTAGE_S, DEFAULT_RELOAD_INTERVAL_S, Tuning
 from dagctl.dags.cron import utcnow
 from dagctl.dags.loader import DagCache
 from dagctl.dags.model import Dag
@@ -32,38 +30,14 @@ from dagctl.managers.base import AdoptingManager, FencingManager, Manager
 from dagctl.scheduling import planner
 from dagctl.scheduling.clock import DatabaseClock
 from dagctl.scheduling.leases import FENCE_FRACTION, LeaseTimers
+from dagctl.scheduling.options import SchedulerOptions
 from dagctl.scheduling.wakeups import Wakeups
 from dagctl.store import ClaimedAttempt, FinishedAttempt, Store
-from dagctl.store.records import AdvancePlan
+from dagctl.store.records import AdvancePlan, DagState
 
 log = logging.getLogger("dagctl.scheduling.scheduler")
 
-DEFAULT_POLL_INTERVAL_S = 1.0
-DEFAULT_GRACE_S = 30.0
 LOG_FLUSH_INTERVAL_S = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class SchedulerOptions:
-    concurrency: int
-    poll_interval: float = DEFAULT_POLL_INTERVAL_S
-    lease_seconds: float = DEFAULT_LEASE_S
-    reload_interval: float = DEFAULT_RELOAD_INTERVAL_S
-    grace_seconds: float = DEFAULT_GRACE_S
-    max_outage: float = DEFAULT_MAX_OUTAGE_S
-    once: bool = False
-    until_idle: bool = False
-
-    @classmethod
-    def from_tuning(cls, tuning: Tuning, **given: Any) -> SchedulerOptions:
-        """The flags given, over the knobs without flags (DAGCTL_LEASE_SECONDS,
-        DAGCTL_RELOAD_SECONDS, DAGCTL_MAX_OUTAGE_SECONDS; see dagctl.config)."""
-        extra: dict[str, Any] = {
-            "lease_seconds": tuning.lease_seconds,
-            "reload_interval": tuning.reload_seconds,
-            "max_outage": tuning.max_outage_seconds,
-        }
-        return cls(**{**extra, **{k: v for k, v in given.items() if v is not None}})
 
 
 @dataclass
@@ -308,6 +282,7 @@ class Scheduler:
             log.info("DAG %s is no longer broken", name)
         self._broken = broken
         states = self.store.sync_dags({name: d.fingerprint for name, d in self.dags.items()}, now)
+        self._track_missing(states, now)
         self._advance_news = True  # changed definitions flag their DAGs' runs
         self._watched = {
             pair for dag in self.dags.values() for t in dag.tasks.values() for pair in t.external_inputs
@@ -320,6 +295,17 @@ class Scheduler:
             due = planner.next_due(dag, state.last_slot, state.first_seen_at)
             if due is not None:
                 self._next_due[name] = due
+
+    def _track_missing(self, states: Mapping[str, DagState], now: datetime) -> None:
+        """Mark DAGs deleted, renamed away or broken (unmark those back); any scheduler
+        fails their active runs once marked for longer than the grace period."""
+        marked, back, missing = planner.missing_dags(states, self.dags.keys(), self._broken)
+        if marked or back:
+            self.store.mark_missing_dags(marked, back, now)
+        for run_id, dag_name, reason in (
+            self.store.fail_orphaned_runs(self.options.orphan_grace, now) if missing else ()
+        ):
+            log.warning("run %d of %s failed: %s", run_id, dag_name, reason)
 
     def _create_due_runs(self, now: datetime) -> None:
         candidates = [name for name, due in self._next_due.items() if due <= now]
@@ -592,3 +578,6 @@ class Scheduler:
                 "gave up recording %d attempt(s); their leases expire and they are retried",
                 len(self._unrecorded),
             )
+
+
+__all__ = ["Scheduler", "SchedulerOptions"]

@@ -43,7 +43,7 @@ from dagctl.states import (
 )
 from dagctl.store.records import ClaimedAttempt, FinishedAttempt, LostAttempt
 from dagctl.store.runs import in_id_order
-from dagctl.store.tables import dag_run, scheduler, task_log, task_run
+from dagctl.store.tables import dag, dag_run, scheduler, task_log, task_run
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -104,6 +104,9 @@ class AttemptOperations:
             .where(
                 task_run.c.status.in_([s.value for s in CLAIMABLE_TASK]),
                 task_run.c.not_before <= bindparam("p_now", type_=DateTime),
+                # Not while its DAG is deleted, renamed away or broken: it waits for the
+                # DAG to come back, or for its run to fail after the grace period.
+                task_run.c.dag_name.not_in(select(dag.c.name).where(dag.c.missing_since.is_not(None))),
             )
             .order_by(task_run.c.queued_at, task_run.c.id)
             .limit(bindparam("p_limit", type_=Integer))

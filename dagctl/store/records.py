@@ -20,6 +20,8 @@ class DagState:
     fingerprint: str | None
     last_slot: datetime | None
     first_seen_at: datetime
+    # Since when the DAG is deleted, renamed away or broken (see tables.dag), else None.
+    missing_since: datetime | None = None
 
 
 # ---------------------------------------------------------------- attempts
