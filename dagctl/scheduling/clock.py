@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from dagctl.dags.cron import utcnow
@@ -40,6 +41,12 @@ class DatabaseClock:
 
     def sync_due(self) -> bool:
         return time.monotonic() - self._sampled >= SYNC_INTERVAL_S
+
+    def sync_if_due(self, read: Callable[[], datetime]) -> None:
+        """Sample the database's clock with `read` if the last sample is a second old."""
+        if self.sync_due():
+            sampled = time.monotonic()
+            self.sync(read(), sampled)
 
     def sync(self, db_now: datetime, sampled: float) -> None:
         """`db_now`: the database's clock as read at `sampled` (time.monotonic(), taken

@@ -11,9 +11,11 @@ from another process (on SQLite, a change of the file's data version, looked at 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import selectors
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -137,15 +139,10 @@ class Scheduler:
         return True
 
     def _sync_clock(self) -> None:
-        """Sample the database's clock (at most once a second; not during an outage,
-        when the last sample runs on: see clock.py)."""
-        clock = self.clock
-        if not isinstance(clock, DatabaseClock) or self._timers.outage_since is not None:
-            return
-        if clock.sync_due():
-            sampled = time.monotonic()
+        """Sample the database's clock (clock.py); not during an outage."""
+        if isinstance(self.clock, DatabaseClock) and self._timers.outage_since is None:
             try:
-                clock.sync(self.store.database_now(), sampled)
+                self.clock.sync_if_due(self.store.database_now)
             except DatabaseError as exc:
                 self._note_outage(str(exc))
 
@@ -157,11 +154,9 @@ class Scheduler:
         self._wakeups.drop_listener()
 
     def _fence_at(self) -> float | None:
-        """When our running attempts must be stopped because their leases could not be
-        renewed: at four fifths of the lease (SIGTERM, then SIGKILL after the kill grace;
-        the guardian SIGKILLs them at nine tenths whatever the loop does), so that they
-        are dead before another scheduler may reap and run them again. Never for a
-        manager that adopts attempts (pods): those are taken over, not run again."""
+        """When to stop our running attempts whose leases could not be renewed (see
+        leases.py). Never for a manager that adopts attempts (pods): those are taken
+        over, not run again."""
         if self._adopter is not None or not self._inflight.keys() - self._fenced:
             return None
         return self._leases.fence_at()
@@ -171,13 +166,9 @@ class Scheduler:
         if fence_at is None or time.monotonic() < fence_at:
             return
         doomed = [i for i in self._inflight if i not in self._fenced]
-        if doomed:
-            log.error(
-                "could not renew the leases of %d running attempt(s) for %.0f s: stopping them,"
-                " another scheduler will retry them",
-                len(doomed),
-                self.options.lease_seconds * FENCE_FRACTION,
-            )
+        lease = self.options.lease_seconds
+        message = "could not renew the leases of %d running attempt(s) for %.0f s: stopping them"
+        log.error(message + ", another scheduler will run them again", len(doomed), lease * FENCE_FRACTION)
         for task_run_id in doomed:
             self._fenced.add(task_run_id)
             self.manager.cancel(task_run_id, "stopped: its lease could not be renewed (database unreachable)")
@@ -365,10 +356,7 @@ class Scheduler:
         expiry we know of (and at every renewal), not on a fixed period (leases.py)."""
         clock = time.monotonic()
         if self._leases.renewal_due(clock):
-            self.store.renew_leases(self.owner, self.options.lease_seconds)
-            guardian_deadline = self._leases.renewed(clock)
-            if self._fencer is not None:
-                self._fencer.kill_after(guardian_deadline)
+            self._renew(clock)
         if not self._leases.reap_due(clock):
             return
         self._adopt(now)
@@ -384,6 +372,12 @@ class Scheduler:
                 attempt.task_name,
             )
         self._leases.reaped(time.monotonic(), self.store.next_expiry_in(self.owner))
+
+    def _renew(self, clock: float) -> None:
+        self.store.renew_leases(self.owner, self.options.lease_seconds)
+        guardian_deadline = self._leases.renewed(clock)
+        if self._fencer is not None:
+            self._fencer.kill_after(guardian_deadline)
 
     def _retry_policy(self, dag_name: str, task_name: str, attempt: int) -> float | None:
         dag = self.dags.get(dag_name)
@@ -560,7 +554,8 @@ class Scheduler:
                 grace,
                 self.manager.running(),
             )
-        result = self.manager.shutdown(grace)
+        self._grace_period(time.monotonic() + grace)
+        result = self.manager.shutdown(0.0)
         for outcome in result.finished:
             self._unrecorded.append(self._finished(outcome))
         self._log_chunks.extend((chunk.task_run_id, chunk.text) for chunk in result.logs)
@@ -578,6 +573,25 @@ class Scheduler:
                 "gave up recording %d attempt(s); their leases expire and they are retried",
                 len(self._unrecorded),
             )
+
+    def _grace_period(self, end: float) -> None:
+        """Let running attempts end until `end` (a second signal cuts it short), renewing
+        their leases meanwhile: else a grace as long as the lease would let the guardian
+        kill them, or another scheduler take them over while they still run."""
+        with selectors.DefaultSelector() as selector:
+            while self.manager.running() and not self._wakeups.hurry and time.monotonic() < end:
+                clock = time.monotonic()
+                if self._leases.renewal_due(clock):
+                    with contextlib.suppress(DatabaseError):  # then the guardian's deadline holds
+                        self._renew(clock)
+                timeout = min(end, self._leases.next_renewal) - clock
+                wakeup = self.manager.next_wakeup()
+                for key in list(selector.get_map().values()):
+                    selector.unregister(key.fileobj)
+                for fd in self.manager.wait_fds():
+                    selector.register(fd, selectors.EVENT_READ)
+                selector.select(max(0.0, min(timeout, 0.5, math.inf if wakeup is None else wakeup)))
+                self._poll_manager()
 
 
 __all__ = ["Scheduler", "SchedulerOptions"]

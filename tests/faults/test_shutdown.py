@@ -60,3 +60,31 @@ def test_a_deploy_interrupts_attempts_without_using_up_their_retries(harness: Ha
     ]
     assert f"end {run} 2" in harness.executions()
     harness.check(triggered=[run], all_finished=True)
+
+
+def test_a_grace_period_longer_than_the_lease_keeps_the_lease(harness: Harness) -> None:
+    """While a stopping scheduler waits for its tasks, it keeps renewing their leases:
+    neither its guardian nor another scheduler takes them over before the grace ends."""
+    harness.dag(
+        "slow",
+        "description: d\nretries: 0\n",
+        work__sh="""
+        #!/usr/bin/env bash
+        echo "start $DAGCTL_ATTEMPT" >> "$FAULT_OUT"
+        sleep 5
+        echo "end $DAGCTL_ATTEMPT" >> "$FAULT_OUT"
+        """,
+    )
+    lease = {"DAGCTL_LEASE_SECONDS": "2"}
+    [run] = harness.trigger_many("slow", 1)
+    stopping = harness.start("--grace", "10", **lease)
+    wait_until(lambda: harness.executions() == ["start 1"], 20, "the task to start")
+    other = harness.start(**lease)
+    stopping.signal(signal.SIGTERM)
+    assert stopping.wait(20) == 0, stopping.output()[-3000:]
+    assert harness.executions() == ["start 1", "end 1"]
+    assert harness.sql("SELECT attempt, status FROM task_run") == [(1, "success")]
+    assert harness.run_statuses() == {"success": 1}
+    other.signal(signal.SIGTERM)
+    assert other.wait(20) == 0
+    harness.check(triggered=[run], all_finished=True)
