@@ -11,6 +11,7 @@ import pytest
 
 from dagctl.actions.runs import trigger_run
 from dagctl.config import Settings
+from dagctl.store.revision import HEAD_REVISION
 from tests.faults.conftest import Harness, wait_all
 from tests.faults.invariants import wait_until
 
@@ -80,7 +81,7 @@ def test_migration_race_three_schedulers_on_an_empty_database(harness: Harness) 
     wait_until(
         lambda: _table_count(harness, "scheduler") == 3, 30, "three schedulers to register", interval=0.2
     )
-    assert harness.sql("SELECT version_num FROM alembic_version") == [("0001",)]
+    assert harness.sql("SELECT version_num FROM alembic_version") == [(HEAD_REVISION,)]
     run_ids = [int(harness.run("trigger", "ok").stdout) for _ in range(3)]
     harness.wait_runs_finished(30, expected=3)
     for scheduler in schedulers:
