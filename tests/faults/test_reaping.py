@@ -26,7 +26,7 @@ if [ "$DAGCTL_ATTEMPT" = 1 ]; then sleep 300; fi
 def test_dead_schedulers_attempts_are_reaped_at_their_lease_expiry(harness: Harness) -> None:
     harness.dag("reap", "description: d\nmax_active_runs: 5\nretries: 0\n", work__sh=HANG_FIRST)
     lease = {"DAGCTL_LEASE_SECONDS": str(LEASE)}
-    survivor = harness.start("--concurrency", "1", **lease)
+    survivor = harness.start("--concurrency", "1", "--grace", "1", **lease)
     blocker = harness.trigger_many("reap", 1)  # keeps the survivor's only slot busy
     wait_until(
         lambda: harness.sql("SELECT count(*) FROM task_run WHERE status = 'running'") == [(1,)], 20, "a start"
