@@ -235,6 +235,8 @@ def _migration_lock(engine: Engine) -> Iterator[Any]:
         with engine.connect() as connection:
             connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
             connection.commit()
+            # Migrating may pause between statements (importing alembic): not idle.
+            connection.execute(text("SET LOCAL idle_in_transaction_session_timeout = 0"))
             try:
                 yield connection
                 connection.commit()
