@@ -23,6 +23,7 @@ DEFAULT_RELOAD_INTERVAL_S = 5.0
 # A database outage longer than this ends the scheduler with exit code 3, so a
 # supervisor can restart or alert, instead of a process that looks alive but does nothing.
 DEFAULT_MAX_OUTAGE_S = 120.0
+DEFAULT_ORPHAN_GRACE_S = 300.0
 DEFAULT_KILL_GRACE_S = 5.0
 DEFAULT_LOG_CAP_BYTES = 1024 * 1024
 DEFAULT_KUBE_POLL_S = 0.5
@@ -56,6 +57,11 @@ SETTINGS: tuple[Setting, ...] = (
         "DAGCTL_MAX_OUTAGE_SECONDS",
         f"{DEFAULT_MAX_OUTAGE_S:g}",
         "state database outage after which the scheduler exits with code 3",
+    ),
+    Setting(
+        "DAGCTL_ORPHAN_GRACE_SECONDS",
+        f"{DEFAULT_ORPHAN_GRACE_S:g}",
+        "how long a DAG may be deleted, renamed away or broken before its active runs end failed",
     ),
     Setting(
         "DAGCTL_KILL_GRACE", f"{DEFAULT_KILL_GRACE_S:g}", "seconds between SIGTERM and SIGKILL of a task"
@@ -112,6 +118,7 @@ class Tuning:
     lease_seconds: float = DEFAULT_LEASE_S
     reload_seconds: float = DEFAULT_RELOAD_INTERVAL_S
     max_outage_seconds: float = DEFAULT_MAX_OUTAGE_S
+    orphan_grace_seconds: float = DEFAULT_ORPHAN_GRACE_S
     kill_grace_seconds: float = DEFAULT_KILL_GRACE_S
     log_cap_bytes: int = DEFAULT_LOG_CAP_BYTES
     kube_poll_seconds: float = DEFAULT_KUBE_POLL_S
@@ -159,6 +166,7 @@ def tuning() -> Tuning:
         lease_seconds=_number("DAGCTL_LEASE_SECONDS", DEFAULT_LEASE_S, minimum=0, above=True),
         reload_seconds=_number("DAGCTL_RELOAD_SECONDS", DEFAULT_RELOAD_INTERVAL_S, minimum=0),
         max_outage_seconds=_number("DAGCTL_MAX_OUTAGE_SECONDS", DEFAULT_MAX_OUTAGE_S, minimum=0),
+        orphan_grace_seconds=_number("DAGCTL_ORPHAN_GRACE_SECONDS", DEFAULT_ORPHAN_GRACE_S, minimum=0),
         kill_grace_seconds=_number("DAGCTL_KILL_GRACE", DEFAULT_KILL_GRACE_S, minimum=0),
         log_cap_bytes=int(_number("DAGCTL_LOG_CAP_BYTES", DEFAULT_LOG_CAP_BYTES, minimum=2)),
         kube_poll_seconds=max(

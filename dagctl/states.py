@@ -29,6 +29,10 @@ class TaskStatus(str, Enum):
     UPSTREAM_FAILED = "upstream_failed"
     SKIPPED = "skipped"
     CANCELLED = "cancelled"
+    # Stopped by its own scheduler's shutdown, by the guardian when its lease was not
+    # renewed in time, or reaped as lost: run again as a new attempt, not counted
+    # against `retries`.
+    INTERRUPTED = "interrupted"
 
     def __str__(self) -> str:
         return self.value
@@ -46,12 +50,15 @@ RUN_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
 TASK_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
     TaskStatus.WAITING: frozenset({TaskStatus.RUNNING, TaskStatus.CANCELLED}),
     TaskStatus.QUEUED: frozenset({TaskStatus.RUNNING, TaskStatus.CANCELLED}),
-    TaskStatus.RUNNING: frozenset({TaskStatus.SUCCESS, TaskStatus.FAILED, TaskStatus.CANCELLED}),
+    TaskStatus.RUNNING: frozenset(
+        {TaskStatus.SUCCESS, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.INTERRUPTED}
+    ),
     TaskStatus.SUCCESS: frozenset(),
     TaskStatus.FAILED: frozenset(),
     TaskStatus.UPSTREAM_FAILED: frozenset(),
     TaskStatus.SKIPPED: frozenset(),
     TaskStatus.CANCELLED: frozenset(),
+    TaskStatus.INTERRUPTED: frozenset(),
 }
 
 # Every status set dagctl decides by lives here. The enum sets compare with enum
@@ -75,6 +82,12 @@ DONE_OK_TASK = frozenset({TaskStatus.SUCCESS, TaskStatus.SKIPPED})
 # A task ended in one of these: its downstream tasks are upstream_failed, and
 # `dagctl retry` runs it again.
 UNSUCCESSFUL_TASK = frozenset({TaskStatus.FAILED, TaskStatus.UPSTREAM_FAILED, TaskStatus.CANCELLED})
+# An attempt that ended in one of these may be followed by another: a failed one while
+# retries are left, an interrupted one always. An interrupted attempt is never the
+# task's latest (its successor is queued in the same transaction), and does not count
+# against `retries` (UNCOUNTED_TASK).
+RERUN_TASK = frozenset({TaskStatus.FAILED, TaskStatus.INTERRUPTED})
+UNCOUNTED_TASK = frozenset({TaskStatus.INTERRUPTED})
 
 
 def values(statuses: frozenset[RunStatus] | frozenset[TaskStatus]) -> frozenset[str]:
@@ -87,6 +100,8 @@ FINISHED_TASK_VALUES = values(FINISHED_TASK)
 NOT_ENDED_TASK_VALUES = values(NOT_ENDED_TASK)
 DONE_OK_TASK_VALUES = values(DONE_OK_TASK)
 UNSUCCESSFUL_TASK_VALUES = values(UNSUCCESSFUL_TASK)
+RERUN_TASK_VALUES = values(RERUN_TASK)
+UNCOUNTED_TASK_VALUES = values(UNCOUNTED_TASK)
 
 
 def run_sources(target: RunStatus) -> list[str]:

@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from dagctl import config
 from dagctl.actions.common import (
     check_dags_folder,
     load_any,
@@ -26,7 +27,7 @@ from dagctl.actions.views import attempt_json, iso, run_json
 from dagctl.config import Settings
 from dagctl.dags import cron
 from dagctl.dags.model import BrokenDag, Dag, DagTree
-from dagctl.errors import UsageError
+from dagctl.errors import DagNotFound, UsageError
 from dagctl.scheduling import diagnose
 from dagctl.states import FINISHED_RUN_VALUES, NOT_ENDED_TASK_VALUES
 
@@ -331,13 +332,22 @@ def next_slots(settings: Settings, dag_name: str, count: int) -> dict[str, Any]:
 
 
 def why(settings: Settings, dag_name: str) -> dict[str, Any]:
-    loaded = load_any(settings, dag_name)
+    not_found: DagNotFound | None = None
+    try:
+        loaded: Dag | BrokenDag | None = load_any(settings, dag_name)
+    except DagNotFound as exc:  # deleted or renamed: its runs may still be in the database
+        loaded, not_found = None, exc
     dag = loaded if isinstance(loaded, Dag) else None
     broken_reason = loaded.reason if isinstance(loaded, BrokenDag) else None
     at = now()
     next_slot = cron.next_slot_after(dag.schedule, dag.timezone, at) if dag and dag.schedule else None
     with store_session(settings) as store:
         snapshot = store.why_snapshot(dag_name, stale_after_s())
+        if not_found is not None and not snapshot["known"]:
+            raise not_found
         snapshot["live_knowing"] = store.presence(dag_name, stale_after_s()).live_knowing
-        reasons = diagnose.why(dag_name, dag, broken_reason, snapshot, at, store.external_status, next_slot)
+        grace = config.tuning().orphan_grace_seconds
+        reasons = diagnose.why(
+            dag_name, dag, broken_reason, snapshot, at, store.external_status, next_slot, grace
+        )
     return {"dag": dag_name, "reasons": reasons}

@@ -234,8 +234,8 @@ def _utc_naive(text: str) -> datetime:
 
 def schedule(settings: Settings, manager_name: str, **options: Any) -> int:
     from dagctl.config import tuning
-    from dagctl.dags.cron import clock_starting_at
     from dagctl.managers import get_manager
+    from dagctl.scheduling.clock import DatabaseClock
     from dagctl.scheduling.scheduler import Scheduler, SchedulerOptions
 
     if not settings.dags.is_dir():
@@ -246,7 +246,8 @@ def schedule(settings: Settings, manager_name: str, **options: Any) -> int:
     manager = get_manager(manager_name, scheduler_options.concurrency)
     store = open_store(settings, migrate=True)
     try:
-        clock = clock_starting_at(tuning().fake_now)
+        # The database's clock, sampled by the loop (DAGCTL_FAKE_NOW: an offset on it).
+        clock = DatabaseClock(store.database_now(), tuning().fake_now)
         return Scheduler(store, settings.dags, manager, scheduler_options, clock=clock).run()
     finally:
         store.close()

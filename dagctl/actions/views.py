@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from dagctl.dags.cron import utcnow
+from dagctl.states import UNCOUNTED_TASK_VALUES
 
 
 def iso(value: datetime | None) -> str | None:
@@ -40,9 +41,14 @@ def run_json(
     run: Mapping[str, Any], attempts: list[dict[str, Any]], secrets: Collection[str] | None = None
 ) -> dict[str, Any]:
     latest: dict[str, dict[str, Any]] = {}
+    interrupted: dict[str, list[dict[str, Any]]] = {}
     for attempt in attempts:
         if attempt["task_name"] not in latest or attempt["attempt"] > latest[attempt["task_name"]]["attempt"]:
             latest[attempt["task_name"]] = attempt
+        if attempt["status"] in UNCOUNTED_TASK_VALUES:
+            interrupted.setdefault(attempt["task_name"], []).append(
+                {"attempt": attempt["attempt"], "error": attempt["error"]}
+            )
     return {
         "id": run["id"],
         "dag": run["dag_name"],
@@ -70,6 +76,9 @@ def run_json(
                 "started_at": iso(a["started_at"]),
                 "ended_at": iso(a["ended_at"]),
                 "duration_s": seconds(a["started_at"], a["ended_at"]) if a["started_at"] else None,
+                # Earlier attempts stopped by their scheduler, run again without
+                # counting against retries.
+                "interrupted": sorted(interrupted.get(a["task_name"], []), key=lambda i: i["attempt"]),
             }
             for a in latest.values()
         ],

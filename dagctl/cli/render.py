@@ -28,6 +28,7 @@ STATUS_STYLE = {
     "failed": "red",
     "upstream_failed": "red",
     "cancelled": "yellow",
+    "interrupted": "yellow",
     "running": "cyan",
     "queued": "blue",
     "waiting": "magenta",
@@ -39,6 +40,7 @@ STATUS_ICON = {
     "failed": "✗",
     "upstream_failed": "✗",
     "cancelled": "-",
+    "interrupted": "~",
     "skipped": "-",
     "running": "*",
     "queued": "·",
@@ -149,6 +151,9 @@ def run_block(run: Mapping[str, Any], width: int, pending: Sequence[str] = ()) -
         if _worth_showing(task) and task["error"] != run.get("error"):
             for error_line in _error_lines(str(task["error"]), width):
                 lines.append(Text(error_line, style="red" if task["status"] == "failed" else "dim"))
+        for earlier in task.get("interrupted", ()):
+            note = f"attempt {earlier['attempt']} interrupted (not counted as a retry): {earlier['error']}"
+            lines.extend(Text(line, style="yellow") for line in _error_lines(note, width))
     for name in pending:
         line = Text(f"  {STATUS_ICON['pending']} ")
         line.append(f"{fit(name, task_w):<{task_w}}  ")

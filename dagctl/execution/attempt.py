@@ -15,6 +15,9 @@ from dagctl.dags.templating import RunDates
 # Attempt outcomes a manager may report.
 SUCCESS = "success"
 FAILED = "failed"
+# Stopped for a reason of the scheduler's, not the task's (its shutdown, its leases not
+# renewed in time): the attempt is run again without counting against `retries`.
+INTERRUPTED = "interrupted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +76,7 @@ class Outcome:
     """How an attempt ended. `log` is the captured output not yet handed over."""
 
     task_run_id: int
-    status: str  # SUCCESS or FAILED
+    status: str  # SUCCESS, FAILED or INTERRUPTED
     exit_code: int | None = None
     error: str | None = None
     log: str = ""

@@ -44,6 +44,19 @@ class Manager(Protocol):
 
 
 @runtime_checkable
+class FencingManager(Manager, Protocol):
+    """Optional, for managers whose attempts are processes of this host (the worker):
+    after every lease renewal the database confirmed, the scheduler calls
+    `kill_after(deadline)`, a time.monotonic() instant safely before those leases can
+    run out. Past it, with no later call, something that does not depend on the
+    scheduler's loop (the guardian process) must kill every running attempt, so that
+    a stalled scheduler's tasks are dead before another scheduler may take them over."""
+
+    def kill_after(self, deadline: float | None) -> None:
+        """Kill every running attempt once `deadline` passes without a later call."""
+
+
+@runtime_checkable
 class AdoptingManager(Manager, Protocol):
     """Optional, for managers whose attempts live outside the scheduler's process (pods)
     and so outlive it. The scheduler then:

@@ -48,7 +48,7 @@ from typing import Any
 
 from dagctl.dags.model import Dag
 from dagctl.errors import UsageError
-from dagctl.execution.attempt import FAILED, SUCCESS, Attempt, Outcome, PollResult
+from dagctl.execution.attempt import FAILED, INTERRUPTED, SUCCESS, Attempt, Outcome, PollResult
 from dagctl.managers.kubepod import (
     CONTAINER,
     LABEL_INSTANCE,
@@ -249,8 +249,9 @@ class KubernetesManager:
 
     def shutdown(self, grace_seconds: float) -> PollResult:
         """Wait up to `grace_seconds` for the pods in flight to end, then delete the rest
-        (logs read first; they fail with "killed at scheduler shutdown"). Ended pods stay
-        until discard(), which still works afterwards; launch() raises."""
+        (logs read first; they end INTERRUPTED with "killed at scheduler shutdown", run
+        again without counting against retries, as with the worker manager). Ended pods
+        stay until discard(), which still works afterwards; launch() raises."""
         self._closed = True
         result = PollResult()
         deadline = self._clock() + max(0.0, grace_seconds)
@@ -265,11 +266,11 @@ class KubernetesManager:
             self._sleep(max(0.0, min(self._next_list, deadline) - now))
         for pod in list(self._pods.values()):
             if pod.created:
-                self._stop(pod, SHUTDOWN_KILLED)
+                self._stop(pod, SHUTDOWN_KILLED, INTERRUPTED)
             else:
                 del self._pods[pod.attempt.task_run_id]
                 self._delete(pod.attempt.task_run_id, pod.place)  # a create may have landed
-                self._done.append(Outcome(pod.attempt.task_run_id, FAILED, error=SHUTDOWN_NOT_STARTED))
+                self._done.append(Outcome(pod.attempt.task_run_id, INTERRUPTED, error=SHUTDOWN_NOT_STARTED))
         result.finished = self._done
         self._done = []
         return result
@@ -493,13 +494,13 @@ class KubernetesManager:
             Outcome(key, status, exit_code=exit_code, error=error, log=text, log_truncated_bytes=truncated)
         )
 
-    def _stop(self, pod: _Pod, reason: str) -> None:
-        """Logs first, then delete: the attempt fails with `reason`."""
+    def _stop(self, pod: _Pod, reason: str, status: str = FAILED) -> None:
+        """Logs first, then delete: the attempt ends `status` (failed) with `reason`."""
         key = pod.attempt.task_run_id
         text, truncated = self._read_log(pod)
         del self._pods[key]
         self._delete(key, pod.place)
-        self._done.append(Outcome(key, FAILED, error=reason, log=text, log_truncated_bytes=truncated))
+        self._done.append(Outcome(key, status, error=reason, log=text, log_truncated_bytes=truncated))
 
     def _read_log(self, pod: _Pod) -> tuple[str, int]:
         """The container's whole log, streamed through a LogBuffer (capped: head and

@@ -22,6 +22,7 @@ holds the line `[dagctl: N bytes of output truncated]`. Secrets are masked.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import selectors
 import signal
@@ -34,7 +35,7 @@ from functools import cache
 from types import FrameType
 from typing import Any
 
-from dagctl.execution.attempt import FAILED, SUCCESS, Attempt, LogChunk, Outcome, PollResult
+from dagctl.execution.attempt import FAILED, INTERRUPTED, SUCCESS, Attempt, LogChunk, Outcome, PollResult
 from dagctl.execution.guardian import Guardian
 from dagctl.execution.prepare import PrepareError, prepare
 from dagctl.execution.taskprocess import DRAIN_TIMEOUT_S, Exit, TaskProcess
@@ -42,6 +43,7 @@ from dagctl.execution.taskprocess import DRAIN_TIMEOUT_S, Exit, TaskProcess
 CHUNK_INTERVAL_S = 1.0
 SHUTDOWN_KILLED = "killed at scheduler shutdown"
 SHUTDOWN_NOT_STARTED = "not started: the scheduler shut down"
+LEASE_KILLED = "killed by the guardian: its scheduler did not renew the lease in time"
 
 
 @cache
@@ -66,7 +68,8 @@ class WorkerManager:
     slots free up, so the limit holds even if the caller over-launches; `running()`
     counts them too. Claim at most `free_slots()` attempts per iteration.
 
-    Outcome fields: `status` SUCCESS/FAILED; `exit_code` the process's exit status
+    Outcome fields: `status` SUCCESS/FAILED, or INTERRUPTED for attempts stopped at
+    shutdown and those the guardian killed past `kill_after()`; `exit_code` the process's exit status
     (negative -N when it died from signal N, None when no process ran: no_op, start
     failures, cancelled before starting); `error` None on success, else "exit code N",
     "killed by signal SIGKILL", "timed out after Ns", "task needs parameter X",
@@ -181,26 +184,32 @@ class WorkerManager:
                 return
 
     def shutdown(self, grace_seconds: float) -> PollResult:
-        """Stop: attempts still waiting for a slot fail as not started; running ones get
-        `grace_seconds` to finish (their output is still read), then their groups are
-        SIGKILLed and they fail with "killed at scheduler shutdown". Returns every
-        outcome not yet reported (no chunks: remaining output is in Outcome.log). The
-        manager is closed afterwards: poll() returns nothing, launch() raises."""
+        """Stop: attempts still waiting for a slot end INTERRUPTED as not started; running
+        ones get `grace_seconds` to finish (their output is still read), then their
+        groups are SIGKILLed and they end INTERRUPTED with "killed at scheduler
+        shutdown" (run again, not counted as a failure). Returns every outcome not yet
+        reported (no chunks: remaining output is in Outcome.log). The manager is closed
+        afterwards: poll() returns nothing, launch() raises."""
         result = PollResult()
         if self._closed:
             return result
         for attempt in self._waiting:
-            result.finished.append(Outcome(attempt.task_run_id, FAILED, error=SHUTDOWN_NOT_STARTED))
+            result.finished.append(Outcome(attempt.task_run_id, INTERRUPTED, error=SHUTDOWN_NOT_STARTED))
         self._waiting.clear()
         self._wait_all(time.monotonic() + max(0.0, grace_seconds), result)
         for run in self._running.values():
             run.proc.kill(SHUTDOWN_KILLED)
-        self._wait_all(time.monotonic() + DRAIN_TIMEOUT_S + 1.0, result)
+        killed = PollResult()
+        self._wait_all(time.monotonic() + DRAIN_TIMEOUT_S + 1.0, killed)
         for key, run in self._running.items():
             # Unkillable for now (uninterruptible sleep): report it; the guardian's
             # final SIGKILL below gets another go at the group.
             run.proc.close()
-            result.finished.append(self._outcome(key, run.proc, Exit(FAILED, None, SHUTDOWN_KILLED)))
+            killed.finished.append(self._outcome(key, run.proc, Exit(FAILED, None, SHUTDOWN_KILLED)))
+        result.finished.extend(
+            dataclasses.replace(o, status=INTERRUPTED) if o.error == SHUTDOWN_KILLED else o
+            for o in killed.finished
+        )
         self._running.clear()
         result.finished.extend(self._done)
         self._done.clear()
@@ -226,6 +235,13 @@ class WorkerManager:
         if self._done:
             times.append(now)
         return max(0.0, min(times) - now) if times else None
+
+    def kill_after(self, deadline: float | None) -> None:
+        """Have the guardian (a separate process, alive while we are stalled) SIGKILL every
+        running attempt once `deadline` (time.monotonic()) passes without a later call.
+        The scheduler calls this after each lease renewal the database confirmed."""
+        if self._guardian is not None:
+            self._guardian.kill_after(deadline)
 
     def pid_of(self, task_run_id: int) -> int | None:
         """The pid (= process group id) of a running attempt, for the task_run row."""
@@ -254,11 +270,21 @@ class WorkerManager:
         self._running[key] = _Running(proc, proc.started + self.chunk_interval)
 
     def _outcome(self, key: int, proc: TaskProcess, ended: Exit) -> Outcome:
+        status, error = ended.status, ended.error
+        deadline = self._guardian.deadline if self._guardian is not None else None
+        if (
+            ended.exit_code == -signal.SIGKILL
+            and deadline is not None
+            and time.monotonic() >= deadline
+            and ended.error != SHUTDOWN_KILLED
+        ):
+            # Past the deadline the guardian kills the group: the task did not fail.
+            status, error = INTERRUPTED, LEASE_KILLED
         return Outcome(
             key,
-            ended.status,
+            status,
             exit_code=ended.exit_code,
-            error=ended.error,
+            error=error,
             log=proc.buffer.finish(),
             log_truncated_bytes=proc.buffer.truncated_bytes,
         )

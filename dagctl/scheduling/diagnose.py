@@ -13,7 +13,7 @@ from typing import Any
 from dagctl.dags import cron
 from dagctl.dags.model import Dag
 from dagctl.scheduling.planner import latest_attempts
-from dagctl.states import DONE_OK_TASK_VALUES
+from dagctl.states import DONE_OK_TASK_VALUES, NOT_ENDED_TASK_VALUES, UNCOUNTED_TASK_VALUES
 
 # A queued attempt older than this while a scheduler is alive means its slots are busy.
 QUEUED_TOO_LONG = timedelta(seconds=5)
@@ -45,17 +45,32 @@ def why(
     now: datetime,
     external_status: ExternalLookup,
     next_slot: datetime | None,
+    orphan_grace_s: float = 0.0,
 ) -> list[dict[str, str]]:
-    """Reasons, most blocking first, each {"code", "message"}. Codes: broken, paused,
-    no_scheduler, unknown_to_schedulers, max_active_runs, waiting_on_inputs, retry_delay, pool_full, queued,
-    running, nothing_queued."""
+    """Reasons, most blocking first, each {"code", "message"}. Codes: missing, broken,
+    paused, no_scheduler, unknown_to_schedulers, max_active_runs, waiting_on_inputs,
+    retry_delay, pool_full, queued, interrupted, running, nothing_queued."""
     reasons: list[dict[str, str]] = []
 
     def add(code: str, message: str) -> None:
         reasons.append({"code": code, "message": message})
 
+    missing_since = snapshot.get("missing_since")
+    fails_at = ""
+    if missing_since is not None and any(r["status"] in ("queued", "running") for r in snapshot["runs"]):
+        deadline = missing_since + timedelta(seconds=orphan_grace_s)
+        fails_at = (
+            f"; its active runs end failed at {_utc_text(deadline)} if it is still so "
+            "(DAGCTL_ORPHAN_GRACE_SECONDS after it was found so)"
+        )
+    if dag is None and broken_reason is None:
+        add(
+            "missing",
+            f"{dag_name} is not in the DAGs folder (deleted or renamed): no run is created or started"
+            + fails_at,
+        )
     if broken_reason is not None:
-        add("broken", f"{dag_name} is broken and is not scheduled: {broken_reason}")
+        add("broken", f"{dag_name} is broken and is not scheduled: {broken_reason}{fails_at}")
     if snapshot["paused"]:
         add("paused", f"{dag_name} is paused: no run is created or started (dagctl unpause {dag_name})")
     if snapshot["live_schedulers"] == 0:
@@ -111,8 +126,9 @@ def why(
             )
         newest = snapshot["newest_run"]
         if newest is not None and newest["status"] in ("failed", "cancelled"):
+            detail = f": {newest['error']}" if newest.get("error") else ""
             reasons[-1]["message"] += (
-                f"; its last run, {newest['id']}, {newest['status']} (dagctl retry {newest['id']})"
+                f"; its last run, {newest['id']}, {newest['status']}{detail} (dagctl retry {newest['id']})"
             )
     return reasons
 
@@ -128,6 +144,20 @@ def _why_run(
 ) -> None:
     run_id = run["id"]
     latest = latest_attempts(attempts)
+    for earlier in attempts:
+        after = latest.get(earlier["task_name"])
+        if (
+            earlier["status"] in UNCOUNTED_TASK_VALUES
+            and after is not None
+            and after["attempt"] == earlier["attempt"] + 1
+            and after["status"] in NOT_ENDED_TASK_VALUES
+        ):
+            add(
+                "interrupted",
+                f"run {run_id}: {earlier['task_name']} attempt {earlier['attempt']} was interrupted "
+                f"({earlier['error']}); attempt {after['attempt']} runs it again, "
+                "not counted against retries",
+            )
     for name, attempt in latest.items():
         status = attempt["status"]
         if status == "running":

@@ -22,7 +22,7 @@ from dagctl.states import (
     RunStatus,
     TaskStatus,
 )
-from dagctl.store.records import AdvancePlan, AttemptSnapshot, NewRun, NewTaskRun, RunSnapshot
+from dagctl.store.records import AdvancePlan, AttemptSnapshot, DagState, NewRun, NewTaskRun, RunSnapshot
 
 # With catchup "none", a slot still counts as on time this long after it passed.
 ON_TIME_GRACE = timedelta(seconds=60)
@@ -103,6 +103,22 @@ def next_due(dag: Dag, last_slot: datetime | None, first_seen: datetime) -> date
     if not dag.schedule:
         return None
     return cron.next_slot_after(dag.schedule, dag.timezone, last_slot or first_seen)
+
+
+def missing_dags(
+    states: Mapping[str, DagState], loaded: Collection[str], broken: Mapping[str, str]
+) -> tuple[dict[str, str], list[str], bool]:
+    """DAGs the database knows but this scheduler did not load: ({name: reason} to mark
+    as missing now, names loaded again to unmark, whether any is missing at all)."""
+    missing = {
+        name: f"DAG {name} is broken: {broken[name]}"
+        if name in broken
+        else f"DAG {name} is no longer in the DAGs folder (deleted or renamed)"
+        for name in states.keys() - set(loaded)
+    }
+    marked = {name: reason for name, reason in missing.items() if states[name].missing_since is None}
+    back = sorted(name for name in loaded if name in states and states[name].missing_since is not None)
+    return marked, back, bool(missing)
 
 
 # ---------------------------------------------------------------- advancing runs
@@ -372,3 +388,31 @@ def plan_retry(
             )
         requeue.append((name, max(a["attempt"] for a in rows) + 1))
     return RetryPlan(tuple(requeue), tuple(reset))
+
+
+DueWork = tuple[str, list[NewRun], datetime, str]
+
+
+def due_runs(
+    dags: Mapping[str, Dag], states: Mapping[str, DagState], due_at: dict[str, datetime], now: datetime
+) -> list[DueWork]:
+    """The runs to create now for the DAGs whose next due time has come, as (DAG, new
+    runs, new watermark, fingerprint); moves each DAG's entry in `due_at` on (removes
+    it when the DAG is gone, paused or has no further slot)."""
+    work: list[DueWork] = []
+    for name in [name for name, due in due_at.items() if due <= now]:
+        dag, state = dags.get(name), states.get(name)
+        if dag is None or state is None or state.paused:
+            due_at.pop(name, None)
+            continue
+        due = due_slots(dag, state.last_slot, state.first_seen_at, now)
+        if due is None:
+            upcoming = next_due(dag, state.last_slot, state.first_seen_at)
+        else:
+            work.append((name, new_runs(dag, due.slots), due.watermark, dag.fingerprint))
+            upcoming = next_due(dag, due.watermark, state.first_seen_at)
+        if upcoming is None:
+            due_at.pop(name, None)
+        else:
+            due_at[name] = upcoming
+    return work

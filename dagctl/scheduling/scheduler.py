@@ -11,67 +11,42 @@ from another process (on SQLite, a change of the file's data version, looked at 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import selectors
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-from dagctl.config import DEFAULT_LEASE_S, DEFAULT_MAX_OUTAGE_S, DEFAULT_RELOAD_INTERVAL_S, Tuning
 from dagctl.dags.cron import utcnow
 from dagctl.dags.loader import DagCache
 from dagctl.dags.model import Dag, Retention
 from dagctl.errors import EXIT_DATABASE, EXIT_OK, DagctlError, DatabaseError
-from dagctl.execution.attempt import Attempt, Outcome, TaskContext
-from dagctl.managers.base import AdoptingManager, Manager
+from dagctl.execution.attempt import INTERRUPTED, Attempt, Outcome, TaskContext
+from dagctl.managers.base import AdoptingManager, FencingManager, Manager
 from dagctl.scheduling import planner
+from dagctl.scheduling.clock import DatabaseClock
+from dagctl.scheduling.leases import FENCE_FRACTION, LeaseTimers
+from dagctl.scheduling.options import SchedulerOptions
 from dagctl.scheduling.retention import RetentionChore
 from dagctl.scheduling.wakeups import Wakeups
 from dagctl.store import ClaimedAttempt, FinishedAttempt, Store
-from dagctl.store.records import AdvancePlan, owner_id
+from dagctl.store.records import AdvancePlan, DagState, owner_id
 
 log = logging.getLogger("dagctl.scheduling.scheduler")
 
-DEFAULT_POLL_INTERVAL_S = 1.0
-DEFAULT_GRACE_S = 30.0
 LOG_FLUSH_INTERVAL_S = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class SchedulerOptions:
-    concurrency: int
-    poll_interval: float = DEFAULT_POLL_INTERVAL_S
-    lease_seconds: float = DEFAULT_LEASE_S
-    reload_interval: float = DEFAULT_RELOAD_INTERVAL_S
-    grace_seconds: float = DEFAULT_GRACE_S
-    max_outage: float = DEFAULT_MAX_OUTAGE_S
-    once: bool = False
-    until_idle: bool = False
-
-    @classmethod
-    def from_tuning(cls, tuning: Tuning, **given: Any) -> SchedulerOptions:
-        """The flags given, over the knobs without flags (DAGCTL_LEASE_SECONDS,
-        DAGCTL_RELOAD_SECONDS, DAGCTL_MAX_OUTAGE_SECONDS; see dagctl.config)."""
-        extra: dict[str, Any] = {
-            "lease_seconds": tuning.lease_seconds,
-            "reload_interval": tuning.reload_seconds,
-            "max_outage": tuning.max_outage_seconds,
-        }
-        return cls(**{**extra, **{k: v for k, v in given.items() if v is not None}})
 
 
 @dataclass
 class _Timers:
     next_reload: float = 0.0
-    next_lease: float = 0.0
     next_log_flush: float = 0.0
     next_cancel_check: float = 0.0
     outage_since: float | None = None
-    # Monotonic time by which every lease we hold has surely been renewed, or is gone.
-    leases_valid_until: float | None = None
 
 
 @dataclass
@@ -91,8 +66,10 @@ class Scheduler:
         self._unrecorded: list[FinishedAttempt] = []
         self._log_chunks: list[tuple[int, str]] = []
         self._timers = _Timers()
+        self._leases = LeaseTimers(self.options.lease_seconds)
         self._wakeups = Wakeups(self.store)
         self._adopter = self.manager if isinstance(self.manager, AdoptingManager) else None
+        self._fencer = self.manager if isinstance(self.manager, FencingManager) else None
         self._progress = False
         self._news = False  # another process's NOTIFY arrived since we last looked
         self._ended: list[planner.Ended] = []  # attempts that ended since the last advance
@@ -125,6 +102,7 @@ class Scheduler:
             code = EXIT_OK
             try:
                 while self._wakeups.stop_signal is None:
+                    self._sync_clock()
                     ok = self.run_once(self.clock())
                     self._fence()
                     if not ok and self._outage_too_long():
@@ -162,6 +140,14 @@ class Scheduler:
         self._timers.outage_since = None
         return True
 
+    def _sync_clock(self) -> None:
+        """Sample the database's clock (clock.py); not during an outage."""
+        if isinstance(self.clock, DatabaseClock) and self._timers.outage_since is None:
+            try:
+                self.clock.sync_if_due(self.store.database_now)
+            except DatabaseError as exc:
+                self._note_outage(str(exc))
+
     def _note_outage(self, reason: str) -> None:
         if self._timers.outage_since is None:
             self._timers.outage_since = time.monotonic()
@@ -170,28 +156,21 @@ class Scheduler:
         self._wakeups.drop_listener()
 
     def _fence_at(self) -> float | None:
-        """When our running attempts must be stopped because their leases could not be
-        renewed: at four fifths of the lease, so that they are dead (SIGTERM, then SIGKILL
-        after the kill grace) before another scheduler may reap and retry them. Never for
-        a manager that adopts attempts (pods): those are taken over, not run again."""
-        if self._adopter is not None or self._timers.leases_valid_until is None:
+        """When to stop our running attempts whose leases could not be renewed (see
+        leases.py). Never for a manager that adopts attempts (pods): those are taken
+        over, not run again."""
+        if self._adopter is not None or not self._inflight.keys() - self._fenced:
             return None
-        if not self._inflight.keys() - self._fenced:
-            return None
-        return self._timers.leases_valid_until - self.options.lease_seconds / 5
+        return self._leases.fence_at()
 
     def _fence(self) -> None:
         fence_at = self._fence_at()
         if fence_at is None or time.monotonic() < fence_at:
             return
         doomed = [i for i in self._inflight if i not in self._fenced]
-        if doomed:
-            log.error(
-                "could not renew the leases of %d running attempt(s) for %.0f s: stopping them,"
-                " another scheduler will retry them",
-                len(doomed),
-                self.options.lease_seconds * 4 / 5,
-            )
+        lease = self.options.lease_seconds
+        message = "could not renew the leases of %d running attempt(s) for %.0f s: stopping them"
+        log.error(message + ", another scheduler will run them again", len(doomed), lease * FENCE_FRACTION)
         for task_run_id in doomed:
             self._fenced.add(task_run_id)
             self.manager.cancel(task_run_id, "stopped: its lease could not be renewed (database unreachable)")
@@ -302,6 +281,7 @@ class Scheduler:
             # `why` and `trigger` tell a DAG that no live scheduler has loaded.
             self.store.record_loaded_dags(self.owner, list(self.dags))
             self._recorded = frozenset(self.dags)
+        self._track_missing(states, now)
         self._advance_news = True  # changed definitions flag their DAGs' runs
         self._watched = {
             pair for dag in self.dags.values() for t in dag.tasks.values() for pair in t.external_inputs
@@ -315,27 +295,21 @@ class Scheduler:
             if due is not None:
                 self._next_due[name] = due
 
+    def _track_missing(self, states: Mapping[str, DagState], now: datetime) -> None:
+        """Mark DAGs deleted, renamed away or broken (unmark those back); any scheduler
+        fails their active runs once marked for longer than the grace period."""
+        marked, back, missing = planner.missing_dags(states, self.dags.keys(), self._broken)
+        if marked or back:
+            self.store.mark_missing_dags(marked, back, now)
+        for run_id, dag_name, reason in (
+            self.store.fail_orphaned_runs(self.options.orphan_grace, now) if missing else ()
+        ):
+            log.warning("run %d of %s failed: %s", run_id, dag_name, reason)
+
     def _create_due_runs(self, now: datetime) -> None:
-        candidates = [name for name, due in self._next_due.items() if due <= now]
-        if not candidates:
-            return
-        states = self.store.dag_states()
-        work = []
-        for name in candidates:
-            dag, state = self.dags.get(name), states.get(name)
-            if dag is None or state is None or state.paused:
-                self._next_due.pop(name, None)
-                continue
-            due = planner.due_slots(dag, state.last_slot, state.first_seen_at, now)
-            if due is None:
-                next_due = planner.next_due(dag, state.last_slot, state.first_seen_at)
-            else:
-                work.append((name, planner.new_runs(dag, due.slots), due.watermark, dag.fingerprint))
-                next_due = planner.next_due(dag, due.watermark, state.first_seen_at)
-            if next_due is None:
-                self._next_due.pop(name, None)
-            else:
-                self._next_due[name] = next_due
+        if not any(due <= now for due in self._next_due.values()):
+            return  # no read of the database on an idle pass
+        work = planner.due_runs(self.dags, self.store.dag_states(), self._next_due, now)
         if work:
             self._advance_news = True
             created = self.store.create_scheduled_runs(work, now)
@@ -370,24 +344,32 @@ class Scheduler:
             log.info("run %d finished: %s", run_id, status)
 
     def _keep_leases(self, now: datetime) -> None:
+        """Renew our leases every lease/3; reap the others' expired ones at the earliest
+        expiry we know of (and at every renewal), not on a fixed period (leases.py)."""
         clock = time.monotonic()
-        if clock < self._timers.next_lease:
+        if self._leases.renewal_due(clock):
+            self._renew(clock)
+        if not self._leases.reap_due(clock):
             return
-        self.store.renew_leases(self.owner, self.options.lease_seconds)
-        # Measured from before the renewal was sent: never later than the database's expiry.
-        self._timers.leases_valid_until = clock + self.options.lease_seconds
-        self._timers.next_lease = clock + self.options.lease_seconds / 3
         self._adopt(now)
-        lost = self.store.reap_expired(self._retry_policy, now)
+        lost = self.store.reap_expired(now)
         if lost:
             self._advance_news = True
         for attempt in lost:
             log.warning(
-                "attempt %d of %s/%s was lost (its scheduler is gone); retrying if allowed",
+                "attempt %d of %s/%s was interrupted (its scheduler stopped renewing the lease);"
+                " running it again",
                 attempt.attempt,
                 attempt.dag_name,
                 attempt.task_name,
             )
+        self._leases.reaped(time.monotonic(), self.store.next_expiry_in(self.owner))
+
+    def _renew(self, clock: float) -> None:
+        self.store.renew_leases(self.owner, self.options.lease_seconds)
+        guardian_deadline = self._leases.renewed(clock)
+        if self._fencer is not None:
+            self._fencer.kill_after(guardian_deadline)
 
     def _retry_policy(self, dag_name: str, task_name: str, attempt: int) -> float | None:
         dag = self.dags.get(dag_name)
@@ -455,14 +437,19 @@ class Scheduler:
         item = self._inflight.pop(outcome.task_run_id, None)
         if item is not None:
             self._ended.append(planner.Ended(item.dag_run_id, item.dag_name, item.task_name, outcome.status))
+        status = outcome.status
+        if outcome.task_run_id in self._fenced and status == "failed":
+            status = INTERRUPTED  # we stopped it: its lease could not be renewed
         self._fenced.discard(outcome.task_run_id)
         log_problem = self._log_problems.pop(outcome.task_run_id, None)
         retry_after = None
-        if outcome.status == "failed" and item is not None:
-            retry_after = self._retry_policy(item.dag_name, item.task_name, item.attempt)
+        if status == INTERRUPTED:
+            retry_after = 0.0  # run again at once, not counted against retries
+        elif status == "failed" and item is not None:
+            retry_after = self._retry_policy(item.dag_name, item.task_name, item.tries)
         return FinishedAttempt(
             task_run_id=outcome.task_run_id,
-            status=outcome.status,
+            status=status,
             exit_code=outcome.exit_code,
             error="; ".join(e for e in (outcome.error, log_problem) if e) or None,
             retry_after=retry_after,
@@ -530,7 +517,7 @@ class Scheduler:
         until_fence = math.inf if fence_at is None else max(0.0, fence_at - now)
         if not last_ok:
             return min(5.0, self.options.poll_interval * 2, until_fence)
-        timeout = min(self.options.poll_interval, max(0.0, self._timers.next_lease - now), until_fence)
+        timeout = min(self.options.poll_interval, max(0.0, self._leases.next_due() - now), until_fence)
         wakeup = self.manager.next_wakeup()
         if wakeup is not None:
             timeout = min(timeout, wakeup)
@@ -562,7 +549,8 @@ class Scheduler:
                 grace,
                 self.manager.running(),
             )
-        result = self.manager.shutdown(grace)
+        self._grace_period(time.monotonic() + grace)
+        result = self.manager.shutdown(0.0)
         for outcome in result.finished:
             self._unrecorded.append(self._finished(outcome))
         self._log_chunks.extend((chunk.task_run_id, chunk.text) for chunk in result.logs)
@@ -580,3 +568,25 @@ class Scheduler:
                 "gave up recording %d attempt(s); their leases expire and they are retried",
                 len(self._unrecorded),
             )
+
+    def _grace_period(self, end: float) -> None:
+        """Let running attempts end until `end` (a second signal cuts it short), renewing
+        their leases meanwhile: else a grace as long as the lease would let the guardian
+        kill them, or another scheduler take them over while they still run."""
+        with selectors.DefaultSelector() as selector:
+            while self.manager.running() and not self._wakeups.hurry and time.monotonic() < end:
+                clock = time.monotonic()
+                if self._leases.renewal_due(clock):
+                    with contextlib.suppress(DatabaseError):  # then the guardian's deadline holds
+                        self._renew(clock)
+                timeout = min(end, self._leases.next_renewal) - clock
+                wakeup = self.manager.next_wakeup()
+                for key in list(selector.get_map().values()):
+                    selector.unregister(key.fileobj)
+                for fd in self.manager.wait_fds():
+                    selector.register(fd, selectors.EVENT_READ)
+                selector.select(max(0.0, min(timeout, 0.5, math.inf if wakeup is None else wakeup)))
+                self._poll_manager()
+
+
+__all__ = ["Scheduler", "SchedulerOptions"]

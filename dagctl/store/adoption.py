@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select, update
 
 from dagctl.states import NOT_ENDED_TASK_VALUES, TaskStatus
+from dagctl.store.attempts import uncounted_before
 from dagctl.store.records import AdoptResult, ClaimedAttempt
 from dagctl.store.tables import dag_run, task_run
 
@@ -68,6 +69,7 @@ class AdoptionOperations:
                     task_run.c.dag_name,
                     task_run.c.task_name,
                     task_run.c.attempt,
+                    uncounted_before().label("uncounted"),
                 )
             ).all()
             alive = {
@@ -101,8 +103,9 @@ class AdoptionOperations:
                 t.attempt,
                 runs[t.dag_run_id].logical_date,
                 json.loads(runs[t.dag_run_id].params),
-                runs[t.dag_run_id].data_interval_start,
-                runs[t.dag_run_id].data_interval_end,
+                tries=t.attempt - t.uncounted,
+                data_interval_start=runs[t.dag_run_id].data_interval_start,
+                data_interval_end=runs[t.dag_run_id].data_interval_end,
             )
             for t in sorted(taken, key=lambda t: t.id)
         ]

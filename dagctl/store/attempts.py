@@ -26,6 +26,7 @@ from sqlalchemy import (
     case,
     func,
     insert,
+    literal_column,
     select,
     update,
 )
@@ -33,15 +34,23 @@ from sqlalchemy.exc import DBAPIError
 
 from dagctl import secrets
 from dagctl.dags.cron import utcnow
-from dagctl.states import CLAIMABLE_TASK, RunStatus, TaskStatus, task_sources
-from dagctl.store.records import ClaimedAttempt, FinishedAttempt, LostAttempt, RetryPolicy
+from dagctl.states import (
+    CLAIMABLE_TASK,
+    RERUN_TASK_VALUES,
+    UNCOUNTED_TASK_VALUES,
+    RunStatus,
+    TaskStatus,
+    task_sources,
+)
+from dagctl.store.records import ClaimedAttempt, FinishedAttempt, LostAttempt
 from dagctl.store.runs import in_id_order
-from dagctl.store.tables import dag_run, scheduler, task_log, task_run
+from dagctl.store.tables import dag, dag_run, scheduler, task_log, task_run
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
 LOG_NOT_STORED = "output not stored"
+LOST = "interrupted: its scheduler stopped renewing the lease (stalled, killed or cut off)"
 
 
 class AttemptOperations:
@@ -83,8 +92,9 @@ class AttemptOperations:
                 c.attempt,
                 c.logical_date,
                 json.loads(c.params),
-                c.data_interval_start,
-                c.data_interval_end,
+                tries=c.attempt - c.uncounted,
+                data_interval_start=c.data_interval_start,
+                data_interval_end=c.data_interval_end,
             )
             for c in claimed
         ]
@@ -97,6 +107,9 @@ class AttemptOperations:
             .where(
                 task_run.c.status.in_([s.value for s in CLAIMABLE_TASK]),
                 task_run.c.not_before <= bindparam("p_now", type_=DateTime),
+                # Not while its DAG is deleted, renamed away or broken: it waits for the
+                # DAG to come back, or for its run to fail after the grace period.
+                task_run.c.dag_name.not_in(select(dag.c.name).where(dag.c.missing_since.is_not(None))),
             )
             .order_by(task_run.c.queued_at, task_run.c.id)
             .limit(bindparam("p_limit", type_=Integer))
@@ -137,6 +150,7 @@ class AttemptOperations:
                 _of_run(dag_run.c.params).label("params"),
                 _of_run(dag_run.c.data_interval_start).label("data_interval_start"),
                 _of_run(dag_run.c.data_interval_end).label("data_interval_end"),
+                uncounted_before().label("uncounted"),
             )
         )
 
@@ -196,7 +210,7 @@ class AttemptOperations:
                     recorded += 1
                     flagged.add(row.dag_run_id)
                     retry_after = by_id[row.id].retry_after
-                    if row.status == TaskStatus.FAILED.value and retry_after is not None:
+                    if row.status in RERUN_TASK_VALUES and retry_after is not None:
                         self._queue_retry(connection, row, retry_after, now)
                         retried = True
             if flagged:
@@ -289,9 +303,11 @@ class AttemptOperations:
             query = query.where(task_run.c.id.in_(among))
         return query.with_for_update(skip_locked=True) if self.is_postgres else query
 
-    def reap_expired(self, retry_policy: RetryPolicy, now: datetime) -> list[LostAttempt]:
-        """Fail every running attempt whose lease expired (its owner is gone) and queue
-        its retry: at-least-once, never twice at the same time."""
+    def reap_expired(self, now: datetime) -> list[LostAttempt]:
+        """End every running attempt whose lease expired as `interrupted` (its owner
+        stopped renewing it: dead, stalled or cut off, its guardian has killed its
+        processes by then) and queue the next attempt at once, not counted against
+        `retries`: at-least-once, never twice at the same time."""
         with self._tx() as connection:
             expired = self._expired_leases()
             rows = connection.execute(
@@ -301,11 +317,11 @@ class AttemptOperations:
                     task_run.c.status == TaskStatus.RUNNING.value,
                 )
                 .values(
-                    status=_ended_status(TaskStatus.FAILED.value),
+                    status=_ended_status(TaskStatus.INTERRUPTED.value),
                     ended_at=now,
                     lease_owner=None,
                     lease_expires_at=None,
-                    error="lost: its scheduler stopped renewing the lease",
+                    error=LOST,
                 )
                 .returning(
                     task_run.c.id,
@@ -317,17 +333,30 @@ class AttemptOperations:
                 )
             ).all()
             for row in rows:
-                if row.status != TaskStatus.FAILED.value:
-                    continue  # its run was cancelled: no retry
-                delay = retry_policy(row.dag_name, row.task_name, row.attempt)
-                if delay is not None:
-                    self._queue_retry(connection, row, delay, now)
+                if row.status == TaskStatus.INTERRUPTED.value:  # else its run was cancelled
+                    self._queue_retry(connection, row, 0.0, now)
             if rows:
                 connection.execute(
                     update(dag_run).where(dag_run.c.id.in_({r.dag_run_id for r in rows})).values(dirty=True)
                 )
                 self._notify(connection)
         return [LostAttempt(r.id, r.dag_run_id, r.dag_name, r.task_name, r.attempt) for r in rows]
+
+    def next_expiry_in(self, owner: str) -> float | None:
+        """Seconds (on the database's clock) until the earliest lease held by another
+        owner runs out (0 when one already has), or None when there is none: the
+        reaper's next appointment."""
+        with self._tx() as connection:
+            earliest = connection.execute(
+                select(func.min(task_run.c.lease_expires_at)).where(
+                    task_run.c.status == TaskStatus.RUNNING.value,
+                    task_run.c.lease_owner != owner,
+                )
+            ).scalar()
+            if earliest is None:
+                return None
+            now = connection.execute(select(self._db_now())).scalar() if self.is_postgres else utcnow()
+        return max(0.0, float((earliest - now).total_seconds()))
 
     # ------------------------------------------------------------ logs
 
@@ -380,12 +409,35 @@ class AttemptOperations:
 
 
 def _ended_status(status: str) -> Any:
-    """A failed attempt of a cancelled run (`dagctl cancel` stopped it, or it failed on
-    its own meanwhile) ends `cancelled` and is never retried; the others end as reported."""
-    if status != TaskStatus.FAILED.value:
+    """A failed or interrupted attempt of a cancelled run (`dagctl cancel` stopped it, or
+    it failed on its own meanwhile) ends `cancelled` and is never retried; the others end
+    as reported."""
+    if status not in RERUN_TASK_VALUES:
         return status
     run_status = select(dag_run.c.status).where(dag_run.c.id == task_run.c.dag_run_id).scalar_subquery()
     return case((run_status == RunStatus.CANCELLED.value, TaskStatus.CANCELLED.value), else_=status)
+
+
+def uncounted_before() -> Any:
+    """How many earlier attempts of the same task of the same run do not count against
+    `retries` (interrupted ones), as a scalar subquery for the RETURNING clause of an
+    UPDATE of task_run."""
+    earlier = task_run.alias("earlier")
+    # Spelled out: in an UPDATE, SQLite's compiler leaves the updated table's columns
+    # unqualified, which inside this subquery would name `earlier`'s own.
+    outer: dict[str, Any] = {
+        name: literal_column(f"task_run.{name}") for name in ("dag_run_id", "task_name", "attempt")
+    }
+    return (
+        select(func.count())
+        .where(
+            earlier.c.dag_run_id == outer["dag_run_id"],
+            earlier.c.task_name == outer["task_name"],
+            earlier.c.attempt < outer["attempt"],
+            earlier.c.status.in_(sorted(UNCOUNTED_TASK_VALUES)),
+        )
+        .scalar_subquery()
+    )
 
 
 def _of_run(column: Any) -> Any:
@@ -401,4 +453,4 @@ def _clip(message: str | None, limit: int = 4000) -> str | None:
     return message[: limit - 1] + "…"
 
 
-__all__ = ["LOG_NOT_STORED", "AttemptOperations"]
+__all__ = ["LOG_NOT_STORED", "LOST", "AttemptOperations", "uncounted_before"]

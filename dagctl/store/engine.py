@@ -102,7 +102,11 @@ def create(url: str) -> Engine:
                 pool_size=4,
                 max_overflow=4,
                 pool_use_lifo=True,  # keep reusing the one warm connection
-                connect_args={"connect_timeout": 5, "application_name": "dagctl"},
+                connect_args={
+                    "connect_timeout": 5,
+                    "application_name": "dagctl",
+                    "options": f"-c idle_in_transaction_session_timeout={_idle_in_transaction_ms()}",
+                },
             )
             _ping_when_idle(engine)
             return engine
@@ -111,6 +115,16 @@ def create(url: str) -> Engine:
     raise DatabaseError(
         f"unsupported state database {backend!r} in {mask_url(url)}", "use PostgreSQL or SQLite"
     )
+
+
+def _idle_in_transaction_ms() -> int:
+    """A process stalled inside a transaction (SIGSTOP, a frozen VM) would hold its row
+    locks, and SKIP LOCKED reapers would pass its expired attempts over for as long as
+    it stalls. PostgreSQL ends such a session after a third of the lease (at most 5 s):
+    dagctl never waits between the statements of a transaction for anything else."""
+    from dagctl.config import tuning
+
+    return int(1000 * min(5.0, max(0.2, tuning().lease_seconds / 3)))
 
 
 def _ping_when_idle(engine: Engine) -> None:
@@ -243,6 +257,8 @@ def _migration_lock(engine: Engine) -> Iterator[Any]:
         with engine.connect() as connection:
             connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
             connection.commit()
+            # Migrating may pause between statements (importing alembic): not idle.
+            connection.execute(text("SET LOCAL idle_in_transaction_session_timeout = 0"))
             try:
                 yield connection
                 connection.commit()

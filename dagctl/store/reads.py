@@ -155,7 +155,10 @@ class ReadOperations:
         queue across all DAGs, and whether any scheduler is alive (a heartbeat within
         `stale_after_s` seconds, not stopped)."""
         with self._tx() as connection:
-            paused = connection.execute(select(dag.c.paused).where(dag.c.name == dag_name)).scalar()
+            row = connection.execute(
+                select(dag.c.paused, dag.c.missing_since).where(dag.c.name == dag_name)
+            ).first()
+            paused = row.paused if row is not None else None
             runs = [
                 dict(r._mapping)
                 for r in connection.execute(
@@ -192,7 +195,7 @@ class ReadOperations:
                 .limit(1)
             ).first()
             newest = connection.execute(
-                select(dag_run.c.id, dag_run.c.status)
+                select(dag_run.c.id, dag_run.c.status, dag_run.c.error)
                 .where(dag_run.c.dag_name == dag_name)
                 .order_by(dag_run.c.id.desc())
                 .limit(1)
@@ -200,6 +203,7 @@ class ReadOperations:
             return {
                 "known": paused is not None,
                 "paused": bool(paused),
+                "missing_since": row.missing_since if row is not None else None,
                 "runs": runs,
                 "attempts": attempts,
                 "queued_attempts": counts.get(TaskStatus.QUEUED.value, 0),
@@ -207,7 +211,9 @@ class ReadOperations:
                 "live_schedulers": live,
                 "last_heartbeat": last.heartbeat_at if last else None,
                 "last_stopped": last.stopped_at if last else None,
-                "newest_run": {"id": newest.id, "status": newest.status} if newest else None,
+                "newest_run": (
+                    {"id": newest.id, "status": newest.status, "error": newest.error} if newest else None
+                ),
                 "db_now": db_now,
             }
 

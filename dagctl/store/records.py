@@ -6,7 +6,6 @@ these, and `import dagctl.cli` must stay free of SQLAlchemy.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -44,6 +43,8 @@ class DagState:
     fingerprint: str | None
     last_slot: datetime | None
     first_seen_at: datetime
+    # Since when the DAG is deleted, renamed away or broken (see tables.dag), else None.
+    missing_since: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,9 @@ class ClaimedAttempt:
     attempt: int
     logical_date: datetime
     params: dict[str, Any]
+    # This attempt's number counting only the attempts that count against `retries`
+    # (interrupted ones do not): what retry decisions use; `attempt` is its identity.
+    tries: int
     data_interval_start: datetime | None = None  # None on runs from before run variables
     data_interval_end: datetime | None = None
 
@@ -78,7 +82,7 @@ class ClaimedAttempt:
 @dataclass(frozen=True, slots=True)
 class FinishedAttempt:
     task_run_id: int
-    status: str  # success | failed | cancelled
+    status: str  # success | failed | cancelled | interrupted
     exit_code: int | None
     error: str | None
     retry_after: float | None  # seconds until the next attempt; None: no more attempts
@@ -94,10 +98,6 @@ class LostAttempt:
     dag_name: str
     task_name: str
     attempt: int
-
-
-# A function the reaper asks for the retry delay of a lost attempt (None: no retry).
-RetryPolicy = Callable[[str, str, int], "float | None"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +190,6 @@ __all__ = [
     "LostAttempt",
     "NewRun",
     "NewTaskRun",
-    "RetryPolicy",
     "RetryResult",
     "RunSnapshot",
 ]

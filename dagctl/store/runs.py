@@ -11,12 +11,12 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, bindparam, insert, or_, select, update
+from sqlalchemy import DateTime, and_, bindparam, func, insert, or_, select, update
 
-from dagctl.states import ACTIVE_RUN, RunStatus, TaskStatus, run_sources
+from dagctl.states import ACTIVE_RUN, RunStatus, TaskStatus, run_sources, task_sources
 from dagctl.store.records import (
     AdvancePlan,
     AdvanceSnapshot,
@@ -93,9 +93,93 @@ class RunOperations:
 
     def _dag_states(self, connection: Connection) -> dict[str, DagState]:
         rows = connection.execute(
-            select(dag.c.name, dag.c.paused, dag.c.fingerprint, dag.c.last_slot, dag.c.first_seen_at)
+            select(
+                dag.c.name,
+                dag.c.paused,
+                dag.c.fingerprint,
+                dag.c.last_slot,
+                dag.c.first_seen_at,
+                dag.c.missing_since,
+            )
         )
-        return {r.name: DagState(r.name, r.paused, r.fingerprint, r.last_slot, r.first_seen_at) for r in rows}
+        return {
+            r.name: DagState(r.name, r.paused, r.fingerprint, r.last_slot, r.first_seen_at, r.missing_since)
+            for r in rows
+        }
+
+    # ------------------------------------------------------------ DAGs gone or broken
+
+    def mark_missing_dags(self, missing: Mapping[str, str], present: Collection[str], now: datetime) -> None:
+        """Record that these DAGs are deleted, renamed away or broken ({name: reason}),
+        since `now` unless already recorded, and that those `present` load fine again."""
+        with self._tx() as connection:
+            if missing:
+                connection.execute(
+                    update(dag)
+                    .where(dag.c.name == bindparam("n"))
+                    .values(
+                        missing_since=func.coalesce(dag.c.missing_since, bindparam("t", type_=DateTime)),
+                        missing_reason=bindparam("r"),
+                    ),
+                    [{"n": name, "r": reason, "t": now} for name, reason in missing.items()],
+                )
+            if present:
+                connection.execute(
+                    update(dag)
+                    .where(dag.c.name.in_(list(present)), dag.c.missing_since.is_not(None))
+                    .values(missing_since=None, missing_reason=None)
+                )
+
+    def fail_orphaned_runs(self, grace_seconds: float, now: datetime) -> list[tuple[int, str, str]]:
+        """End `failed` the active runs of DAGs missing for longer than the grace period,
+        with the reason, once none of their attempts is running (a running one ends
+        first, fenced by its lease as always); their attempts not started are cancelled.
+        Returns (run id, DAG, reason) of the runs ended."""
+        since = now - timedelta(seconds=grace_seconds)
+        with self._tx() as connection:
+            gone = dict(
+                connection.execute(
+                    select(dag.c.name, dag.c.missing_reason).where(
+                        dag.c.missing_since <= since,
+                        dag.c.name.in_(
+                            select(dag_run.c.dag_name).where(
+                                dag_run.c.status.in_([s.value for s in ACTIVE_RUN])
+                            )
+                        ),
+                    )
+                ).all()
+            )
+            if not gone:
+                return []
+            busy = select(task_run.c.dag_run_id).where(task_run.c.status == TaskStatus.RUNNING.value)
+            not_started = [s for s in task_sources(TaskStatus.CANCELLED) if s != TaskStatus.RUNNING.value]
+            ended: list[tuple[int, str, str]] = []
+            for name, missing_reason in sorted(gone.items()):
+                reason = missing_reason or f"DAG {name} is missing"
+                run_ids = (
+                    connection.execute(
+                        update(dag_run)
+                        .where(
+                            dag_run.c.dag_name == name,
+                            dag_run.c.status.in_(run_sources(RunStatus.FAILED)),
+                            dag_run.c.id.not_in(busy),
+                        )
+                        .values(status=RunStatus.FAILED.value, ended_at=now, dirty=False, error=reason)
+                        .returning(dag_run.c.id)
+                    )
+                    .scalars()
+                    .all()
+                )
+                if run_ids:
+                    connection.execute(
+                        update(task_run)
+                        .where(task_run.c.dag_run_id.in_(run_ids), task_run.c.status.in_(not_started))
+                        .values(status=TaskStatus.CANCELLED.value, ended_at=now, error=reason)
+                    )
+                ended.extend((int(run_id), name, reason) for run_id in sorted(run_ids))
+            if ended:
+                self._notify(connection)
+        return ended
 
     # ------------------------------------------------------------ creating runs
 

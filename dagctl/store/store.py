@@ -15,7 +15,7 @@ from collections.abc import Callable, Hashable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, insert, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
@@ -144,6 +144,16 @@ class Store(
         if self.is_postgres:
             return func.timezone("utc", func.now()) + func.make_interval(0, 0, 0, 0, 0, 0, lease_seconds)
         return utcnow() + timedelta(seconds=lease_seconds)
+
+    def database_now(self) -> datetime:
+        """The database's clock (naive UTC): what schedulers sharing it decide by. On
+        SQLite, whose schedulers share one host, this host's."""
+        if not self.is_postgres:
+            return utcnow()
+        with self._tx() as connection:
+            now = select(func.timezone("utc", func.clock_timestamp()))
+            value: datetime = connection.execute(now).scalar_one()
+        return value
 
     # ------------------------------------------------------------ scheduler instances
 

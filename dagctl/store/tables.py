@@ -39,6 +39,11 @@ dag = Table(
     Column("last_slot", DateTime, nullable=True),
     Column("first_seen_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
+    # Since when a scheduler found the DAG deleted, renamed away or broken (cleared by
+    # any scheduler that loads it fine), and why: after a grace period its active runs
+    # end failed with that reason, and its attempts are not claimed meanwhile.
+    Column("missing_since", DateTime, nullable=True),
+    Column("missing_reason", Text, nullable=True),
 )
 
 dag_run = Table(

@@ -104,11 +104,13 @@ def test_postgres_restart_then_outage_under_load(harness: Harness, server: PgSer
     restarted = time.monotonic()
 
     assert harness.wait_runs_finished(40) == {"success": 29}
-    # Every long first attempt spanned the outage: stopped by its own scheduler when its
-    # lease could not be renewed, or reaped as lost; then retried.
+    # Every long first attempt spanned the outage: stopped by its own scheduler (or its
+    # guardian) when its lease could not be renewed, or reaped as lost; then run again
+    # as interrupted, not failed.
     assert harness.sql(
-        "SELECT count(*) FROM task_run WHERE dag_name = 'long' AND attempt = 1 AND status = 'failed'"
-        " AND (error LIKE 'stopped: its lease%%' OR error LIKE 'lost:%%')"
+        "SELECT count(*) FROM task_run WHERE dag_name = 'long' AND attempt = 1 AND status = 'interrupted'"
+        " AND (error LIKE 'stopped: its lease%%' OR error LIKE 'interrupted:%%'"
+        " OR error LIKE 'killed by the guardian%%')"
     ) == [(9,)]
     recovered = time.monotonic() - restarted
     # Never alive but wedged: both survivors heartbeat and take new work.

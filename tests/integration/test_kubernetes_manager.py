@@ -18,7 +18,7 @@ import kubernetes.client
 import pytest
 
 from dagctl.dags.model import Dag, ParamSpec, Task
-from dagctl.execution.attempt import FAILED, SUCCESS, Attempt, Outcome, TaskContext
+from dagctl.execution.attempt import FAILED, INTERRUPTED, SUCCESS, Attempt, Outcome, TaskContext
 from dagctl.managers.kubepod import NO_IMAGE, SHUTDOWN_KILLED
 from dagctl.managers.kubernetes import KubernetesManager
 from tests.k8s_fake_api import FakeClock, FakeKubeApi, Script
@@ -207,7 +207,7 @@ def test_shutdown_waits_for_the_grace_then_deletes(
     assert 1.0 <= clock() - started < 3
     outcomes = {o.task_run_id: o for o in result.finished}
     assert outcomes[1].status == SUCCESS
-    assert outcomes[2].status == FAILED and outcomes[2].error == SHUTDOWN_KILLED
+    assert outcomes[2].status == INTERRUPTED and outcomes[2].error == SHUTDOWN_KILLED
     assert [p.labels["dagctl.io/task"] for p in api.live()] == ["a.sh"]  # until recorded
     with pytest.raises(RuntimeError):
         manager.launch(make_attempt(dag, "a.sh", 3))

@@ -109,10 +109,14 @@ def test_expired_leases_are_reaped_and_retried(store: Store) -> None:
     run_id = store.trigger("etl", {}, "test", NOW, "f1", NOW)
     queue_tasks(store, run_id, ["a.sh"])
     [attempt] = store.claim("dead-owner", 5, -1, NOW)  # a lease already in the past
-    lost = store.reap_expired(lambda dag, task, n: 0.0, NOW)
+    lost = store.reap_expired(NOW)
     assert [item.task_run_id for item in lost] == [attempt.task_run_id]
     [retry] = store.claim("me", 5, 30, NOW)
-    assert retry.attempt == 2
+    # run again at once; the interrupted attempt does not count against retries
+    assert (retry.attempt, retry.tries) == (2, 1)
+    assert store.finish("me", [FinishedAttempt(retry.task_run_id, "interrupted", None, "x", 0.0)], NOW) == 1
+    [third] = store.claim("me", 5, 30, NOW)
+    assert (third.attempt, third.tries) == (3, 1)
     # the dead owner's late report changes nothing
     assert (
         store.finish("dead-owner", [FinishedAttempt(attempt.task_run_id, "success", 0, None, None)], NOW) == 0
