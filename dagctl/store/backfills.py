@@ -20,7 +20,8 @@ from sqlalchemy import func, insert, select, update
 
 from dagctl.states import ACTIVE_RUN, RunStatus
 from dagctl.store.records import CancelResult, NewRun
-from dagctl.store.tables import backfill, dag, dag_run
+from dagctl.store.runs import new_dag_row
+from dagctl.store.tables import backfill, dag_run
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -73,18 +74,7 @@ class BackfillOperations:
         `runs`, as `reprocess` says. Returns (backfill id, runs created)."""
         dag_name, reprocess = spec["dag_name"], spec["reprocess"]
         with self._tx() as connection:
-            connection.execute(
-                self._insert(dag)
-                .values(
-                    name=dag_name,
-                    paused=False,
-                    fingerprint=fingerprint,
-                    last_slot=None,
-                    first_seen_at=now,
-                    updated_at=now,
-                )
-                .on_conflict_do_nothing()
-            )
+            connection.execute(new_dag_row(self._insert, dag_name, fingerprint, now))
             backfill_id = int(
                 connection.execute(
                     insert(backfill)

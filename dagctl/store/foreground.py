@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import insert
 
 from dagctl.states import RunStatus, TaskStatus
-from dagctl.store.tables import dag, dag_run, task_log, task_run
+from dagctl.store.runs import new_dag_row
+from dagctl.store.tables import dag_run, task_log, task_run
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -62,18 +63,7 @@ class ForegroundOperations:
         ended_at = max((a.ended_at for a in attempts), default=started_at)
         host = socket.gethostname()
         with self._tx() as connection:
-            connection.execute(
-                self._insert(dag)
-                .values(
-                    name=dag_name,
-                    paused=False,
-                    fingerprint=fingerprint,
-                    last_slot=None,
-                    first_seen_at=started_at,
-                    updated_at=started_at,
-                )
-                .on_conflict_do_nothing()
-            )
+            connection.execute(new_dag_row(self._insert, dag_name, fingerprint, started_at))
             run_id = int(
                 connection.execute(
                     insert(dag_run)

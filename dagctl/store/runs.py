@@ -31,6 +31,25 @@ if TYPE_CHECKING:
     from sqlalchemy import Connection
 
 
+def new_dag_row(
+    insert_into: Callable[[Any], Any], dag_name: str, fingerprint: str | None, now: datetime
+) -> Any:
+    """The `dag` row a run needs, for a DAG no scheduler has synced yet (a trigger
+    before any scheduler ran): inserted only when missing, so it never resets one."""
+    return (
+        insert_into(dag)
+        .values(
+            name=dag_name,
+            paused=False,
+            fingerprint=fingerprint,
+            last_slot=None,
+            first_seen_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing()
+    )
+
+
 class RunOperations:
     if TYPE_CHECKING:
         is_postgres: bool
@@ -242,18 +261,7 @@ class RunOperations:
         """Queue a manual run; its data interval is the logical date itself unless given."""
         start, end = data_interval or (logical_date, logical_date)
         with self._tx() as connection:
-            connection.execute(
-                self._insert(dag)
-                .values(
-                    name=dag_name,
-                    paused=False,
-                    fingerprint=fingerprint,
-                    last_slot=None,
-                    first_seen_at=now,
-                    updated_at=now,
-                )
-                .on_conflict_do_nothing()
-            )
+            connection.execute(new_dag_row(self._insert, dag_name, fingerprint, now))
             run_id = connection.execute(
                 insert(dag_run)
                 .values(
