@@ -25,6 +25,7 @@ from dagctl.store.adoption import AdoptionOperations
 from dagctl.store.attempts import AttemptOperations
 from dagctl.store.backfills import BackfillOperations
 from dagctl.store.control import ControlOperations
+from dagctl.store.dashboard import DashboardOperations
 from dagctl.store.prune import PruneOperations
 from dagctl.store.reads import ReadOperations
 from dagctl.store.runs import RunOperations
@@ -41,6 +42,7 @@ class Store(
     AdoptionOperations,
     BackfillOperations,
     PruneOperations,
+    DashboardOperations,
 ):
     """Every operation dagctl performs on its state, one mixin per concern: runs.py
     (DAG rows, creating and advancing runs), attempts.py (claims, ends, leases, logs),
