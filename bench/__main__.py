@@ -36,7 +36,7 @@ Workload = Callable[[common.Config, str], list[common.Figure]]
 
 def _workloads() -> dict[str, tuple[str, Workload, bool]]:
     """name -> (title, function(cfg, backend), runs per backend)."""
-    from bench import cron, history, scale, startup, throughput
+    from bench import cron, history, scale, startup, throughput, web
 
     return {
         "W1": ("chain20", runs.chain20, True),
@@ -47,6 +47,7 @@ def _workloads() -> dict[str, tuple[str, Workload, bool]]:
         "W6": ("cron at scale", cron.cron_at_scale, True),
         "W7": ("backfill 1,000 slots", history.backfill, True),
         "W8": ("prune 100,000 attempts", history.prune, True),
+        "W9": ("web pages and API, 1,000 DAGs / 100,000 attempts", web.web, True),
     }
 
 
