@@ -18,7 +18,7 @@ from dagctl.config import Settings, tuning
 from dagctl.errors import DagctlError, DagNotFound, DatabaseError, UsageError
 from dagctl.web import api, pages
 from dagctl.web.context import HERE, Server
-from dagctl.web.metrics import exposition, registry_for
+from dagctl.web.metrics import CachedExposition
 from dagctl.web.security import Guard
 
 # Every asset is ours (no CDN, no inline script): the browser may load nothing else, and
@@ -77,8 +77,8 @@ async def healthz(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     server = pages.server_of(request)
-    registry = request.app.state.registry
-    body = await server.call(exposition, registry)
+    cached: CachedExposition = request.app.state.metrics
+    body = await server.call(cached.get)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
@@ -131,13 +131,13 @@ def create_app(
     )
     inner = Starlette(routes=routes(), exception_handlers={DagctlError: on_error})
     inner.state.server = server
-    inner.state.registry = registry_for(store)
+    inner.state.metrics = CachedExposition(store)
     if not base_path:
         app = inner
     else:
         app = Starlette(routes=[Mount(base_path, app=inner)], exception_handlers={DagctlError: on_error})
         app.state.server = server
-        app.state.registry = inner.state.registry
+        app.state.metrics = inner.state.metrics
     return SecurityHeaders(app)
 
 

@@ -3,6 +3,9 @@ with a handful of aggregate queries (actions.dashboard.metrics)."""
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -68,11 +71,48 @@ class StateCollector(Collector):
         yield beats
 
 
-def registry_for(store: Store) -> CollectorRegistry:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(StateCollector(store))
-    return registry
+# A scrape answers from the last exposition while a newer one is computed in the
+# background once it is this old: with 1,000 DAGs and 100,000 attempts the aggregates
+# take 100-250 ms, longer than a page may, and a scrape every few seconds (or several
+# Prometheus servers) must not run them back to back. Only scrapes cause queries.
+MAX_AGE_S = 10.0
 
 
-def exposition(registry: CollectorRegistry) -> bytes:
-    return generate_latest(registry)
+class CachedExposition:
+    def __init__(self, store: Store, max_age_s: float = MAX_AGE_S) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(StateCollector(store))
+        self.max_age_s = max_age_s
+        self._body: bytes | None = None
+        self._made_at = 0.0
+        self._lock = threading.Lock()
+        self._refreshing = False
+
+    def get(self) -> bytes:
+        """The newest exposition: computed now on the first scrape, else the cached one,
+        refreshed in a background thread once older than `max_age_s`."""
+        with self._lock:
+            body, stale = self._body, time.monotonic() - self._made_at > self.max_age_s
+            refresh = body is not None and stale and not self._refreshing
+            if refresh:
+                self._refreshing = True
+        if body is None:
+            return self._compute()
+        if refresh:
+            threading.Thread(target=self._refresh, name="dagctl-metrics", daemon=True).start()
+        return body
+
+    def _compute(self) -> bytes:
+        body = generate_latest(self.registry)
+        with self._lock:
+            self._body, self._made_at = body, time.monotonic()
+        return body
+
+    def _refresh(self) -> None:
+        try:
+            self._compute()
+        except Exception as exc:  # the database is down: keep the last figures, try again later
+            logging.getLogger("dagctl.web").warning("metrics refresh failed: %s", exc)
+        finally:
+            with self._lock:
+                self._refreshing = False

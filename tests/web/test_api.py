@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -232,3 +233,32 @@ def test_paths_never_leave_the_package_or_the_dags_folder(sqlite_env: Env, path:
         answer = http.get(path)
     assert answer.status_code in (400, 404)
     assert "import" not in answer.text
+
+
+def test_metrics_answer_from_a_cache_refreshed_in_the_background(web_env: Env) -> None:
+    from dagctl.store import open_store
+    from dagctl.web.metrics import CachedExposition
+
+    def queued(body: bytes) -> float:
+        for family in text_string_to_metric_families(body.decode()):
+            for sample in family.samples:
+                if sample.name == "dagctl_runs" and sample.labels == {"dag": "slow", "status": "queued"}:
+                    return sample.value
+        return 0.0
+
+    store = open_store(web_env.db_url, migrate=False)
+    try:
+        kept = CachedExposition(store, max_age_s=3600)
+        assert queued(kept.get()) == 0
+        web_env.run("trigger", "slow")
+        assert queued(kept.get()) == 0  # within max_age: the cached figures, no query
+        fresh = CachedExposition(store, max_age_s=0)
+        assert queued(fresh.get()) == 1
+        web_env.run("trigger", "slow")
+        assert queued(fresh.get()) == 1  # stale answer at once; a refresh starts
+        deadline = time.monotonic() + 10
+        while queued(fresh.get()) != 2:
+            assert time.monotonic() < deadline, "the background refresh never landed"
+            time.sleep(0.05)
+    finally:
+        store.close()
