@@ -99,12 +99,19 @@ def list_dags(settings: Settings) -> list[dict[str, Any]]:
     return [dag_row(name, tree, summaries.get(name), at) for name in sorted({*tree.dags, *tree.broken})]
 
 
-def dag_row(name: str, tree: DagTree, summary: Mapping[str, Any] | None, at: datetime) -> dict[str, Any]:
-    """One DAG as `list -o json` shows it (the dashboard's DAGs page too)."""
+def dag_row(
+    name: str,
+    tree: DagTree,
+    summary: Mapping[str, Any] | None,
+    at: datetime,
+    next_slot_after: Callable[[str, str, datetime], datetime | None] = cron.next_slot_after,
+) -> dict[str, Any]:
+    """One DAG as `list -o json` shows it (the dashboard's DAGs page too, which passes a
+    cached `next_slot_after`)."""
     summary = summary or {"paused": False, "last_run": None}
     dag = tree.dags.get(name)
     broken = tree.broken.get(name)
-    next_slot = cron.next_slot_after(dag.schedule, dag.timezone, at) if dag and dag.schedule else None
+    next_slot = next_slot_after(dag.schedule, dag.timezone, at) if dag and dag.schedule else None
     local = cron.to_local(next_slot, cron.zone(dag.timezone)) if dag and next_slot else None
     last = summary["last_run"]
     return {

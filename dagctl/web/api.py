@@ -31,7 +31,7 @@ async def dags(request: Request) -> Response:
     limit = min(int_param(request, "limit", 50, minimum=1) or 50, API_PAGE_MAX)
     search = request.query_params.get("q", "")[:200]
     return JSON(
-        await server.call(lambda: dashboard.overview(server.store, server.trees.get(), offset, limit, search))
+        await server.call(lambda: dashboard.overview(server.trees, server.store, offset, limit, search))
     )
 
 

@@ -59,9 +59,7 @@ async def dags_page(request: Request) -> Response:
     page = int_param(request, "page", 1, minimum=1) or 1
     search = request.query_params.get("q", "")[:200]
     data = await server.call(
-        lambda: dashboard.overview(
-            server.store, server.trees.get(), (page - 1) * DAGS_PAGE, DAGS_PAGE, search
-        )
+        lambda: dashboard.overview(server.trees, server.store, (page - 1) * DAGS_PAGE, DAGS_PAGE, search)
     )
     pages = max(1, -(-data["total"] // DAGS_PAGE))
     return render(request, "dags.html", {"data": data, "page": page, "pages": pages, "q": search})
