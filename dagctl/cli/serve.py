@@ -33,11 +33,12 @@ def serve(ctx: click.Context, host: str, port: int, allow_actions: bool, base_pa
     if base_path and not base_path.startswith("/"):
         raise UsageError(f"--base-path must start with '/', not {base_path!r}", "e.g. --base-path /dagctl")
     try:
-        from dagctl.web.app import serve as run_server
+        from dagctl.web.app import create_app, run_app
     except ImportError as exc:
         raise UsageError(
             f"dagctl serve needs the web extra ({exc.name} is missing)", "pip install 'dagctl[web]'"
         ) from None
-    settings = settings_of(ctx)
-    click.echo(f"dagctl: serving on http://{host}:{port}{base_path.rstrip('/')}/", err=True)
-    run_server(settings, host=host, port=port, allow_actions=allow_actions, base_path=base_path, token=token)
+    app = create_app(settings_of(ctx), allow_actions=allow_actions, base_path=base_path, token=token)
+    mode = "actions allowed" if allow_actions else "read-only"
+    click.echo(f"dagctl: serving on http://{host}:{port}{base_path.rstrip('/')}/ ({mode})", err=True)
+    run_app(app, host=host, port=port)

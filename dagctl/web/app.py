@@ -3,8 +3,6 @@ in the wheel: no CDN, no front-end build), /healthz and /metrics."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -141,10 +139,7 @@ def create_app(
     return SecurityHeaders(app)
 
 
-def serve(
-    settings: Settings, *, host: str, port: int, allow_actions: bool, base_path: str, token: Any
-) -> None:
+def run_app(app: ASGIApp, *, host: str, port: int) -> None:
     import uvicorn
 
-    app = create_app(settings, allow_actions=allow_actions, base_path=base_path, token=token)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, server_header=False)

@@ -262,3 +262,9 @@ def test_metrics_answer_from_a_cache_refreshed_in_the_background(web_env: Env) -
             time.sleep(0.05)
     finally:
         store.close()
+
+
+def test_serve_on_an_unmigrated_database_says_so_in_one_line(tmp_path: Path) -> None:
+    env = Env(tmp_path, f"sqlite:///{tmp_path / 'fresh.db'}")
+    result = env.run("serve", "--port", "0", code=3)
+    assert result.stderr.count("\n") == 1 and "dagctl db upgrade" in result.stderr
