@@ -8,7 +8,8 @@
 Workloads: W1 chain20, W2 fan100, W3 1,000 DAGs (validate, idle iteration, SQL
 statements, scheduler RSS), W4 throughput (1 and 4 schedulers), W5 start-up (--help,
 trigger), W6 cron at scale, W7 backfill of 1,000 slots, W8 prune of 100,000
-attempts. PostgreSQL is started by the harness (tests/pgserver.py), or taken from
+attempts, W9 `dagctl serve` pages and API with 1,000 DAGs and 100,000 attempts.
+PostgreSQL is started by the harness (tests/pgserver.py), or taken from
 DAGCTL_TEST_PG_URL.
 """
 
