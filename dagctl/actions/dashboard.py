@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from dagctl.actions.common import check_dags_folder, no_run, now, stale_after_s
 from dagctl.actions.inspect import dag_row, secret_params
-from dagctl.actions.views import iso, run_json, seconds
+from dagctl.actions.views import MASK, iso, run_json, seconds
 from dagctl.config import Settings
 from dagctl.dags import cron
 from dagctl.dags.model import Dag, DagTree
@@ -158,7 +158,7 @@ def dag_detail(
                 "name": spec.name,
                 "type": spec.schema.get("type"),
                 "enum": spec.schema.get("enum"),
-                "default": "***" if spec.secret else spec.default if spec.has_default else None,
+                "default": MASK if spec.secret else spec.default if spec.has_default else None,
                 "required": not spec.has_default,
                 "secret": spec.secret,
                 "description": spec.description,

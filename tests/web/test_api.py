@@ -65,6 +65,9 @@ def test_pages_and_api_show_a_run_as_the_cli_does(web_env: Env) -> None:
         listed = {row["dag"]: row for row in web_env.json("list")}
         assert {k: v for k, v in rows["etl"].items() if k != "recent_runs"} == listed["etl"]
         assert http.get("/schedulers").status_code == 200
+        broken = http.get("/dags/broken")
+        assert broken.status_code == 200 and "broken" in broken.text
+        assert http.get("/api/v1/dags/broken").json()["broken_problems"]
         # Nothing from elsewhere may load, and no other site may frame an action page.
         assert "default-src 'self'" in page.headers["content-security-policy"]
         assert page.headers["x-frame-options"] == "DENY"
