@@ -169,7 +169,7 @@ def _utc_naive(text: str) -> datetime:
     return value
 
 
-def schedule(settings: Settings, manager_name: str, **options: Any) -> int:
+def schedule(settings: Settings, manager_name: str, metrics_port: int | None = None, **options: Any) -> int:
     from dagctl.config import tuning
     from dagctl.dags.cron import clock_starting_at
     from dagctl.managers import get_manager
@@ -184,7 +184,12 @@ def schedule(settings: Settings, manager_name: str, **options: Any) -> int:
     store = open_store(settings, migrate=True)
     try:
         clock = clock_starting_at(tuning().fake_now)
-        return Scheduler(store, settings.dags, manager, scheduler_options, clock=clock).run()
+        scheduler = Scheduler(store, settings.dags, manager, scheduler_options, clock=clock)
+        if metrics_port is not None:
+            from dagctl.scheduling.metrics import serve_metrics
+
+            serve_metrics(metrics_port, scheduler.owner, scheduler.stats, manager.running)
+        return scheduler.run()
     finally:
         store.close()
 
