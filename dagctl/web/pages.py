@@ -3,6 +3,7 @@ behind --allow-actions, the token session and the CSRF token."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -18,6 +19,9 @@ from dagctl.web.security import SESSION_COOKIE
 from dagctl.web.svg import layout
 
 DAGS_PAGE = 50
+# A local path: no scheme, no backslash (browsers read "/\\host" as "//host"), no control
+# characters.
+SAFE_PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*")
 
 
 def server_of(request: Request) -> Server:
@@ -150,7 +154,12 @@ def _safe_next(request: Request, source: Mapping[str, Any]) -> str:
     """Where to go after signing in: a path on this server only (never another site)."""
     base = server_of(request).base_path
     target = source.get("next")
-    if isinstance(target, str) and target.startswith(base + "/") and not target.startswith("//"):
+    if (
+        isinstance(target, str)
+        and SAFE_PATH.fullmatch(target)
+        and target.startswith(base + "/")
+        and not target.startswith("//")
+    ):
         return target
     return f"{base}/"
 
