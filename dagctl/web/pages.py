@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -42,6 +43,13 @@ def int_param(request: Request, name: str, default: int | None = None, minimum: 
     return value
 
 
+def live_src(request: Request, fragment: str) -> str:
+    """This page's URL (its filters kept) for the part named `fragment`, which the page's
+    script fetches again every few seconds."""
+    query = {k: v for k, v in request.query_params.items() if k != "fragment"}
+    return request.url.path + "?" + urlencode({**query, "fragment": fragment})
+
+
 def render(request: Request, template: str, context: Mapping[str, Any], status_code: int = 200) -> Response:
     server = server_of(request)
     signed_in = server.guard.session_ok(request.cookies.get(SESSION_COOKIE))
@@ -66,7 +74,15 @@ async def dags_page(request: Request) -> Response:
         lambda: dashboard.overview(server.trees, server.store, (page - 1) * DAGS_PAGE, DAGS_PAGE, search)
     )
     pages = max(1, -(-data["total"] // DAGS_PAGE))
-    return render(request, "dags.html", {"data": data, "page": page, "pages": pages, "q": search})
+    context = {
+        "data": data,
+        "page": page,
+        "pages": pages,
+        "q": search,
+        "live_src": live_src(request, "table"),
+    }
+    template = "dags_table.html" if request.query_params.get("fragment") == "table" else "dags.html"
+    return render(request, template, context)
 
 
 async def dag_page(request: Request) -> Response:
@@ -79,10 +95,13 @@ async def dag_page(request: Request) -> Response:
             server.settings, server.store, server.trees.get(), name, before_id=before_id, **filters
         )
     )
+    fragment = request.query_params.get("fragment")
+    template = {"top": "dag_top.html", "runs": "dag_runs.html"}.get(fragment or "", "dag.html")
     return render(
         request,
-        "dag.html",
+        template,
         {
+            "live_runs_src": live_src(request, "runs"),
             "dag": data,
             "svg": layout(data["graph"]["tasks"]),
             "filters": filters,

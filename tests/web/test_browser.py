@@ -203,3 +203,20 @@ def test_sign_in_trigger_with_params_retry_and_cancel(sqlite_env: Env, page: Pag
         stop(worker)
     statuses = sorted(r["status"] for r in env.status())
     assert statuses == ["cancelled", "success", "success"]
+
+
+def test_dag_and_dags_pages_show_new_runs_without_reloading(sqlite_env: Env, page: Page) -> None:
+    env = sqlite_env
+    with served(env) as base:
+        page.goto(f"{base}/dags/flaky?kind=manual")
+        expect(page.locator("table.runs")).to_contain_text("No runs")
+        page.evaluate("window.__sameDocument = 1")
+        run_id = int(env.run("trigger", "flaky").stdout)
+        expect(page.locator(f'table.runs a[href="/runs/{run_id}"]')).to_be_attached()
+        expect(page.locator(".why-no_scheduler")).to_be_visible()
+        assert page.evaluate("window.__sameDocument") == 1
+        page.goto(f"{base}/")
+        page.evaluate("window.__sameDocument = 1")
+        second = int(env.run("trigger", "flaky").stdout)
+        expect(page.locator(f'a.mark.st-queued[href="/runs/{second}"]')).to_be_attached()
+        assert page.evaluate("window.__sameDocument") == 1

@@ -1,23 +1,27 @@
-// Live updates without reloading: the run page swaps its server-rendered "live" part
-// (status, graph, timeline, attempts) and appends new log output, by short polling.
-// The page works without this script; it only keeps it current.
+// Live updates without reloading, by short polling: every element with data-live-src is
+// replaced by a fresh server-rendered copy of itself every data-live-every ms, until that
+// copy says data-active="0" (a finished run); the run page's logs are appended as they
+// come. The pages work without this script; it only keeps them current.
 (function () {
   "use strict";
-  var POLL_MS = 1000;
 
-  function followRun(live) {
+  function follow(box) {
+    var every = parseInt(box.dataset.liveEvery || "2000", 10);
     var timer = null;
+    var busy = false;
     function tick() {
-      fetch(live.dataset.src, { credentials: "same-origin" })
+      if (busy) { return; }
+      busy = true;
+      fetch(box.dataset.liveSrc, { credentials: "same-origin" })
         .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
         .then(function (html) {
-          live.innerHTML = html;
-          var body = document.getElementById("live-body");
-          if (body && body.dataset.active === "0") { clearInterval(timer); }
+          box.innerHTML = html;
+          if (box.querySelector('[data-active="0"]')) { clearInterval(timer); }
         })
-        .catch(function () { /* the server may restart: keep polling */ });
+        .catch(function () { /* the server may restart: keep polling */ })
+        .then(function () { busy = false; });
     }
-    timer = setInterval(tick, POLL_MS);
+    if (!box.querySelector('[data-active="0"]')) { timer = setInterval(tick, every); }
   }
 
   function followLogs(box) {
@@ -48,13 +52,11 @@
         })
         .catch(function () {});
     }
-    if (box.dataset.ended !== "1") { timer = setInterval(tick, POLL_MS); }
+    if (box.dataset.ended !== "1") { timer = setInterval(tick, 1000); }
   }
 
   document.addEventListener("DOMContentLoaded", function () {
-    var live = document.getElementById("live");
-    var body = document.getElementById("live-body");
-    if (live && body && body.dataset.active === "1") { followRun(live); }
+    document.querySelectorAll("[data-live-src]").forEach(follow);
     var logs = document.getElementById("logs");
     if (logs) { followLogs(logs); }
   });
