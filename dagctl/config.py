@@ -73,7 +73,13 @@ SETTINGS: tuple[Setting, ...] = (
         "DAGCTL_KUBE_POLL_SECONDS", f"{DEFAULT_KUBE_POLL_S:g}", "how often the kubernetes manager lists pods"
     ),
     Setting("DAGCTL_FAKE_NOW", "unset", "tests and demos only: the clock starts at this UTC instant"),
+    Setting("DAGCTL_UI_TOKEN", "unset", "the token `dagctl serve --allow-actions` asks for to act"),
 )
+
+
+def ui_token() -> str | None:
+    """The dashboard's action token (DAGCTL_UI_TOKEN); None when unset or empty."""
+    return os.environ.get("DAGCTL_UI_TOKEN") or None
 
 
 def settings_epilog() -> str:

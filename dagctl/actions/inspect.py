@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -109,41 +110,48 @@ def list_dags(settings: Settings) -> list[dict[str, Any]]:
     at = now()
     with store_session(settings) as store:
         summaries = store.dag_summaries()
-    rows = []
-    for name in sorted({*tree.dags, *tree.broken}):
-        summary = summaries.get(name) or {"paused": False, "last_run": None}
-        dag = tree.dags.get(name)
-        broken = tree.broken.get(name)
-        next_slot = cron.next_slot_after(dag.schedule, dag.timezone, at) if dag and dag.schedule else None
-        local = cron.to_local(next_slot, cron.zone(dag.timezone)) if dag and next_slot else None
-        last = summary["last_run"]
-        rows.append(
+    return [dag_row(name, tree, summaries.get(name), at) for name in sorted({*tree.dags, *tree.broken})]
+
+
+def dag_row(
+    name: str,
+    tree: DagTree,
+    summary: Mapping[str, Any] | None,
+    at: datetime,
+    next_slot_after: Callable[[str, str, datetime], datetime | None] = cron.next_slot_after,
+) -> dict[str, Any]:
+    """One DAG as `list -o json` shows it (the dashboard's DAGs page too, which passes a
+    cached `next_slot_after`)."""
+    summary = summary or {"paused": False, "last_run": None}
+    dag = tree.dags.get(name)
+    broken = tree.broken.get(name)
+    next_slot = next_slot_after(dag.schedule, dag.timezone, at) if dag and dag.schedule else None
+    local = cron.to_local(next_slot, cron.zone(dag.timezone)) if dag and next_slot else None
+    last = summary["last_run"]
+    return {
+        "dag": name,
+        "description": dag.description if dag else None,
+        "broken": broken is not None,
+        "reason": broken.reason if broken else None,
+        "schedule": dag.schedule if dag else None,
+        "timezone": dag.timezone if dag else None,
+        "paused": summary["paused"],
+        "next_run": iso(next_slot),
+        "next_run_local": local.isoformat() if local else None,
+        "next_run_tz": local.tzname() if local else None,
+        "tasks": len(dag.tasks) if dag else None,
+        "last_run": (
             {
-                "dag": name,
-                "description": dag.description if dag else None,
-                "broken": broken is not None,
-                "reason": broken.reason if broken else None,
-                "schedule": dag.schedule if dag else None,
-                "timezone": dag.timezone if dag else None,
-                "paused": summary["paused"],
-                "next_run": iso(next_slot),
-                "next_run_local": local.isoformat() if local else None,
-                "next_run_tz": local.tzname() if local else None,
-                "tasks": len(dag.tasks) if dag else None,
-                "last_run": (
-                    {
-                        "id": last["id"],
-                        "status": last["status"],
-                        "logical_date": iso(last["logical_date"]),
-                        "created_at": iso(last["created_at"]),
-                        "ended_at": iso(last["ended_at"]),
-                    }
-                    if last
-                    else None
-                ),
+                "id": last["id"],
+                "status": last["status"],
+                "logical_date": iso(last["logical_date"]),
+                "created_at": iso(last["created_at"]),
+                "ended_at": iso(last["ended_at"]),
             }
-        )
-    return rows
+            if last
+            else None
+        ),
+    }
 
 
 def latest_run_id(settings: Settings, dag_name: str | None) -> int:

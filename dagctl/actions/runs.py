@@ -232,7 +232,7 @@ def _utc_naive(text: str) -> datetime:
     return value
 
 
-def schedule(settings: Settings, manager_name: str, **options: Any) -> int:
+def schedule(settings: Settings, manager_name: str, metrics_port: int | None = None, **options: Any) -> int:
     from dagctl.config import tuning
     from dagctl.managers import get_manager
     from dagctl.scheduling.clock import DatabaseClock
@@ -248,7 +248,12 @@ def schedule(settings: Settings, manager_name: str, **options: Any) -> int:
     try:
         # The database's clock, sampled by the loop (DAGCTL_FAKE_NOW: an offset on it).
         clock = DatabaseClock(store.database_now(), tuning().fake_now)
-        return Scheduler(store, settings.dags, manager, scheduler_options, clock=clock).run()
+        scheduler = Scheduler(store, settings.dags, manager, scheduler_options, clock=clock)
+        if metrics_port is not None:
+            from dagctl.scheduling.metrics import serve_metrics
+
+            serve_metrics(metrics_port, scheduler.owner, scheduler.stats, manager.running)
+        return scheduler.run()
     finally:
         store.close()
 

@@ -15,7 +15,7 @@ from typing import NoReturn
 import click
 
 from dagctl import __version__
-from dagctl.cli import backfill, control, inspect, run
+from dagctl.cli import backfill, control, inspect, run, serve
 from dagctl.config import DEFAULT_DB_HELP, Settings, settings_epilog, tuning
 from dagctl.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, DagctlError
 from dagctl.secrets import mask
@@ -117,5 +117,6 @@ for command in (
     control.cancel,
     control.retry,
     control.db,
+    serve.serve,
 ):
     cli.add_command(command)

@@ -212,6 +212,12 @@ def _run_whole_dag(
 )
 @click.option("--once", is_flag=True, help="Run one iteration and exit.")
 @click.option("--until-idle", is_flag=True, help="Exit 0 once no run is queued or running.")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Serve this scheduler's counters (claims, iterations, loop time) at :PORT/metrics.",
+)
 @click.pass_context
 def schedule(
     ctx: click.Context,
@@ -221,6 +227,7 @@ def schedule(
     grace_seconds: float,
     once: bool,
     until_idle: bool,
+    metrics_port: int | None,
 ) -> None:
     """Run the scheduling loop (exit 0 when stopped by a signal, 3 after a long database outage)."""
     import logging
@@ -244,5 +251,6 @@ def schedule(
             grace_seconds=grace_seconds,
             once=once,
             until_idle=until_idle,
+            metrics_port=metrics_port,
         )
     )

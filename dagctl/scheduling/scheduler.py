@@ -30,6 +30,7 @@ from dagctl.managers.base import AdoptingManager, FencingManager, Manager
 from dagctl.scheduling import planner
 from dagctl.scheduling.clock import DatabaseClock
 from dagctl.scheduling.leases import FENCE_FRACTION, LeaseTimers
+from dagctl.scheduling.metrics import SchedulerStats
 from dagctl.scheduling.options import SchedulerOptions
 from dagctl.scheduling.retention import RetentionChore
 from dagctl.scheduling.wakeups import Wakeups
@@ -85,6 +86,7 @@ class Scheduler:
         self._retention: Retention | None = None
         self._retention_chore = RetentionChore(self.store, self.owner)
         self._recorded: frozenset[str] | None = None  # the DAG names last written for `why`
+        self.stats = SchedulerStats()  # `schedule --metrics-port` exports these
 
     # ------------------------------------------------------------ the loop
 
@@ -181,6 +183,7 @@ class Scheduler:
 
     def iterate(self, now: datetime) -> None:
         """One pass. Any database error abandons it whole; the next pass starts afresh."""
+        began = time.perf_counter()
         self._poll_manager()
         self._record_finished(now, advancing=True)
         self._sync_definitions(now)
@@ -189,6 +192,7 @@ class Scheduler:
         self._launch_all(self._advance_and_claim())
         self._flush_logs(now)
         self._retention_chore.maybe_run(self._retention)
+        self.stats.loop_done(time.perf_counter() - began)
 
     def _advance_and_claim(self) -> list[ClaimedAttempt]:
         """Stop cancelled attempts, advance runs and claim ready attempts in ONE
@@ -207,6 +211,7 @@ class Scheduler:
             queued = {(t.dag_run_id, t.task_name) for t in plan.new_task_runs if t.status == "queued"}
             if queued and queued <= {(c.dag_run_id, c.task_name) for c in claimed}:
                 self.store.keep_news()  # we took every task run we queued: nobody else to wake
+        self.stats.claims += len(claimed)
         if full:
             self._advance_news, self._last_full_advance = False, time.monotonic()
         self._ended.clear()

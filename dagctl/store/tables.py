@@ -80,6 +80,7 @@ dag_run = Table(
     Index(None, "dag_name", "logical_date"),
     Index(None, "status", "dirty"),
     Index(None, "status", "ended_at"),
+    Index(None, "dag_name", "id"),  # a DAG's runs newest first (the dashboard)
 )
 
 backfill = Table(

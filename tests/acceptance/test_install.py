@@ -160,3 +160,25 @@ def test_the_demo_ends_saying_how_to_use_the_installed_command(installed: Path, 
         check=True,
     )
     assert "etl" in listed.stdout
+
+
+def test_the_wheel_serves_the_dashboard_with_its_own_assets(installed: Path, tmp_path: Path) -> None:
+    # Templates, CSS and script ship inside the wheel: no CDN, no front-end build.
+    script = f"""
+import dagctl.web, pathlib
+from dagctl.config import Settings
+from dagctl.web.app import create_app
+from starlette.testclient import TestClient
+assert pathlib.Path(dagctl.web.__file__).parent.parent.parent.name != {REPO.name!r}
+settings = Settings.resolve(dags=pathlib.Path({str(REPO / "dags_example")!r}), db="sqlite:///{tmp_path}/s.db")
+with TestClient(create_app(settings)) as http:
+    for path in ("/", "/static/style.css", "/static/live.js", "/schedulers"):
+        answer = http.get(path)
+        assert answer.status_code == 200, (path, answer.text)
+print("ok")
+"""
+    bin_dir = str(installed)
+    assert run([f"{bin_dir}/dagctl", "--db", f"sqlite:///{tmp_path}/s.db", "db", "upgrade"]).returncode == 0
+    done = run([f"{bin_dir}/python", "-W", "error", "-c", script], cwd="/")
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode().strip() == "ok"
