@@ -73,6 +73,9 @@ SETTINGS: tuple[Setting, ...] = (
         "DAGCTL_KUBE_POLL_SECONDS", f"{DEFAULT_KUBE_POLL_S:g}", "how often the kubernetes manager lists pods"
     ),
     Setting("DAGCTL_FAKE_NOW", "unset", "tests and demos only: the clock starts at this UTC instant"),
+    Setting("DAGCTL_UI_URL", "unset", "base URL of the dashboard; alerts then link to the run"),
+    Setting("DAGCTL_NOTIFY_RETRY_SECONDS", "2", "first delay before an alert is sent again (doubles)"),
+    Setting("DAGCTL_NOTIFY_MAX_ATTEMPTS", "12", "delivery passes of one alert before it is given up"),
 )
 
 
@@ -173,4 +176,21 @@ def tuning() -> Tuning:
             MIN_KUBE_POLL_S, _number("DAGCTL_KUBE_POLL_SECONDS", DEFAULT_KUBE_POLL_S, minimum=0, above=True)
         ),
         fake_now=_instant("DAGCTL_FAKE_NOW"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AlertTuning:
+    ui_url: str | None
+    retry_seconds: float
+    max_attempts: int
+
+
+@cache
+def alert_tuning() -> AlertTuning:
+    """The alert delivery knobs (dagctl/notify/), read on first use."""
+    return AlertTuning(
+        ui_url=os.environ.get("DAGCTL_UI_URL", "").strip().rstrip("/") or None,
+        retry_seconds=_number("DAGCTL_NOTIFY_RETRY_SECONDS", 2.0, minimum=0),
+        max_attempts=int(_number("DAGCTL_NOTIFY_MAX_ATTEMPTS", 12, minimum=1)),
     )

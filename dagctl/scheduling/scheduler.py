@@ -27,6 +27,7 @@ from dagctl.dags.model import Dag, Retention
 from dagctl.errors import EXIT_DATABASE, EXIT_OK, DagctlError, DatabaseError
 from dagctl.execution.attempt import INTERRUPTED, Attempt, Outcome, TaskContext
 from dagctl.managers.base import AdoptingManager, FencingManager, Manager
+from dagctl.notify.delivery import AlertDelivery
 from dagctl.scheduling import planner
 from dagctl.scheduling.clock import DatabaseClock
 from dagctl.scheduling.leases import FENCE_FRACTION, LeaseTimers
@@ -85,11 +86,13 @@ class Scheduler:
         self._retention: Retention | None = None
         self._retention_chore = RetentionChore(self.store, self.owner)
         self._recorded: frozenset[str] | None = None  # the DAG names last written for `why`
+        self._alerts = AlertDelivery(self.store, self.owner)
 
     # ------------------------------------------------------------ the loop
 
     def run(self) -> int:
         self.store.register_scheduler(self.owner, self.manager.name, self.clock())
+        self._alerts.start()
         if self._adopter is not None:
             self._adopter.bind(self.owner, self.store.url)
         with self._wakeups.armed():
@@ -269,6 +272,7 @@ class Scheduler:
         self._load_problem = None
         self._retention = tree.config.retention
         self.dags = dict(tree.dags)
+        self._alerts.sync(tree.config.channels, self.dags)
         broken = {name: b.reason for name, b in tree.broken.items()}
         for name, reason in broken.items():
             if self._broken.get(name) != reason:  # once per problem, not at every reload
@@ -332,6 +336,7 @@ class Scheduler:
         plan = planner.plan_advance(
             self.dags, snapshot.paused, snapshot.runs, snapshot.attempts, self.store.external_status
         )
+        plan.alert_rules = self._alerts.rules  # the events of runs finished here join the outbox
         self.store.apply_advance(plan, now)
         return plan
 
@@ -340,6 +345,7 @@ class Scheduler:
         if plan.finish_runs:
             # A finished run frees a max_active_runs slot for a queued one.
             self._progress = True
+            self._alerts.wake()
         for run_id, status in plan.finish_runs:
             log.info("run %d finished: %s", run_id, status)
 
@@ -568,6 +574,7 @@ class Scheduler:
                 "gave up recording %d attempt(s); their leases expire and they are retried",
                 len(self._unrecorded),
             )
+        self._alerts.stop(drain_seconds=max(grace, 5.0))  # what is due now; the rest, any other
 
     def _grace_period(self, end: float) -> None:
         """Let running attempts end until `end` (a second signal cuts it short), renewing
