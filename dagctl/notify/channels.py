@@ -65,6 +65,26 @@ def expand(value: str, environ: Mapping[str, str]) -> str:
     return _REFERENCE.sub(one, value)
 
 
+def register_secrets(channels: Mapping[str, Mapping[str, Any]], environ: Mapping[str, str]) -> None:
+    """Register every value the channels reference (`${NAME}`, URL passwords) as a
+    secret up front, so that a message built before any send is masked already."""
+    for spec in channels.values():
+        for value in _strings(spec):
+            for name in _REFERENCE.findall(value):
+                secrets.register(environ.get(name))
+            secrets.register_url(value)
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Mapping):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
 def _post(channel: Channel, url: str, body: bytes, headers: Mapping[str, str]) -> None:
     request = urllib.request.Request(url, data=body, method="POST", headers=dict(headers))  # noqa: S310
     try:
@@ -145,4 +165,4 @@ def _send_command(
 
 _SENDERS = {"webhook": _send_webhook, "slack": _send_slack, "email": _send_email, "command": _send_command}
 
-__all__ = ["Channel", "ChannelError", "expand"]
+__all__ = ["Channel", "ChannelError", "expand", "register_secrets"]

@@ -20,7 +20,7 @@ from dagctl.config import alert_tuning
 from dagctl.dags.model import Dag
 from dagctl.errors import DagctlError
 from dagctl.notify import rules_by_dag
-from dagctl.notify.channels import Channel, ChannelError
+from dagctl.notify.channels import Channel, ChannelError, register_secrets
 from dagctl.notify.messages import build_payload, render_text
 from dagctl.store import Store
 from dagctl.store.records import Notification
@@ -43,6 +43,7 @@ class AlertDelivery:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._own_store = False
 
     def deliver_due(self, limit: int = BATCH) -> int:
         """One pass: take and deliver up to `limit` due events; how many were taken."""
@@ -107,16 +108,19 @@ class AlertDelivery:
 
     def sync(self, channels: Mapping[str, Mapping[str, Any]], dags: Mapping[str, Dag]) -> None:
         """New definitions: the channels to send through, the rules the store applies."""
+        register_secrets(channels, os.environ)
         self.channels, self.rules = channels, rules_by_dag(dags)
+        if self._own_store and self._thread is None:
+            # Only once the channels are known: else the first events would fail.
+            self._thread = threading.Thread(target=self._loop, name="dagctl-alerts", daemon=True)
+            self._thread.start()
 
     def start(self) -> None:
         """Deliver from a thread with a connection of its own (a Store is not shared
         between threads); until then `deliver_due` works on the caller's store."""
         from dagctl.store.store import Store
 
-        self.store = Store(self.store.url)
-        self._thread = threading.Thread(target=self._loop, name="dagctl-alerts", daemon=True)
-        self._thread.start()
+        self.store, self._own_store = Store(self.store.url), True
 
     def stop(self, drain_seconds: float) -> None:
         """Stop after delivering what is due now, within `drain_seconds`."""
@@ -126,6 +130,8 @@ class AlertDelivery:
             self._thread.join(drain_seconds)
             if not self._thread.is_alive():
                 self.store.close()
+        elif self._own_store:
+            self.store.close()
 
     def _loop(self) -> None:
         while True:
