@@ -293,6 +293,8 @@ def _build_dag(
         tags=tuple(str(t) for t in settings.get("tags") or ()),
         connections=config.connections,
         notify=(*notify_rules(data.get("notify")), *config.notify),
+        deadline=parse_duration(data["deadline"]) if data.get("deadline") is not None else None,
+        finish_by=str(data["finish_by"]) if data.get("finish_by") else None,
     )
 
 

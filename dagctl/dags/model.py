@@ -158,6 +158,8 @@ class Dag:
     connections: Mapping[str, Connection] = field(default_factory=lambda: _EMPTY)
     # The DAG's own `notify:` rules, then dagctl.yaml's.
     notify: tuple[NotifyRule, ...] = ()
+    deadline: float | None = None  # seconds after the slot by which a run must have finished
+    finish_by: str | None = None  # "HH:MM" local time by which a run must have finished
 
     def retries_for(self, task: Task) -> int:
         return self.retries if task.retries is None else task.retries

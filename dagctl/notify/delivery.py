@@ -21,6 +21,7 @@ from dagctl.dags.model import Dag
 from dagctl.errors import DagctlError
 from dagctl.notify import rules_by_dag
 from dagctl.notify.channels import Channel, ChannelError, register_secrets
+from dagctl.notify.deadlines import DEADLINE_MISSED, deadline_at
 from dagctl.notify.messages import build_payload, render_text
 from dagctl.store import Store
 from dagctl.store.records import Notification
@@ -39,11 +40,26 @@ class AlertDelivery:
         self.owner = owner
         self.channels: Mapping[str, Mapping[str, Any]] = {}  # replaced whole on each sync
         self.rules: dict[str, dict[str, tuple[str, ...]]] = {}
+        self._deadline_dags: dict[str, Dag] = {}
         self._failing: dict[str, str] = {}
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._own_store = False
+
+    def check_deadlines(self) -> list[int]:
+        """Write a `deadline_missed` event for each run past its deadline (once per run,
+        across schedulers: the store's unique key); the runs that got one now."""
+        dags = self._deadline_dags
+        if not dags:
+            return []
+        fired = self.store.enqueue_missed_deadlines(
+            lambda name, slot: deadline_at(dags[name], slot),
+            {name: self.rules[name][DEADLINE_MISSED] for name in dags},
+        )
+        for run_id in fired:
+            log.warning("run %d missed its deadline: alert queued", run_id)
+        return fired
 
     def deliver_due(self, limit: int = BATCH) -> int:
         """One pass: take and deliver up to `limit` due events; how many were taken."""
@@ -110,6 +126,11 @@ class AlertDelivery:
         """New definitions: the channels to send through, the rules the store applies."""
         register_secrets(channels, os.environ)
         self.channels, self.rules = channels, rules_by_dag(dags)
+        self._deadline_dags = {
+            name: dag
+            for name, dag in dags.items()
+            if (dag.deadline is not None or dag.finish_by) and DEADLINE_MISSED in self.rules.get(name, {})
+        }
         if self._own_store and self._thread is None:
             # Only once the channels are known: else the first events would fail.
             self._thread = threading.Thread(target=self._loop, name="dagctl-alerts", daemon=True)
@@ -137,6 +158,7 @@ class AlertDelivery:
         while True:
             stopping = self._stop.is_set()
             try:
+                self.check_deadlines()
                 busy = self.deliver_due() > 0
             except DagctlError as exc:  # database outage: the scheduler reports it
                 log.debug("alert delivery pass abandoned: %s", exc)

@@ -80,7 +80,13 @@ def _log_tail(store: Store, task_run_id: int) -> list[str]:
 
 def _summary(payload: dict[str, Any]) -> str:
     run = payload["run"]
-    what = {"failure": "failed", "recovery": "recovered", "success": "succeeded", "test": "test alert"}
+    what = {
+        "failure": "failed",
+        "recovery": "recovered",
+        "success": "succeeded",
+        "deadline_missed": "missed its deadline, still not finished",
+        "test": "test alert",
+    }
     head = f"[dagctl] {payload['dag']}: {what.get(payload['event'], payload['event'])}"
     if run is not None:
         head += f" (run {run['id']}, {run['kind']}, {run['logical_date']})"

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, func, insert, or_, select, update
 
-from dagctl.states import RunStatus
+from dagctl.dags.cron import utcnow
+from dagctl.states import ACTIVE_RUN, RunStatus
 from dagctl.store.records import Notification
 from dagctl.store.tables import dag_run, notification
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Connection
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
+DEADLINE_MISSED = "deadline_missed"
 
 
 class NotificationOperations:
@@ -38,6 +40,8 @@ class NotificationOperations:
         def _db_now(self) -> Any: ...
 
         def _lease_until(self, lease_seconds: float) -> Any: ...
+
+        def _insert(self, table: Any) -> Any: ...
 
     def _enqueue_run_events(
         self,
@@ -76,6 +80,53 @@ class NotificationOperations:
             .limit(1)
         ).scalar()
         return previous == RunStatus.FAILED.value
+
+    def enqueue_missed_deadlines(
+        self,
+        deadline_of: Callable[[str, datetime], datetime | None],
+        channels: Mapping[str, Sequence[str]],
+    ) -> list[int]:
+        """A `deadline_missed` event for each queued or running run of the DAGs in
+        `channels` whose deadline (`deadline_of(dag, logical_date)`) has passed on the
+        database's clock, once per run whatever the number of schedulers deciding it
+        (a unique key); the ids of the runs that got one now."""
+        if not channels:
+            return []
+        active = [s.value for s in ACTIVE_RUN]
+        already = select(notification.c.id).where(
+            notification.c.dag_run_id == dag_run.c.id, notification.c.event == DEADLINE_MISSED
+        )
+        with self._tx() as connection:
+            now = self._database_instant(connection)
+            runs = connection.execute(
+                select(dag_run.c.id, dag_run.c.dag_name, dag_run.c.logical_date).where(
+                    dag_run.c.dag_name.in_(list(channels)), dag_run.c.status.in_(active), ~already.exists()
+                )
+            ).all()
+            rows = []
+            for run in runs:
+                due = deadline_of(run.dag_name, run.logical_date)
+                if due is not None and due <= now:
+                    row = _new_row(run.dag_name, run.id, DEADLINE_MISSED, sorted(channels[run.dag_name]), now)
+                    rows.append(row | {"dedup_key": f"{DEADLINE_MISSED}:{run.id}"})
+            fired = []
+            for row in rows:
+                result = connection.execute(
+                    self._insert(notification)
+                    .values(**row)
+                    .on_conflict_do_nothing(index_elements=["dedup_key"])
+                )
+                if result.rowcount:
+                    fired.append(int(row["dag_run_id"]))
+            return fired
+
+    def _database_instant(self, connection: Connection) -> datetime:
+        if not self.is_postgres:
+            return utcnow()
+        value: datetime = connection.execute(
+            select(func.timezone("utc", func.clock_timestamp()))
+        ).scalar_one()
+        return value
 
     def enqueue_notification(
         self, dag_name: str, run_id: int | None, event: str, channels: Sequence[str], now: datetime

@@ -188,6 +188,11 @@ notification = Table(
     Column("delivered_at", DateTime, nullable=True),
     Column("owner", String(64), nullable=True),
     Column("last_error", Text, nullable=True),
+    # Set for events that must exist once whatever the number of schedulers deciding
+    # them (a run's missed deadline); NULLs never collide, so other events are free.
+    Column("dedup_key", String(200), nullable=True),
+    UniqueConstraint("dedup_key"),
     Index(None, "status", "next_attempt_at"),
     Index(None, "dag_name", "id"),
+    Index(None, "dag_run_id"),
 )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -195,3 +196,29 @@ def test_an_undeclared_channel_is_a_validation_error_with_its_line(env: Env) -> 
     assert "workflow.yaml:4:" in result.stdout + result.stderr
     assert "unknown channel 'hoook'" in result.stdout + result.stderr
     assert "hook" in result.stdout + result.stderr
+
+
+def test_a_deadline_alert_arrives_once_while_the_run_still_runs(env: Env, http: Capture) -> None:
+    (env.dags / "dagctl.yaml").write_text(f"channels:\n  hook: {{type: webhook, url: {http.url}/hook}}\n")
+    env.dag(
+        "slow",
+        "description: slow\ndeadline: 1s\nnotify:\n  - events: [deadline_missed, failure]\n    to: [hook]\n",
+        wait__sh="#!/bin/bash\nsleep 60\n",
+    )
+    run_id = int(env.run("trigger", "slow").stdout.split()[-1])
+    scheduler = env.spawn("schedule", "--poll-interval", "0.05", "--grace", "0")
+    try:
+        deadline = time.monotonic() + 30
+        while not http.posts and time.monotonic() < deadline:
+            time.sleep(0.1)
+        (run,) = env.status("slow")
+        assert run["status"] == "running"  # the alert came while the run still runs
+        time.sleep(1.5)  # further passes of the delivery thread fire nothing more
+        assert [(p[0], p[2]["event"], p[2]["run"]["id"]) for p in http.posts] == [
+            ("/hook", "deadline_missed", run_id)
+        ]
+        # Sent before the run ended: queued (not started yet) or running.
+        assert http.posts[0][2]["run"]["status"] in ("queued", "running")
+    finally:
+        scheduler.terminate()
+        scheduler.communicate(timeout=30)

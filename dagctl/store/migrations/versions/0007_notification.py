@@ -32,13 +32,17 @@ def upgrade() -> None:
         sa.Column("delivered_at", sa.DateTime(), nullable=True),
         sa.Column("owner", sa.String(64), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("dedup_key", sa.String(200), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_notification"),
+        sa.UniqueConstraint("dedup_key", name="uq_notification_dedup_key"),
     )
     op.create_index("ix_notification_status_next_attempt_at", "notification", ["status", "next_attempt_at"])
     op.create_index("ix_notification_dag_name_id", "notification", ["dag_name", "id"])
+    op.create_index("ix_notification_dag_run_id", "notification", ["dag_run_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_notification_dag_run_id", "notification")
     op.drop_index("ix_notification_dag_name_id", "notification")
     op.drop_index("ix_notification_status_next_attempt_at", "notification")
     op.drop_table("notification")
