@@ -76,6 +76,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DAGCTL_UI_URL", "unset", "base URL of the dashboard; alerts then link to the run"),
     Setting("DAGCTL_NOTIFY_RETRY_SECONDS", "2", "first delay before an alert is sent again (doubles)"),
     Setting("DAGCTL_NOTIFY_MAX_ATTEMPTS", "12", "delivery passes of one alert before it is given up"),
+    Setting(
+        "DAGCTL_NOTIFY_CLAIM_SECONDS", "120", "how long a scheduler holds alerts it sends; then others may"
+    ),
 )
 
 
@@ -184,6 +187,7 @@ class AlertTuning:
     ui_url: str | None
     retry_seconds: float
     max_attempts: int
+    claim_seconds: float
 
 
 @cache
@@ -193,4 +197,5 @@ def alert_tuning() -> AlertTuning:
         ui_url=os.environ.get("DAGCTL_UI_URL", "").strip().rstrip("/") or None,
         retry_seconds=_number("DAGCTL_NOTIFY_RETRY_SECONDS", 2.0, minimum=0),
         max_attempts=int(_number("DAGCTL_NOTIFY_MAX_ATTEMPTS", 12, minimum=1)),
+        claim_seconds=_number("DAGCTL_NOTIFY_CLAIM_SECONDS", 120.0, minimum=0, above=True),
     )

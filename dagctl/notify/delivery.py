@@ -28,7 +28,6 @@ from dagctl.store.records import Notification
 
 log = logging.getLogger("dagctl.notify")
 
-CLAIM_HOLD_S = 120.0  # longer than any pass over one batch can take (timeouts per send)
 BATCH = 20
 POLL_INTERVAL_S = 1.0
 MAX_RETRY_DELAY_S = 300.0
@@ -63,7 +62,8 @@ class AlertDelivery:
 
     def deliver_due(self, limit: int = BATCH) -> int:
         """One pass: take and deliver up to `limit` due events; how many were taken."""
-        taken = self.store.claim_notifications(self.owner, limit, CLAIM_HOLD_S)
+        # The hold must outlast one pass over the batch (each send has its timeout).
+        taken = self.store.claim_notifications(self.owner, limit, alert_tuning().claim_seconds)
         for event in taken:
             self._deliver(event)
         return len(taken)
