@@ -8,7 +8,8 @@
 Workloads: W1 chain20, W2 fan100, W3 1,000 DAGs (validate, idle iteration, SQL
 statements, scheduler RSS), W4 throughput (1 and 4 schedulers), W5 start-up (--help,
 trigger), W6 cron at scale, W7 backfill of 1,000 slots, W8 prune of 100,000
-attempts. PostgreSQL is started by the harness (tests/pgserver.py), or taken from
+attempts, W9 alerts (failure -> webhook latency, loop time with 1,000
+pending events). PostgreSQL is started by the harness (tests/pgserver.py), or taken from
 DAGCTL_TEST_PG_URL.
 """
 
@@ -36,7 +37,7 @@ Workload = Callable[[common.Config, str], list[common.Figure]]
 
 def _workloads() -> dict[str, tuple[str, Workload, bool]]:
     """name -> (title, function(cfg, backend), runs per backend)."""
-    from bench import cron, history, scale, startup, throughput
+    from bench import alerts, cron, history, scale, startup, throughput
 
     return {
         "W1": ("chain20", runs.chain20, True),
@@ -47,6 +48,7 @@ def _workloads() -> dict[str, tuple[str, Workload, bool]]:
         "W6": ("cron at scale", cron.cron_at_scale, True),
         "W7": ("backfill 1,000 slots", history.backfill, True),
         "W8": ("prune 100,000 attempts", history.prune, True),
+        "W9": ("alerts: latency, loop with 1,000 pending", alerts.alerts, True),
     }
 
 
