@@ -4,9 +4,14 @@ hand one event to two owners; a missed deadline written once."""
 
 from __future__ import annotations
 
+import logging
+import socket
 import threading
 from datetime import datetime, timedelta
 
+import pytest
+
+from dagctl.notify.delivery import AlertDelivery
 from dagctl.store import Store, open_store
 from dagctl.store.records import AdvancePlan
 
@@ -90,3 +95,41 @@ def test_a_missed_deadline_is_written_once_whatever_the_number_of_deciders(store
     assert fired == [[late], [], []]
     (event,) = store.notifications()
     assert (event.dag_run_id, event.event) == (late, "deadline_missed")
+
+
+def _refused_url() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/hook"  # nothing listens there any more
+
+
+def test_a_failing_channel_is_logged_once_not_per_event_and_events_are_retried_later(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    for _ in range(3):
+        store.enqueue_notification("etl", None, "test", ["hook"], T0)
+    delivery = AlertDelivery(store, "me")
+    delivery.channels = {"hook": {"type": "webhook", "url": _refused_url()}}
+    with caplog.at_level(logging.WARNING, logger="dagctl.notify"):
+        assert delivery.deliver_due() == 3
+    assert [r.getMessage() for r in caplog.records].count(caplog.records[0].getMessage()) == 1
+    assert len(caplog.records) == 1 and "alert channel hook is failing" in caplog.records[0].getMessage()
+    events = store.notifications()
+    assert {(n.status, n.attempts, n.sent_to) for n in events} == {("pending", 1, ())}
+    assert all(n.last_error and "hook:" in n.last_error for n in events)
+    assert store.failing_notifications("etl")  # what `dagctl why etl` lists
+    assert delivery.deliver_due() == 0  # not due again before the retry delay
+
+
+def test_a_channel_that_never_answers_times_out(store: Store) -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # accepts the connection, never answers
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/hook"
+        store.enqueue_notification("etl", None, "test", ["hook"], T0)
+        delivery = AlertDelivery(store, "me")
+        delivery.channels = {"hook": {"type": "webhook", "url": url, "timeout": 0.5}}
+        assert delivery.deliver_due() == 1
+    (event,) = store.notifications()
+    assert event.status == "pending" and "timed out" in (event.last_error or "")
