@@ -222,3 +222,19 @@ def test_a_deadline_alert_arrives_once_while_the_run_still_runs(env: Env, http: 
     finally:
         scheduler.terminate()
         scheduler.communicate(timeout=30)
+
+
+def test_notify_test_sends_a_sample_and_says_why_when_it_cannot(env: Env, http: Capture) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        refused = probe.getsockname()[1]
+    (env.dags / "dagctl.yaml").write_text(
+        f"channels:\n  hook: {{type: webhook, url: {http.url}/hook}}\n"
+        f"  down: {{type: webhook, url: 'http://u:${{DOWN_PASS}}@127.0.0.1:{refused}/x'}}\n"
+    )
+    assert "sent a test alert through hook (webhook)" in env.run("notify", "test", "hook").stdout
+    ((path, _, body),) = http.posts
+    assert (path, body["event"], body["version"]) == ("/hook", "test", 1)
+    assert "unknown channel 'hoook'" in env.error("notify", "test", "hoook")
+    line = env.error("notify", "test", "down", code=1, DOWN_PASS="pa55word-x")
+    assert "channel down (webhook)" in line and "pa55word-x" not in line
