@@ -163,6 +163,9 @@ class AlertDelivery:
             except DagctlError as exc:  # database outage: the scheduler reports it
                 log.debug("alert delivery pass abandoned: %s", exc)
                 busy = False
+            except Exception:  # a bug must not silently end alerting on this scheduler
+                log.exception("alert delivery pass failed; trying again in %g s", POLL_INTERVAL_S)
+                busy = False
             if stopping and not busy:
                 return
             if not busy:
