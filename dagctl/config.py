@@ -74,6 +74,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("DAGCTL_FAKE_NOW", "unset", "tests and demos only: the clock starts at this UTC instant"),
     Setting("DAGCTL_UI_TOKEN", "unset", "the token `dagctl serve --allow-actions` asks for to act"),
+    Setting("DAGCTL_UI_URL", "unset", "base URL of the dashboard; alerts then link to the run"),
+    Setting("DAGCTL_NOTIFY_RETRY_SECONDS", "2", "first delay before an alert is sent again (doubles)"),
+    Setting("DAGCTL_NOTIFY_MAX_ATTEMPTS", "12", "delivery passes of one alert before it is given up"),
+    Setting(
+        "DAGCTL_NOTIFY_CLAIM_SECONDS", "120", "how long a scheduler holds alerts it sends; then others may"
+    ),
 )
 
 
@@ -179,4 +185,23 @@ def tuning() -> Tuning:
             MIN_KUBE_POLL_S, _number("DAGCTL_KUBE_POLL_SECONDS", DEFAULT_KUBE_POLL_S, minimum=0, above=True)
         ),
         fake_now=_instant("DAGCTL_FAKE_NOW"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AlertTuning:
+    ui_url: str | None
+    retry_seconds: float
+    max_attempts: int
+    claim_seconds: float
+
+
+@cache
+def alert_tuning() -> AlertTuning:
+    """The alert delivery knobs (dagctl/notify/), read on first use."""
+    return AlertTuning(
+        ui_url=os.environ.get("DAGCTL_UI_URL", "").strip().rstrip("/") or None,
+        retry_seconds=_number("DAGCTL_NOTIFY_RETRY_SECONDS", 2.0, minimum=0),
+        max_attempts=int(_number("DAGCTL_NOTIFY_MAX_ATTEMPTS", 12, minimum=1)),
+        claim_seconds=_number("DAGCTL_NOTIFY_CLAIM_SECONDS", 120.0, minimum=0, above=True),
     )

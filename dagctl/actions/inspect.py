@@ -358,4 +358,6 @@ def why(settings: Settings, dag_name: str) -> dict[str, Any]:
         reasons = diagnose.why(
             dag_name, dag, broken_reason, snapshot, at, store.external_status, next_slot, grace
         )
-    return {"dag": dag_name, "reasons": reasons}
+    from dagctl.actions.notify import failing_alerts
+
+    return {"dag": dag_name, "reasons": [*reasons, *failing_alerts(settings, dag_name)]}

@@ -15,7 +15,7 @@ from typing import NoReturn
 import click
 
 from dagctl import __version__
-from dagctl.cli import backfill, control, inspect, run, serve
+from dagctl.cli import backfill, control, inspect, notify, run, serve
 from dagctl.config import DEFAULT_DB_HELP, Settings, settings_epilog, tuning
 from dagctl.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, DagctlError
 from dagctl.secrets import mask
@@ -112,6 +112,8 @@ for command in (
     inspect.graph,
     inspect.next_command,
     inspect.why,
+    notify.notifications,
+    notify.notify,
     control.pause,
     control.unpause,
     control.cancel,

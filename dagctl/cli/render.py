@@ -394,6 +394,33 @@ def render_why(info: Mapping[str, Any], out: Console | None = None) -> None:
             out.print(Text("  " + rest, style=style))
 
 
+# ---------------------------------------------------------------- alerts
+
+
+def render_notifications(events: Sequence[Mapping[str, Any]], out: Console | None = None) -> None:
+    out = out or console()
+    if not events:
+        out.print("no alert events", highlight=False)
+        return
+    table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), header_style="dim")
+    for column in ("ID", "DAG", "RUN", "EVENT", "STATUS", "ATTEMPTS", "CHANNELS", "CREATED", "LAST ERROR"):
+        table.add_column(column)
+    for e in events:
+        style = {"delivered": "green", "failed": "red"}.get(e["status"], "yellow")
+        table.add_row(
+            str(e["id"]),
+            e["dag"],
+            str(e["run_id"] or "-"),
+            e["event"],
+            Text(e["status"], style=style),
+            str(e["attempts"]),
+            ",".join(e["channels"]),
+            e["created_at"] or "",
+            e["last_error"] or "",
+        )
+    out.print(table)
+
+
 # ---------------------------------------------------------------- backfill
 
 

@@ -81,6 +81,19 @@ def check_connections(tasks: Mapping[str, Task], config: RootConfig, out: Collec
             )
 
 
+def check_notify_channels(
+    path: Path, doc: YamlDoc, rules: Any, channels: Mapping[str, Any], out: Collector
+) -> None:
+    """Every channel a `notify:` rule sends to is declared under `channels:` of dagctl.yaml."""
+    for i, rule in enumerate(rules if isinstance(rules, list) else ()):
+        targets = rule.get("to") if isinstance(rule, dict) else None
+        for j, name in enumerate(targets if isinstance(targets, list) else ()):
+            if isinstance(name, str) and name not in channels:
+                pointer = f"/notify/{i}/to/{j}"
+                hint = did_you_mean(name, channels) or f"declare it under channels: in {ROOT_CONFIG_FILE}"
+                out.add(path, doc.line_of(pointer), f"unknown channel {name!r}", hint, pointer)
+
+
 def find_cycles(graph: Mapping[str, Iterable[str]]) -> list[list[str]]:
     """Each cycle once, as a path that returns to its start (iterative DFS, no recursion limit)."""
     white, grey, black = 0, 1, 2

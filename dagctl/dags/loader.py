@@ -29,6 +29,7 @@ from dagctl.dags.model import (
     Connection,
     Dag,
     DagTree,
+    NotifyRule,
     ParamSpec,
     Problem,
     Retention,
@@ -291,6 +292,9 @@ def _build_dag(
         worker_config=MappingProxyType(merge_config(config.worker_config, data.get("worker_config") or {})),
         tags=tuple(str(t) for t in settings.get("tags") or ()),
         connections=config.connections,
+        notify=(*notify_rules(data.get("notify")), *config.notify),
+        deadline=parse_duration(data["deadline"]) if data.get("deadline") is not None else None,
+        finish_by=str(data["finish_by"]) if data.get("finish_by") else None,
     )
 
 
@@ -335,6 +339,8 @@ def load_dag(
         )
     checks.check_inputs(name, tasks, out)
     checks.check_connections(tasks, config, out)
+    if doc is not None:
+        checks.check_notify_channels(dag_dir / WORKFLOW_FILE, doc, data.get("notify"), config.channels, out)
     dag_config = data.get("worker_config")  # anything else than a mapping is a schema error
     checks.check_parameter_names(
         tasks,
@@ -365,6 +371,7 @@ def load_root_config(root: Path, base: Path) -> tuple[RootConfig, list[Problem]]
         checks.check_templates(path, doc, data, out)
         if isinstance(data.get("defaults"), dict):
             checks.check_schedule(path, doc, data["defaults"], out)
+        checks.check_notify_channels(path, doc, data.get("notify"), data.get("channels") or {}, out)
     except Invalid:
         return RootConfig(path=path), out.problems
     if out.has_errors:
@@ -380,8 +387,18 @@ def load_root_config(root: Path, base: Path) -> tuple[RootConfig, list[Problem]]
             worker_config=MappingProxyType(dict(data.get("worker_config") or {})),
             connections=MappingProxyType(connections),
             retention=_retention(data.get("retention")),
+            channels=MappingProxyType(dict(data.get("channels") or {})),
+            notify=notify_rules(data.get("notify")),
         ),
         out.problems,
+    )
+
+
+def notify_rules(raw: Any) -> tuple[NotifyRule, ...]:  # its shape passed the schema check
+    return tuple(
+        NotifyRule(tuple(str(e) for e in r["events"]), tuple(str(c) for c in r["to"]))
+        for r in raw or ()
+        if isinstance(r, dict)
     )
 
 

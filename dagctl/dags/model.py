@@ -110,12 +110,23 @@ class Connection:
 
 
 @dataclass(frozen=True, slots=True)
+class NotifyRule:
+    """One `notify:` entry: which events go to which channels (dagctl/notify/)."""
+
+    events: tuple[str, ...]
+    to: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class RootConfig:
     path: Path | None = None
     defaults: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     worker_config: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     connections: Mapping[str, Connection] = field(default_factory=lambda: _EMPTY)
     retention: Retention | None = None
+    # `channels:` as written (`${ENV}` references unresolved) and the default rules.
+    channels: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: _EMPTY)
+    notify: tuple[NotifyRule, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +156,10 @@ class Dag:
     worker_config: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     tags: tuple[str, ...] = ()
     connections: Mapping[str, Connection] = field(default_factory=lambda: _EMPTY)
+    # The DAG's own `notify:` rules, then dagctl.yaml's.
+    notify: tuple[NotifyRule, ...] = ()
+    deadline: float | None = None  # seconds after the slot by which a run must have finished
+    finish_by: str | None = None  # "HH:MM" local time by which a run must have finished
 
     def retries_for(self, task: Task) -> int:
         return self.retries if task.retries is None else task.retries

@@ -11,10 +11,8 @@ from another process (on SQLite, a change of the file's data version, looked at 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import selectors
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,7 +25,8 @@ from dagctl.dags.model import Dag, Retention
 from dagctl.errors import EXIT_DATABASE, EXIT_OK, DagctlError, DatabaseError
 from dagctl.execution.attempt import INTERRUPTED, Attempt, Outcome, TaskContext
 from dagctl.managers.base import AdoptingManager, FencingManager, Manager
-from dagctl.scheduling import planner
+from dagctl.notify.delivery import AlertDelivery
+from dagctl.scheduling import planner, stopping
 from dagctl.scheduling.clock import DatabaseClock
 from dagctl.scheduling.leases import FENCE_FRACTION, LeaseTimers
 from dagctl.scheduling.metrics import SchedulerStats
@@ -87,11 +86,13 @@ class Scheduler:
         self._retention_chore = RetentionChore(self.store, self.owner)
         self._recorded: frozenset[str] | None = None  # the DAG names last written for `why`
         self.stats = SchedulerStats()  # `schedule --metrics-port` exports these
+        self._alerts = AlertDelivery(self.store, self.owner)
 
     # ------------------------------------------------------------ the loop
 
     def run(self) -> int:
         self.store.register_scheduler(self.owner, self.manager.name, self.clock())
+        self._alerts.start()
         if self._adopter is not None:
             self._adopter.bind(self.owner, self.store.url)
         with self._wakeups.armed():
@@ -274,6 +275,7 @@ class Scheduler:
         self._load_problem = None
         self._retention = tree.config.retention
         self.dags = dict(tree.dags)
+        self._alerts.sync(tree.config.channels, self.dags)
         broken = {name: b.reason for name, b in tree.broken.items()}
         for name, reason in broken.items():
             if self._broken.get(name) != reason:  # once per problem, not at every reload
@@ -337,6 +339,7 @@ class Scheduler:
         plan = planner.plan_advance(
             self.dags, snapshot.paused, snapshot.runs, snapshot.attempts, self.store.external_status
         )
+        plan.alert_rules = self._alerts.rules  # the events of runs finished here join the outbox
         self.store.apply_advance(plan, now)
         return plan
 
@@ -345,6 +348,7 @@ class Scheduler:
         if plan.finish_runs:
             # A finished run frees a max_active_runs slot for a queued one.
             self._progress = True
+            self._alerts.wake()
         for run_id, status in plan.finish_runs:
             log.info("run %d finished: %s", run_id, status)
 
@@ -573,25 +577,12 @@ class Scheduler:
                 "gave up recording %d attempt(s); their leases expire and they are retried",
                 len(self._unrecorded),
             )
+        self._alerts.stop(drain_seconds=max(grace, 5.0))  # what is due now; the rest, any other
 
     def _grace_period(self, end: float) -> None:
-        """Let running attempts end until `end` (a second signal cuts it short), renewing
-        their leases meanwhile: else a grace as long as the lease would let the guardian
-        kill them, or another scheduler take them over while they still run."""
-        with selectors.DefaultSelector() as selector:
-            while self.manager.running() and not self._wakeups.hurry and time.monotonic() < end:
-                clock = time.monotonic()
-                if self._leases.renewal_due(clock):
-                    with contextlib.suppress(DatabaseError):  # then the guardian's deadline holds
-                        self._renew(clock)
-                timeout = min(end, self._leases.next_renewal) - clock
-                wakeup = self.manager.next_wakeup()
-                for key in list(selector.get_map().values()):
-                    selector.unregister(key.fileobj)
-                for fd in self.manager.wait_fds():
-                    selector.register(fd, selectors.EVENT_READ)
-                selector.select(max(0.0, min(timeout, 0.5, math.inf if wakeup is None else wakeup)))
-                self._poll_manager()
+        stopping.grace_period(
+            self.manager, self._leases, self._renew, lambda: self._wakeups.hurry, self._poll_manager, end
+        )
 
 
 __all__ = ["Scheduler", "SchedulerOptions"]

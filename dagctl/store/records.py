@@ -157,6 +157,29 @@ class AdvancePlan:
     # Runs to look at again next iteration although nothing will flag them: they wait
     # on another DAG's task, on a queue slot, or on a DAG that failed to load.
     still_dirty: list[int] = field(default_factory=list)
+    # dag -> event -> channels (notify rules): the alert events the runs finished here
+    # write to the outbox in the same transaction (store/notifications.py).
+    alert_rules: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- alerts
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """One alert event of the outbox and its delivery state."""
+
+    id: int
+    dag_name: str
+    dag_run_id: int | None
+    event: str
+    channels: tuple[str, ...]
+    sent_to: tuple[str, ...]
+    status: str  # pending | delivered | failed
+    attempts: int
+    created_at: datetime
+    delivered_at: datetime | None
+    last_error: str | None
 
 
 # ---------------------------------------------------------------- run control
@@ -190,6 +213,7 @@ __all__ = [
     "LostAttempt",
     "NewRun",
     "NewTaskRun",
+    "Notification",
     "RetryResult",
     "RunSnapshot",
 ]

@@ -64,6 +64,14 @@ class RunOperations:
 
         def _notify(self, connection: Connection, *, urgent: bool = False) -> None: ...
 
+        def _enqueue_run_events(
+            self,
+            connection: Connection,
+            finished: Sequence[tuple[int, str, str]],
+            rules: Mapping[str, Mapping[str, Collection[str]]],
+            now: datetime,
+        ) -> None: ...
+
     # ------------------------------------------------------------ DAG rows
 
     def sync_dags(self, fingerprints: Mapping[str, str], now: datetime) -> dict[str, DagState]:
@@ -472,14 +480,20 @@ class RunOperations:
                     for t in plan.new_task_runs
                 ],
             )
+        finished: list[tuple[int, str, str]] = []
         for final in (RunStatus.SUCCESS, RunStatus.FAILED):
             ids = [run_id for run_id, status in plan.finish_runs if status == final.value]
             if ids:
-                connection.execute(
+                moved = connection.execute(
                     update(dag_run)
                     .where(dag_run.c.id.in_(ids), dag_run.c.status.in_(run_sources(final)))
                     .values(status=final.value, ended_at=now)
+                    .returning(dag_run.c.id, dag_run.c.dag_name)
                 )
+                finished += [(row.id, row.dag_name, final.value) for row in moved]
+        if finished and plan.alert_rules:
+            # Only the runs this UPDATE really moved: each finish writes its events once.
+            self._enqueue_run_events(connection, finished, plan.alert_rules, now)
         if plan.still_dirty:
             # Not settled yet (waiting for a slot or another DAG): look again next time.
             still = sorted(set(plan.still_dirty))

@@ -27,6 +27,7 @@ from dagctl.store.backfills import BackfillOperations
 from dagctl.store.control import ControlOperations
 from dagctl.store.dashboard import DashboardOperations
 from dagctl.store.foreground import ForegroundOperations
+from dagctl.store.notifications import NotificationOperations
 from dagctl.store.presence import PresenceOperations
 from dagctl.store.prune import PruneOperations
 from dagctl.store.reads import ReadOperations
@@ -47,6 +48,7 @@ class Store(
     PresenceOperations,
     ForegroundOperations,
     DashboardOperations,
+    NotificationOperations,
 ):
     """Every operation dagctl performs on its state, one mixin per concern: runs.py
     (DAG rows, creating and advancing runs), attempts.py (claims, ends, leases, logs),

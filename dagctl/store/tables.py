@@ -167,3 +167,33 @@ scheduler_dag = Table(
     Column("dag_name", String(200), primary_key=True),
     Index(None, "dag_name"),
 )
+
+# The alert outbox (dagctl/notify/): one row per event, written in the transaction of
+# the state change that causes it, so no event is lost or doubled when a scheduler dies
+# between the two. Any scheduler delivers it: it takes a due row by moving
+# `next_attempt_at` past the database's clock (SKIP LOCKED on PostgreSQL), which is
+# also its claim's expiry should it die while sending.
+notification = Table(
+    "notification",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("dag_name", String(200), nullable=False),
+    Column("dag_run_id", Integer, nullable=True),  # no FK: a pruned run keeps its alerts
+    Column("event", String(32), nullable=False),  # failure | recovery | success | test
+    Column("channels", Text, nullable=False),  # JSON list of channel names, fixed at creation
+    Column("sent_to", Text, nullable=False, default="[]"),  # JSON: channels already delivered
+    Column("status", String(16), nullable=False),  # pending | delivered | failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", DateTime, nullable=False),
+    Column("next_attempt_at", DateTime, nullable=False),
+    Column("delivered_at", DateTime, nullable=True),
+    Column("owner", String(64), nullable=True),
+    Column("last_error", Text, nullable=True),
+    # Set for events that must exist once whatever the number of schedulers deciding
+    # them (a run's missed deadline); NULLs never collide, so other events are free.
+    Column("dedup_key", String(200), nullable=True),
+    UniqueConstraint("dedup_key"),
+    Index(None, "status", "next_attempt_at"),
+    Index(None, "dag_name", "id"),
+    Index(None, "dag_run_id"),
+)
