@@ -81,6 +81,43 @@ def check_connections(tasks: Mapping[str, Task], config: RootConfig, out: Collec
             )
 
 
+def check_pools(
+    workflow: Path,
+    doc: YamlDoc | None,
+    data: Mapping[str, Any],
+    tasks: Mapping[str, Task],
+    config: RootConfig,
+    out: Collector,
+) -> None:
+    """Every pool named by the DAG or a task is defined in dagctl.yaml, and one attempt's
+    pool_slots fit in it (else the attempt could never start)."""
+    dag_pool = data.get("pool") if isinstance(data.get("pool"), str) else None
+    raw_slots = data.get("pool_slots")
+    dag_slots: int = raw_slots if isinstance(raw_slots, int) else 1
+
+    def check(path: Path, line: int | None, name: str, slots: int, where: str) -> None:
+        pool = config.pools.get(name)
+        if pool is None:
+            hint = did_you_mean(name, config.pools) or f"define it under pools: in {ROOT_CONFIG_FILE}"
+            out.add(path, line, f"unknown pool {name!r}", hint, where)
+        elif pool.slots and slots > pool.slots:
+            fix = f"set pool_slots to at most {pool.slots}, or enlarge the pool in {ROOT_CONFIG_FILE}"
+            out.add(
+                path, line, f"pool_slots {slots} is more than pool {name!r} has ({pool.slots})", fix, where
+            )
+
+    if dag_pool:
+        line = doc.line_of("/pool") if doc is not None else None
+        check(workflow, line, dag_pool, dag_slots, "/pool")
+    for task in tasks.values():
+        # Only what the task sets itself: the DAG's own pool was checked above.
+        slots = task.pool_slots if task.pool_slots is not None else dag_slots
+        if task.pool:
+            check(task.path, header_line(task, "/pool"), task.pool, slots, "/pool")
+        elif dag_pool and task.pool_slots is not None:
+            check(task.path, header_line(task, "/pool_slots"), dag_pool, slots, "/pool_slots")
+
+
 def find_cycles(graph: Mapping[str, Iterable[str]]) -> list[list[str]]:
     """Each cycle once, as a path that returns to its start (iterative DFS, no recursion limit)."""
     white, grey, black = 0, 1, 2

@@ -30,6 +30,7 @@ from dagctl.dags.model import (
     Dag,
     DagTree,
     ParamSpec,
+    Pool,
     Problem,
     Retention,
     RootConfig,
@@ -158,6 +159,8 @@ def _load_task(path: Path, out: Collector, hasher: Any) -> Task | None:
             worker_config=as_mapping("worker_config"),
             options=as_mapping("options"),
             line=header.line,
+            pool=str(spec["pool"]) if spec.get("pool") else None,
+            pool_slots=int(spec["pool_slots"]) if spec.get("pool_slots") is not None else None,
         )
     except (ValueError, KeyError, TypeError):
         # The schema check already reported the malformed field.
@@ -291,6 +294,8 @@ def _build_dag(
         worker_config=MappingProxyType(merge_config(config.worker_config, data.get("worker_config") or {})),
         tags=tuple(str(t) for t in settings.get("tags") or ()),
         connections=config.connections,
+        pool=str(data["pool"]) if data.get("pool") else None,
+        pool_slots=int(data.get("pool_slots") or 1),
     )
 
 
@@ -335,6 +340,7 @@ def load_dag(
         )
     checks.check_inputs(name, tasks, out)
     checks.check_connections(tasks, config, out)
+    checks.check_pools(dag_dir / WORKFLOW_FILE, doc, data, tasks, config, out)
     dag_config = data.get("worker_config")  # anything else than a mapping is a schema error
     checks.check_parameter_names(
         tasks,
@@ -380,9 +386,20 @@ def load_root_config(root: Path, base: Path) -> tuple[RootConfig, list[Problem]]
             worker_config=MappingProxyType(dict(data.get("worker_config") or {})),
             connections=MappingProxyType(connections),
             retention=_retention(data.get("retention")),
+            pools=MappingProxyType(_pools(data.get("pools"))),
         ),
         out.problems,
     )
+
+
+def _pools(raw: Any) -> dict[str, Pool]:  # its shape passed the schema check
+    pools = {}
+    for name, value in (raw or {}).items():
+        if isinstance(value, dict):
+            pools[name] = Pool(name, int(value["slots"]), str(value.get("description") or ""))
+        else:
+            pools[name] = Pool(name, int(value))
+    return pools
 
 
 def _retention(raw: Any) -> Retention | None:  # its shape passed the schema check

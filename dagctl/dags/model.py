@@ -92,7 +92,9 @@ class Task:
     command: tuple[str, ...] = ()
     worker_config: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     options: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
-    line: int = 1  # where the header starts, for messages
+    line: int = 1
+    pool: str | None = None  # over the DAG's
+    pool_slots: int | None = None  # where the header starts, for messages
 
     @property
     def local_inputs(self) -> tuple[str, ...]:
@@ -110,12 +112,22 @@ class Connection:
 
 
 @dataclass(frozen=True, slots=True)
+class Pool:
+    """`pools:` of dagctl.yaml: at most `slots` slots held at once by running attempts."""
+
+    name: str
+    slots: int
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class RootConfig:
     path: Path | None = None
     defaults: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     worker_config: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     connections: Mapping[str, Connection] = field(default_factory=lambda: _EMPTY)
     retention: Retention | None = None
+    pools: Mapping[str, Pool] = field(default_factory=lambda: _EMPTY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +157,16 @@ class Dag:
     worker_config: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     tags: tuple[str, ...] = ()
     connections: Mapping[str, Connection] = field(default_factory=lambda: _EMPTY)
+    pool: str | None = None
+    pool_slots: int = 1
+
+    def pool_for(self, task: Task) -> tuple[str, int] | None:
+        """The pool an attempt of `task` holds while it runs, and how many slots: the
+        task's `pool:` wins over the DAG's; `pool_slots` likewise."""
+        name = task.pool or self.pool
+        if name is None:
+            return None
+        return name, task.pool_slots if task.pool_slots is not None else self.pool_slots
 
     def retries_for(self, task: Task) -> int:
         return self.retries if task.retries is None else task.retries

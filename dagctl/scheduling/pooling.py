@@ -1,0 +1,37 @@
+"""Pools as a scheduler syncs them: dagctl.yaml's `pools:` and which task takes which
+pool, written to the state database (store/pools.py) whenever they differ from what
+this scheduler last wrote, so a pool change applies at the next sync of definitions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from dagctl.dags.model import Dag, RootConfig
+from dagctl.store import Store
+
+
+def pool_assignments(dags: Mapping[str, Dag]) -> dict[str, dict[str, tuple[str, int]]]:
+    """{DAG: {task: (pool, slots)}} of the tasks that take a pool."""
+    assignments: dict[str, dict[str, tuple[str, int]]] = {}
+    for name, dag in dags.items():
+        for task in dag.tasks.values():
+            taken = dag.pool_for(task)
+            if taken is not None:
+                assignments.setdefault(name, {})[task.name] = taken
+    return assignments
+
+
+@dataclass
+class PoolSync:
+    store: Store
+    _last: Any = field(default=None, init=False)
+
+    def sync(self, config: RootConfig, dags: Mapping[str, Dag]) -> None:
+        pools = {name: (p.slots, p.description) for name, p in config.pools.items()}
+        assignments = pool_assignments(dags)
+        wanted = (pools, assignments, frozenset(dags))
+        if wanted != self._last:
+            self.store.sync_pools(pools, assignments, frozenset(dags))
+            self._last = wanted
