@@ -112,6 +112,7 @@ for command in (
     inspect.graph,
     inspect.next_command,
     inspect.why,
+    inspect.pools,
     control.pause,
     control.unpause,
     control.cancel,
