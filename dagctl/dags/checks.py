@@ -12,7 +12,7 @@ from typing import Any
 
 from dagctl.dags import cron
 from dagctl.dags.hints import did_you_mean
-from dagctl.dags.model import ROOT_CONFIG_FILE, Dag, Problem, RootConfig, Task, merge_config
+from dagctl.dags.model import DEFAULT_QUEUE, ROOT_CONFIG_FILE, Dag, Problem, RootConfig, Task, merge_config
 from dagctl.dags.sources import HEADER_READERS, MAX_SCRIPT_BYTES, Collector, Invalid, read_text
 from dagctl.dags.templating import check as check_text
 from dagctl.dags.templating import is_template
@@ -116,6 +116,31 @@ def check_pools(
             check(task.path, header_line(task, "/pool"), task.pool, slots, "/pool")
         elif dag_pool and task.pool_slots is not None:
             check(task.path, header_line(task, "/pool_slots"), dag_pool, slots, "/pool_slots")
+
+
+def check_queues(
+    workflow: Path,
+    doc: YamlDoc | None,
+    data: Mapping[str, Any],
+    tasks: Mapping[str, Task],
+    config: RootConfig,
+    out: Collector,
+) -> None:
+    """Every queue named by the DAG or a task is `default` or listed in dagctl.yaml: a
+    typo would route the task to a queue no scheduler serves."""
+    known = [DEFAULT_QUEUE, *config.queues]
+
+    def check(path: Path, line: int | None, name: str) -> None:
+        if name not in known:
+            hint = did_you_mean(name, known) or f"list it under queues: in {ROOT_CONFIG_FILE}"
+            out.add(path, line, f"unknown queue {name!r}", hint, "/queue")
+
+    dag_queue = data.get("queue")
+    if isinstance(dag_queue, str) and dag_queue:
+        check(workflow, doc.line_of("/queue") if doc is not None else None, dag_queue)
+    for task in tasks.values():
+        if task.queue:
+            check(task.path, header_line(task, "/queue"), task.queue)
 
 
 def find_cycles(graph: Mapping[str, Iterable[str]]) -> list[list[str]]:

@@ -19,6 +19,7 @@ from dagctl.dags.hints import did_you_mean
 from dagctl.dags.model import (
     BUILTIN_TASK_TYPES,
     DEFAULT_MAX_ACTIVE_RUNS,
+    DEFAULT_QUEUE,
     DEFAULT_RETRIES,
     DEFAULT_RETRY_BACKOFF,
     DEFAULT_RETRY_DELAY_S,
@@ -161,6 +162,7 @@ def _load_task(path: Path, out: Collector, hasher: Any) -> Task | None:
             line=header.line,
             pool=str(spec["pool"]) if spec.get("pool") else None,
             pool_slots=int(spec["pool_slots"]) if spec.get("pool_slots") is not None else None,
+            queue=str(spec["queue"]) if spec.get("queue") else None,
         )
     except (ValueError, KeyError, TypeError):
         # The schema check already reported the malformed field.
@@ -296,6 +298,7 @@ def _build_dag(
         connections=config.connections,
         pool=str(data["pool"]) if data.get("pool") else None,
         pool_slots=int(data.get("pool_slots") or 1),
+        queue=str(data.get("queue") or DEFAULT_QUEUE),
     )
 
 
@@ -341,6 +344,7 @@ def load_dag(
     checks.check_inputs(name, tasks, out)
     checks.check_connections(tasks, config, out)
     checks.check_pools(dag_dir / WORKFLOW_FILE, doc, data, tasks, config, out)
+    checks.check_queues(dag_dir / WORKFLOW_FILE, doc, data, tasks, config, out)
     dag_config = data.get("worker_config")  # anything else than a mapping is a schema error
     checks.check_parameter_names(
         tasks,
@@ -387,6 +391,12 @@ def load_root_config(root: Path, base: Path) -> tuple[RootConfig, list[Problem]]
             connections=MappingProxyType(connections),
             retention=_retention(data.get("retention")),
             pools=MappingProxyType(_pools(data.get("pools"))),
+            queues=MappingProxyType(
+                {
+                    str(n): str((v or {}).get("description") or "")
+                    for n, v in (data.get("queues") or {}).items()
+                }
+            ),
         ),
         out.problems,
     )
@@ -400,6 +410,10 @@ def _pools(raw: Any) -> dict[str, Pool]:  # its shape passed the schema check
         else:
             pools[name] = Pool(name, int(value))
     return pools
+
+
+def _queues(raw: Any) -> dict[str, str]:  # its shape passed the schema check
+    return {str(name): str((value or {}).get("description") or "") for name, value in (raw or {}).items()}
 
 
 def _retention(raw: Any) -> Retention | None:  # its shape passed the schema check

@@ -18,6 +18,7 @@ TASK_EXTENSIONS: Mapping[str, str] = MappingProxyType(
 BUILTIN_TASK_TYPES = frozenset({"shell", "python", "sql", "command", "no_op"})
 WORKFLOW_FILE = "workflow.yaml"
 ROOT_CONFIG_FILE = "dagctl.yaml"
+DEFAULT_QUEUE = "default"
 
 CatchupPolicy = Literal["latest", "none", "all"]
 Severity = Literal["error", "warning"]
@@ -94,7 +95,8 @@ class Task:
     options: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     line: int = 1
     pool: str | None = None  # over the DAG's
-    pool_slots: int | None = None  # where the header starts, for messages
+    pool_slots: int | None = None
+    queue: str | None = None  # over the DAG's  # where the header starts, for messages
 
     @property
     def local_inputs(self) -> tuple[str, ...]:
@@ -128,6 +130,7 @@ class RootConfig:
     connections: Mapping[str, Connection] = field(default_factory=lambda: _EMPTY)
     retention: Retention | None = None
     pools: Mapping[str, Pool] = field(default_factory=lambda: _EMPTY)
+    queues: Mapping[str, str] = field(default_factory=lambda: _EMPTY)  # name -> description
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +162,10 @@ class Dag:
     connections: Mapping[str, Connection] = field(default_factory=lambda: _EMPTY)
     pool: str | None = None
     pool_slots: int = 1
+    queue: str = DEFAULT_QUEUE
+
+    def queue_for(self, task: Task) -> str:
+        return task.queue or self.queue
 
     def pool_for(self, task: Task) -> tuple[str, int] | None:
         """The pool an attempt of `task` holds while it runs, and how many slots: the

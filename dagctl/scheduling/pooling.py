@@ -1,6 +1,7 @@
-"""Pools as a scheduler syncs them: dagctl.yaml's `pools:` and which task takes which
-pool, written to the state database (store/pools.py) whenever they differ from what
-this scheduler last wrote, so a pool change applies at the next sync of definitions."""
+"""Pools and work queues as a scheduler syncs them: dagctl.yaml's `pools:`, which task
+takes which pool and which task goes to which queue, written to the state database
+(store/pools.py, store/queues.py) whenever they differ from what this scheduler last
+wrote, so a change applies at the next sync of definitions."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from dagctl.dags.model import Dag, RootConfig
+from dagctl.dags.model import DEFAULT_QUEUE, Dag, RootConfig
 from dagctl.store import Store
 
 
@@ -23,6 +24,17 @@ def pool_assignments(dags: Mapping[str, Dag]) -> dict[str, dict[str, tuple[str, 
     return assignments
 
 
+def queue_assignments(dags: Mapping[str, Dag]) -> dict[str, dict[str, str]]:
+    """{DAG: {task: queue}} of the tasks of a queue other than default."""
+    assignments: dict[str, dict[str, str]] = {}
+    for name, dag in dags.items():
+        for task in dag.tasks.values():
+            queue = dag.queue_for(task)
+            if queue != DEFAULT_QUEUE:
+                assignments.setdefault(name, {})[task.name] = queue
+    return assignments
+
+
 @dataclass
 class PoolSync:
     store: Store
@@ -31,7 +43,9 @@ class PoolSync:
     def sync(self, config: RootConfig, dags: Mapping[str, Dag]) -> None:
         pools = {name: (p.slots, p.description) for name, p in config.pools.items()}
         assignments = pool_assignments(dags)
-        wanted = (pools, assignments, frozenset(dags))
+        queues = queue_assignments(dags)
+        wanted = (pools, assignments, queues, frozenset(dags))
         if wanted != self._last:
             self.store.sync_pools(pools, assignments, frozenset(dags))
+            self.store.sync_task_queues(queues, frozenset(dags))
             self._last = wanted

@@ -87,6 +87,7 @@ class Scheduler:
         self._retention_chore = RetentionChore(self.store, self.owner)
         self._recorded: frozenset[str] | None = None  # the DAG names last written for `why`
         self._pools = PoolSync(self.store)
+        self.store.serve_queues(self.options.queues)
 
     # ------------------------------------------------------------ the loop
 

@@ -42,6 +42,7 @@ from dagctl.states import (
     TaskStatus,
     task_sources,
 )
+from dagctl.store.queues import served_by
 from dagctl.store.records import ClaimedAttempt, FinishedAttempt, LostAttempt
 from dagctl.store.runs import in_id_order
 from dagctl.store.tables import dag, dag_run, scheduler, task_log, task_pool, task_run
@@ -72,6 +73,8 @@ class AttemptOperations:
 
         _pools_in_use: bool
 
+        def _queue_filter(self) -> frozenset[str] | None: ...
+
         def _claim_pooled(self, connection: Connection, values: dict[str, Any]) -> list[Any]: ...
 
     # ------------------------------------------------------------ claims
@@ -86,14 +89,17 @@ class AttemptOperations:
         else:
             values["p_lease_until"] = utcnow() + timedelta(seconds=lease_seconds)
         with self._tx() as connection:
-            if not self._pools_in_use:
+            queues = self._queue_filter()
+            if not self._pools_in_use and queues is None:
                 claimed = list(connection.execute(self._statement("claim", self._build_claim), values))
             else:
                 # Pooled tasks are left to their own claim, which counts their pools'
-                # slots under the pools' row locks (pools.py).
-                unpooled = functools.partial(self._build_claim, skip_pooled=True)
-                claimed = list(connection.execute(self._statement("claim unpooled", unpooled), values))
-                if len(claimed) < limit:
+                # slots under the pools' row locks (pools.py); with work queues, only
+                # the attempts of the queues we serve (queues.py).
+                build = functools.partial(self._build_claim, skip_pooled=self._pools_in_use, queues=queues)
+                key = ("claim", self._pools_in_use, queues)
+                claimed = list(connection.execute(self._statement(key, build), values))
+                if self._pools_in_use and len(claimed) < limit:
                     claimed += self._claim_pooled(connection, {**values, "p_limit": limit - len(claimed)})
         result = [
             ClaimedAttempt(
@@ -113,7 +119,7 @@ class AttemptOperations:
         result.sort(key=lambda c: c.task_run_id)
         return result
 
-    def _build_claim(self, *, skip_pooled: bool = False) -> Any:
+    def _build_claim(self, *, skip_pooled: bool = False, queues: frozenset[str] | None = None) -> Any:
         ready = (
             select(task_run.c.id)
             .where(
@@ -128,6 +134,8 @@ class AttemptOperations:
         )
         if skip_pooled:
             ready = ready.where(~is_pooled())
+        if queues is not None:
+            ready = ready.where(served_by(queues))
         if self.is_postgres:
             # Locked once, in a CTE joined to the UPDATE: as `id IN (subquery)` the planner
             # may run the locking subquery again for every row it scans (seen: 40 s for

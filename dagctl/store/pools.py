@@ -18,6 +18,7 @@ SQLite every transaction is `BEGIN IMMEDIATE`, which serialises claims already.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,7 @@ from sqlalchemy import (
 from dagctl.dags.cron import utcnow
 from dagctl.states import CLAIMABLE_TASK, TaskStatus, task_sources
 from dagctl.store.attempts import claimed_columns
+from dagctl.store.queues import served_by
 from dagctl.store.records import PoolHolder, PoolUsage
 from dagctl.store.tables import dag, pool, task_pool, task_run
 
@@ -60,6 +62,8 @@ class PoolOperations:
         def _tx(self) -> contextlib.AbstractContextManager[Connection]: ...
 
         def _statement(self, key: Any, build: Any) -> Any: ...
+
+        def _queue_filter(self) -> frozenset[str] | None: ...
 
     # ------------------------------------------------------------ sync
 
@@ -121,11 +125,11 @@ class PoolOperations:
             connection.execute(select(pool.c.name).order_by(pool.c.name).with_for_update())
         else:
             values = {**values, "p_wall": utcnow()}  # SQLite leases are on this host's clock
-        return list(
-            connection.execute(self._statement("claim pooled", self._build_pooled_claim), values).all()
-        )
+        queues = self._queue_filter()
+        build = functools.partial(self._build_pooled_claim, queues=queues)
+        return list(connection.execute(self._statement(("claim pooled", queues), build), values))
 
-    def _build_pooled_claim(self) -> Any:
+    def _build_pooled_claim(self, queues: frozenset[str] | None = None) -> Any:
         db_now: Any = (
             func.timezone("utc", func.now()) if self.is_postgres else bindparam("p_wall", type_=DateTime)
         )
@@ -149,6 +153,8 @@ class PoolOperations:
             .order_by(task_run.c.queued_at, task_run.c.id)
             .limit(bindparam("p_limit", type_=Integer))
         )
+        if queues is not None:
+            candidate = candidate.where(served_by(queues))
         if self.is_postgres:
             candidate = candidate.with_for_update(skip_locked=True, of=task_run)
         held = candidate.cte("candidate")

@@ -29,6 +29,7 @@ from dagctl.store.foreground import ForegroundOperations
 from dagctl.store.pools import PoolOperations
 from dagctl.store.presence import PresenceOperations
 from dagctl.store.prune import PruneOperations
+from dagctl.store.queues import QueueOperations
 from dagctl.store.reads import ReadOperations
 from dagctl.store.runs import RunOperations
 from dagctl.store.tables import scheduler, scheduler_dag
@@ -47,6 +48,7 @@ class Store(
     PresenceOperations,
     ForegroundOperations,
     PoolOperations,
+    QueueOperations,
 ):
     """Every operation dagctl performs on its state, one mixin per concern: runs.py
     (DAG rows, creating and advancing runs), attempts.py (claims, ends, leases, logs),

@@ -193,3 +193,14 @@ task_pool = Table(
     Column("pool", String(200), nullable=False),
     Column("slots", Integer, nullable=False),
 )
+
+# Which tasks go to a work queue other than `default` (the task's `queue:` over its
+# DAG's), synced from the definitions like task_pool: a scheduler claims only the
+# attempts of the queues it serves (`schedule --queue`, store/queues.py).
+task_queue = Table(
+    "task_queue",
+    metadata,
+    Column("dag_name", String(200), primary_key=True),
+    Column("task_name", String(255), primary_key=True),
+    Column("queue", String(200), nullable=False),
+)

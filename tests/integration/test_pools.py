@@ -121,3 +121,30 @@ def test_a_pool_is_never_overrun_by_concurrent_claimers(db_url: str, store: Stor
         other.close()
     assert ran == len(tasks)
     assert peak == 3
+
+
+# ---------------------------------------------------------------- work queues
+
+
+def test_a_scheduler_claims_only_the_queues_it_serves(db_url: str, store: Store) -> None:
+    store.sync_task_queues({"etl": {"train.py": "gpu"}}, frozenset({"etl"}))
+    run_id = store.trigger("etl", {}, "test", NOW, "f1", NOW)
+    queue_tasks(store, run_id, ["train.py", "load.sh", "report.sh"])
+    gpu = Store(db_url)
+    try:
+        gpu.sync_task_queues({"etl": {"train.py": "gpu"}}, frozenset({"etl"}))
+        gpu.serve_queues(["gpu"])
+        assert [c.task_name for c in gpu.claim("gpu", 10, 30, LATER)] == ["train.py"]
+        assert gpu.claim("gpu", 10, 30, LATER) == []
+    finally:
+        gpu.close()
+    store.serve_queues(["default"])
+    assert sorted(c.task_name for c in store.claim("default", 10, 30, LATER)) == ["load.sh", "report.sh"]
+
+
+def test_queues_and_pools_together(store: Store) -> None:
+    store.sync_task_queues({"etl": {"a.sql": "gpu", "b.sql": "gpu"}}, frozenset({"etl"}))
+    pooled_run(store, {"warehouse": 1}, {"a.sql": ("warehouse", 1), "b.sql": ("warehouse", 1), "c.sql": None})
+    assert [c.task_name for c in store.claim("default", 10, 30, LATER)] == ["c.sql"]
+    store.serve_queues(["gpu", "default"])
+    assert [c.task_name for c in store.claim("both", 10, 30, LATER)] == ["a.sql"]

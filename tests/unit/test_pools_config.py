@@ -73,3 +73,30 @@ def test_a_malformed_pool_is_a_schema_error(tmp_path: Path) -> None:
     tree = load(tmp_path, files)
     assert len(tree.errors) == 1
     assert tree.errors[0].render().startswith("dags/dagctl.yaml:2:")
+
+
+def test_queues_the_task_wins_and_unknown_ones_are_errors(tmp_path: Path) -> None:
+    from dagctl.scheduling.pooling import queue_assignments
+
+    tree = load(
+        tmp_path,
+        {
+            "dagctl.yaml": "queues:\n  gpu:\n  k8s: {description: pods}\n",
+            "d/workflow.yaml": "description: x\nqueue: k8s\n",
+            "d/train.py": '"""\nqueue: gpu\n"""\ndef run(context):\n    pass\n',
+            "d/load.sh": "#!/bin/bash\necho\n",
+            "e/workflow.yaml": "description: x\n",
+            "e/t.sh": "#!/bin/bash\n# queue: default\necho\n",
+        },
+    )
+    assert rendered(tree) == []
+    assert queue_assignments(tree.dags) == {"d": {"train.py": "gpu", "load.sh": "k8s"}}
+    broken = load(
+        tmp_path / "b",
+        {
+            "dagctl.yaml": "queues:\n  gpu:\n",
+            "d/workflow.yaml": "description: x\nqueue: gpus\n",
+            "d/t.sh": "echo\n",
+        },
+    )
+    assert rendered(broken) == ["dags/d/workflow.yaml:2: unknown queue 'gpus' (did you mean 'gpu'?)"]
