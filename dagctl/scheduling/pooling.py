@@ -46,6 +46,8 @@ class PoolSync:
         queues = queue_assignments(dags)
         wanted = (pools, assignments, queues, frozenset(dags))
         if wanted != self._last:
-            self.store.sync_pools(pools, assignments, frozenset(dags))
+            pooled = sum(len(tasks) for tasks in assignments.values())
+            unpooled = pooled < sum(len(dag.tasks) for dag in dags.values())
+            self.store.sync_pools(pools, assignments, frozenset(dags), unpooled_tasks=unpooled)
             self.store.sync_task_queues(queues, frozenset(dags))
             self._last = wanted

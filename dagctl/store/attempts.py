@@ -72,6 +72,7 @@ class AttemptOperations:
         def _notify(self, connection: Connection, *, urgent: bool = False) -> None: ...
 
         _pools_in_use: bool
+        _unpooled_tasks: bool
 
         def _queue_filter(self) -> frozenset[str] | None: ...
 
@@ -98,7 +99,9 @@ class AttemptOperations:
                 # the attempts of the queues we serve (queues.py).
                 build = functools.partial(self._build_claim, skip_pooled=self._pools_in_use, queues=queues)
                 key = ("claim", self._pools_in_use, queues)
-                claimed = list(connection.execute(self._statement(key, build), values))
+                claimed = []
+                if self._unpooled_tasks:  # else that statement could only scan in vain
+                    claimed = list(connection.execute(self._statement(key, build), values))
                 if self._pools_in_use and len(claimed) < limit:
                     claimed += self._claim_pooled(connection, {**values, "p_limit": limit - len(claimed)})
         result = [

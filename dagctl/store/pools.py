@@ -55,6 +55,7 @@ class PoolOperations:
     # Set by sync_pools: while no pool is defined, claims skip the pooled path entirely
     # (the claim statement is the one without pools, so no pool costs nothing).
     _pools_in_use: bool = False
+    _unpooled_tasks: bool = True  # False when every task the scheduler loaded takes a pool
 
     if TYPE_CHECKING:
         is_postgres: bool
@@ -68,7 +69,12 @@ class PoolOperations:
     # ------------------------------------------------------------ sync
 
     def sync_pools(
-        self, pools: Mapping[str, tuple[int, str]], assignments: PoolAssignments, loaded: frozenset[str]
+        self,
+        pools: Mapping[str, tuple[int, str]],
+        assignments: PoolAssignments,
+        loaded: frozenset[str],
+        *,
+        unpooled_tasks: bool = True,
     ) -> None:
         """Make the pool table say `pools` ({name: (slots, description)}) and task_pool
         say `assignments` for the `loaded` DAGs (rows of DAGs this scheduler did not
@@ -114,6 +120,7 @@ class PoolOperations:
             if added:
                 connection.execute(insert(task_pool), added)
         self._pools_in_use = bool(pools)
+        self._unpooled_tasks = unpooled_tasks
 
     # ------------------------------------------------------------ claims
 
