@@ -8,10 +8,8 @@ ends, is cancelled or times out stops counting when its row leaves `running`, an
 killed scheduler's attempts stop counting when their leases run out, before they are
 even reaped.
 
-The claim of pooled attempts first locks the pool rows it can (`FOR UPDATE SKIP
-LOCKED`: a pool being claimed from by another scheduler is skipped for this pass), then
-counts and claims from those pools only in ONE statement that starts after the lock is
-held: on
+The claim of pooled attempts first locks the pool rows (`FOR UPDATE`, in name order),
+then counts and claims in ONE statement that starts after the lock is held: on
 PostgreSQL, READ COMMITTED gives that statement a snapshot with every claim committed
 by whoever held the lock before, so two schedulers never both take the last slot. On
 SQLite every transaction is `BEGIN IMMEDIATE`, which serialises claims already.
@@ -36,7 +34,6 @@ from sqlalchemy import (
     func,
     insert,
     select,
-    true,
     update,
 )
 
@@ -132,14 +129,7 @@ class PoolOperations:
         slots fit in their pools' free slots, oldest first within each pool."""
         if self.is_postgres:
             # Its own statement, so the claim below gets a snapshot taken after the lock.
-            # SKIP LOCKED: a pool another scheduler is claiming from right now is left to
-            # it for this pass (it takes that pool's free slots anyway), so schedulers
-            # never queue up behind each other's claims; we claim only from pools we hold.
-            locked = select(pool.c.name).order_by(pool.c.name).with_for_update(skip_locked=True)
-            held = list(connection.execute(locked).scalars())
-            if not held:
-                return []
-            values = {**values, "p_pools": held}
+            connection.execute(select(pool.c.name).order_by(pool.c.name).with_for_update())
         else:
             values = {**values, "p_wall": utcnow()}  # SQLite leases are on this host's clock
         queues = self._queue_filter()
@@ -162,10 +152,6 @@ class PoolOperations:
             )
             # Only pools with a free slot: a full pool's queue cannot crowd out the others.
             .join(free, and_(free.c.name == task_pool.c.pool, free.c.free > 0))
-            .where(
-                # Only from the pools whose rows we locked (PostgreSQL; SQLite: all).
-                task_pool.c.pool.in_(bindparam("p_pools", expanding=True)) if self.is_postgres else true()
-            )
             .where(
                 task_run.c.status.in_([s.value for s in CLAIMABLE_TASK]),
                 task_run.c.not_before <= bindparam("p_now", type_=DateTime),
