@@ -32,7 +32,6 @@ from sqlalchemy import (
     bindparam,
     delete,
     func,
-    insert,
     select,
     update,
 )
@@ -64,6 +63,8 @@ class PoolOperations:
 
         def _statement(self, key: Any, build: Any) -> Any: ...
 
+        def _insert(self, table: Any) -> Any: ...
+
         def _queue_filter(self) -> frozenset[str] | None: ...
 
     # ------------------------------------------------------------ sync
@@ -79,6 +80,10 @@ class PoolOperations:
         """Make the pool table say `pools` ({name: (slots, description)}) and task_pool
         say `assignments` for the `loaded` DAGs (rows of DAGs this scheduler did not
         load are left to those that did). Writes only what differs."""
+        # Set first: should this sync fail (the iteration is abandoned, the next sync may be
+        # a reload interval away), claims must still keep pooled tasks to the pooled path.
+        self._pools_in_use = self._pools_in_use or bool(pools)
+        self._unpooled_tasks = self._unpooled_tasks or unpooled_tasks
         with self._tx() as connection:
             have = {r.name: (r.slots, r.description) for r in connection.execute(select(pool))}
             gone = [name for name in have if name not in pools]
@@ -86,7 +91,8 @@ class PoolOperations:
                 connection.execute(delete(pool).where(pool.c.name.in_(gone)))
             new = [{"name": n, "slots": s, "description": d} for n, (s, d) in pools.items() if n not in have]
             if new:
-                connection.execute(insert(pool), new)
+                # DO NOTHING: schedulers starting together write the same rows.
+                connection.execute(self._insert(pool).on_conflict_do_nothing(), new)
             changed = [
                 {"n": n, "s": s, "d": d} for n, (s, d) in pools.items() if n in have and have[n] != (s, d)
             ]
@@ -118,7 +124,7 @@ class PoolOperations:
                 if current.get((d, t)) != (p, s)
             ]
             if added:
-                connection.execute(insert(task_pool), added)
+                connection.execute(self._insert(task_pool).on_conflict_do_nothing(), added)
         self._pools_in_use = bool(pools)
         self._unpooled_tasks = unpooled_tasks
 

@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, delete, insert, select
+from sqlalchemy import bindparam, delete, select
 
 from dagctl.dags.model import DEFAULT_QUEUE
 from dagctl.store.tables import task_queue, task_run
@@ -30,6 +30,8 @@ class QueueOperations:
 
         def _tx(self) -> contextlib.AbstractContextManager[Connection]: ...
 
+        def _insert(self, table: Any) -> Any: ...
+
     def serve_queues(self, names: Collection[str]) -> None:
         """The queues this process claims from (a scheduler's `--queue`s)."""
         self._served_queues = frozenset(names) or frozenset({DEFAULT_QUEUE})
@@ -45,6 +47,8 @@ class QueueOperations:
         """Make task_queue say `assignments` ({DAG: {task: queue}}, tasks of `default`
         left out) for the `loaded` DAGs; writes only what differs."""
         want = {(d, t): q for d, tasks in assignments.items() for t, q in tasks.items()}
+        # Set first: should this sync fail, claims must still filter on queues.
+        self._queues_routed = self._queues_routed or bool(want)
         with self._tx() as connection:
             rows = connection.execute(select(task_queue)).all()
             current = {(r.dag_name, r.task_name): r.queue for r in rows if r.dag_name in loaded}
@@ -62,7 +66,8 @@ class QueueOperations:
                 if current.get((d, t)) != q
             ]
             if added:
-                connection.execute(insert(task_queue), added)
+                # DO NOTHING: schedulers starting together write the same rows.
+                connection.execute(self._insert(task_queue).on_conflict_do_nothing(), added)
             others = any(r.dag_name not in loaded for r in rows)
         self._queues_routed = bool(want) or others
 
