@@ -403,13 +403,8 @@ def load_root_config(root: Path, base: Path) -> tuple[RootConfig, list[Problem]]
 
 
 def _pools(raw: Any) -> dict[str, Pool]:  # its shape passed the schema check
-    pools = {}
-    for name, value in (raw or {}).items():
-        if isinstance(value, dict):
-            pools[name] = Pool(name, int(value["slots"]), str(value.get("description") or ""))
-        else:
-            pools[name] = Pool(name, int(value))
-    return pools
+    specs = {name: v if isinstance(v, dict) else {"slots": v} for name, v in (raw or {}).items()}
+    return {name: Pool(name, int(s["slots"]), str(s.get("description") or "")) for name, s in specs.items()}
 
 
 def _queues(raw: Any) -> dict[str, str]:  # its shape passed the schema check
