@@ -8,10 +8,16 @@ has succeeded. Throughput = task runs / (last ended_at - first started_at), from
 database. Duplicates: a trigger on task_run (added by the harness, not part of dagctl)
 records every change of an attempt to `running`; an attempt claimed twice would be
 recorded twice.
+
+The pools variant (4 schedulers) puts every DAG in one of four pools, each larger than
+the schedulers' combined concurrency: every claim then takes the pooled path (the pool
+rows locked, usage counted, slots taken), so the figure is the cost of pools, not a
+pool's limit. It is skipped for a dagctl without pools (a "before" measurement).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import time
 
 from bench import dags
@@ -19,6 +25,8 @@ from bench.common import Config, Db, Env, Figure, seconds, workspace
 
 TARGET_PER_S = 2000.0
 CONCURRENCY = "100"  # a no_op takes no slot; this bounds the attempts claimed per pass
+POOLS = 4
+POOL_SLOTS = 1000  # more than 4 schedulers x CONCURRENCY: pools in use, never full
 
 _AUDIT_SQLITE = """
 CREATE TABLE bench_claims (task_run_id INTEGER, owner TEXT);
@@ -60,7 +68,9 @@ def _queue_runs(url: str, root: str, names: list[str]) -> None:
         store.close()
 
 
-def _one(cfg: Config, backend: str, schedulers: int, n_dags: int, n_tasks: int) -> tuple[float, int, float]:
+def _one(
+    cfg: Config, backend: str, schedulers: int, n_dags: int, n_tasks: int, pools: bool = False
+) -> tuple[float, int, float]:
     """Task runs/s, duplicates, and the seconds from queuing to the last success."""
     total = n_dags * n_tasks
     with workspace("w4") as work:
@@ -69,6 +79,8 @@ def _one(cfg: Config, backend: str, schedulers: int, n_dags: int, n_tasks: int) 
         names = [f"tp_{i:03d}" for i in range(n_dags)]
         for name in names:
             dags.no_op_fan(env.dags, name, n_tasks)
+        if pools:
+            _use_pools(env, names)
         env.run("db", "upgrade")
         db = Db(url)
         try:
@@ -100,34 +112,46 @@ def _one(cfg: Config, backend: str, schedulers: int, n_dags: int, n_tasks: int) 
     return total / max(seconds(first, last), 1e-6), int(claims) - int(distinct), wall
 
 
+def _use_pools(env: Env, names: list[str]) -> None:
+    pools = "".join(f"  pool_{i}: {POOL_SLOTS}\n" for i in range(POOLS))
+    (env.dags / "dagctl.yaml").write_text("pools:\n" + pools)
+    for i, name in enumerate(names):
+        workflow = env.dags / name / "workflow.yaml"
+        workflow.write_text(workflow.read_text() + f"pool: pool_{i % POOLS}\n")
+
+
 def throughput(cfg: Config, backend: str) -> list[Figure]:
     n_dags, n_tasks = (10, 20) if cfg.small else (100, 100)
     total = n_dags * n_tasks
     figures = []
-    for schedulers in (1, 4):
+    variants = [(1, False), (4, False)]
+    if importlib.util.find_spec("dagctl.store.pools") is not None:
+        variants.append((4, True))
+    for schedulers, pools in variants:
         rates, duplicates, walls = [], [], []
+        label = f"{schedulers} scheduler(s)" + (", pools in use" if pools else "")
         for rep in range(cfg.reps):
-            rate, dup, wall = _one(cfg, backend, schedulers, n_dags, n_tasks)
+            rate, dup, wall = _one(cfg, backend, schedulers, n_dags, n_tasks, pools)
             rates.append(rate)
             duplicates.append(dup)
             walls.append(wall)
-            cfg.say(f"W4 {backend} {schedulers} scheduler(s) rep {rep + 1}: {rate:,.0f}/s, {dup} duplicates")
+            cfg.say(f"W4 {backend} {label} rep {rep + 1}: {rate:,.0f}/s, {dup} duplicates")
         figures += [
             Figure(
                 "W4",
                 backend,
-                f"{total:,} no_op task runs, {schedulers} scheduler(s)",
+                f"{total:,} no_op task runs, {label}",
                 rates,
                 "/s",
                 target=TARGET_PER_S if schedulers == 4 else None,
                 higher_is_better=True,
                 note="first start -> last end, from the database; --concurrency " + CONCURRENCY,
             ),
-            Figure("W4", backend, f"queued -> all succeeded, {schedulers} scheduler(s)", walls, "s"),
+            Figure("W4", backend, f"queued -> all succeeded, {label}", walls, "s"),
             Figure(
                 "W4",
                 backend,
-                f"attempts claimed twice, {schedulers} scheduler(s)",
+                f"attempts claimed twice, {label}",
                 [float(d) for d in duplicates],
                 "count",
                 target=0.0,

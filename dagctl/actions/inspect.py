@@ -24,7 +24,7 @@ from dagctl.actions.common import (
     task_order,
     unknown_dag,
 )
-from dagctl.actions.views import attempt_json, iso, run_json
+from dagctl.actions.views import attempt_json, iso, pool_json, run_json
 from dagctl.config import Settings
 from dagctl.dags import cron
 from dagctl.dags.model import BrokenDag, Dag, DagTree
@@ -354,6 +354,8 @@ def why(settings: Settings, dag_name: str) -> dict[str, Any]:
         if not_found is not None and not snapshot["known"]:
             raise not_found
         snapshot["live_knowing"] = store.presence(dag_name, stale_after_s()).live_knowing
+        if dag is not None and any(dag.pool_for(t) for t in dag.tasks.values()):
+            snapshot["pools"] = {usage.name: usage for usage in store.pool_usage()}
         grace = config.tuning().orphan_grace_seconds
         reasons = diagnose.why(
             dag_name, dag, broken_reason, snapshot, at, store.external_status, next_slot, grace
@@ -361,3 +363,12 @@ def why(settings: Settings, dag_name: str) -> dict[str, Any]:
     from dagctl.actions.notify import failing_alerts
 
     return {"dag": dag_name, "reasons": [*reasons, *failing_alerts(settings, dag_name)]}
+
+
+def pools(settings: Settings) -> list[dict[str, Any]]:
+    """Every pool as the schedulers last synced it from dagctl.yaml: slots used and
+    free, the attempts holding them, the attempts waiting for them."""
+    with store_session(settings) as store:
+        usage = store.pool_usage()
+    at = now()
+    return [pool_json(item, at) for item in usage]

@@ -10,6 +10,7 @@ from typing import Any
 
 from dagctl.dags.cron import utcnow
 from dagctl.states import UNCOUNTED_TASK_VALUES
+from dagctl.store.records import PoolUsage
 
 
 def iso(value: datetime | None) -> str | None:
@@ -96,4 +97,23 @@ def attempt_json(attempt: Mapping[str, Any], text: str, truncated: int) -> dict[
         "ended_at": iso(attempt["ended_at"]),
         "log": text,
         "truncated_bytes": truncated,
+    }
+
+
+def pool_json(usage: PoolUsage, now: datetime) -> dict[str, Any]:
+    """`dagctl pools -o json`, one pool (stable)."""
+    oldest = usage.oldest_waiting_since
+    return {
+        "pool": usage.name,
+        "slots": usage.slots,
+        "used": usage.used,
+        "free": max(0, usage.slots - usage.used),
+        "description": usage.description,
+        "running": [
+            {"dag": h.dag_name, "task": h.task_name, "run_id": h.dag_run_id, "slots": h.slots}
+            for h in usage.holders
+        ],
+        "waiting": usage.waiting,
+        "oldest_waiting_since": iso(oldest),
+        "oldest_wait_seconds": round((now - oldest).total_seconds(), 3) if oldest else None,
     }

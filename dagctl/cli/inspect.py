@@ -1,4 +1,4 @@
-"""Commands that read: validate, schema, list, status, logs, graph, next, why.
+"""Commands that read: validate, schema, list, status, logs, graph, next, why, pools.
 
 Each command parses, makes one call into `dagctl.actions`, and renders. Heavy modules
 are imported inside the commands so that `dagctl --help` stays instant; errors leave
@@ -253,3 +253,22 @@ def why(ctx: click.Context, dag: str, output: str) -> None:
         from dagctl.cli.render import render_why
 
         render_why(info)
+
+
+@click.command()
+@output_option
+@click.pass_context
+def pools(ctx: click.Context, output: str) -> None:
+    """Pools: slots used and free, what holds them, what waits for them.
+
+    Pools are defined under pools: in dagctl.yaml; shown as the schedulers last synced
+    them."""
+    from dagctl.actions import inspect as reading
+
+    rows = reading.pools(settings_of(ctx))
+    if output == "json":
+        print_json(rows)
+        return
+    from dagctl.cli.render import render_pools
+
+    render_pools(rows)

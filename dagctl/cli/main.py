@@ -114,6 +114,7 @@ for command in (
     inspect.why,
     notify.notifications,
     notify.notify,
+    inspect.pools,
     control.pause,
     control.unpause,
     control.cancel,

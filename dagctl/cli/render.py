@@ -496,3 +496,27 @@ def backfill_lines(seen: dict[int, str], view: Mapping[str, Any]) -> list[str]:
             f"run {run['id']} {run['logical_date']}: {run['status']}{error} ({len(seen)}/{view['total']})"
         )
     return lines
+
+
+def render_pools(rows: Sequence[Mapping[str, Any]], out: Console | None = None) -> None:
+    out = out or console()
+    if not rows:
+        out.print("no pools (define them under pools: in dagctl.yaml; a scheduler syncs them)")
+        return
+    table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), header_style="dim")
+    for column in ("POOL", "USED", "FREE", "WAITING", "OLDEST WAIT", "RUNNING"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        running = ", ".join(f"{r['dag']}/{r['task']} run {r['run_id']}" for r in row["running"][:3])
+        if len(row["running"]) > 3:
+            running += f", and {len(row['running']) - 3} more"
+        wait = row["oldest_wait_seconds"]
+        table.add_row(
+            Text(row["pool"], style="bold"),
+            f"{row['used']}/{row['slots']}",
+            str(row["free"]),
+            str(row["waiting"]),
+            "-" if wait is None else f"{wait:.0f}s",
+            running or "-",
+        )
+    out.print(table)

@@ -210,6 +210,13 @@ def _run_whole_dag(
     show_default=True,
     help="On SIGTERM/SIGINT, seconds running tasks get before they are killed.",
 )
+@click.option(
+    "--queue",
+    "queues",
+    multiple=True,
+    metavar="NAME",
+    help="Claim only the tasks of this work queue (repeatable; default: default).",
+)
 @click.option("--once", is_flag=True, help="Run one iteration and exit.")
 @click.option("--until-idle", is_flag=True, help="Exit 0 once no run is queued or running.")
 @click.option(
@@ -225,6 +232,7 @@ def schedule(
     concurrency: int | None,
     poll_interval: float,
     grace_seconds: float,
+    queues: tuple[str, ...],
     once: bool,
     until_idle: bool,
     metrics_port: int | None,
@@ -249,6 +257,7 @@ def schedule(
             concurrency=concurrency or os.cpu_count() or 1,
             poll_interval=poll_interval,
             grace_seconds=grace_seconds,
+            queues=tuple(dict.fromkeys(queues)) or None,
             once=once,
             until_idle=until_idle,
             metrics_port=metrics_port,

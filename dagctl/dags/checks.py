@@ -12,7 +12,7 @@ from typing import Any
 
 from dagctl.dags import cron
 from dagctl.dags.hints import did_you_mean
-from dagctl.dags.model import ROOT_CONFIG_FILE, Dag, Problem, RootConfig, Task, merge_config
+from dagctl.dags.model import DEFAULT_QUEUE, ROOT_CONFIG_FILE, Dag, Problem, RootConfig, Task, merge_config
 from dagctl.dags.sources import HEADER_READERS, MAX_SCRIPT_BYTES, Collector, Invalid, read_text
 from dagctl.dags.templating import check as check_text
 from dagctl.dags.templating import is_template
@@ -92,6 +92,68 @@ def check_notify_channels(
                 pointer = f"/notify/{i}/to/{j}"
                 hint = did_you_mean(name, channels) or f"declare it under channels: in {ROOT_CONFIG_FILE}"
                 out.add(path, doc.line_of(pointer), f"unknown channel {name!r}", hint, pointer)
+
+
+def check_pools(
+    workflow: Path,
+    doc: YamlDoc | None,
+    data: Mapping[str, Any],
+    tasks: Mapping[str, Task],
+    config: RootConfig,
+    out: Collector,
+) -> None:
+    """Every pool named by the DAG or a task is defined in dagctl.yaml, and one attempt's
+    pool_slots fit in it (else the attempt could never start)."""
+    dag_pool = data.get("pool") if isinstance(data.get("pool"), str) else None
+    raw_slots = data.get("pool_slots")
+    dag_slots: int = raw_slots if isinstance(raw_slots, int) else 1
+
+    def check(path: Path, line: int | None, name: str, slots: int, where: str) -> None:
+        pool = config.pools.get(name)
+        if pool is None:
+            hint = did_you_mean(name, config.pools) or f"define it under pools: in {ROOT_CONFIG_FILE}"
+            out.add(path, line, f"unknown pool {name!r}", hint, where)
+        elif pool.slots and slots > pool.slots:
+            fix = f"set pool_slots to at most {pool.slots}, or enlarge the pool in {ROOT_CONFIG_FILE}"
+            out.add(
+                path, line, f"pool_slots {slots} is more than pool {name!r} has ({pool.slots})", fix, where
+            )
+
+    if dag_pool:
+        line = doc.line_of("/pool") if doc is not None else None
+        check(workflow, line, dag_pool, dag_slots, "/pool")
+    for task in tasks.values():
+        # Only what the task sets itself: the DAG's own pool was checked above.
+        slots = task.pool_slots if task.pool_slots is not None else dag_slots
+        if task.pool:
+            check(task.path, header_line(task, "/pool"), task.pool, slots, "/pool")
+        elif dag_pool and task.pool_slots is not None:
+            check(task.path, header_line(task, "/pool_slots"), dag_pool, slots, "/pool_slots")
+
+
+def check_queues(
+    workflow: Path,
+    doc: YamlDoc | None,
+    data: Mapping[str, Any],
+    tasks: Mapping[str, Task],
+    config: RootConfig,
+    out: Collector,
+) -> None:
+    """Every queue named by the DAG or a task is `default` or listed in dagctl.yaml: a
+    typo would route the task to a queue no scheduler serves."""
+    known = [DEFAULT_QUEUE, *config.queues]
+
+    def check(path: Path, line: int | None, name: str) -> None:
+        if name not in known:
+            hint = did_you_mean(name, known) or f"list it under queues: in {ROOT_CONFIG_FILE}"
+            out.add(path, line, f"unknown queue {name!r}", hint, "/queue")
+
+    dag_queue = data.get("queue")
+    if isinstance(dag_queue, str) and dag_queue:
+        check(workflow, doc.line_of("/queue") if doc is not None else None, dag_queue)
+    for task in tasks.values():
+        if task.queue:
+            check(task.path, header_line(task, "/queue"), task.queue)
 
 
 def find_cycles(graph: Mapping[str, Iterable[str]]) -> list[list[str]]:

@@ -14,11 +14,12 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from dagctl.dags import checks
+from dagctl.dags import checks, sections
 from dagctl.dags.hints import did_you_mean
 from dagctl.dags.model import (
     BUILTIN_TASK_TYPES,
     DEFAULT_MAX_ACTIVE_RUNS,
+    DEFAULT_QUEUE,
     DEFAULT_RETRIES,
     DEFAULT_RETRY_BACKOFF,
     DEFAULT_RETRY_DELAY_S,
@@ -29,10 +30,8 @@ from dagctl.dags.model import (
     Connection,
     Dag,
     DagTree,
-    NotifyRule,
     ParamSpec,
     Problem,
-    Retention,
     RootConfig,
     Task,
     merge_config,
@@ -159,6 +158,9 @@ def _load_task(path: Path, out: Collector, hasher: Any) -> Task | None:
             worker_config=as_mapping("worker_config"),
             options=as_mapping("options"),
             line=header.line,
+            pool=str(spec["pool"]) if spec.get("pool") else None,
+            pool_slots=int(spec["pool_slots"]) if spec.get("pool_slots") is not None else None,
+            queue=str(spec["queue"]) if spec.get("queue") else None,
         )
     except (ValueError, KeyError, TypeError):
         # The schema check already reported the malformed field.
@@ -292,9 +294,12 @@ def _build_dag(
         worker_config=MappingProxyType(merge_config(config.worker_config, data.get("worker_config") or {})),
         tags=tuple(str(t) for t in settings.get("tags") or ()),
         connections=config.connections,
-        notify=(*notify_rules(data.get("notify")), *config.notify),
+        notify=(*sections.notify_rules(data.get("notify")), *config.notify),
         deadline=parse_duration(data["deadline"]) if data.get("deadline") is not None else None,
         finish_by=str(data["finish_by"]) if data.get("finish_by") else None,
+        pool=str(data["pool"]) if data.get("pool") else None,
+        pool_slots=int(data.get("pool_slots") or 1),
+        queue=str(data.get("queue") or DEFAULT_QUEUE),
     )
 
 
@@ -341,6 +346,8 @@ def load_dag(
     checks.check_connections(tasks, config, out)
     if doc is not None:
         checks.check_notify_channels(dag_dir / WORKFLOW_FILE, doc, data.get("notify"), config.channels, out)
+    checks.check_pools(dag_dir / WORKFLOW_FILE, doc, data, tasks, config, out)
+    checks.check_queues(dag_dir / WORKFLOW_FILE, doc, data, tasks, config, out)
     dag_config = data.get("worker_config")  # anything else than a mapping is a schema error
     checks.check_parameter_names(
         tasks,
@@ -386,25 +393,14 @@ def load_root_config(root: Path, base: Path) -> tuple[RootConfig, list[Problem]]
             defaults=MappingProxyType(dict(data.get("defaults") or {})),
             worker_config=MappingProxyType(dict(data.get("worker_config") or {})),
             connections=MappingProxyType(connections),
-            retention=_retention(data.get("retention")),
+            retention=sections.retention(data.get("retention")),
             channels=MappingProxyType(dict(data.get("channels") or {})),
-            notify=notify_rules(data.get("notify")),
+            notify=sections.notify_rules(data.get("notify")),
+            pools=MappingProxyType(sections.pools(data.get("pools"))),
+            queues=MappingProxyType(sections.queues(data.get("queues"))),
         ),
         out.problems,
     )
-
-
-def notify_rules(raw: Any) -> tuple[NotifyRule, ...]:  # its shape passed the schema check
-    return tuple(
-        NotifyRule(tuple(str(e) for e in r["events"]), tuple(str(c) for c in r["to"]))
-        for r in raw or ()
-        if isinstance(r, dict)
-    )
-
-
-def _retention(raw: Any) -> Retention | None:  # its shape passed the schema check
-    ok = isinstance(raw, dict) and "older_than" in raw
-    return Retention(parse_duration(raw["older_than"]), int(raw.get("keep_last") or 0)) if ok else None
 
 
 def _anchor_sqlite_path(url: str, root: Path) -> str:

@@ -18,6 +18,7 @@ TASK_EXTENSIONS: Mapping[str, str] = MappingProxyType(
 BUILTIN_TASK_TYPES = frozenset({"shell", "python", "sql", "command", "no_op"})
 WORKFLOW_FILE = "workflow.yaml"
 ROOT_CONFIG_FILE = "dagctl.yaml"
+DEFAULT_QUEUE = "default"
 
 CatchupPolicy = Literal["latest", "none", "all"]
 Severity = Literal["error", "warning"]
@@ -92,7 +93,10 @@ class Task:
     command: tuple[str, ...] = ()
     worker_config: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     options: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
-    line: int = 1  # where the header starts, for messages
+    line: int = 1
+    pool: str | None = None  # over the DAG's
+    pool_slots: int | None = None
+    queue: str | None = None  # over the DAG's  # where the header starts, for messages
 
     @property
     def local_inputs(self) -> tuple[str, ...]:
@@ -118,6 +122,15 @@ class NotifyRule:
 
 
 @dataclass(frozen=True, slots=True)
+class Pool:
+    """`pools:` of dagctl.yaml: at most `slots` slots held at once by running attempts."""
+
+    name: str
+    slots: int
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class RootConfig:
     path: Path | None = None
     defaults: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
@@ -127,6 +140,8 @@ class RootConfig:
     # `channels:` as written (`${ENV}` references unresolved) and the default rules.
     channels: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: _EMPTY)
     notify: tuple[NotifyRule, ...] = ()
+    pools: Mapping[str, Pool] = field(default_factory=lambda: _EMPTY)
+    queues: Mapping[str, str] = field(default_factory=lambda: _EMPTY)  # name -> description
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +175,20 @@ class Dag:
     notify: tuple[NotifyRule, ...] = ()
     deadline: float | None = None  # seconds after the slot by which a run must have finished
     finish_by: str | None = None  # "HH:MM" local time by which a run must have finished
+    pool: str | None = None
+    pool_slots: int = 1
+    queue: str = DEFAULT_QUEUE
+
+    def queue_for(self, task: Task) -> str:
+        return task.queue or self.queue
+
+    def pool_for(self, task: Task) -> tuple[str, int] | None:
+        """The pool an attempt of `task` holds while it runs, and how many slots: the
+        task's `pool:` wins over the DAG's; `pool_slots` likewise."""
+        name = task.pool or self.pool
+        if name is None:
+            return None
+        return name, task.pool_slots if task.pool_slots is not None else self.pool_slots
 
     def retries_for(self, task: Task) -> int:
         return self.retries if task.retries is None else task.retries

@@ -174,7 +174,10 @@ def _why_run(
             )
         elif status in ("waiting", "queued"):
             queued_for = now - attempt["queued_at"]
-            if snapshot["live_schedulers"] and queued_for > QUEUED_TOO_LONG:
+            full = _full_pool(dag, name, snapshot)
+            if full:
+                add("pool_full", f"run {run_id}: {name} is waiting for {full}")
+            elif snapshot["live_schedulers"] and queued_for > QUEUED_TOO_LONG:
                 add(
                     "pool_full",
                     f"run {run_id}: {name} has been queued for {_ago(queued_for.total_seconds())}: "
@@ -200,3 +203,17 @@ def _why_run(
                 else f"it is {status} there"
             )
             add("waiting_on_inputs", f"run {run_id}: {name} waits on {other_dag}:{other_task} ({detail})")
+
+
+def _full_pool(dag: Dag | None, task_name: str, snapshot: Mapping[str, Any]) -> str | None:
+    """'pool warehouse (4/4 used by etl/load.sql run 12, ...)' when the task's pool has
+    no room for one more attempt of it, else None."""
+    task = dag.tasks.get(task_name) if dag is not None else None
+    taken = dag.pool_for(task) if dag is not None and task is not None else None
+    usage = snapshot.get("pools", {}).get(taken[0]) if taken else None
+    if taken is None or usage is None or usage.used + taken[1] <= usage.slots:
+        return None
+    holders = [f"{h.dag_name}/{h.task_name} run {h.dag_run_id}" for h in usage.holders[:3]]
+    more = ", ..." if len(usage.holders) > 3 else ""
+    by = f" used by {', '.join(holders)}{more}" if holders else ""
+    return f"pool {usage.name} ({usage.used}/{usage.slots}{by})"

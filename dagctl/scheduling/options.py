@@ -28,6 +28,7 @@ class SchedulerOptions:
     orphan_grace: float = DEFAULT_ORPHAN_GRACE_S
     once: bool = False
     until_idle: bool = False
+    queues: tuple[str, ...] = ("default",)  # the work queues it claims from (--queue)
 
     @classmethod
     def from_tuning(cls, tuning: Tuning, **given: Any) -> SchedulerOptions:

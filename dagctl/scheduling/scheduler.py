@@ -31,6 +31,7 @@ from dagctl.scheduling.clock import DatabaseClock
 from dagctl.scheduling.leases import FENCE_FRACTION, LeaseTimers
 from dagctl.scheduling.metrics import SchedulerStats
 from dagctl.scheduling.options import SchedulerOptions
+from dagctl.scheduling.pooling import PoolSync
 from dagctl.scheduling.retention import RetentionChore
 from dagctl.scheduling.wakeups import Wakeups
 from dagctl.store import ClaimedAttempt, FinishedAttempt, Store
@@ -87,6 +88,8 @@ class Scheduler:
         self._recorded: frozenset[str] | None = None  # the DAG names last written for `why`
         self.stats = SchedulerStats()  # `schedule --metrics-port` exports these
         self._alerts = AlertDelivery(self.store, self.owner)
+        self._pools = PoolSync(self.store)
+        self.store.serve_queues(self.options.queues)
 
     # ------------------------------------------------------------ the loop
 
@@ -284,6 +287,7 @@ class Scheduler:
             log.info("DAG %s is no longer broken", name)
         self._broken = broken
         states = self.store.sync_dags({name: d.fingerprint for name, d in self.dags.items()}, now)
+        self._pools.sync(tree.config, self.dags)
         if self._recorded != self.dags.keys():
             # `why` and `trigger` tell a DAG that no live scheduler has loaded.
             self.store.record_loaded_dags(self.owner, list(self.dags))

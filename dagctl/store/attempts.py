@@ -42,9 +42,10 @@ from dagctl.states import (
     TaskStatus,
     task_sources,
 )
+from dagctl.store.queues import served_by
 from dagctl.store.records import ClaimedAttempt, FinishedAttempt, LostAttempt
 from dagctl.store.runs import in_id_order
-from dagctl.store.tables import dag, dag_run, scheduler, task_log, task_run
+from dagctl.store.tables import dag, dag_run, scheduler, task_log, task_pool, task_run
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -70,6 +71,13 @@ class AttemptOperations:
 
         def _notify(self, connection: Connection, *, urgent: bool = False) -> None: ...
 
+        _pools_in_use: bool
+        _unpooled_tasks: bool
+
+        def _queue_filter(self) -> frozenset[str] | None: ...
+
+        def _claim_pooled(self, connection: Connection, values: dict[str, Any]) -> list[Any]: ...
+
     # ------------------------------------------------------------ claims
 
     def claim(self, owner: str, limit: int, lease_seconds: float, now: datetime) -> list[ClaimedAttempt]:
@@ -82,7 +90,20 @@ class AttemptOperations:
         else:
             values["p_lease_until"] = utcnow() + timedelta(seconds=lease_seconds)
         with self._tx() as connection:
-            claimed = connection.execute(self._statement("claim", self._build_claim), values).all()
+            queues = self._queue_filter()
+            if not self._pools_in_use and queues is None:
+                claimed = list(connection.execute(self._statement("claim", self._build_claim), values))
+            else:
+                # Pooled tasks are left to their own claim, which counts their pools'
+                # slots under the pools' row locks (pools.py); with work queues, only
+                # the attempts of the queues we serve (queues.py).
+                build = functools.partial(self._build_claim, skip_pooled=self._pools_in_use, queues=queues)
+                key = ("claim", self._pools_in_use, queues)
+                claimed = []
+                if self._unpooled_tasks:  # else that statement could only scan in vain
+                    claimed = list(connection.execute(self._statement(key, build), values))
+                if self._pools_in_use and len(claimed) < limit:
+                    claimed += self._claim_pooled(connection, {**values, "p_limit": limit - len(claimed)})
         result = [
             ClaimedAttempt(
                 c.id,
@@ -101,7 +122,7 @@ class AttemptOperations:
         result.sort(key=lambda c: c.task_run_id)
         return result
 
-    def _build_claim(self) -> Any:
+    def _build_claim(self, *, skip_pooled: bool = False, queues: frozenset[str] | None = None) -> Any:
         ready = (
             select(task_run.c.id)
             .where(
@@ -114,6 +135,10 @@ class AttemptOperations:
             .order_by(task_run.c.queued_at, task_run.c.id)
             .limit(bindparam("p_limit", type_=Integer))
         )
+        if skip_pooled:
+            ready = ready.where(~is_pooled())
+        if queues is not None:
+            ready = ready.where(served_by(queues))
         if self.is_postgres:
             # Locked once, in a CTE joined to the UPDATE: as `id IN (subquery)` the planner
             # may run the locking subquery again for every row it scans (seen: 40 s for
@@ -139,19 +164,7 @@ class AttemptOperations:
                 started_at=bindparam("p_now", type_=DateTime),
                 host=bindparam("p_host", type_=String),
             )
-            .returning(
-                task_run.c.id,
-                task_run.c.dag_run_id,
-                task_run.c.dag_name,
-                task_run.c.task_name,
-                task_run.c.attempt,
-                # The run's date and params in the same round trip.
-                _of_run(dag_run.c.logical_date).label("logical_date"),
-                _of_run(dag_run.c.params).label("params"),
-                _of_run(dag_run.c.data_interval_start).label("data_interval_start"),
-                _of_run(dag_run.c.data_interval_end).label("data_interval_end"),
-                uncounted_before().label("uncounted"),
-            )
+            .returning(*claimed_columns())
         )
 
     def record_pids(self, pids: Mapping[int, int]) -> None:
@@ -437,6 +450,32 @@ def uncounted_before() -> Any:
             earlier.c.status.in_(sorted(UNCOUNTED_TASK_VALUES)),
         )
         .scalar_subquery()
+    )
+
+
+def is_pooled() -> Any:
+    """The task of a task_run row takes a pool (a row in task_pool, synced by pools.py)."""
+    return (
+        select(task_pool.c.pool)
+        .where(task_pool.c.dag_name == task_run.c.dag_name, task_pool.c.task_name == task_run.c.task_name)
+        .exists()
+    )
+
+
+def claimed_columns() -> tuple[Any, ...]:
+    """What a claim returns of each attempt it took (the RETURNING of its UPDATE)."""
+    return (
+        task_run.c.id,
+        task_run.c.dag_run_id,
+        task_run.c.dag_name,
+        task_run.c.task_name,
+        task_run.c.attempt,
+        # The run's date and params in the same round trip.
+        _of_run(dag_run.c.logical_date).label("logical_date"),
+        _of_run(dag_run.c.params).label("params"),
+        _of_run(dag_run.c.data_interval_start).label("data_interval_start"),
+        _of_run(dag_run.c.data_interval_end).label("data_interval_end"),
+        uncounted_before().label("uncounted"),
     )
 
 

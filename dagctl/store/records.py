@@ -226,3 +226,28 @@ class Presence:
     paused: bool
     live_schedulers: int  # alive: not stopped, heartbeat within the stale limit
     live_knowing: int  # of those, how many have loaded the DAG
+
+
+# ---------------------------------------------------------------- pools
+
+
+@dataclass(frozen=True, slots=True)
+class PoolHolder:
+    """An attempt holding slots of a pool: running under a live lease."""
+
+    dag_name: str
+    task_name: str
+    dag_run_id: int
+    task_run_id: int
+    slots: int
+
+
+@dataclass(frozen=True, slots=True)
+class PoolUsage:
+    name: str
+    slots: int
+    description: str
+    used: int
+    holders: tuple[PoolHolder, ...]
+    waiting: int  # ready attempts of its tasks not yet claimed
+    oldest_waiting_since: datetime | None

@@ -28,8 +28,10 @@ from dagctl.store.control import ControlOperations
 from dagctl.store.dashboard import DashboardOperations
 from dagctl.store.foreground import ForegroundOperations
 from dagctl.store.notifications import NotificationOperations
+from dagctl.store.pools import PoolOperations
 from dagctl.store.presence import PresenceOperations
 from dagctl.store.prune import PruneOperations
+from dagctl.store.queues import QueueOperations
 from dagctl.store.reads import ReadOperations
 from dagctl.store.runs import RunOperations
 from dagctl.store.tables import scheduler, scheduler_dag
@@ -49,6 +51,8 @@ class Store(
     ForegroundOperations,
     DashboardOperations,
     NotificationOperations,
+    PoolOperations,
+    QueueOperations,
 ):
     """Every operation dagctl performs on its state, one mixin per concern: runs.py
     (DAG rows, creating and advancing runs), attempts.py (claims, ends, leases, logs),

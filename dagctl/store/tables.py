@@ -130,9 +130,14 @@ task_run = Table(
     Column("error", Text, nullable=True),
     Column("lease_owner", String(64), nullable=True),
     Column("lease_expires_at", DateTime, nullable=True),
+    # The pool and slots the attempt took when claimed (store/pools.py): it holds them
+    # while `running` under a live lease. NULL when its task uses no pool.
+    Column("pool", String(200), nullable=True),
+    Column("pool_slots", Integer, nullable=True),
     UniqueConstraint("dag_run_id", "task_name", "attempt"),
     Index(None, "status", "not_before", "queued_at"),
     Index(None, "lease_owner", "status"),
+    Index(None, "pool", "status"),
 )
 
 task_log = Table(
@@ -196,4 +201,37 @@ notification = Table(
     Index(None, "status", "next_attempt_at"),
     Index(None, "dag_name", "id"),
     Index(None, "dag_run_id"),
+)
+
+# The pools of dagctl.yaml as the schedulers last synced them. A claim of a pooled
+# attempt locks the rows of the pools (store/pools.py), so claims of one pool are
+# serialised across schedulers while claims of unpooled tasks never touch them.
+pool = Table(
+    "pool",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("slots", Integer, nullable=False),
+    Column("description", Text, nullable=False, default=""),
+)
+
+# Which tasks take a pool, synced from the definitions (the task's `pool:` over its
+# DAG's). Only pooled tasks have a row: unpooled claims pay one empty anti-join.
+task_pool = Table(
+    "task_pool",
+    metadata,
+    Column("dag_name", String(200), primary_key=True),
+    Column("task_name", String(255), primary_key=True),
+    Column("pool", String(200), nullable=False),
+    Column("slots", Integer, nullable=False),
+)
+
+# Which tasks go to a work queue other than `default` (the task's `queue:` over its
+# DAG's), synced from the definitions like task_pool: a scheduler claims only the
+# attempts of the queues it serves (`schedule --queue`, store/queues.py).
+task_queue = Table(
+    "task_queue",
+    metadata,
+    Column("dag_name", String(200), primary_key=True),
+    Column("task_name", String(255), primary_key=True),
+    Column("queue", String(200), nullable=False),
 )

@@ -1,0 +1,53 @@
+"""Pools and work queues as a scheduler syncs them: dagctl.yaml's `pools:`, which task
+takes which pool and which task goes to which queue, written to the state database
+(store/pools.py, store/queues.py) whenever they differ from what this scheduler last
+wrote, so a change applies at the next sync of definitions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from dagctl.dags.model import DEFAULT_QUEUE, Dag, RootConfig
+from dagctl.store import Store
+
+
+def pool_assignments(dags: Mapping[str, Dag]) -> dict[str, dict[str, tuple[str, int]]]:
+    """{DAG: {task: (pool, slots)}} of the tasks that take a pool."""
+    assignments: dict[str, dict[str, tuple[str, int]]] = {}
+    for name, dag in dags.items():
+        for task in dag.tasks.values():
+            taken = dag.pool_for(task)
+            if taken is not None:
+                assignments.setdefault(name, {})[task.name] = taken
+    return assignments
+
+
+def queue_assignments(dags: Mapping[str, Dag]) -> dict[str, dict[str, str]]:
+    """{DAG: {task: queue}} of the tasks of a queue other than default."""
+    assignments: dict[str, dict[str, str]] = {}
+    for name, dag in dags.items():
+        for task in dag.tasks.values():
+            queue = dag.queue_for(task)
+            if queue != DEFAULT_QUEUE:
+                assignments.setdefault(name, {})[task.name] = queue
+    return assignments
+
+
+@dataclass
+class PoolSync:
+    store: Store
+    _last: Any = field(default=None, init=False)
+
+    def sync(self, config: RootConfig, dags: Mapping[str, Dag]) -> None:
+        pools = {name: (p.slots, p.description) for name, p in config.pools.items()}
+        assignments = pool_assignments(dags)
+        queues = queue_assignments(dags)
+        wanted = (pools, assignments, queues, frozenset(dags))
+        if wanted != self._last:
+            pooled = sum(len(tasks) for tasks in assignments.values())
+            unpooled = pooled < sum(len(dag.tasks) for dag in dags.values())
+            self.store.sync_pools(pools, assignments, frozenset(dags), unpooled_tasks=unpooled)
+            self.store.sync_task_queues(queues, frozenset(dags))
+            self._last = wanted

@@ -1,0 +1,86 @@
+"""Work queues: a DAG or task with `queue: NAME` is claimed only by schedulers started
+with `--queue NAME` (no `--queue`: `default`, the queue of every other task). A mixin of
+`Store` (see store.py).
+
+Which task goes to which queue is synced from the definitions into task_queue (only
+tasks of a queue other than `default` have a row); the claim statements filter on it
+(`served_by`), so a scheduler never takes an attempt of a queue it does not serve.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Collection, Mapping
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import bindparam, delete, select
+
+from dagctl.dags.model import DEFAULT_QUEUE
+from dagctl.store.tables import task_queue, task_run
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+
+class QueueOperations:
+    _served_queues: frozenset[str] = frozenset({DEFAULT_QUEUE})
+    _queues_routed: bool = False  # any task synced to a queue other than default
+
+    if TYPE_CHECKING:
+
+        def _tx(self) -> contextlib.AbstractContextManager[Connection]: ...
+
+        def _insert(self, table: Any) -> Any: ...
+
+    def serve_queues(self, names: Collection[str]) -> None:
+        """The queues this process claims from (a scheduler's `--queue`s)."""
+        self._served_queues = frozenset(names) or frozenset({DEFAULT_QUEUE})
+
+    def _queue_filter(self) -> frozenset[str] | None:
+        """The queues to filter claims on, or None when there is nothing to filter: every
+        task is in `default` and that is what we serve (the claim is then unchanged)."""
+        if not self._queues_routed and self._served_queues == {DEFAULT_QUEUE}:
+            return None
+        return self._served_queues
+
+    def sync_task_queues(self, assignments: Mapping[str, Mapping[str, str]], loaded: frozenset[str]) -> None:
+        """Make task_queue say `assignments` ({DAG: {task: queue}}, tasks of `default`
+        left out) for the `loaded` DAGs; writes only what differs."""
+        want = {(d, t): q for d, tasks in assignments.items() for t, q in tasks.items()}
+        # Set first: should this sync fail, claims must still filter on queues.
+        self._queues_routed = self._queues_routed or bool(want)
+        with self._tx() as connection:
+            rows = connection.execute(select(task_queue)).all()
+            current = {(r.dag_name, r.task_name): r.queue for r in rows if r.dag_name in loaded}
+            stale = [key for key, queue in current.items() if want.get(key) != queue]
+            if stale:
+                connection.execute(
+                    delete(task_queue).where(
+                        task_queue.c.dag_name == bindparam("d"), task_queue.c.task_name == bindparam("t")
+                    ),
+                    [{"d": d, "t": t} for d, t in stale],
+                )
+            added = [
+                {"dag_name": d, "task_name": t, "queue": q}
+                for (d, t), q in want.items()
+                if current.get((d, t)) != q
+            ]
+            if added:
+                # DO NOTHING: schedulers starting together write the same rows.
+                connection.execute(self._insert(task_queue).on_conflict_do_nothing(), added)
+            others = any(r.dag_name not in loaded for r in rows)
+        self._queues_routed = bool(want) or others
+
+
+def served_by(queues: frozenset[str]) -> Any:
+    """The task of a task_run row is in one of `queues` (a WHERE clause)."""
+    routed = select(task_queue.c.queue).where(
+        task_queue.c.dag_name == task_run.c.dag_name, task_queue.c.task_name == task_run.c.task_name
+    )
+    if DEFAULT_QUEUE in queues:
+        # Unrouted tasks are in default: exclude only those routed elsewhere.
+        return ~routed.where(task_queue.c.queue.not_in(sorted(queues - {DEFAULT_QUEUE}))).exists()
+    return routed.where(task_queue.c.queue.in_(sorted(queues))).exists()
+
+
+__all__ = ["QueueOperations", "served_by"]

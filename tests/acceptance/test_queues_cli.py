@@ -1,0 +1,66 @@
+"""Work queues through the installed CLI: `schedule --manager kubernetes --queue k8s`
+beside `schedule --manager worker --queue default`, against the fake Kubernetes API."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.acceptance.test_kubernetes_cli import Cluster
+from tests.k8s_fake_api import Script
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, db_url: str) -> Iterator[Cluster]:
+    made = Cluster(tmp_path, db_url)
+    config = made.dags / "dagctl.yaml"
+    config.write_text(config.read_text() + "queues:\n  k8s: {description: pods on the cluster}\n")
+    yield made
+    made.api.close()
+
+
+def test_each_queue_runs_on_the_infrastructure_of_the_schedulers_serving_it(cluster: Cluster) -> None:
+    cluster.dag(
+        "train", "description: on the cluster\nqueue: k8s\n", fit__sh="echo fit\n", score__sh="echo s\n"
+    )
+    cluster.dag(
+        "etl",
+        "description: on the workers\n",
+        load__sh="echo load\n",
+        big__sh="# queue: k8s\necho big\n",  # a task's queue wins over its DAG's
+    )
+    cluster.api.rule = lambda pod: Script(pending=0.05, execute=True)
+    train = int(cluster.run("trigger", "train").stdout)
+    etl = int(cluster.run("trigger", "etl").stdout)
+    workers = cluster.spawn(
+        "schedule", "--manager", "worker", "--queue", "default", "--until-idle", "--poll-interval", "0.05"
+    )
+    try:
+        cluster.schedule("--queue", "k8s", "--until-idle")
+    finally:
+        _, err = workers.communicate(timeout=60)
+    assert workers.returncode == 0, err
+    for run_id in (train, etl):
+        assert {a["status"] for a in cluster.attempts(run_id).values()} == {"success"}
+    pods = sorted(
+        (p["metadata"]["labels"]["dagctl.io/dag"], p["metadata"]["labels"]["dagctl.io/task"])
+        for p in cluster.api.created()
+    )
+    assert pods == [("etl", "big.sh"), ("train", "fit.sh"), ("train", "score.sh")]
+
+
+def test_a_scheduler_of_another_queue_never_claims_default_tasks(cluster: Cluster) -> None:
+    cluster.dag("etl", "description: default queue\n", load__sh="echo load\n")
+    cluster.api.rule = lambda pod: Script(pending=0.05, execute=True)
+    run_id = int(cluster.run("trigger", "etl").stdout)
+    for _ in range(5):
+        cluster.schedule("--queue", "k8s", "--once")
+    assert {a["status"] for a in cluster.attempts(run_id).values()} == {"queued"}
+    assert cluster.api.created() == []
+    result = cluster.run("schedule", "--manager", "worker", "--until-idle", "--poll-interval", "0.05")
+    assert result.returncode == 0
+    assert {a["status"] for a in cluster.attempts(run_id).values()} == {"success"}
