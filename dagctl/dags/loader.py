@@ -334,6 +334,7 @@ def load_dag(
             "add a task file (.sh, .py, .sql or .yaml) next to workflow.yaml",
         )
     checks.check_inputs(name, tasks, out)
+    checks.check_output_references(tasks, out)
     checks.check_connections(tasks, config, out)
     dag_config = data.get("worker_config")  # anything else than a mapping is a schema error
     checks.check_parameter_names(

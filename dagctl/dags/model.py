@@ -173,6 +173,17 @@ class Dag:
                 children.setdefault(parent, []).append(name)
         return {name: tuple(kids) for name, kids in children.items()}
 
+    def upstream_of(self, name: str) -> frozenset[str]:
+        """Every task of this DAG that `name` runs after, directly or not."""
+        seen: set[str] = set()
+        todo = list(self.tasks[name].local_inputs) if name in self.tasks else []
+        while todo:
+            parent = todo.pop()
+            if parent not in seen and parent in self.tasks:
+                seen.add(parent)
+                todo.extend(self.tasks[parent].local_inputs)
+        return frozenset(seen)
+
     @property
     def secret_params(self) -> frozenset[str]:
         return frozenset(name for name, spec in self.params.items() if spec.secret)

@@ -12,8 +12,10 @@ see dags/params.py), `DAGCTL_CONN_<NAME>` per connection of dagctl.yaml (its pas
 masked in the output), then the run variables `DAGCTL_DAG`, `DAGCTL_TASK`,
 `DAGCTL_RUN_ID` ("" when there is no run), `DAGCTL_ATTEMPT`, `DAGCTL_LOGICAL_DATE`,
 `DAGCTL_DATA_INTERVAL_START`, `DAGCTL_DATA_INTERVAL_END` (`format_logical_date`),
-`DAGCTL_DS` (the slot's local date, YYYY-MM-DD) and `DAGCTL_PARAMS` (every param as
-one JSON object).
+`DAGCTL_DS` (the slot's local date, YYYY-MM-DD), `DAGCTL_PARAMS` (every param as
+one JSON object) and, when its upstream tasks published any, `DAGCTL_OUTPUTS` (their
+outputs, one JSON object by task name; see execution/outputs.py). `DAGCTL_OUTPUT`, the file a task
+writes its own outputs to, is added by `TaskProcess`, which reads it back.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ RUN_VARIABLES = (
     "DAGCTL_DATA_INTERVAL_END",
     "DAGCTL_DS",
     "DAGCTL_PARAMS",
+    "DAGCTL_OUTPUTS",
 )
 
 
@@ -117,6 +120,12 @@ def task_environment(
             f"params are {size:,} bytes as JSON, over the 128 KiB a process environment"
             " variable can hold (pass paths or URLs to big data)"
         )
+    upstream_json = json.dumps(dict(context.outputs), ensure_ascii=False, default=str)
+    if len(upstream_json.encode("utf-8", "surrogatepass")) > MAX_ENV_STRING_BYTES - len("DAGCTL_OUTPUTS="):
+        raise PrepareError(
+            "the outputs of this task's upstream tasks are over the 128 KiB a process"
+            " environment variable can hold (publish paths or URLs to big data)"
+        )
     dates = context.dates
     # A templated value may read params, so it never feeds a connection's ${VAR}.
     plain = (
@@ -141,6 +150,8 @@ def task_environment(
         DAGCTL_DS=dates.ds,
         DAGCTL_PARAMS=params_json,
     )
+    if context.outputs:
+        env["DAGCTL_OUTPUTS"] = upstream_json
     secrets = [
         *secret_values(dag, context),
         *url_passwords(base.get(STATE_DATABASE_VARIABLE)),
@@ -206,6 +217,7 @@ def attempt_variables(dag: Dag, context: TaskContext) -> dict[str, object]:
         task=context.task,
         attempt=context.attempt,
         params=context.params,
+        outputs=context.outputs,
     )
 
 

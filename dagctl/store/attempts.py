@@ -70,6 +70,8 @@ class AttemptOperations:
 
         def _notify(self, connection: Connection, *, urgent: bool = False) -> None: ...
 
+        def _store_outputs(self, connection: Connection, recorded: Any) -> None: ...
+
     # ------------------------------------------------------------ claims
 
     def claim(self, owner: str, limit: int, lease_seconds: float, now: datetime) -> list[ClaimedAttempt]:
@@ -206,6 +208,9 @@ class AttemptOperations:
                     },
                 ).all()
                 # Those missing were reaped or cancelled meanwhile: their fate is recorded.
+                # Outputs only with a success this owner recorded (see store/outputs.py).
+                succeeded = (r.id for r in rows if r.status == TaskStatus.SUCCESS.value)
+                self._store_outputs(connection, [(i, by_id[i].outputs) for i in succeeded])
                 for row in sorted(rows, key=lambda r: int(r.id)):
                     recorded += 1
                     flagged.add(row.dag_run_id)

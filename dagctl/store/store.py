@@ -26,6 +26,7 @@ from dagctl.store.attempts import AttemptOperations
 from dagctl.store.backfills import BackfillOperations
 from dagctl.store.control import ControlOperations
 from dagctl.store.foreground import ForegroundOperations
+from dagctl.store.outputs import OutputOperations
 from dagctl.store.presence import PresenceOperations
 from dagctl.store.prune import PruneOperations
 from dagctl.store.reads import ReadOperations
@@ -45,6 +46,7 @@ class Store(
     PruneOperations,
     PresenceOperations,
     ForegroundOperations,
+    OutputOperations,
 ):
     """Every operation dagctl performs on its state, one mixin per concern: runs.py
     (DAG rows, creating and advancing runs), attempts.py (claims, ends, leases, logs),

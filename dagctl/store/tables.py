@@ -129,6 +129,8 @@ task_run = Table(
     Column("error", Text, nullable=True),
     Column("lease_owner", String(64), nullable=True),
     Column("lease_expires_at", DateTime, nullable=True),
+    # JSON object: a successful attempt's outputs, written with its end (migration 0008).
+    Column("outputs", Text, nullable=True),
     UniqueConstraint("dag_run_id", "task_name", "attempt"),
     Index(None, "status", "not_before", "queued_at"),
     Index(None, "lease_owner", "status"),

@@ -1,0 +1,98 @@
+"""Task outputs through the installed CLI, on SQLite and PostgreSQL: a shell task
+publishes `key=value` lines, a Python task returns a dict and reads its upstream's,
+a command task's argv and env templates read them; `status -o json` and `logs` show
+them; bad outputs fail the attempt with a one-line reason; `validate` refuses a
+reference to a task that is not upstream."""
+
+from __future__ import annotations
+
+import json
+
+from tests.acceptance.conftest import Env, tasks_by_name
+
+WORKFLOW = "description: outputs\nretries: 0\n"
+
+EXTRACT_SH = """
+#!/bin/bash
+# inputs: []
+echo "rows=3" >> "$DAGCTL_OUTPUT"
+echo "path=/tmp/x y=z" >> "$DAGCTL_OUTPUT"
+"""
+
+SUMMARISE_PY = '''
+"""
+inputs: [extract.sh]
+"""
+def run(context):
+    rows = int(context["outputs"]["extract.sh"]["rows"])
+    return {"doubled": rows * 2, "names": ["a", "b"]}
+'''
+
+PUBLISH_YAML = """
+type: command
+inputs: [summarise.py]
+command:
+  - bash
+  - -c
+  - 'echo "argv=$1 env=$ROWS all=$DAGCTL_OUTPUTS"'
+  - x
+  - "{{ outputs['summarise.py'].doubled }}"
+worker_config:
+  env:
+    ROWS: "{{ outputs['extract.sh'].rows }}"
+"""
+
+
+def test_outputs_flow_downstream_and_status_and_logs_show_them(env: Env) -> None:
+    env.dag("flow", WORKFLOW, extract__sh=EXTRACT_SH, summarise__py=SUMMARISE_PY, publish__yaml=PUBLISH_YAML)
+    run_id = env.run("trigger", "flow").stdout.strip()
+    env.schedule("--until-idle")
+    (run,) = env.status()
+    assert run["status"] == "success", run
+    tasks = tasks_by_name(run)
+    assert tasks["extract.sh"]["outputs"] == {"rows": "3", "path": "/tmp/x y=z"}
+    assert tasks["summarise.py"]["outputs"] == {"doubled": 6, "names": ["a", "b"]}
+    assert tasks["publish.yaml"]["outputs"] is None
+    log = env.run("logs", run_id, "publish.yaml").stdout
+    assert "argv=6 env=3 all=" in log
+    upstream = json.loads(log.split("all=", 1)[1].splitlines()[0])
+    # Every task it runs after, directly or not.
+    assert upstream == {
+        "extract.sh": tasks["extract.sh"]["outputs"],
+        "summarise.py": tasks["summarise.py"]["outputs"],
+    }
+    assert 'outputs: {"doubled": 6, "names": ["a", "b"]}' in env.run("logs", run_id).stdout
+    assert "outputs: " in env.run("logs", run_id, "summarise.py").stderr
+    assert "doubled=6" in env.run("status", "--run", run_id).stdout
+
+
+def test_bad_or_oversized_outputs_fail_the_attempt_with_the_reason(env: Env) -> None:
+    env.dag(
+        "bad",
+        WORKFLOW,
+        big__sh='#!/bin/bash\n# inputs: []\nhead -c 5000 /dev/zero | tr "\\\\0" a >> "$DAGCTL_OUTPUT"\n',
+        garbled__sh='#!/bin/bash\n# inputs: []\necho "no equals sign" > "$DAGCTL_OUTPUT"\n',
+        notjson__sh='#!/bin/bash\n# inputs: []\necho "{nope" > "$DAGCTL_OUTPUT"\n',
+    )
+    env.run("trigger", "bad")
+    env.schedule("--until-idle", code=None, DAGCTL_OUTPUT_MAX_BYTES="1000")
+    (run,) = env.status()
+    assert run["status"] == "failed"
+    tasks = tasks_by_name(run)
+    assert "over the 1,000-byte limit (DAGCTL_OUTPUT_MAX_BYTES)" in tasks["big.sh"]["error"]
+    assert "outputs line 1 is not key=value: 'no equals sign'" in tasks["garbled.sh"]["error"]
+    assert "outputs look like JSON but are not valid" in tasks["notjson.sh"]["error"]
+    assert all(t["outputs"] is None for t in tasks.values())
+
+
+def test_validate_refuses_outputs_of_a_task_that_is_not_upstream(env: Env) -> None:
+    env.dag(
+        "refs",
+        WORKFLOW,
+        a__sh="#!/bin/bash\n# inputs: []\necho rows=1 > $DAGCTL_OUTPUT\n",
+        b__sh="#!/bin/bash\n# inputs: []\ntrue\n",
+        c__yaml="type: command\ninputs: [b.sh]\ncommand: [echo, \"{{ outputs['a.sh'].rows }}\"]\n",
+    )
+    result = env.run("validate", code=1)
+    assert "c.yaml" in result.stdout
+    assert "outputs['a.sh'] names a task that is not upstream of c.yaml" in result.stdout
