@@ -15,20 +15,24 @@ from dagctl.store import ClaimedAttempt, Store
 def with_run_outputs(
     store: Store, dags: Mapping[str, Dag], claimed: list[ClaimedAttempt]
 ) -> list[ClaimedAttempt]:
-    """`claimed` with each attempt's `run_outputs` filled when its task has upstream tasks."""
-    runs = set()
-    for item in claimed:
-        dag = dags.get(item.dag_name)
-        task = dag.tasks.get(item.task_name) if dag else None
-        if task is not None and task.local_inputs:
-            runs.add(item.dag_run_id)
-    found = store.run_outputs(runs)
+    """`claimed` with `run_outputs` filled for the attempts that may read any: those
+    with an upstream task that can publish outputs (a `no_op` cannot)."""
+    runs = {item.dag_run_id for item in claimed if _may_read_outputs(dags, item)}
+    found = store.run_outputs(runs) if runs else {}
     if not found:
         return claimed
     return [
         dataclasses.replace(item, run_outputs=found[item.dag_run_id]) if item.dag_run_id in found else item
         for item in claimed
     ]
+
+
+def _may_read_outputs(dags: Mapping[str, Dag], item: ClaimedAttempt) -> bool:
+    dag = dags.get(item.dag_name)
+    task = dag.tasks.get(item.task_name) if dag else None
+    if dag is None or task is None or not task.local_inputs:
+        return False
+    return any(dag.tasks[name].type != "no_op" for name in dag.upstream_of(task.name))
 
 
 def upstream_outputs(dag: Dag, task: Task, run_outputs: Mapping[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 # Stable constraint names, so migrations can refer to them on every backend.
@@ -134,6 +135,13 @@ task_run = Table(
     UniqueConstraint("dag_run_id", "task_name", "attempt"),
     Index(None, "status", "not_before", "queued_at"),
     Index(None, "lease_owner", "status"),
+    # Partial: the outputs read at each claim touches only the attempts that published any.
+    Index(
+        None,
+        "dag_run_id",
+        postgresql_where=text("outputs IS NOT NULL"),
+        sqlite_where=text("outputs IS NOT NULL"),
+    ),
 )
 
 task_log = Table(

@@ -1,4 +1,5 @@
-"""task_run.outputs: what a successful attempt published ($DAGCTL_OUTPUT), as JSON.
+"""task_run.outputs: what a successful attempt published ($DAGCTL_OUTPUT), as JSON,
+and a partial index on the attempts that have some.
 
 Revision ID: 0008
 Revises: 0003
@@ -19,8 +20,16 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("task_run") as batch:
         batch.add_column(sa.Column("outputs", sa.Text(), nullable=True))
+    op.create_index(
+        "ix_task_run_dag_run_id",
+        "task_run",
+        ["dag_run_id"],
+        postgresql_where=sa.text("outputs IS NOT NULL"),
+        sqlite_where=sa.text("outputs IS NOT NULL"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_task_run_dag_run_id", table_name="task_run")
     with op.batch_alter_table("task_run") as batch:
         batch.drop_column("outputs")
