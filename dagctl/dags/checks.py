@@ -84,13 +84,14 @@ def _upstream(tasks: Mapping[str, Task], name: str) -> set[str]:
 
 
 def check_output_references(tasks: Mapping[str, Task], out: Collector) -> None:
-    """A task's templates (argv, worker_config.env) may read the outputs of the tasks
+    """A task's templates (argv, worker_config.env, params) may read the outputs of the tasks
     it runs after, and of no other: those may not have run yet."""
     for task in tasks.values():
         env = task.worker_config.get("env")
         templated = [(f"/command/{i}", text) for i, text in enumerate(task.command)]
         if isinstance(env, Mapping):
             templated += [(f"/worker_config/env/{k}", v) for k, v in env.items() if isinstance(v, str)]
+        templated += [(f"/params/{k}", v) for k, v in task.params.items() if isinstance(v, str)]
         upstream: set[str] | None = None
         for pointer, text in templated:
             if not is_template(text):
@@ -221,15 +222,24 @@ def check_template(
         )
 
 
-def check_templates(path: Path, doc: YamlDoc, spec: Mapping[str, Any], out: Collector) -> None:
-    """The templated values of a workflow.yaml or task header: worker_config.env values
-    and command argv elements (param defaults are checked with the params)."""
+def check_templates(
+    path: Path, doc: YamlDoc, spec: Mapping[str, Any], out: Collector, *, task_header: bool = False
+) -> None:
+    """The templated values of a workflow.yaml or task header: worker_config.env values,
+    a task's own params and command argv elements (param defaults are checked with the
+    params)."""
     worker_config = spec.get("worker_config")
     env = worker_config.get("env") if isinstance(worker_config, dict) else None
     if isinstance(env, dict):
         for key, value in env.items():
             if is_template(value):
                 check_template(path, doc, f"/worker_config/env/{key}", value, out)
+    # A workflow.yaml's params are typed specs, checked with the params.
+    task_params = spec.get("params") if task_header else None
+    if isinstance(task_params, dict):
+        for key, value in task_params.items():
+            if is_template(value):
+                check_template(path, doc, f"/params/{key}", value, out)
     command = spec.get("command")
     if isinstance(command, list):
         for index, element in enumerate(command):

@@ -91,6 +91,8 @@ class Task:
     connection: str | None = None
     command: tuple[str, ...] = ()
     worker_config: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    # This task's own params (`params:` of its header), over the run's, rendered per attempt.
+    params: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     options: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     line: int = 1  # where the header starts, for messages
 

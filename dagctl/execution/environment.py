@@ -26,6 +26,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 from dagctl.dags.model import Dag, Task
 from dagctl.dags.params import as_env_value, sensitive_env_name
@@ -100,7 +101,7 @@ def task_environment(
     env = configured_environment(
         inherited(base), render_configured(dag, configured, context, configured_key), configured_key
     )
-    params = dict(context.params)
+    params = {**context.params, **task_params(dag, task, context)}
     missing = [p for p in task.parameters if p not in params and p not in env]
     if missing and check_parameters:
         plural = "s" if len(missing) > 1 else ""
@@ -219,6 +220,18 @@ def attempt_variables(dag: Dag, context: TaskContext) -> dict[str, object]:
         params=context.params,
         outputs=context.outputs,
     )
+
+
+def task_params(dag: Dag, task: Task, context: TaskContext) -> dict[str, Any]:
+    """The task's own `params:`, templates rendered for this attempt (they may read the
+    outputs of upstream tasks): over the run's params, in the environment, in
+    DAGCTL_PARAMS, as SQL bind parameters and in the Python context."""
+    if not task.params:
+        return {}
+    try:
+        return render_mapping(task.params, attempt_variables(dag, context), "params")
+    except TemplateError as exc:
+        raise PrepareError(str(exc)) from None
 
 
 def render_configured(

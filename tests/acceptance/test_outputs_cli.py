@@ -7,6 +7,8 @@ reference to a task that is not upstream."""
 from __future__ import annotations
 
 import json
+import sqlite3
+from pathlib import Path
 
 from tests.acceptance.conftest import Env, tasks_by_name
 
@@ -96,3 +98,38 @@ def test_validate_refuses_outputs_of_a_task_that_is_not_upstream(env: Env) -> No
     result = env.run("validate", code=1)
     assert "c.yaml" in result.stdout
     assert "outputs['a.sh'] names a task that is not upstream of c.yaml" in result.stdout
+
+
+COUNT_SQL = """
+/*
+inputs: [extract.sh]
+connection: scratch
+params:
+  rows: "{{ outputs['extract.sh'].rows }}"
+*/
+CREATE TABLE IF NOT EXISTS seen (rows_text TEXT);
+INSERT INTO seen VALUES (:rows);
+"""
+
+
+def test_an_sql_task_binds_an_upstream_output_through_its_own_params(env: Env, tmp_path: Path) -> None:
+    scratch = tmp_path / "scratch.db"
+    (env.dags / "dagctl.yaml").write_text(f"connections:\n  scratch: sqlite:///{scratch}\n")
+    env.dag("sql", WORKFLOW, extract__sh=EXTRACT_SH, count__sql=COUNT_SQL)
+    env.run("trigger", "sql")
+    env.schedule("--until-idle")
+    (run,) = env.status()
+    assert run["status"] == "success", run
+    with sqlite3.connect(scratch) as connection:
+        assert connection.execute("SELECT rows_text FROM seen").fetchall() == [("3",)]
+
+
+def test_trying_a_dag_in_the_foreground_hands_outputs_down_and_records_them(env: Env) -> None:
+    env.dag("flow", WORKFLOW, extract__sh=EXTRACT_SH, summarise__py=SUMMARISE_PY, publish__yaml=PUBLISH_YAML)
+    result = env.run("run", "flow", "--record")
+    assert "argv=6 env=3" in result.stdout
+    (run,) = env.status()
+    assert tasks_by_name(run)["summarise.py"]["outputs"] == {"doubled": 6, "names": ["a", "b"]}
+    # One task of that run again, by id: it reads what the run's upstream tasks published.
+    again = env.run("run", "flow", "publish.yaml", "--run-id", str(run["id"]))
+    assert "argv=6 env=3" in again.stdout
