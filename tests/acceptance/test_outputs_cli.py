@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 from tests.acceptance.conftest import Env, tasks_by_name
@@ -133,3 +135,48 @@ def test_trying_a_dag_in_the_foreground_hands_outputs_down_and_records_them(env:
     # One task of that run again, by id: it reads what the run's upstream tasks published.
     again = env.run("run", "flow", "publish.yaml", "--run-id", str(run["id"]))
     assert "argv=6 env=3" in again.stdout
+
+
+WAITER = """
+import sys
+from dagctl import RunResult, trigger_dag
+from dagctl.actions.waiting import WaitTimeout
+
+result = trigger_dag(sys.argv[1], creator="api", wait=True, timeout=60)
+assert isinstance(result, RunResult)
+print(result.status, result.failed_tasks, result.outputs, result.error)
+try:
+    trigger_dag("slow", wait=True, timeout=0.5)
+except WaitTimeout as exc:
+    print("timeout:", exc)
+"""
+
+
+def test_trigger_dag_with_wait_returns_the_final_status_and_the_outputs(env: Env) -> None:
+    env.dag("flow", WORKFLOW, extract__sh=EXTRACT_SH, summarise__py=SUMMARISE_PY)
+    env.dag("broken", WORKFLOW, fails__sh="#!/bin/bash\n# inputs: []\nexit 3\n")
+    env.dag("slow", WORKFLOW, sleeps__sh="#!/bin/bash\n# inputs: []\nsleep 10\n")
+    scheduler = env.spawn("schedule", "--poll-interval", "0.05", "--grace", "0")
+    try:
+        for dag, expected in (
+            (
+                "flow",
+                "success () {'extract.sh': {'rows': '3', 'path': '/tmp/x y=z'}, "
+                "'summarise.py': {'doubled': 6, 'names': ['a', 'b']}} None",
+            ),
+            ("broken", "failed ('fails.sh',) {}"),
+        ):
+            done = subprocess.run(
+                [sys.executable, "-c", WAITER, dag],
+                env=env.environ(),
+                capture_output=True,
+                text=True,
+                timeout=90,
+            )
+            assert done.returncode == 0, done.stderr
+            first, second = done.stdout.splitlines()
+            assert first.startswith(expected), first
+            assert second.startswith("timeout: run ") and "did not finish within 0.5s (still " in second
+    finally:
+        scheduler.terminate()
+        scheduler.communicate(timeout=30)
