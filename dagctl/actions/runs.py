@@ -170,6 +170,7 @@ def run_task(
         dates, run_params = from_env
         dates = replace(dates, timezone=dag.timezone)
         params_given = {**run_params, **params_given}
+        run_outputs = outputs_from_env()
     elif run_id is not None:
         store = open_store(settings, migrate=False)
         try:
@@ -200,6 +201,18 @@ def run_task(
         outputs={name: v for name, v in run_outputs.items() if name in dag.upstream_of(task.name)},
     )
     return run_foreground(dag, task, context)
+
+
+def outputs_from_env() -> dict[str, Any]:
+    """The upstream outputs the scheduler put in this process's environment (a pod's
+    `dagctl run` has no state database to read them from)."""
+    import os
+
+    try:
+        value = json.loads(os.environ.get("DAGCTL_OUTPUTS") or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def run_from_env(dag_name: str, run_id: int) -> tuple[RunDates, dict[str, Any]] | None:

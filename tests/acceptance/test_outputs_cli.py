@@ -135,6 +135,20 @@ def test_trying_a_dag_in_the_foreground_hands_outputs_down_and_records_them(env:
     # One task of that run again, by id: it reads what the run's upstream tasks published.
     again = env.run("run", "flow", "publish.yaml", "--run-id", str(run["id"]))
     assert "argv=6 env=3" in again.stdout
+    # As in a kubernetes pod: the run described by the environment, outputs included.
+    pod = env.run(
+        "run",
+        "flow",
+        "publish.yaml",
+        "--run-id",
+        "999",
+        DAGCTL_RUN_ID="999",
+        DAGCTL_DAG="flow",
+        DAGCTL_PARAMS="{}",
+        DAGCTL_LOGICAL_DATE="2024-06-01T00:00:00+00:00",
+        DAGCTL_OUTPUTS='{"extract.sh": {"rows": "5"}, "summarise.py": {"doubled": 10}}',
+    )
+    assert "argv=10 env=5" in pod.stdout
 
 
 WAITER = """
