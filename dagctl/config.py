@@ -26,6 +26,7 @@ DEFAULT_MAX_OUTAGE_S = 120.0
 DEFAULT_ORPHAN_GRACE_S = 300.0
 DEFAULT_KILL_GRACE_S = 5.0
 DEFAULT_LOG_CAP_BYTES = 1024 * 1024
+DEFAULT_OUTPUT_MAX_BYTES = 64 * 1024
 DEFAULT_KUBE_POLL_S = 0.5
 MIN_KUBE_POLL_S = 0.05
 
@@ -68,6 +69,11 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "DAGCTL_LOG_CAP_BYTES", str(DEFAULT_LOG_CAP_BYTES), "output stored per attempt; the rest is counted"
+    ),
+    Setting(
+        "DAGCTL_OUTPUT_MAX_BYTES",
+        str(DEFAULT_OUTPUT_MAX_BYTES),
+        "largest task output ($DAGCTL_OUTPUT) stored per attempt; beyond it the attempt fails",
     ),
     Setting(
         "DAGCTL_KUBE_POLL_SECONDS", f"{DEFAULT_KUBE_POLL_S:g}", "how often the kubernetes manager lists pods"
@@ -133,6 +139,7 @@ class Tuning:
     orphan_grace_seconds: float = DEFAULT_ORPHAN_GRACE_S
     kill_grace_seconds: float = DEFAULT_KILL_GRACE_S
     log_cap_bytes: int = DEFAULT_LOG_CAP_BYTES
+    output_max_bytes: int = DEFAULT_OUTPUT_MAX_BYTES
     kube_poll_seconds: float = DEFAULT_KUBE_POLL_S
     fake_now: datetime | None = None  # naive UTC
 
@@ -181,6 +188,7 @@ def tuning() -> Tuning:
         orphan_grace_seconds=_number("DAGCTL_ORPHAN_GRACE_SECONDS", DEFAULT_ORPHAN_GRACE_S, minimum=0),
         kill_grace_seconds=_number("DAGCTL_KILL_GRACE", DEFAULT_KILL_GRACE_S, minimum=0),
         log_cap_bytes=int(_number("DAGCTL_LOG_CAP_BYTES", DEFAULT_LOG_CAP_BYTES, minimum=2)),
+        output_max_bytes=int(_number("DAGCTL_OUTPUT_MAX_BYTES", DEFAULT_OUTPUT_MAX_BYTES, minimum=2)),
         kube_poll_seconds=max(
             MIN_KUBE_POLL_S, _number("DAGCTL_KUBE_POLL_SECONDS", DEFAULT_KUBE_POLL_S, minimum=0, above=True)
         ),

@@ -114,6 +114,7 @@ def run_dag(
         check_runnable(dag)  # as trigger does, before anything runs
     logical_date = utcnow()
     ran: list[TaskRun] = []
+    published: dict[str, Any] = {}  # outputs of the tasks run so far, as a run hands them over
     for index, name in enumerate(order, start=1):
         on_start(name, index, len(order))
         context = TaskContext(
@@ -124,9 +125,12 @@ def run_dag(
             logical_date=logical_date,
             params=params,
             secret_params=dag.secret_params,
+            outputs={k: v for k, v in published.items() if k in dag.upstream_of(name)},
         )
         started, started_at = time.monotonic(), utcnow()
         outcome = run_foreground(dag, dag.tasks[name], context)
+        if outcome.outputs:
+            published[name] = outcome.outputs
         result = TaskRun(name, outcome, time.monotonic() - started, started_at, utcnow())
         ran.append(result)
         on_end(result, index, len(order))
@@ -161,6 +165,7 @@ def _record(
             error=(r.outcome.error or "")[:4000] or None,
             log=r.outcome.log,
             log_truncated_bytes=r.outcome.log_truncated_bytes,
+            outputs=r.outcome.outputs,
         )
         for r in ran
     ]

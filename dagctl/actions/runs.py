@@ -164,15 +164,18 @@ def run_task(
 
     dates = dates_for_manual(dag, utcnow())
     params_given = dict(given)
+    run_outputs: dict[str, Any] = {}
     from_env = run_from_env(dag.name, run_id) if run_id is not None else None
     if from_env is not None:
         dates, run_params = from_env
         dates = replace(dates, timezone=dag.timezone)
         params_given = {**run_params, **params_given}
+        run_outputs = outputs_from_env()
     elif run_id is not None:
         store = open_store(settings, migrate=False)
         try:
             rows = store.runs(run_id=run_id, limit=1)
+            run_outputs = store.run_outputs([run_id]).get(run_id, {})
         finally:
             store.close()
         if not rows or rows[0]["dag_name"] != dag.name:
@@ -194,8 +197,22 @@ def run_task(
         data_interval_start=dates.data_interval_start,
         data_interval_end=dates.data_interval_end,
         timezone=dag.timezone,
+        # With --run-id: what the run's upstream tasks published, as the scheduler hands over.
+        outputs={name: v for name, v in run_outputs.items() if name in dag.upstream_of(task.name)},
     )
     return run_foreground(dag, task, context)
+
+
+def outputs_from_env() -> dict[str, Any]:
+    """The upstream outputs the scheduler put in this process's environment (a pod's
+    `dagctl run` has no state database to read them from)."""
+    import os
+
+    try:
+        value = json.loads(os.environ.get("DAGCTL_OUTPUTS") or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def run_from_env(dag_name: str, run_id: int) -> tuple[RunDates, dict[str, Any]] | None:

@@ -77,6 +77,7 @@ def run_json(
                 "started_at": iso(a["started_at"]),
                 "ended_at": iso(a["ended_at"]),
                 "duration_s": seconds(a["started_at"], a["ended_at"]) if a["started_at"] else None,
+                "outputs": stored_outputs(a.get("outputs")),
                 # Earlier attempts stopped by their scheduler, run again without
                 # counting against retries.
                 "interrupted": sorted(interrupted.get(a["task_name"], []), key=lambda i: i["attempt"]),
@@ -97,6 +98,7 @@ def attempt_json(attempt: Mapping[str, Any], text: str, truncated: int) -> dict[
         "ended_at": iso(attempt["ended_at"]),
         "log": text,
         "truncated_bytes": truncated,
+        "outputs": stored_outputs(attempt.get("outputs")),
     }
 
 
@@ -117,3 +119,14 @@ def pool_json(usage: PoolUsage, now: datetime) -> dict[str, Any]:
         "oldest_waiting_since": iso(oldest),
         "oldest_wait_seconds": round((now - oldest).total_seconds(), 3) if oldest else None,
     }
+
+
+def stored_outputs(raw: str | None) -> dict[str, Any] | None:
+    """An attempt's stored outputs (JSON text) as an object; None when it published none."""
+    if not raw:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None

@@ -7,6 +7,7 @@ as DagctlError and become one stderr line in `dagctl.cli.main.main`.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -181,6 +182,10 @@ def logs(
             sys.stdout.write(_header(item) + "\n")
         text = item["log"]
         sys.stdout.write(text if not text or text.endswith("\n") or task is not None else text + "\n")
+        if item.get("outputs") is not None:
+            # With TASK the log is printed as is (for pipes): its outputs go to stderr.
+            line = "outputs: " + json.dumps(item["outputs"], ensure_ascii=False) + "\n"
+            (sys.stderr if task is not None else sys.stdout).write(line)
     sys.stdout.flush()
 
 

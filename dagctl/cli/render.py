@@ -148,6 +148,9 @@ def run_block(run: Mapping[str, Any], width: int, pending: Sequence[str] = ()) -
     lines.append(Text(header, style="dim"))
     for task in tasks:
         lines.append(_task_line(task, task_w))
+        if task.get("outputs"):
+            note = "outputs " + " ".join(f"{k}={_param_text(v)}" for k, v in task["outputs"].items())
+            lines.extend(Text(line, style="dim") for line in _error_lines(note, width))
         if _worth_showing(task) and task["error"] != run.get("error"):
             for error_line in _error_lines(str(task["error"]), width):
                 lines.append(Text(error_line, style="red" if task["status"] == "failed" else "dim"))

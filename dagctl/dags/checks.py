@@ -6,6 +6,7 @@ the input that causes it."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,48 @@ def check_inputs(dag_name: str, tasks: Mapping[str, Task], out: Collector) -> No
             "remove one of these inputs",
             pointer,
         )
+
+
+# `outputs["task.sh"]` / `outputs['task.sh']` in a template: task names hold dots, so
+# they are only ever read by subscript.
+_OUTPUT_REFERENCE = re.compile(r"""\boutputs\s*\[\s*(["'])(.+?)\1\s*\]""")
+
+
+def _upstream(tasks: Mapping[str, Task], name: str) -> set[str]:
+    seen: set[str] = set()
+    todo = list(tasks[name].local_inputs)
+    while todo:
+        parent = todo.pop()
+        if parent not in seen and parent in tasks:
+            seen.add(parent)
+            todo.extend(tasks[parent].local_inputs)
+    return seen
+
+
+def check_output_references(tasks: Mapping[str, Task], out: Collector) -> None:
+    """A task's templates (argv, worker_config.env, params) may read the outputs of the tasks
+    it runs after, and of no other: those may not have run yet."""
+    for task in tasks.values():
+        env = task.worker_config.get("env")
+        templated = [(f"/command/{i}", text) for i, text in enumerate(task.command)]
+        if isinstance(env, Mapping):
+            templated += [(f"/worker_config/env/{k}", v) for k, v in env.items() if isinstance(v, str)]
+        templated += [(f"/params/{k}", v) for k, v in task.params.items() if isinstance(v, str)]
+        upstream: set[str] | None = None
+        for pointer, text in templated:
+            if not is_template(text):
+                continue
+            for match in _OUTPUT_REFERENCE.finditer(text):
+                upstream = _upstream(tasks, task.name) if upstream is None else upstream
+                if match.group(2) not in upstream:
+                    out.add(
+                        task.path,
+                        header_line(task, pointer),
+                        f"outputs[{match.group(1)}{match.group(2)}{match.group(1)}] names a task that is"
+                        f" not upstream of {task.name}",
+                        f"add {match.group(2)!r} to inputs (directly or through another task)",
+                        pointer,
+                    )
 
 
 def check_connections(tasks: Mapping[str, Task], config: RootConfig, out: Collector) -> None:
@@ -254,15 +297,24 @@ def check_template(
         )
 
 
-def check_templates(path: Path, doc: YamlDoc, spec: Mapping[str, Any], out: Collector) -> None:
-    """The templated values of a workflow.yaml or task header: worker_config.env values
-    and command argv elements (param defaults are checked with the params)."""
+def check_templates(
+    path: Path, doc: YamlDoc, spec: Mapping[str, Any], out: Collector, *, task_header: bool = False
+) -> None:
+    """The templated values of a workflow.yaml or task header: worker_config.env values,
+    a task's own params and command argv elements (param defaults are checked with the
+    params)."""
     worker_config = spec.get("worker_config")
     env = worker_config.get("env") if isinstance(worker_config, dict) else None
     if isinstance(env, dict):
         for key, value in env.items():
             if is_template(value):
                 check_template(path, doc, f"/worker_config/env/{key}", value, out)
+    # A workflow.yaml's params are typed specs, checked with the params.
+    task_params = spec.get("params") if task_header else None
+    if isinstance(task_params, dict):
+        for key, value in task_params.items():
+            if is_template(value):
+                check_template(path, doc, f"/params/{key}", value, out)
     command = spec.get("command")
     if isinstance(command, list):
         for index, element in enumerate(command):

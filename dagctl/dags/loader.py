@@ -116,7 +116,7 @@ def _load_task(path: Path, out: Collector, hasher: Any) -> Task | None:
                 out.add(path, 1, "empty task file", "add type: no_op or type: command")
                 return None
             check_schema(path, header.doc, "task", out)
-            checks.check_templates(path, header.doc, spec, out)
+            checks.check_templates(path, header.doc, spec, out, task_header=True)
     except Invalid:
         return None
 
@@ -156,6 +156,7 @@ def _load_task(path: Path, out: Collector, hasher: Any) -> Task | None:
             connection=str(spec["connection"]) if spec.get("connection") else None,
             command=as_tuple("command"),
             worker_config=as_mapping("worker_config"),
+            params=as_mapping("params"),
             options=as_mapping("options"),
             line=header.line,
             pool=str(spec["pool"]) if spec.get("pool") else None,
@@ -343,6 +344,7 @@ def load_dag(
             "add a task file (.sh, .py, .sql or .yaml) next to workflow.yaml",
         )
     checks.check_inputs(name, tasks, out)
+    checks.check_output_references(tasks, out)
     checks.check_connections(tasks, config, out)
     if doc is not None:
         checks.check_notify_channels(dag_dir / WORKFLOW_FILE, doc, data.get("notify"), config.channels, out)

@@ -92,6 +92,8 @@ class Task:
     connection: str | None = None
     command: tuple[str, ...] = ()
     worker_config: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    # This task's own params (`params:` of its header), over the run's, rendered per attempt.
+    params: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     options: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     line: int = 1
     pool: str | None = None  # over the DAG's
@@ -216,6 +218,17 @@ class Dag:
             for parent in task.local_inputs:
                 children.setdefault(parent, []).append(name)
         return {name: tuple(kids) for name, kids in children.items()}
+
+    def upstream_of(self, name: str) -> frozenset[str]:
+        """Every task of this DAG that `name` runs after, directly or not."""
+        seen: set[str] = set()
+        todo = list(self.tasks[name].local_inputs) if name in self.tasks else []
+        while todo:
+            parent = todo.pop()
+            if parent not in seen and parent in self.tasks:
+                seen.add(parent)
+                todo.extend(self.tasks[parent].local_inputs)
+        return frozenset(seen)
 
     @property
     def secret_params(self) -> frozenset[str]:

@@ -109,11 +109,13 @@ def run_variables(
     task: str | None = None,
     attempt: int | None = None,
     params: Mapping[str, Any] | None = None,
+    outputs: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What a template sees: the dates as time-zone-aware datetimes in the DAG's zone
     (so `.hour` is local), `ds`, `ds_nodash`, and whichever of run_id, task, attempt
     and params are known at that point (param defaults are rendered before the run
-    exists: they see no run_id, task, attempt or params)."""
+    exists: they see no run_id, task, attempt or params). `outputs`: the outputs of
+    the attempt's upstream tasks, by task name (`outputs["extract.sh"].rows`)."""
     tz = cron.zone(dates.timezone)
     values: dict[str, Any] = {
         "dag": dag_name,
@@ -131,6 +133,8 @@ def run_variables(
         values["attempt"] = attempt
     if params is not None:
         values["params"] = params if isinstance(params, dict) else dict(params)
+    if outputs is not None:
+        values["outputs"] = outputs if isinstance(outputs, dict) else dict(outputs)
     return values
 
 
@@ -260,6 +264,7 @@ def check(text: str, *, with_run: bool = True) -> str | None:
         task="task" if with_run else None,
         attempt=1 if with_run else None,
         params=_AnyParams() if with_run else None,
+        outputs=_AnyOutputs() if with_run else None,
     )
     try:
         render(text, variables)
@@ -273,6 +278,14 @@ class _AnyParams(dict[str, Any]):
 
     def __missing__(self, key: str) -> str:
         return "value"
+
+
+class _AnyOutputs(dict[str, Any]):
+    """At validate time outputs are unknown: any task's outputs hold any key (whether
+    the task is upstream is checked by dags/checks.py `check_output_references`)."""
+
+    def __missing__(self, key: str) -> _AnyParams:
+        return _AnyParams()
 
 
 # ---------------------------------------------------------------- what gets rendered

@@ -36,6 +36,8 @@ class TaskContext:
     data_interval_start: datetime | None = None
     data_interval_end: datetime | None = None
     timezone: str = "UTC"
+    # The outputs of the tasks upstream of this one in its run, by task name.
+    outputs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def dates(self) -> RunDates:
@@ -58,6 +60,7 @@ class TaskContext:
             "data_interval_end": dates.data_interval_end.isoformat(),
             "ds": dates.ds,
             "params": dict(self.params),
+            "outputs": {name: dict(values) for name, values in self.outputs.items()},
         }
 
 
@@ -81,6 +84,7 @@ class Outcome:
     error: str | None = None
     log: str = ""
     log_truncated_bytes: int = 0
+    outputs: dict[str, Any] | None = None  # a successful attempt's, see execution/outputs.py
 
 
 @dataclass(slots=True)

@@ -12,8 +12,10 @@ see dags/params.py), `DAGCTL_CONN_<NAME>` per connection of dagctl.yaml (its pas
 masked in the output), then the run variables `DAGCTL_DAG`, `DAGCTL_TASK`,
 `DAGCTL_RUN_ID` ("" when there is no run), `DAGCTL_ATTEMPT`, `DAGCTL_LOGICAL_DATE`,
 `DAGCTL_DATA_INTERVAL_START`, `DAGCTL_DATA_INTERVAL_END` (`format_logical_date`),
-`DAGCTL_DS` (the slot's local date, YYYY-MM-DD) and `DAGCTL_PARAMS` (every param as
-one JSON object).
+`DAGCTL_DS` (the slot's local date, YYYY-MM-DD), `DAGCTL_PARAMS` (every param as
+one JSON object) and, when its upstream tasks published any, `DAGCTL_OUTPUTS` (their
+outputs, one JSON object by task name; see execution/outputs.py). `DAGCTL_OUTPUT`, the file a task
+writes its own outputs to, is added by `TaskProcess`, which reads it back.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 from dagctl.dags.model import Dag, Task
 from dagctl.dags.params import as_env_value, sensitive_env_name
@@ -53,6 +56,7 @@ RUN_VARIABLES = (
     "DAGCTL_DATA_INTERVAL_END",
     "DAGCTL_DS",
     "DAGCTL_PARAMS",
+    "DAGCTL_OUTPUTS",
 )
 
 
@@ -97,7 +101,7 @@ def task_environment(
     env = configured_environment(
         inherited(base), render_configured(dag, configured, context, configured_key), configured_key
     )
-    params = dict(context.params)
+    params = {**context.params, **task_params(dag, task, context)}
     missing = [p for p in task.parameters if p not in params and p not in env]
     if missing and check_parameters:
         plural = "s" if len(missing) > 1 else ""
@@ -116,6 +120,12 @@ def task_environment(
         raise PrepareError(
             f"params are {size:,} bytes as JSON, over the 128 KiB a process environment"
             " variable can hold (pass paths or URLs to big data)"
+        )
+    upstream_json = json.dumps(dict(context.outputs), ensure_ascii=False, default=str)
+    if len(upstream_json.encode("utf-8", "surrogatepass")) > MAX_ENV_STRING_BYTES - len("DAGCTL_OUTPUTS="):
+        raise PrepareError(
+            "the outputs of this task's upstream tasks are over the 128 KiB a process"
+            " environment variable can hold (publish paths or URLs to big data)"
         )
     dates = context.dates
     # A templated value may read params, so it never feeds a connection's ${VAR}.
@@ -141,6 +151,8 @@ def task_environment(
         DAGCTL_DS=dates.ds,
         DAGCTL_PARAMS=params_json,
     )
+    if context.outputs:
+        env["DAGCTL_OUTPUTS"] = upstream_json
     secrets = [
         *secret_values(dag, context),
         *url_passwords(base.get(STATE_DATABASE_VARIABLE)),
@@ -206,7 +218,20 @@ def attempt_variables(dag: Dag, context: TaskContext) -> dict[str, object]:
         task=context.task,
         attempt=context.attempt,
         params=context.params,
+        outputs=context.outputs,
     )
+
+
+def task_params(dag: Dag, task: Task, context: TaskContext) -> dict[str, Any]:
+    """The task's own `params:`, templates rendered for this attempt (they may read the
+    outputs of upstream tasks): over the run's params, in the environment, in
+    DAGCTL_PARAMS, as SQL bind parameters and in the Python context."""
+    if not task.params:
+        return {}
+    try:
+        return render_mapping(task.params, attempt_variables(dag, context), "params")
+    except TemplateError as exc:
+        raise PrepareError(str(exc)) from None
 
 
 def render_configured(

@@ -106,6 +106,7 @@ def run_foreground(
             error=result.error,
             log=proc.buffer.finish(),
             log_truncated_bytes=proc.buffer.truncated_bytes,
+            outputs=result.outputs,
         )
     finally:
         for sig, handler in previous.items():

@@ -7,11 +7,16 @@ heavy: no SQLAlchemy, no click, no yaml, nothing else from dagctl.
 `dag`, `task`, `run_id` (a string, "" when there is no run), `attempt` (int),
 `logical_date`, `data_interval_start`, `data_interval_end` (ISO 8601 strings, UTC,
 `+00:00`), `ds` (the slot's local date, YYYY-MM-DD) and `params` (dict, from the
-`DAGCTL_PARAMS` JSON, so typed: ints stay ints).
+`DAGCTL_PARAMS` JSON, so typed: ints stay ints) and `outputs` (the outputs of the
+upstream tasks, task name -> dict, from `DAGCTL_OUTPUTS`).
 
-Exit status: 0 when `run` returns (its return value is ignored: a task reports
-failure by raising); 1 when it raises, with the traceback on stderr;
-`SystemExit` (`sys.exit(3)`) passes through unchanged.
+When `run` returns a dict, it is written as JSON to `$DAGCTL_OUTPUT`: the task's
+outputs (it must be JSON-serialisable, or the attempt fails); any other return value
+is ignored.
+
+Exit status: 0 when `run` returns (a task reports failure by raising); 1 when it
+raises, with the traceback on stderr; `SystemExit` (`sys.exit(3)`) passes through
+unchanged.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ if TYPE_CHECKING:
 
 def build_context(environ: Mapping[str, str]) -> dict[str, Any]:
     params = json.loads(environ.get("DAGCTL_PARAMS") or "{}")
+    outputs = json.loads(environ.get("DAGCTL_OUTPUTS") or "{}")
     try:
         attempt = int(environ.get("DAGCTL_ATTEMPT") or "1")
     except ValueError:
@@ -44,7 +50,13 @@ def build_context(environ: Mapping[str, str]) -> dict[str, Any]:
         "data_interval_end": environ.get("DAGCTL_DATA_INTERVAL_END", ""),
         "ds": environ.get("DAGCTL_DS", ""),
         "params": params if isinstance(params, dict) else {},
+        "outputs": outputs if isinstance(outputs, dict) else {},
     }
+
+
+def environ_output() -> str:
+    """The file this attempt's outputs go to ("" when run outside dagctl)."""
+    return os.environ.get("DAGCTL_OUTPUT", "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,7 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         if not callable(run):
             print(f"{path} defines no run(context) function", file=sys.stderr)
             return 1
-        run(context)
+        returned = run(context)
+        if isinstance(returned, dict) and environ_output():
+            with open(environ_output(), "w", encoding="utf-8") as handle:
+                json.dump(returned, handle, ensure_ascii=False)
     except Exception as exc:
         # Drop this frame: the user's code is what the traceback should show.
         tb = exc.__traceback__.tb_next if exc.__traceback__ is not None else None

@@ -16,10 +16,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dagctl.execution.attempt import FAILED, SUCCESS
 from dagctl.execution.guardian import Guardian
 from dagctl.execution.logbuffer import LogBuffer
+from dagctl.execution.outputs import OUTPUT_VARIABLE, OutputError, collect, discard, new_output_file
 
 # After the leader exits and its group is killed, the pipe reaches EOF at once unless
 # a process that left the group still holds it; stop waiting for that one after this.
@@ -58,6 +60,7 @@ class Exit:
     status: str
     exit_code: int | None
     error: str | None
+    outputs: dict[str, Any] | None = None  # what a successful task wrote to $DAGCTL_OUTPUT
 
 
 def _killpg(pgid: int, sig: int) -> None:
@@ -93,16 +96,22 @@ class TaskProcess:
         self.buffer = LogBuffer(log_cap_bytes, launch.secrets, on_text)
         self.started = time.monotonic()
         self.deadline = self.started + launch.timeout if launch.timeout else None
-        self._popen = subprocess.Popen(
-            launch.argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            cwd=launch.cwd,
-            env=launch.env,
-            start_new_session=True,
-            bufsize=0,
-        )
+        # Every attempt gets a fresh, empty file: a retry never sees an earlier try's outputs.
+        self._output_path: str | None = new_output_file()
+        try:
+            self._popen = subprocess.Popen(
+                launch.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                cwd=launch.cwd,
+                env={**launch.env, OUTPUT_VARIABLE: self._output_path},
+                start_new_session=True,
+                bufsize=0,
+            )
+        except BaseException:
+            discard(self._output_path)
+            raise
         self.pid = self.pgid = self._popen.pid
         self._guardian = guardian
         assert self._popen.stdout is not None
@@ -117,6 +126,7 @@ class TaskProcess:
             _killpg(self.pgid, signal.SIGKILL)
             self._popen.wait()
             self._popen.stdout.close()
+            discard(self._output_path)
             raise
         with contextlib.suppress(AttributeError, OSError):
             # Readable when the leader exits: wakes a select() without any SIGCHLD handler.
@@ -186,7 +196,7 @@ class TaskProcess:
             if self._reaped_at is not None and now < self._reaped_at + DRAIN_TIMEOUT_S:
                 return None
             self._close_pipe()
-        self._result = self._exit()
+        self._result = self._with_outputs(self._exit())
         return self._result
 
     def read_output(self, budget: int = READ_BUDGET_BYTES) -> None:
@@ -207,6 +217,8 @@ class TaskProcess:
         """Release the descriptors; for a process that cannot be waited for any more."""
         self._close_pipe()
         self._close_pidfd()
+        path, self._output_path = self._output_path, None
+        discard(path)
 
     def _check_leader(self, now: float) -> None:
         if self._reaped_at is not None:
@@ -246,6 +258,20 @@ class TaskProcess:
                 name = f"signal {-code}"
             return Exit(FAILED, code, f"killed by signal {name}")
         return Exit(FAILED, code, f"exit code {code}")
+
+    def _with_outputs(self, ended: Exit) -> Exit:
+        """A successful exit carries the task's outputs; outputs that cannot be stored
+        fail the attempt (its downstream would read nothing or garbage)."""
+        path, self._output_path = self._output_path, None
+        if path is None or ended.status != SUCCESS:
+            discard(path)
+            return ended
+        try:
+            return Exit(SUCCESS, ended.exit_code, None, collect(path))
+        except OutputError as exc:
+            return Exit(FAILED, ended.exit_code, str(exc))
+        finally:
+            discard(path)
 
     def _close_pipe(self) -> None:
         if self._pipe is not None:

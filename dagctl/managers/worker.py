@@ -287,6 +287,7 @@ class WorkerManager:
             error=error,
             log=proc.buffer.finish(),
             log_truncated_bytes=proc.buffer.truncated_bytes,
+            outputs=ended.outputs if status == SUCCESS else None,
         )
 
     def _wait_all(self, deadline: float, result: PollResult) -> None:

@@ -26,7 +26,7 @@ from dagctl.errors import EXIT_DATABASE, EXIT_OK, DagctlError, DatabaseError
 from dagctl.execution.attempt import INTERRUPTED, Attempt, Outcome, TaskContext
 from dagctl.managers.base import AdoptingManager, FencingManager, Manager
 from dagctl.notify.delivery import AlertDelivery
-from dagctl.scheduling import planner, stopping
+from dagctl.scheduling import outputs, planner, stopping
 from dagctl.scheduling.clock import DatabaseClock
 from dagctl.scheduling.leases import FENCE_FRACTION, LeaseTimers
 from dagctl.scheduling.metrics import SchedulerStats
@@ -212,6 +212,7 @@ class Scheduler:
             if free > 0:
                 # started_at: when claimed, not when the pass began.
                 claimed = self.store.claim(self.owner, free, self.options.lease_seconds, self.clock())
+                claimed = outputs.with_run_outputs(self.store, self.dags, claimed)
             queued = {(t.dag_run_id, t.task_name) for t in plan.new_task_runs if t.status == "queued"}
             if queued and queued <= {(c.dag_run_id, c.task_name) for c in claimed}:
                 self.store.keep_news()  # we took every task run we queued: nobody else to wake
@@ -414,6 +415,7 @@ class Scheduler:
             data_interval_start=item.data_interval_start,
             data_interval_end=item.data_interval_end,
             timezone=dag.timezone,
+            outputs=outputs.upstream_outputs(dag, task, item.run_outputs),
         )
         self.manager.launch(Attempt(item.task_run_id, dag, task, context))
 
@@ -469,6 +471,7 @@ class Scheduler:
             log=outcome.log,
             log_truncated_bytes=outcome.log_truncated_bytes,
             ended_at=noticed or self.clock(),
+            outputs=outcome.outputs,
         )
 
     def _record_finished(self, now: datetime, *, advancing: bool = False) -> None:

@@ -78,6 +78,8 @@ class AttemptOperations:
 
         def _claim_pooled(self, connection: Connection, values: dict[str, Any]) -> list[Any]: ...
 
+        def _store_outputs(self, connection: Connection, recorded: Any) -> None: ...
+
     # ------------------------------------------------------------ claims
 
     def claim(self, owner: str, limit: int, lease_seconds: float, now: datetime) -> list[ClaimedAttempt]:
@@ -219,6 +221,9 @@ class AttemptOperations:
                     },
                 ).all()
                 # Those missing were reaped or cancelled meanwhile: their fate is recorded.
+                # Outputs only with a success this owner recorded (see store/outputs.py).
+                succeeded = (r.id for r in rows if r.status == TaskStatus.SUCCESS.value)
+                self._store_outputs(connection, [(i, by_id[i].outputs) for i in succeeded])
                 for row in sorted(rows, key=lambda r: int(r.id)):
                     recorded += 1
                     flagged.add(row.dag_run_id)

@@ -39,6 +39,7 @@ class ForegroundAttempt:
     error: str | None = None
     log: str = ""
     log_truncated_bytes: int = 0
+    outputs: dict[str, Any] | None = None  # a success's, as the scheduler would store them
 
 
 class ForegroundOperations:
@@ -100,6 +101,11 @@ class ForegroundOperations:
                         host=host if attempt.started_at else None,
                         exit_code=attempt.exit_code,
                         error=attempt.error,
+                        outputs=(
+                            json.dumps(attempt.outputs, ensure_ascii=False, separators=(",", ":"))
+                            if attempt.outputs and attempt.status == TaskStatus.SUCCESS.value
+                            else None
+                        ),
                     )
                     .returning(task_run.c.id)
                 ).scalar_one()

@@ -77,6 +77,9 @@ class ClaimedAttempt:
     tries: int
     data_interval_start: datetime | None = None  # None on runs from before run variables
     data_interval_end: datetime | None = None
+    # The outputs of the run's succeeded tasks by task name, read at the claim: the
+    # scheduler hands the attempt those of its upstream tasks.
+    run_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +92,7 @@ class FinishedAttempt:
     log: str = ""
     log_truncated_bytes: int = 0
     ended_at: datetime | None = None  # when its end was noticed; None: when recorded
+    outputs: dict[str, Any] | None = None  # stored only when the attempt is recorded a success
 
 
 @dataclass(frozen=True, slots=True)

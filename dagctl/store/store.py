@@ -28,6 +28,7 @@ from dagctl.store.control import ControlOperations
 from dagctl.store.dashboard import DashboardOperations
 from dagctl.store.foreground import ForegroundOperations
 from dagctl.store.notifications import NotificationOperations
+from dagctl.store.outputs import OutputOperations
 from dagctl.store.pools import PoolOperations
 from dagctl.store.presence import PresenceOperations
 from dagctl.store.prune import PruneOperations
@@ -53,6 +54,7 @@ class Store(
     NotificationOperations,
     PoolOperations,
     QueueOperations,
+    OutputOperations,
 ):
     """Every operation dagctl performs on its state, one mixin per concern: runs.py
     (DAG rows, creating and advancing runs), attempts.py (claims, ends, leases, logs),

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 # Stable constraint names, so migrations can refer to them on every backend.
@@ -134,10 +135,19 @@ task_run = Table(
     # while `running` under a live lease. NULL when its task uses no pool.
     Column("pool", String(200), nullable=True),
     Column("pool_slots", Integer, nullable=True),
+    # JSON object: a successful attempt's outputs, written with its end (migration 0008).
+    Column("outputs", Text, nullable=True),
     UniqueConstraint("dag_run_id", "task_name", "attempt"),
     Index(None, "status", "not_before", "queued_at"),
     Index(None, "lease_owner", "status"),
     Index(None, "pool", "status"),
+    # Partial: the outputs read at each claim touches only the attempts that published any.
+    Index(
+        None,
+        "dag_run_id",
+        postgresql_where=text("outputs IS NOT NULL"),
+        sqlite_where=text("outputs IS NOT NULL"),
+    ),
 )
 
 task_log = Table(

@@ -108,7 +108,7 @@ def test_python_task_gets_a_context_dict_and_imports_siblings(tmp_path: Path) ->
             print(helper.GREETING)
             print(json.dumps(context, sort_keys=True))
             print("sqlalchemy" in sys.modules, "click" in sys.modules, "yaml" in sys.modules)
-            return 7  # ignored
+            return 7  # ignored: only a dict is outputs
     """)
     dag = make_dag(folder, {"job.py": code}, params={"limit": 5, "name": "x"})
     outcome, _ = run(dag, "job.py")
@@ -123,6 +123,7 @@ def test_python_task_gets_a_context_dict_and_imports_siblings(tmp_path: Path) ->
         "data_interval_end": "2024-06-01T02:15:00+00:00",
         "ds": "2024-06-01",
         "params": {"limit": 5, "name": "x"},
+        "outputs": {},  # no upstream task published any
         "run_id": "42",
         "task": "job.py",
     }

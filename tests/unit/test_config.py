@@ -28,6 +28,8 @@ NOT_SETTINGS = {
     "DAGCTL_DATA_INTERVAL_END",
     "DAGCTL_DS",
     "DAGCTL_PARAMS",
+    "DAGCTL_OUTPUT",
+    "DAGCTL_OUTPUTS",
     "DAGCTL_SQL_URL",
     "DAGCTL_COMPLETE",
     "DAGCTL_CONN_",  # DAGCTL_CONN_<NAME>: a connection handed to a task, not a setting
