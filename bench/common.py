@@ -388,3 +388,14 @@ def rss_mb(pid: int) -> tuple[float, float]:
         if key in ("VmRSS", "VmHWM"):
             values[key] = int(rest.split()[0]) / 1024
     return values["VmRSS"], values["VmHWM"]
+
+
+def after_bulk_insert(store: Any) -> None:
+    """On PostgreSQL, move the id sequences past rows inserted with explicit ids and
+    refresh the planner's statistics, as a real history would have them."""
+    if not store.is_postgres:
+        return
+    with store.engine.begin() as connection:
+        for table in ("dag_run", "task_run"):
+            connection.exec_driver_sql(f"SELECT setval('{table}_id_seq', (SELECT max(id) FROM {table}))")
+        connection.exec_driver_sql("ANALYZE")

@@ -20,7 +20,7 @@ import sys
 import time
 from datetime import datetime, timedelta
 
-from bench.common import Config, Db, Env, Figure, seconds, workspace
+from bench.common import Config, Db, Env, Figure, after_bulk_insert, seconds, workspace
 from bench.throughput import _AUDIT_POSTGRES, _AUDIT_SQLITE
 
 BACKFILL_DAG = """
@@ -154,13 +154,7 @@ def _fill_history(url: str, runs: int, attempts_per_run: int, recent: int) -> No
             for chunk in range(0, len(attempt_rows), 20_000):
                 connection.execute(insert(task_run), attempt_rows[chunk : chunk + 20_000])
                 connection.execute(insert(task_log), log_rows[chunk : chunk + 20_000])
-        if store.is_postgres:
-            with store.engine.begin() as connection:
-                for table in ("dag_run", "task_run"):
-                    connection.exec_driver_sql(
-                        f"SELECT setval('{table}_id_seq', (SELECT max(id) FROM {table}))"
-                    )
-                connection.exec_driver_sql("ANALYZE")
+        after_bulk_insert(store)
     finally:
         store.close()
 

@@ -12,7 +12,7 @@ import subprocess
 import time
 from datetime import datetime, timedelta
 
-from bench.common import Config, Env, Figure, workspace
+from bench.common import Config, Env, Figure, after_bulk_insert, workspace
 
 DAGS = 1000
 RUNS_PER_DAG = 20
@@ -103,13 +103,7 @@ def _fill(url: str, dags: int, runs_per_dag: int) -> None:
             for chunk in range(0, len(attempts), 20_000):
                 connection.execute(insert(task_run), attempts[chunk : chunk + 20_000])
                 connection.execute(insert(task_log), logs[chunk : chunk + 20_000])
-        if store.is_postgres:
-            with store.engine.begin() as connection:
-                for table in ("dag_run", "task_run"):
-                    connection.exec_driver_sql(
-                        f"SELECT setval('{table}_id_seq', (SELECT max(id) FROM {table}))"
-                    )
-                connection.exec_driver_sql("ANALYZE")
+        after_bulk_insert(store)
     finally:
         store.close()
 
