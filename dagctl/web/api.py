@@ -11,7 +11,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from dagctl.actions import control, dashboard
+from dagctl.actions import control, dashboard, inspect, notify
 from dagctl.actions.runs import trigger_run
 from dagctl.errors import UsageError
 from dagctl.web.openapi import OPENAPI
@@ -79,6 +79,18 @@ async def logs(request: Request) -> Response:
 async def schedulers(request: Request) -> Response:
     server = server_of(request)
     return JSON({"schedulers": await server.call(dashboard.schedulers, server.store)})
+
+
+async def notifications(request: Request) -> Response:
+    server = server_of(request)
+    dag_name = request.query_params.get("dag") or None
+    limit = min(int_param(request, "limit", 50, minimum=1) or 50, API_PAGE_MAX)
+    return JSON(await server.call(notify.notifications_in, server.store, dag_name, limit))
+
+
+async def pools(request: Request) -> Response:
+    server = server_of(request)
+    return JSON(await server.call(inspect.pools_in, server.store))
 
 
 async def openapi(request: Request) -> Response:

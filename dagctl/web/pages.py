@@ -12,7 +12,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from dagctl.actions import control, dashboard
+from dagctl.actions import control, dashboard, inspect, notify
 from dagctl.actions.runs import trigger_run
 from dagctl.errors import DagNotFound, UsageError
 from dagctl.web.context import Server
@@ -136,6 +136,21 @@ async def schedulers_page(request: Request) -> Response:
 
 
 # ------------------------------------------------------------------ sign-in
+
+
+ALERTS_PAGE = 100
+
+
+async def alerts_page(request: Request) -> Response:
+    server = server_of(request)
+    dag_name = request.query_params.get("dag", "")[:200] or None
+    events = await server.call(notify.notifications_in, server.store, dag_name, ALERTS_PAGE)
+    return render(request, "alerts.html", {"events": events, "dag": dag_name or ""})
+
+
+async def pools_page(request: Request) -> Response:
+    server = server_of(request)
+    return render(request, "pools.html", {"pools": await server.call(inspect.pools_in, server.store)})
 
 
 async def login_page(request: Request) -> Response:
