@@ -307,7 +307,10 @@ def schedulers(store: Store) -> list[dict[str, Any]]:
 
 
 def metrics(store: Store) -> dict[str, Any]:
-    return store.metrics_snapshot(stale_after_s())
+    snapshot = store.metrics_snapshot(stale_after_s())
+    snapshot["alerts"] = store.notification_counts()
+    snapshot["pools"] = [(p.name, p.used, p.slots) for p in store.pool_usage()]
+    return snapshot
 
 
 def healthy(store: Store) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dagctl import config
 from dagctl.actions.common import (
@@ -31,6 +31,9 @@ from dagctl.dags.model import BrokenDag, Dag, DagTree
 from dagctl.errors import DagNotFound, UsageError
 from dagctl.scheduling import diagnose
 from dagctl.states import FINISHED_RUN_VALUES, NOT_ENDED_TASK_VALUES
+
+if TYPE_CHECKING:
+    from dagctl.store import Store
 
 FOLLOW_INTERVAL_S = 0.5
 # `trigger --wait` says so when a run stays queued this long with no scheduler alive.
@@ -369,6 +372,11 @@ def pools(settings: Settings) -> list[dict[str, Any]]:
     """Every pool as the schedulers last synced it from dagctl.yaml: slots used and
     free, the attempts holding them, the attempts waiting for them."""
     with store_session(settings) as store:
-        usage = store.pool_usage()
+        return pools_in(store)
+
+
+def pools_in(store: Store) -> list[dict[str, Any]]:
+    """`pools` on an open store (the web dashboard keeps one)."""
+    usage = store.pool_usage()
     at = now()
     return [pool_json(item, at) for item in usage]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dagctl.actions.common import store_session
 from dagctl.actions.views import iso
@@ -15,6 +15,9 @@ from dagctl.errors import DagctlError, UsageError
 from dagctl.notify.channels import Channel, ChannelError
 from dagctl.notify.messages import BODY_VERSION, render_text
 from dagctl.store.records import Notification
+
+if TYPE_CHECKING:
+    from dagctl.store import Store
 
 
 def notification_json(event: Notification) -> dict[str, Any]:
@@ -37,7 +40,12 @@ def notification_json(event: Notification) -> dict[str, Any]:
 def list_notifications(settings: Settings, dag_name: str | None, limit: int = 50) -> list[dict[str, Any]]:
     """The newest alert events (of `dag_name`, or of every DAG), newest first."""
     with store_session(settings) as store:
-        return [notification_json(n) for n in store.notifications(dag_name, limit)]
+        return notifications_in(store, dag_name, limit)
+
+
+def notifications_in(store: Store, dag_name: str | None, limit: int = 50) -> list[dict[str, Any]]:
+    """`list_notifications` on an open store (the web dashboard keeps one)."""
+    return [notification_json(n) for n in store.notifications(dag_name, limit)]
 
 
 def failing_alerts(settings: Settings, dag_name: str) -> list[dict[str, Any]]:

@@ -226,6 +226,13 @@ class NotificationOperations:
                 ).scalar_one()
             )
 
+    def notification_counts(self) -> dict[str, int]:
+        """Events by status, each of pending/delivered/failed present (/metrics)."""
+        query = select(notification.c.status, func.count()).group_by(notification.c.status)
+        with self._tx() as connection:
+            counts = {str(status): int(n) for status, n in connection.execute(query)}
+        return {PENDING: 0, DELIVERED: 0, FAILED: 0} | counts
+
 
 def _new_row(
     dag_name: str, run_id: int | None, event: str, channels: Sequence[str], now: datetime

@@ -12,6 +12,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from dagctl.actions import control, dashboard
+from dagctl.actions import inspect as inspection
+from dagctl.actions import notify as alerts
 from dagctl.actions.runs import trigger_run
 from dagctl.errors import UsageError
 from dagctl.web.openapi import OPENAPI
@@ -79,6 +81,18 @@ async def logs(request: Request) -> Response:
 async def schedulers(request: Request) -> Response:
     server = server_of(request)
     return JSON({"schedulers": await server.call(dashboard.schedulers, server.store)})
+
+
+async def notifications(request: Request) -> Response:
+    server = server_of(request)
+    dag_name = request.query_params.get("dag", "")[:200] or None
+    limit = min(int_param(request, "limit", 50, minimum=1) or 50, API_PAGE_MAX)
+    return JSON(await server.call(alerts.notifications_in, server.store, dag_name, limit))
+
+
+async def pools(request: Request) -> Response:
+    server = server_of(request)
+    return JSON(await server.call(inspection.pools_in, server.store))
 
 
 async def openapi(request: Request) -> Response:

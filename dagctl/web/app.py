@@ -91,6 +91,8 @@ def routes() -> list[BaseRoute]:
         Route("/runs/{run_id:int}/retry", pages.retry_action, methods=["POST"]),
         Route("/runs/{run_id:int}/cancel", pages.cancel_action, methods=["POST"]),
         Route("/schedulers", pages.schedulers_page),
+        Route("/alerts", pages.alerts_page),
+        Route("/pools", pages.pools_page),
         Route("/login", pages.login_page),
         Route("/login", pages.login, methods=["POST"]),
         Route("/logout", pages.logout, methods=["POST"]),
@@ -107,6 +109,8 @@ def routes() -> list[BaseRoute]:
         Route("/api/v1/runs/{run_id:int}/retry", api.retry, methods=["POST"]),
         Route("/api/v1/runs/{run_id:int}/cancel", api.cancel, methods=["POST"]),
         Route("/api/v1/schedulers", api.schedulers),
+        Route("/api/v1/notifications", api.notifications),
+        Route("/api/v1/pools", api.pools),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
 

@@ -1,5 +1,6 @@
 """/metrics: the state database's view in Prometheus text format, computed per scrape
-with a handful of aggregate queries (actions.dashboard.metrics)."""
+with a handful of aggregate queries (actions.dashboard.metrics): runs, attempts, queue,
+schedulers, alert events by state, pool slots."""
 
 from __future__ import annotations
 
@@ -69,6 +70,19 @@ class StateCollector(Collector):
         for scheduler_id, host, age in snapshot["schedulers"]:
             beats.add_metric([scheduler_id, host], age)
         yield beats
+        alerts = GaugeMetricFamily("dagctl_alerts", "Alert events by delivery state", labels=["state"])
+        for state, count in sorted(snapshot["alerts"].items()):
+            alerts.add_metric([state], count)
+        yield alerts
+        used = GaugeMetricFamily(
+            "dagctl_pool_slots_used", "Pool slots held by running attempts", labels=["pool"]
+        )
+        slots = GaugeMetricFamily("dagctl_pool_slots", "Pool slots configured", labels=["pool"])
+        for pool, held, size in snapshot["pools"]:
+            used.add_metric([pool], held)
+            slots.add_metric([pool], size)
+        yield used
+        yield slots
 
 
 # A scrape answers from the last exposition while a newer one is computed in the

@@ -58,7 +58,7 @@ OPENAPI: dict[str, Any] = {
     "info": {
         "title": "dagctl API",
         "version": "1",
-        "description": "Read DAGs, runs, logs and schedulers; trigger, retry, cancel, pause. "
+        "description": "Read DAGs, runs, logs, schedulers, alerts and pools; trigger, retry, cancel, pause. "
         "Run objects have the shape of `dagctl status -o json`, DAG rows that of `dagctl list -o json`.",
     },
     "components": {"securitySchemes": {"token": {"type": "http", "scheme": "bearer"}}},
@@ -88,6 +88,11 @@ OPENAPI: dict[str, Any] = {
             [*RUN, _query("after", "ATTEMPT_ID:SEQ,... (absent: from the start)")],
         ),
         "/schedulers": _get("Scheduler processes: alive, heartbeat age, attempts they hold."),
+        "/notifications": _get(
+            "Recent alert events and their delivery state, newest first (notifications -o json).",
+            [_query("dag", "only this DAG's events"), _query("limit", "events (at most 200)", "integer")],
+        ),
+        "/pools": _get("Every pool: slots, used, free, holders, waiting (pools -o json)."),
         "/dags/{dag}/trigger": {
             **_post(
                 "Start a run; params are checked as for dagctl trigger -p.",

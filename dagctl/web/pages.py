@@ -13,6 +13,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from dagctl.actions import control, dashboard
+from dagctl.actions import inspect as inspection
+from dagctl.actions import notify as alerts
 from dagctl.actions.runs import trigger_run
 from dagctl.errors import DagNotFound, UsageError
 from dagctl.web.context import Server
@@ -133,6 +135,21 @@ async def schedulers_page(request: Request) -> Response:
     server = server_of(request)
     rows = await server.call(dashboard.schedulers, server.store)
     return render(request, "schedulers.html", {"schedulers": rows})
+
+
+ALERTS_PAGE = 100
+
+
+async def alerts_page(request: Request) -> Response:
+    server = server_of(request)
+    dag_name = request.query_params.get("dag", "")[:200] or None
+    events = await server.call(alerts.notifications_in, server.store, dag_name, ALERTS_PAGE)
+    return render(request, "alerts.html", {"events": events, "dag": dag_name or ""})
+
+
+async def pools_page(request: Request) -> Response:
+    server = server_of(request)
+    return render(request, "pools.html", {"pools": await server.call(inspection.pools_in, server.store)})
 
 
 # ------------------------------------------------------------------ sign-in

@@ -133,3 +133,12 @@ def test_a_channel_that_never_answers_times_out(store: Store) -> None:
         assert delivery.deliver_due() == 1
     (event,) = store.notifications()
     assert event.status == "pending" and "timed out" in (event.last_error or "")
+
+
+def test_notification_counts_name_every_state(store: Store) -> None:
+    assert store.notification_counts() == {"pending": 0, "delivered": 0, "failed": 0}
+    given_up = store.enqueue_notification("etl", None, "test", ["hook"], T0)
+    store.enqueue_notification("etl", None, "test", ["hook"], T0)
+    assert given_up in {n.id for n in store.claim_notifications("me", 1, 60)}
+    assert store.finish_notification(given_up, "me", [], "hook: refused", None)
+    assert store.notification_counts() == {"pending": 1, "delivered": 0, "failed": 1}

@@ -220,3 +220,18 @@ def test_dag_and_dags_pages_show_new_runs_without_reloading(sqlite_env: Env, pag
         second = int(env.run("trigger", "flaky").stdout)
         expect(page.locator(f'a.mark.st-queued[href="/runs/{second}"]')).to_be_attached()
         assert page.evaluate("window.__sameDocument") == 1
+
+
+def test_alerts_and_pools_pages(sqlite_env: Env, page: Page, tmp_path: Path) -> None:
+    from tests.web.test_alerts_pools import make_alerts, make_pools
+
+    make_alerts(sqlite_env)
+    make_pools(sqlite_env)
+    with served(sqlite_env) as base:
+        page.goto(f"{base}/")
+        page.click("nav >> text=Alerts")
+        expect(page.locator("#alerts")).to_contain_text("HTTP 500 from https://***")
+        shot(page, tmp_path, "alerts")
+        page.click("nav >> text=Pools")
+        expect(page.locator("#pools")).to_contain_text("etl/a.sql")
+        shot(page, tmp_path, "pools")
