@@ -14,28 +14,27 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from dagctl.dags.cron import utcnow
-from dagctl.dags.loader import DagCache
-from dagctl.dags.model import Dag, Retention
-from dagctl.errors import EXIT_DATABASE, EXIT_OK, DagctlError, DatabaseError
+from dagctl.dags.model import Dag
+from dagctl.errors import EXIT_DATABASE, EXIT_OK, DatabaseError
 from dagctl.execution.attempt import INTERRUPTED, Attempt, Outcome, TaskContext
 from dagctl.managers.base import AdoptingManager, FencingManager, Manager
 from dagctl.notify.delivery import AlertDelivery
 from dagctl.scheduling import outputs, planner, stopping
 from dagctl.scheduling.clock import DatabaseClock
+from dagctl.scheduling.definitions import Definitions
 from dagctl.scheduling.leases import FENCE_FRACTION, LeaseTimers
 from dagctl.scheduling.metrics import SchedulerStats
 from dagctl.scheduling.options import SchedulerOptions
-from dagctl.scheduling.pooling import PoolSync
 from dagctl.scheduling.retention import RetentionChore
 from dagctl.scheduling.wakeups import Wakeups
 from dagctl.store import ClaimedAttempt, FinishedAttempt, Store
-from dagctl.store.records import AdvancePlan, DagState, owner_id
+from dagctl.store.records import AdvancePlan, owner_id
 
 log = logging.getLogger("dagctl.scheduling.scheduler")
 
@@ -60,9 +59,6 @@ class Scheduler:
     owner: str = field(default_factory=owner_id)
 
     def __post_init__(self) -> None:
-        self._cache = DagCache(self.dags_root)
-        self.dags: dict[str, Dag] = {}
-        self._next_due: dict[str, datetime] = {}
         self._inflight: dict[int, ClaimedAttempt] = {}
         self._unrecorded: list[FinishedAttempt] = []
         self._log_chunks: list[tuple[int, str]] = []
@@ -78,17 +74,12 @@ class Scheduler:
         # process's news, runs we created, definitions synced, an abandoned pass.
         self._advance_news = True
         self._last_full_advance = 0.0
-        self._watched: set[tuple[str, str]] = set()  # (dag, task) other DAGs wait on
         self._fenced: set[int] = set()
         self._log_problems: dict[int, str] = {}
-        self._broken: dict[str, str] = {}
-        self._load_problem: str | None = None
-        self._retention: Retention | None = None
         self._retention_chore = RetentionChore(self.store, self.owner)
-        self._recorded: frozenset[str] | None = None  # the DAG names last written for `why`
         self.stats = SchedulerStats()  # `schedule --metrics-port` exports these
         self._alerts = AlertDelivery(self.store, self.owner)
-        self._pools = PoolSync(self.store)
+        self._definitions = Definitions(self.store, self.dags_root, self.owner, self.options, self._alerts)
         self.store.serve_queues(self.options.queues)
 
     # ------------------------------------------------------------ the loop
@@ -195,7 +186,7 @@ class Scheduler:
         self._keep_leases(now)
         self._launch_all(self._advance_and_claim())
         self._flush_logs(now)
-        self._retention_chore.maybe_run(self._retention)
+        self._retention_chore.maybe_run(self._definitions.retention)
         self.stats.loop_done(time.perf_counter() - began)
 
     def _advance_and_claim(self) -> list[ClaimedAttempt]:
@@ -236,7 +227,7 @@ class Scheduler:
         running: dict[int, set[str]] = {}
         for item in self._inflight.values():
             running.setdefault(item.dag_run_id, set()).add(item.task_name)
-        return planner.advance_needed(self.dags, self._ended, running, self._watched)
+        return planner.advance_needed(self.dags, self._ended, running, self._definitions.watched)
 
     def _launch_all(self, claimed: list[ClaimedAttempt]) -> None:
         for item in claimed:
@@ -265,72 +256,16 @@ class Scheduler:
     # ------------------------------------------------------------ steps
 
     def _sync_definitions(self, now: datetime) -> None:
-        clock = time.monotonic()
-        if clock < self._timers.next_reload:
-            return
-        self._timers.next_reload = clock + self.options.reload_interval
-        try:
-            tree = self._cache.load()
-        except DagctlError as exc:  # the folder is gone or unreadable: keep what we had
-            if self._load_problem != str(exc):
-                log.error("cannot reload the DAGs, keeping the last good definitions: %s", exc)
-            self._load_problem = str(exc)
-            return
-        self._load_problem = None
-        self._retention = tree.config.retention
-        self.dags = dict(tree.dags)
-        self._alerts.sync(tree.config.channels, self.dags)
-        broken = {name: b.reason for name, b in tree.broken.items()}
-        for name, reason in broken.items():
-            if self._broken.get(name) != reason:  # once per problem, not at every reload
-                log.warning("DAG %s is broken and will not be scheduled: %s", name, reason)
-        for name in self._broken.keys() - broken.keys():
-            log.info("DAG %s is no longer broken", name)
-        self._broken = broken
-        states = self.store.sync_dags({name: d.fingerprint for name, d in self.dags.items()}, now)
-        self._pools.sync(tree.config, self.dags)
-        if self._recorded != self.dags.keys():
-            # `why` and `trigger` tell a DAG that no live scheduler has loaded.
-            self.store.record_loaded_dags(self.owner, list(self.dags))
-            self._recorded = frozenset(self.dags)
-        self._track_missing(states, now)
-        self._advance_news = True  # changed definitions flag their DAGs' runs
-        self._watched = {
-            pair for dag in self.dags.values() for t in dag.tasks.values() for pair in t.external_inputs
-        }
-        self._next_due = {}
-        for name, dag in self.dags.items():
-            state = states.get(name)
-            if state is None or state.paused:
-                continue
-            due = planner.next_due(dag, state.last_slot, state.first_seen_at)
-            if due is not None:
-                self._next_due[name] = due
-
-    def _track_missing(self, states: Mapping[str, DagState], now: datetime) -> None:
-        """Mark DAGs deleted, renamed away or broken (unmark those back); any scheduler
-        fails their active runs once marked for longer than the grace period."""
-        marked, back, missing = planner.missing_dags(states, self.dags.keys(), self._broken)
-        if marked or back:
-            self.store.mark_missing_dags(marked, back, now)
-        for run_id, dag_name, reason in (
-            self.store.fail_orphaned_runs(self.options.orphan_grace, now) if missing else ()
-        ):
-            log.warning("run %d of %s failed: %s", run_id, dag_name, reason)
+        if self._definitions.sync(now):
+            self._advance_news = True  # changed definitions flag their DAGs' runs
 
     def _create_due_runs(self, now: datetime) -> None:
-        if not any(due <= now for due in self._next_due.values()):
-            return  # no read of the database on an idle pass
-        work = planner.due_runs(self.dags, self.store.dag_states(), self._next_due, now)
-        if work:
+        if self._definitions.create_due_runs(now):
             self._advance_news = True
-            created = self.store.create_scheduled_runs(work, now)
-            if created:
-                log.info("created %d scheduled run(s)", created)
-            for name, runs, _, _ in work:
-                for run in runs:
-                    if run.error:
-                        log.error("run of %s for %s not started: %s", name, run.slot, run.error)
+
+    @property
+    def dags(self) -> dict[str, Dag]:
+        return self._definitions.dags
 
     def _advance(self) -> AdvancePlan:
         """Inside the advance-and-claim transaction: the store locks the flagged runs and
@@ -537,8 +472,9 @@ class Scheduler:
         wakeup = self.manager.next_wakeup()
         if wakeup is not None:
             timeout = min(timeout, wakeup)
-        if self._next_due:
-            until_due = (min(self._next_due.values()) - self.clock()).total_seconds()
+        next_due = self._definitions.next_due
+        if next_due:
+            until_due = (min(next_due.values()) - self.clock()).total_seconds()
             timeout = min(timeout, max(0.0, until_due))
         return timeout
 
