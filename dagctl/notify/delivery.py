@@ -13,13 +13,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from dagctl.config import alert_tuning
-from dagctl.dags.model import Dag
-from dagctl.errors import DagctlError
-from dagctl.notify import rules_by_dag
+from dagctl.dags.model import Dag, NotifyRule
+from dagctl.errors import DagctlError, DatabaseError
+from dagctl.notify import channels_by_event, rules_by_dag
 from dagctl.notify.channels import Channel, ChannelError, register_secrets
 from dagctl.notify.deadlines import DEADLINE_MISSED, deadline_at
 from dagctl.notify.messages import build_payload, render_text
@@ -39,8 +40,17 @@ class AlertDelivery:
         self.owner = owner
         self.channels: Mapping[str, Mapping[str, Any]] = {}  # replaced whole on each sync
         self.rules: dict[str, dict[str, tuple[str, ...]]] = {}
+        # The rules of DAGs no longer loaded (deleted or broken) as last seen here, and
+        # dagctl.yaml's own: what their orphaned runs' `failure` alerts go by.
+        self._gone_rules: dict[str, dict[str, tuple[str, ...]]] = {}
+        self._default_rules: dict[str, tuple[str, ...]] = {}
         self._deadline_dags: dict[str, Dag] = {}
         self._failing: dict[str, str] = {}
+        # Left by a pass a database outage cut short: outcomes sent but not recorded, and
+        # events taken but not sent yet (ours until `_held_until`, on the monotonic clock).
+        self._unrecorded: list[tuple[int, str, set[str], str | None, float | None]] = []
+        self._held: list[Notification] = []
+        self._held_until = 0.0
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -60,23 +70,58 @@ class AlertDelivery:
             log.warning("run %d missed its deadline: alert queued", run_id)
         return fired
 
+    def rules_when_gone(self, dag_names: Collection[str]) -> dict[str, dict[str, tuple[str, ...]]]:
+        """The rules for runs of DAGs that are no longer loaded (deleted, renamed away or
+        broken), failed by `fail_orphaned_runs`: each DAG's rules as this scheduler last
+        loaded them, else (it never loaded that DAG, e.g. it started since) dagctl.yaml's."""
+        return {name: self._gone_rules.get(name, self._default_rules) for name in dag_names}
+
     def deliver_due(self, limit: int = BATCH) -> int:
-        """One pass: take and deliver up to `limit` due events; how many were taken."""
-        # The hold must outlast one pass over the batch (each send has its timeout).
-        taken = self.store.claim_notifications(self.owner, limit, alert_tuning().claim_seconds)
-        for event in taken:
-            self._deliver(event)
+        """One pass: record the outcomes an outage kept from being recorded, then take and
+        deliver up to `limit` due events (or those an outage interrupted, while they are
+        still surely ours); how many were taken. A DatabaseError leaves it midway."""
+        while self._unrecorded:
+            self.store.finish_notification(*self._unrecorded[0])
+            self._unrecorded.pop(0)
+        if self._held and time.monotonic() < self._held_until:
+            taken, self._held = self._held, []
+        else:
+            # The hold must outlast one pass over the batch (each send has its timeout).
+            hold = alert_tuning().claim_seconds
+            taken, self._held = self.store.claim_notifications(self.owner, limit, hold), []
+            # Resumed after an outage only well within the hold: past it, another
+            # scheduler may have taken them (none of them was sent: no harm).
+            self._held_until = time.monotonic() + hold / 2
+        for index, event in enumerate(taken):
+            payload: dict[str, Any] | None = None
+            try:
+                payload, problem = build_payload(self.store, event), None
+            except DatabaseError:
+                self._held = taken[index:]
+                raise
+            except DagctlError as exc:
+                problem = f"cannot build the message: {exc}"
+            outcome = self._send(event, payload, problem)
+            try:
+                self.store.finish_notification(*outcome)
+            except DatabaseError:
+                # Sent, not recorded: recorded once the database is back, so a restart
+                # shorter than the hold sends nothing twice.
+                self._unrecorded.append(outcome)
+                self._held = taken[index + 1 :]
+                raise
         return len(taken)
 
-    def _deliver(self, event: Notification) -> None:
+    def _send(
+        self, event: Notification, payload: dict[str, Any] | None, problem: str | None
+    ) -> tuple[int, str, set[str], str | None, float | None]:
+        """Send `event` (`payload`, or `problem` when it could not be built) to the
+        channels it has not reached; the outcome to record (`finish_notification`'s
+        arguments)."""
         channels = self.channels
         sent = set(event.sent_to)
-        errors = []
-        try:
-            payload = build_payload(self.store, event)
-        except DagctlError as exc:
-            payload, errors = {}, [f"cannot build the message: {exc}"]
-        if payload:
+        errors = [problem] if problem else []
+        if payload is not None:
             text = render_text(payload)
             for name in event.channels:
                 if name in sent:
@@ -106,7 +151,7 @@ class AlertDelivery:
                 event.attempts,
                 error,
             )
-        self.store.finish_notification(event.id, self.owner, sent, error, retry_in)
+        return event.id, self.owner, sent, error, retry_in
 
     def _channel_failed(self, name: str, error: str) -> None:
         if name not in self._failing:
@@ -122,10 +167,20 @@ class AlertDelivery:
     def wake(self) -> None:
         self._wake.set()
 
-    def sync(self, channels: Mapping[str, Mapping[str, Any]], dags: Mapping[str, Dag]) -> None:
-        """New definitions: the channels to send through, the rules the store applies."""
+    def sync(
+        self,
+        channels: Mapping[str, Mapping[str, Any]],
+        dags: Mapping[str, Dag],
+        default_rules: Sequence[NotifyRule] = (),
+    ) -> None:
+        """New definitions: the channels to send through, the rules the store applies
+        (each DAG's, and `default_rules`, dagctl.yaml's, for DAGs that are gone)."""
         register_secrets(channels, os.environ)
-        self.channels, self.rules = channels, rules_by_dag(dags)
+        rules = rules_by_dag(dags)
+        gone = self._gone_rules | {name: r for name, r in self.rules.items() if name not in dags}
+        self._gone_rules = {name: r for name, r in gone.items() if name not in dags}
+        self._default_rules = channels_by_event(default_rules)
+        self.channels, self.rules = channels, rules
         self._deadline_dags = {
             name: dag
             for name, dag in dags.items()

@@ -3,8 +3,9 @@ email) of one outbox event, read from the store when it is delivered.
 
 Body version 1 (documented in the README): `version`, `idempotency_key` (the same for
 every delivery of one event: receivers drop repeats), `event`, `dag`, `summary`, `run`
-(id, kind, status, logical_date, started_at, ended_at, duration_seconds), `tasks` (the
-failing tasks: task, attempts, status, exit_code, error, log_tail), `url` (or null).
+(id, kind, status, logical_date, started_at, ended_at, duration_seconds, error), `tasks`
+(task, attempts, status, exit_code, error, log_tail: for `failure` the failing tasks,
+for `retry` and `lost` the one attempt, `attempts` being its number), `url` (or null).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dagctl.store.records import Notification
 BODY_VERSION = 1
 LOG_TAIL_LINES = 20
 _FAILED = {"failed", "upstream_failed", "cancelled"}
+_ABOUT_AN_ATTEMPT = {"retry", "lost"}
 
 
 def build_payload(store: Store, event: Notification) -> dict[str, Any]:
@@ -44,9 +46,13 @@ def build_payload(store: Store, event: Notification) -> dict[str, Any]:
             "started_at": _iso(started),
             "ended_at": _iso(ended),
             "duration_seconds": (ended - started).total_seconds() if started and ended else None,
+            # Why the run itself failed, when no task says (its DAG was deleted or broken).
+            "error": secrets.mask(run["error"]) if run.get("error") else None,
         }
         if event.event == "failure":
             payload["tasks"] = _failing_tasks(store, attempts)
+        elif event.event in _ABOUT_AN_ATTEMPT:
+            payload["tasks"] = [_task(store, a) for a in attempts if a["id"] == event.task_run_id]
     payload["summary"] = _summary(payload)
     return payload
 
@@ -60,17 +66,21 @@ def _failing_tasks(store: Store, attempts: list[dict[str, Any]]) -> list[dict[st
         (a for a in last.values() if a["status"] in _FAILED),
         key=lambda a: (a["status"] != "failed", a["task_name"]),
     )
-    return [
-        {
-            "task": a["task_name"],
-            "attempts": a["attempt"],
-            "status": a["status"],
-            "exit_code": a["exit_code"],
-            "error": secrets.mask(a["error"]) if a["error"] else None,
-            "log_tail": _log_tail(store, a["id"]) if a["status"] == "failed" else [],
-        }
-        for a in failing
-    ]
+    return [_task(store, a) for a in failing]
+
+
+def _task(store: Store, attempt: dict[str, Any]) -> dict[str, Any]:
+    """One attempt as the body shows it; the log tail of one that ran (not of one that
+    only missed a failed input or was cancelled before it started)."""
+    ran = attempt["status"] in ("failed", "interrupted")
+    return {
+        "task": attempt["task_name"],
+        "attempts": attempt["attempt"],
+        "status": attempt["status"],
+        "exit_code": attempt["exit_code"],
+        "error": secrets.mask(attempt["error"]) if attempt["error"] else None,
+        "log_tail": _log_tail(store, attempt["id"]) if ran else [],
+    }
 
 
 def _log_tail(store: Store, task_run_id: int) -> list[str]:
@@ -85,9 +95,15 @@ def _summary(payload: dict[str, Any]) -> str:
         "recovery": "recovered",
         "success": "succeeded",
         "deadline_missed": "missed its deadline, still not finished",
+        "retry": "failed, will be retried",
+        "lost": "was lost (its scheduler stopped renewing the lease), runs again",
         "test": "test alert",
     }
     head = f"[dagctl] {payload['dag']}: {what.get(payload['event'], payload['event'])}"
+    if payload["event"] in _ABOUT_AN_ATTEMPT and payload["tasks"]:
+        task = payload["tasks"][0]
+        attempt = f"{task['task']} attempt {task['attempts']}"
+        head = f"[dagctl] {payload['dag']}: {attempt} {what[payload['event']]}"
     if run is not None:
         head += f" (run {run['id']}, {run['kind']}, {run['logical_date']})"
     return head
@@ -100,6 +116,8 @@ def render_text(payload: dict[str, Any]) -> str:
     run = payload["run"]
     if run is not None and run["duration_seconds"] is not None:
         lines.append(f"duration: {run['duration_seconds']:.1f} s")
+    if run is not None and run["error"]:
+        lines.append(f"error: {run['error']}")
     for task in payload["tasks"]:
         lines.append("")
         lines.append(

@@ -66,7 +66,7 @@ class Definitions:
         self._load_problem = None
         self.retention = tree.config.retention
         self.dags = dict(tree.dags)
-        self._alerts.sync(tree.config.channels, self.dags)
+        self._alerts.sync(tree.config.channels, self.dags, tree.config.notify)
         self._note_broken({name: b.reason for name, b in tree.broken.items()})
         states = self.store.sync_dags({name: d.fingerprint for name, d in self.dags.items()}, now)
         self._pools.sync(tree.config, self.dags)
@@ -102,9 +102,10 @@ class Definitions:
         marked, back, missing = planner.missing_dags(states, self.dags.keys(), self._broken)
         if marked or back:
             self.store.mark_missing_dags(marked, back, now)
-        for run_id, dag_name, reason in (
-            self.store.fail_orphaned_runs(self.options.orphan_grace, now) if missing else ()
-        ):
+        if not missing:
+            return
+        rules = self._alerts.rules_when_gone(states.keys() - self.dags.keys())
+        for run_id, dag_name, reason in self.store.fail_orphaned_runs(self.options.orphan_grace, now, rules):
             log.warning("run %d of %s failed: %s", run_id, dag_name, reason)
 
     def create_due_runs(self, now: datetime) -> bool:

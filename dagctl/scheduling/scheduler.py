@@ -301,7 +301,7 @@ class Scheduler:
         if not self._leases.reap_due(clock):
             return
         self._adopt(now)
-        lost = self.store.reap_expired(now)
+        lost = self.store.reap_expired(now, alert_rules=self._alerts.rules)
         if lost:
             self._advance_news = True
         for attempt in lost:
@@ -419,7 +419,9 @@ class Scheduler:
         self._flush_logs(now, force=True)
         pending, self._unrecorded = self._unrecorded, []
         try:
-            recorded = self.store.finish(self.owner, pending, now, wake_others=not advancing)
+            recorded = self.store.finish(
+                self.owner, pending, now, wake_others=not advancing, alert_rules=self._alerts.rules
+            )
         except BaseException:
             # Keep them: they are recorded once the database is back (nothing is lost).
             self._unrecorded = pending + self._unrecorded

@@ -42,6 +42,8 @@ from dagctl.states import (
     TaskStatus,
     task_sources,
 )
+from dagctl.store.notifications import LOST as LOST_EVENT
+from dagctl.store.notifications import RETRY, AlertRules
 from dagctl.store.queues import served_by
 from dagctl.store.records import ClaimedAttempt, FinishedAttempt, LostAttempt
 from dagctl.store.runs import in_id_order
@@ -79,6 +81,15 @@ class AttemptOperations:
         def _claim_pooled(self, connection: Connection, values: dict[str, Any]) -> list[Any]: ...
 
         def _store_outputs(self, connection: Connection, recorded: Any) -> None: ...
+
+        def _enqueue_attempt_events(
+            self,
+            connection: Connection,
+            event: str,
+            attempts: Sequence[Any],
+            rules: AlertRules,
+            now: datetime,
+        ) -> None: ...
 
     # ------------------------------------------------------------ claims
 
@@ -181,10 +192,17 @@ class AttemptOperations:
     # ------------------------------------------------------------ ends
 
     def finish(
-        self, owner: str, finished: Sequence[FinishedAttempt], now: datetime, *, wake_others: bool = True
+        self,
+        owner: str,
+        finished: Sequence[FinishedAttempt],
+        now: datetime,
+        *,
+        wake_others: bool = True,
+        alert_rules: AlertRules | None = None,
     ) -> int:
-        """Record ended attempts (only those this owner still holds), queue their retries,
-        store their remaining logs and flag their runs. Returns how many were recorded.
+        """Record ended attempts (only those this owner still holds), queue their retries
+        (with a `retry` alert where `alert_rules` ask for one), store their remaining
+        logs and flag their runs. Returns how many were recorded.
 
         `wake_others=False` when the caller advances the flagged runs itself right after
         (`advance(ended_in=...)` wakes the others for those it cannot): the other
@@ -195,6 +213,7 @@ class AttemptOperations:
         with self._tx() as connection:
             flagged: set[int] = set()
             retried = False
+            failed_and_retried: list[Any] = []
             # Attempts that ended alike (status, exit code, error, time) are recorded by
             # one statement: a batch of no_op attempts costs one round trip, not one each.
             alike: dict[tuple[str, int | None, str | None, datetime], list[FinishedAttempt]] = {}
@@ -231,6 +250,10 @@ class AttemptOperations:
                     if row.status in RERUN_TASK_VALUES and retry_after is not None:
                         self._queue_retry(connection, row, retry_after, now)
                         retried = True
+                        if row.status == TaskStatus.FAILED.value:  # not a shutdown's interruption
+                            failed_and_retried.append(row)
+            if failed_and_retried and alert_rules:
+                self._enqueue_attempt_events(connection, RETRY, failed_and_retried, alert_rules, now)
             if flagged:
                 if not self.is_postgres:  # there, the statements above flagged their runs
                     connection.execute(update(dag_run).where(dag_run.c.id.in_(flagged)).values(dirty=True))
@@ -321,11 +344,12 @@ class AttemptOperations:
             query = query.where(task_run.c.id.in_(among))
         return query.with_for_update(skip_locked=True) if self.is_postgres else query
 
-    def reap_expired(self, now: datetime) -> list[LostAttempt]:
+    def reap_expired(self, now: datetime, *, alert_rules: AlertRules | None = None) -> list[LostAttempt]:
         """End every running attempt whose lease expired as `interrupted` (its owner
         stopped renewing it: dead, stalled or cut off, its guardian has killed its
         processes by then) and queue the next attempt at once, not counted against
-        `retries`: at-least-once, never twice at the same time."""
+        `retries`: at-least-once, never twice at the same time. A `lost` alert for each,
+        in the same transaction, where `alert_rules` ask for one."""
         with self._tx() as connection:
             expired = self._expired_leases()
             rows = connection.execute(
@@ -350,9 +374,11 @@ class AttemptOperations:
                     task_run.c.status,
                 )
             ).all()
-            for row in rows:
-                if row.status == TaskStatus.INTERRUPTED.value:  # else its run was cancelled
-                    self._queue_retry(connection, row, 0.0, now)
+            lost = [row for row in rows if row.status == TaskStatus.INTERRUPTED.value]
+            for row in lost:  # the others' runs were cancelled
+                self._queue_retry(connection, row, 0.0, now)
+            if lost and alert_rules:
+                self._enqueue_attempt_events(connection, LOST_EVENT, lost, alert_rules, now)
             if rows:
                 connection.execute(
                     update(dag_run).where(dag_run.c.id.in_({r.dag_run_id for r in rows})).values(dirty=True)

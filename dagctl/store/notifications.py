@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 DEADLINE_MISSED = "deadline_missed"
+# Events about one attempt rather than a whole run (notification.task_run_id).
+RETRY, LOST = "retry", "lost"
+# dag -> event -> channels: the `notify:` rules the store writes events by.
+AlertRules = Mapping[str, Mapping[str, Collection[str]]]
 
 
 class NotificationOperations:
@@ -47,7 +51,7 @@ class NotificationOperations:
         self,
         connection: Connection,
         finished: Sequence[tuple[int, str, str]],
-        rules: Mapping[str, Mapping[str, Collection[str]]],
+        rules: AlertRules,
         now: datetime,
     ) -> None:
         """In the transaction that finished these runs ((id, dag, status), each one
@@ -67,6 +71,22 @@ class NotificationOperations:
                 channels = sorted(wanted.get(event) or ())
                 if channels:
                     rows.append(_new_row(dag_name, run_id, event, channels, now))
+        if rows:
+            connection.execute(insert(notification), rows)
+
+    @staticmethod
+    def _enqueue_attempt_events(
+        connection: Connection, event: str, attempts: Sequence[Any], rules: AlertRules, now: datetime
+    ) -> None:
+        """In the transaction that ended these attempts (rows with id, dag_run_id and
+        dag_name, each one really moved by it): `event` (retry, lost) for each attempt
+        whose DAG's rules ask for it."""
+        rows = []
+        for attempt in attempts:
+            channels = sorted((rules.get(attempt.dag_name) or {}).get(event) or ())
+            if channels:
+                row = _new_row(attempt.dag_name, attempt.dag_run_id, event, channels, now)
+                rows.append(row | {"task_run_id": attempt.id})
         if rows:
             connection.execute(insert(notification), rows)
 
@@ -248,6 +268,7 @@ def _new_row(
         "created_at": now,
         # Due at once, whatever the clocks: a little in the past on every host's reckoning.
         "next_attempt_at": now - timedelta(minutes=5),
+        "task_run_id": None,
     }
 
 
@@ -264,7 +285,8 @@ def _record(row: Mapping[str, Any]) -> Notification:
         created_at=row["created_at"],
         delivered_at=row["delivered_at"],
         last_error=row["last_error"],
+        task_run_id=row.get("task_run_id"),
     )
 
 
-__all__ = ["DELIVERED", "FAILED", "PENDING", "NotificationOperations"]
+__all__ = ["DELIVERED", "FAILED", "LOST", "PENDING", "RETRY", "AlertRules", "NotificationOperations"]

@@ -184,6 +184,7 @@ class Notification:
     created_at: datetime
     delivered_at: datetime | None
     last_error: str | None
+    task_run_id: int | None = None  # the attempt of a `retry` or `lost` event
 
 
 # ---------------------------------------------------------------- run control

@@ -157,10 +157,16 @@ class RunOperations:
                     .values(missing_since=None, missing_reason=None)
                 )
 
-    def fail_orphaned_runs(self, grace_seconds: float, now: datetime) -> list[tuple[int, str, str]]:
+    def fail_orphaned_runs(
+        self,
+        grace_seconds: float,
+        now: datetime,
+        alert_rules: Mapping[str, Mapping[str, Collection[str]]] | None = None,
+    ) -> list[tuple[int, str, str]]:
         """End `failed` the active runs of DAGs missing for longer than the grace period,
         with the reason, once none of their attempts is running (a running one ends
         first, fenced by its lease as always); their attempts not started are cancelled.
+        Their `failure` alerts, by `alert_rules`, join the outbox in the same transaction.
         Returns (run id, DAG, reason) of the runs ended."""
         since = now - timedelta(seconds=grace_seconds)
         with self._tx() as connection:
@@ -205,6 +211,9 @@ class RunOperations:
                     )
                 ended.extend((int(run_id), name, reason) for run_id in sorted(run_ids))
             if ended:
+                if alert_rules:
+                    failed = [(run_id, name, RunStatus.FAILED.value) for run_id, name, _ in ended]
+                    self._enqueue_run_events(connection, failed, alert_rules, now)
                 self._notify(connection)
         return ended
 

@@ -194,7 +194,8 @@ notification = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("dag_name", String(200), nullable=False),
     Column("dag_run_id", Integer, nullable=True),  # no FK: a pruned run keeps its alerts
-    Column("event", String(32), nullable=False),  # failure | recovery | success | test
+    # failure | recovery | success | deadline_missed | retry | lost | test
+    Column("event", String(32), nullable=False),
     Column("channels", Text, nullable=False),  # JSON list of channel names, fixed at creation
     Column("sent_to", Text, nullable=False, default="[]"),  # JSON: channels already delivered
     Column("status", String(16), nullable=False),  # pending | delivered | failed
@@ -207,6 +208,8 @@ notification = Table(
     # Set for events that must exist once whatever the number of schedulers deciding
     # them (a run's missed deadline); NULLs never collide, so other events are free.
     Column("dedup_key", String(200), nullable=True),
+    # The attempt a `retry` or `lost` event is about (no FK, like dag_run_id).
+    Column("task_run_id", Integer, nullable=True),
     UniqueConstraint("dedup_key"),
     Index(None, "status", "next_attempt_at"),
     Index(None, "dag_name", "id"),
