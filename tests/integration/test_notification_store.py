@@ -1,6 +1,7 @@
 """The alert outbox in the store (store/notifications.py), on SQLite and PostgreSQL:
-events written by the transaction that finishes a run and only by it; claims that never
-hand one event to two owners; a missed deadline written once."""
+events written by the transaction that finishes a run (or fails and retries an attempt,
+or reaps it as lost, or fails a run whose DAG is gone) and only by it; claims that
+never hand one event to two owners; a missed deadline written once."""
 
 from __future__ import annotations
 
@@ -8,12 +9,16 @@ import logging
 import socket
 import threading
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from dagctl.notify.delivery import AlertDelivery
-from dagctl.store import Store, open_store
+from dagctl.notify.messages import build_payload
+from dagctl.scheduling.planner import NewTaskRun
+from dagctl.store import FinishedAttempt, Store, open_store
 from dagctl.store.records import AdvancePlan
+from tests.integration.test_scheduler_loop import Loop
 
 T0 = datetime(2024, 5, 1, 10, 0)
 RULES = {"etl": {"failure": ("hook",), "recovery": ("chat",)}}
@@ -39,6 +44,82 @@ def test_finishing_a_run_writes_its_events_once(store: Store) -> None:
     _finish(store, other, "failed", T0)  # no rule for this DAG: no event
     events = sorted((n.dag_run_id, n.event, n.channels) for n in store.notifications())
     assert events == [(failed, "failure", ("hook",)), (ok, "recovery", ("chat",))]
+
+
+ATTEMPT_RULES = {"etl": {"retry": ("hook",), "lost": ("chat",), "failure": ("hook",)}}
+
+
+def test_a_retried_failure_and_a_lost_attempt_each_write_one_event_about_that_attempt(store: Store) -> None:
+    run_id = store.trigger("etl", {}, "test", T0, None, T0)
+    with store.transaction():
+        plan = AdvancePlan(start_runs=[run_id], new_task_runs=[NewTaskRun(run_id, "etl", "a.sh", "queued")])
+        store.apply_advance(plan, T0)
+    [first] = store.claim("me", 5, 30, T0)
+    failed = FinishedAttempt(first.task_run_id, "failed", 3, "exit code 3", 0.0, "one\ntwo\n")
+    assert store.finish("me", [failed], T0, alert_rules=ATTEMPT_RULES) == 1
+    [second] = store.claim("dead", 5, -1, T0)  # its lease has run out already
+    assert len(store.reap_expired(T0, alert_rules=ATTEMPT_RULES)) == 1
+    [third] = store.claim("me", 5, 30, T0)
+    last = FinishedAttempt(third.task_run_id, "failed", 3, "exit code 3", None)  # no retry left
+    assert store.finish("me", [last], T0, alert_rules=ATTEMPT_RULES) == 1
+    events = sorted((n.event, n.task_run_id, n.channels) for n in store.notifications())
+    assert events == [("lost", second.task_run_id, ("chat",)), ("retry", first.task_run_id, ("hook",))]
+    retry = next(n for n in store.notifications() if n.event == "retry")
+    payload = build_payload(store, retry)
+    assert payload["tasks"] == [
+        {
+            "task": "a.sh",
+            "attempts": 1,
+            "status": "failed",
+            "exit_code": 3,
+            "error": "exit code 3",
+            "log_tail": ["one", "two"],
+        }
+    ]
+    assert "etl: a.sh attempt 1 failed, will be retried" in payload["summary"]
+
+
+def test_a_run_failed_because_its_dag_is_gone_writes_its_failure_event(store: Store) -> None:
+    store.sync_dags({"etl": "f1"}, T0)
+    run_id = store.trigger("etl", {}, "test", T0, "f1", T0)
+    with store.transaction():
+        store.apply_advance(AdvancePlan(start_runs=[run_id]), T0)
+    reason = "DAG etl is no longer in the DAGs folder (deleted or renamed)"
+    store.mark_missing_dags({"etl": reason}, [], T0)
+    assert store.fail_orphaned_runs(60, T0 + timedelta(seconds=30), RULES) == []  # within the grace
+    assert store.fail_orphaned_runs(60, T0 + timedelta(seconds=61), RULES) == [(run_id, "etl", reason)]
+    assert store.fail_orphaned_runs(60, T0 + timedelta(seconds=90), RULES) == []
+    (event,) = store.notifications()
+    assert (event.dag_run_id, event.event, event.channels) == (run_id, "failure", ("hook",))
+    assert build_payload(store, event)["run"]["error"] == reason
+
+
+def test_the_loop_writes_one_lost_one_retry_and_one_failure_event_for_a_run(
+    tmp_path: Path, db_url: str
+) -> None:
+    loop = Loop(tmp_path, db_url)
+    try:
+        (loop.dags / "dagctl.yaml").write_text(
+            "channels:\n  hook: {type: webhook, url: 'http://127.0.0.1:9/'}\n"
+            "notify:\n  - events: [failure, lost, retry, success]\n    to: [hook]\n"
+        )
+        loop.dag("etl", "description: d\nretries: 1\nretry_delay: 0\n", a__sh="echo why; exit 3\n")
+        run_id = loop.store.trigger("etl", {}, "test", T0, None, T0)
+        with loop.store.transaction():
+            plan = AdvancePlan(
+                start_runs=[run_id], new_task_runs=[NewTaskRun(run_id, "etl", "a.sh", "queued")]
+            )
+            loop.store.apply_advance(plan, T0)
+        loop.store.claim("dead", 5, -1, T0)  # a scheduler that died holding the first attempt
+        loop.until(lambda: loop.finished(run_id))
+        events = sorted((n.event, n.task_run_id) for n in loop.store.notifications())
+        attempt = {a["attempt"]: a["id"] for a in loop.store.task_runs([run_id])}
+        # The lost attempt is run again without counting against `retries: 1`; the
+        # second attempt's failure is retried; the third ends the run: one failure.
+        assert events == [("failure", None), ("lost", attempt[1]), ("retry", attempt[2])]
+    finally:
+        loop.manager.shutdown(0)
+        loop.store.close()
 
 
 def test_concurrent_claims_never_hand_an_event_to_two_owners(store: Store) -> None:
