@@ -1,4 +1,5 @@
-"""`dagctl db prune`: delete old finished runs with their attempts and logs."""
+"""`dagctl db prune`: delete old finished runs with their attempts and logs, and old
+alert events delivered or given up."""
 
 from __future__ import annotations
 
@@ -52,4 +53,5 @@ def _view(counts: Any, dry_run: bool, seconds: float, keep_last: int) -> dict[st
         "attempts": counts.attempts,
         "log_chunks": counts.log_chunks,
         "bytes": counts.bytes,
+        "alerts": counts.alerts,
     }

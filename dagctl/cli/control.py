@@ -128,8 +128,9 @@ def db_upgrade(ctx: click.Context) -> None:
 @output_option
 @click.pass_context
 def db_prune(ctx: click.Context, older_than: str, keep_last: int, dry_run: bool, output: str) -> None:
-    """Delete old finished runs with their attempts and logs, in short batches; queued and
-    running runs are never touched."""
+    """Delete old finished runs with their attempts and logs, and old alert events
+    delivered or given up, in short batches; queued and running runs and pending alerts
+    are never touched."""
     from dagctl.actions import prune
 
     result = prune.prune(settings_of(ctx), older_than, keep_last, dry_run)
@@ -139,7 +140,7 @@ def db_prune(ctx: click.Context, older_than: str, keep_last: int, dry_run: bool,
     verb = "would delete" if dry_run else "deleted"
     click.echo(
         f"{verb} {result['runs']} run(s), {result['attempts']} attempt(s), {result['log_chunks']} log"
-        f" chunk(s): {_size(result['bytes'])}"
+        f" chunk(s): {_size(result['bytes'])}; {result['alerts']} alert event(s)"
     )
 
 

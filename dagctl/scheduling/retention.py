@@ -1,6 +1,7 @@
-"""`retention:` of dagctl.yaml, applied by the schedulers: at most once per period, by
-one of them at a time (the database decides, see `Store.claim_chore`), and bounded per
-turn so a large first clean-up never stalls a loop (use `dagctl db prune` for that)."""
+"""`retention:` of dagctl.yaml (old finished runs, and old alert events delivered or
+given up), applied by the schedulers: at most once per period, by one of them at a time
+(the database decides, see `Store.claim_chore`), and bounded per turn so a large first
+clean-up never stalls a loop (use `dagctl db prune` for that)."""
 
 from __future__ import annotations
 
@@ -35,11 +36,14 @@ class RetentionChore:
         self._next_check = clock + self.check_interval
         if not self.store.claim_chore("retention", RETENTION_PERIOD_S, self.owner):
             return 0
-        deleted = self.store.prune(
+        pruned = self.store.prune(
             retention.older_than_s, retention.keep_last, max_batches=MAX_BATCHES_PER_TURN
-        ).runs
-        if deleted:
+        )
+        if pruned.runs or pruned.alerts:
             log.info(
-                "retention: deleted %d run(s) that ended over %.0f s ago", deleted, retention.older_than_s
+                "retention: deleted %d run(s) that ended and %d alert event(s) settled over %.0f s ago",
+                pruned.runs,
+                pruned.alerts,
+                retention.older_than_s,
             )
-        return deleted
+        return pruned.runs

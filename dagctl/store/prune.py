@@ -6,6 +6,9 @@ held for long and a scheduler sharing the database keeps going. Only runs that a
 finished (success, failed, cancelled) are candidates, and the DELETE checks it again
 under the row lock: a run that `dagctl retry` reopened meanwhile is left alone. The age
 is measured on the database's clock on PostgreSQL.
+
+Alert events (the `notification` outbox) go too once delivered or given up and older
+than the same age; an event still pending is never deleted, however old.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from sqlalchemy import and_, delete, func, select, update
 
 from dagctl.dags.cron import utcnow
 from dagctl.states import FINISHED_RUN_VALUES
-from dagctl.store.tables import dag_run, maintenance, task_log, task_run
+from dagctl.store.notifications import DELIVERED
+from dagctl.store.notifications import FAILED as GIVEN_UP
+from dagctl.store.tables import dag_run, maintenance, notification, task_log, task_run
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -35,12 +40,14 @@ class PruneCounts:
     attempts: int = 0
     log_chunks: int = 0
     bytes: int = 0  # the stored text removed: logs, params and error messages (UTF-8 chars)
+    alerts: int = 0  # alert events delivered or given up
 
     def add(self, other: PruneCounts) -> None:
         self.runs += other.runs
         self.attempts += other.attempts
         self.log_chunks += other.log_chunks
         self.bytes += other.bytes
+        self.alerts += other.alerts
 
 
 class PruneOperations:
@@ -65,15 +72,17 @@ class PruneOperations:
     ) -> PruneCounts:
         """Delete (or, with dry_run, count) the finished runs that ended more than
         `older_than_s` seconds ago, except the `keep_last` newest finished runs of each
-        DAG, with their attempts and logs; at most `max_batches` batches when given.
-        Returns what it removed."""
+        DAG, with their attempts and logs, then the alert events delivered or given up
+        that long ago; at most `max_batches` batches of each when given. Returns what it
+        removed."""
         total = PruneCounts()
         cursor = 0
-        for _ in range(max_batches if max_batches is not None else 2**62):
+        rounds = max_batches if max_batches is not None else 2**62
+        for _ in range(rounds):
             with self._tx() as connection:
                 ids = self._prune_candidates(connection, older_than_s, keep_last, cursor, batch)
                 if not ids:
-                    return total
+                    break
                 cursor = ids[-1]
                 targets = ids if dry_run else self._still_finished(connection, ids)
                 counts = self._measure(connection, targets) if targets else PruneCounts()
@@ -82,17 +91,45 @@ class PruneOperations:
             total.add(counts)
             if on_batch is not None:
                 on_batch(total)
+        cursor = 0
+        for _ in range(rounds):
+            with self._tx() as connection:
+                ids = self._old_alerts(connection, older_than_s, cursor, batch)
+                if not ids:
+                    break
+                cursor = ids[-1]
+                if not dry_run:
+                    # Checked again: only what is still delivered or given up (it stays so).
+                    connection.execute(delete(notification).where(notification.c.id.in_(ids), _settled()))
+            total.add(PruneCounts(alerts=len(ids)))
+            if on_batch is not None:
+                on_batch(total)
         return total
+
+    def _old_alerts(
+        self, connection: Connection, older_than_s: float, after_id: int, limit: int
+    ) -> list[int]:
+        query = (
+            select(notification.c.id)
+            .where(
+                _settled(),
+                notification.c.created_at < self._cutoff(older_than_s),
+                notification.c.id > after_id,
+            )
+            .order_by(notification.c.id)
+            .limit(limit)
+        )
+        return [row.id for row in connection.execute(query)]
+
+    def _cutoff(self, older_than_s: float) -> Any:
+        if self.is_postgres:
+            return func.timezone("utc", func.now()) - func.make_interval(0, 0, 0, 0, 0, 0, older_than_s)
+        return utcnow() - timedelta(seconds=older_than_s)
 
     def _prune_candidates(
         self, connection: Connection, older_than_s: float, keep_last: int, after_id: int, limit: int
     ) -> list[int]:
-        if self.is_postgres:
-            cutoff: Any = func.timezone("utc", func.now()) - func.make_interval(
-                0, 0, 0, 0, 0, 0, older_than_s
-            )
-        else:
-            cutoff = utcnow() - timedelta(seconds=older_than_s)
+        cutoff = self._cutoff(older_than_s)
         finished = dag_run.c.status.in_(sorted(FINISHED_RUN_VALUES))
         query = select(dag_run.c.id).where(finished, dag_run.c.ended_at < cutoff, dag_run.c.id > after_id)
         if keep_last > 0:
@@ -171,6 +208,11 @@ class PruneOperations:
                 .returning(maintenance.c.name)
             ).first()
             return taken is not None
+
+
+def _settled() -> Any:
+    """An alert event that is done with: delivered, or given up."""
+    return notification.c.status.in_([DELIVERED, GIVEN_UP])
 
 
 __all__ = ["DEFAULT_PRUNE_BATCH", "PruneCounts", "PruneOperations"]

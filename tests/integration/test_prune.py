@@ -15,7 +15,7 @@ from dagctl.dags.cron import utcnow
 from dagctl.dags.model import Retention
 from dagctl.scheduling.retention import RetentionChore
 from dagctl.store import Store, open_store
-from dagctl.store.tables import dag_run, task_log, task_run
+from dagctl.store.tables import dag_run, notification, task_log, task_run
 
 DAY = timedelta(days=1)
 
@@ -135,3 +135,26 @@ def test_the_retention_chore_prunes_once_per_period(store: Store, tmp_path: Path
     assert other.maybe_run(Retention(90 * 86400.0)) == 0  # this period's turn is taken
     assert chore.maybe_run(Retention(90 * 86400.0)) == 0
     assert {r["id"] for r in store.runs(limit=100)} >= {made["queued"], made["running"]}
+
+
+def test_prune_deletes_old_settled_alert_events_never_a_pending_one(store: Store) -> None:
+    now = utcnow()
+    ids = {
+        (status, age): store.enqueue_notification("a", None, "failure", ["hook"], now - age * DAY)
+        for status in ("delivered", "failed", "pending")
+        for age in (100, 1)
+    }
+    with store._tx() as connection:
+        for (status, _), event_id in ids.items():
+            connection.execute(
+                update(notification).where(notification.c.id == event_id).values(status=status)
+            )
+    assert store.prune(90 * 86400, dry_run=True).alerts == 2
+    assert store.prune(90 * 86400, batch=1).alerts == 2
+    left = {n.id for n in store.notifications()}
+    assert left == {i for (status, age), i in ids.items() if status == "pending" or age == 1}
+    chore = RetentionChore(store, "me", check_interval=0.0)
+    with store._tx() as connection:
+        connection.execute(update(notification).values(status="delivered"))
+    chore.maybe_run(Retention(90 * 86400.0))  # the old pending one, delivered since, goes now
+    assert {n.id for n in store.notifications()} == left - {ids[("pending", 100)]}
