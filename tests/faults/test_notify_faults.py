@@ -1,5 +1,6 @@
 """Alerts across schedulers on one PostgreSQL: every failure event written once, and
-delivered once per idempotency key, through kill -9 of the scheduler sending them."""
+delivered once per idempotency key, through kill -9 of the scheduler sending them and
+a PostgreSQL restart in the middle of their delivery."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 
 from tests.faults.conftest import Harness
 from tests.faults.invariants import wait_until
+from tests.pgserver import PgServer
 
 
 class Receiver:
@@ -107,3 +109,38 @@ def test_kill_9_of_the_delivering_scheduler_loses_no_event(harness: Harness, rec
     # least once to the channel), and its idempotency key says so.
     counts = Counter(receiver.keys)
     assert len(counts) == 5 and sum(counts.values()) <= 6
+
+
+@pytest.fixture
+def server(pg_server: PgServer) -> Iterator[PgServer]:
+    if pg_server.is_external:
+        pytest.skip("needs the PostgreSQL server the tests start (DAGCTL_TEST_PG_URL is set)")
+    try:
+        yield pg_server
+    finally:
+        pg_server.start()  # whatever happened, later tests need it
+
+
+@pytest.mark.postgres
+def test_postgres_restart_during_delivery_sends_every_event_once(
+    harness: Harness, receiver: Receiver, server: PgServer
+) -> None:
+    _alerting(harness, receiver, timeout="30")
+    receiver.hang.set()
+    runs = harness.trigger_many("fails", 10)
+    for _ in range(2):
+        harness.start(DAGCTL_NOTIFY_RETRY_SECONDS="0.2")
+    assert receiver.arrived.wait(20), harness.schedulers[0].output()
+    harness.wait_runs_finished(20, expected=10)  # every event written; some being sent
+    server.stop("fast")
+    receiver.hang.clear()  # the sends in flight arrive while their outcome cannot be recorded
+    time.sleep(2.0)
+    server.start()
+    wait_until(lambda: [s for _, _, s in _events(harness)] == ["delivered"] * 10, 30, "every event delivered")
+    time.sleep(1.0)  # a duplicate, were there one, would arrive now
+    harness.kill_all()
+    assert sorted(run for run, _, _ in _events(harness)) == sorted(runs)
+    counts = Counter(receiver.keys)
+    # An outage shorter than the claim (DAGCTL_NOTIFY_CLAIM_SECONDS) sends nothing twice.
+    assert len(counts) == 10 and max(counts.values()) == 1, counts
+    harness.check()
