@@ -192,10 +192,15 @@ def test_a_failing_endpoint_is_retried_and_the_event_delivered_once(env: Env, tm
 def test_an_undeclared_channel_is_a_validation_error_with_its_line(env: Env) -> None:
     (env.dags / "dagctl.yaml").write_text("channels:\n  hook: {type: webhook, url: http://127.0.0.1:9/x}\n")
     env.dag("etl", "description: x\nnotify:\n  - events: [failure]\n    to: [hoook]\n", a__sh="true\n")
+    env.dag("opted", "description: x\nnotify:\n  - events: [retry, lost]\n    to: [hook]\n", a__sh="true\n")
+    env.dag("typo", "description: x\nnotify:\n  - events: [retries]\n    to: [hook]\n", a__sh="true\n")
     result = env.run("validate", code=1)
     assert "workflow.yaml:4:" in result.stdout + result.stderr
     assert "unknown channel 'hoook'" in result.stdout + result.stderr
     assert "hook" in result.stdout + result.stderr
+    assert "opted/" not in result.stdout + result.stderr
+    assert "typo/workflow.yaml:3: notify.0.events.0: 'retries' is not one of" in result.stdout
+    assert "(did you mean 'retry'?)" in result.stdout
 
 
 def test_a_deadline_alert_arrives_once_while_the_run_still_runs(env: Env, http: Capture) -> None:
