@@ -26,6 +26,7 @@ def notification_json(event: Notification) -> dict[str, Any]:
         "id": event.id,
         "dag": event.dag_name,
         "run_id": event.dag_run_id,
+        "task_run_id": event.task_run_id,  # the attempt of a retry or lost event, else null
         "event": event.event,
         "channels": list(event.channels),
         "sent_to": list(event.sent_to),

@@ -17,6 +17,7 @@ from dagctl.notify.delivery import AlertDelivery
 from dagctl.notify.messages import build_payload
 from dagctl.scheduling.planner import NewTaskRun
 from dagctl.store import FinishedAttempt, Store, open_store
+from dagctl.store.attempts import LOST
 from dagctl.store.records import AdvancePlan
 from tests.integration.test_scheduler_loop import Loop
 
@@ -77,6 +78,9 @@ def test_a_retried_failure_and_a_lost_attempt_each_write_one_event_about_that_at
         }
     ]
     assert "etl: a.sh attempt 1 failed, will be retried" in payload["summary"]
+    lost = build_payload(store, next(n for n in store.notifications() if n.event == "lost"))
+    assert [(t["attempts"], t["status"], t["error"]) for t in lost["tasks"]] == [(2, "interrupted", LOST)]
+    assert "etl: a.sh attempt 2 was lost" in lost["summary"]
 
 
 def test_a_run_failed_because_its_dag_is_gone_writes_its_failure_event(store: Store) -> None:
