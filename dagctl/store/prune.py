@@ -99,7 +99,7 @@ class PruneOperations:
                     break
                 cursor = ids[-1]
                 if not dry_run:
-                    # Checked again: only what is still delivered or given up (it stays so).
+                    # Settled is final; said again in the DELETE itself: nothing pending goes.
                     connection.execute(delete(notification).where(notification.c.id.in_(ids), _settled()))
             total.add(PruneCounts(alerts=len(ids)))
             if on_batch is not None:
