@@ -13,17 +13,13 @@ it), `dagctl.io/dag`, `dagctl.io/task`, `dagctl.io/run-id`, `dagctl.io/attempt` 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from dagctl.dags.model import Dag, Problem
 from dagctl.execution.attempt import Attempt
 from dagctl.execution.environment import PrepareError, task_environment
 
@@ -36,8 +32,6 @@ SHUTDOWN_NOT_STARTED = "not started: the scheduler shut down"
 DEFAULT_NAMESPACE = "default"
 DEFAULT_PENDING_TIMEOUT_S = 300.0
 CONTAINER = "task"
-REQUEST_TIMEOUT = (5.0, 15.0)  # (connect, read) seconds for every API request
-LOG_REQUEST_TIMEOUT = (5.0, 60.0)
 SELECTOR_CHUNK = 100  # task run ids per `in (...)` label selector
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -49,31 +43,12 @@ LABEL_RUN = "dagctl.io/run-id"
 LABEL_ATTEMPT = "dagctl.io/attempt"
 LABEL_TASK_RUN = "dagctl.io/task-run-id"
 
-# Waiting reasons of a container that will not start by itself.
-STUCK_REASONS = frozenset(
-    {
-        "ErrImagePull",
-        "ImagePullBackOff",
-        "InvalidImageName",
-        "ErrImageNeverPull",
-        "CreateContainerConfigError",
-        "CreateContainerError",
-    }
-)
-# HTTP statuses worth retrying; anything else in 4xx is a refusal.
-TRANSIENT_STATUSES = frozenset({0, 408, 429, 500, 502, 503, 504})
-
 _LABEL_BAD = re.compile(r"[^A-Za-z0-9._-]+")
 _NAME_BAD = re.compile(r"[^a-z0-9]+")
-# The environment variable names every Kubernetes version accepts.
 
 
 class PodSpecError(ValueError):
     """The worker_config cannot make a pod; the attempt fails with this message."""
-
-
-class ApiUnavailable(Exception):
-    """The API could not be configured or reached; the message says why."""
 
 
 # ---------------------------------------------------------------- pure parts
@@ -240,126 +215,3 @@ def pod_manifest(attempt: Attempt, *, owner: str, instance: str) -> dict[str, An
         },
         "spec": spec,
     }
-
-
-def check_dags(dags: Mapping[str, Dag], root: Path) -> list[Problem]:
-    """What `dagctl validate --manager kubernetes` adds: every task that would start a
-    pod needs a kube_image (one problem per task without one, with its file and line)."""
-    problems: list[Problem] = []
-
-    # Paths as the loader shows them: relative to the folder above the DAGs root.
-    base = root.parent if (root / "workflow.yaml").is_file() else root
-
-    def shown(path: Path) -> str:
-        try:
-            return str(path.relative_to(base.parent))
-        except ValueError:
-            return str(path)
-
-    for dag in dags.values():
-        runnable = [t for t in dag.tasks.values() if t.type != "no_op"]
-        missing = [t for t in runnable if not dag.worker_config_for(t).get("kube_image")]
-        if not missing:
-            continue
-        # One per task, at its header: each line of validate's output is one fix to make.
-        where = [(t.path, t.line) for t in missing]
-        problems.extend(
-            Problem(
-                path=shown(path),
-                line=line,
-                message=NO_IMAGE,
-                hint=NO_IMAGE_HINT,
-                pointer="/worker_config/kube_image",
-                dag=dag.name,
-            )
-            for path, line in where
-        )
-    return problems
-
-
-# ---------------------------------------------------------------- reading pod status
-
-
-def container_status(pod: Mapping[str, Any]) -> Mapping[str, Any]:
-    for status in (pod.get("status") or {}).get("containerStatuses") or []:
-        if status.get("name") == CONTAINER:
-            return status  # type: ignore[no-any-return]
-    return {}
-
-
-def stuck_reason(pod: Mapping[str, Any]) -> str | None:
-    """Why a Pending pod will not start by itself (image pull, unschedulable), or None."""
-    status = pod.get("status") or {}
-    for container in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
-        waiting = (container.get("state") or {}).get("waiting") or {}
-        if waiting.get("reason") in STUCK_REASONS:
-            message = waiting.get("message")
-            return f"{waiting['reason']}: {message}" if message else str(waiting["reason"])
-    for condition in status.get("conditions") or []:
-        if (
-            condition.get("type") == "PodScheduled"
-            and condition.get("status") == "False"
-            and condition.get("reason") == "Unschedulable"
-        ):
-            message = condition.get("message")
-            return f"Unschedulable: {message}" if message else "Unschedulable"
-    return None
-
-
-def failure(pod: Mapping[str, Any]) -> tuple[int | None, str]:
-    """Exit code and error of a Failed pod."""
-    container = container_status(pod)
-    terminated = (container.get("state") or {}).get("terminated") or (container.get("lastState") or {}).get(
-        "terminated"
-    )
-    if terminated and terminated.get("exitCode") is not None:
-        code = int(terminated["exitCode"])
-        reason = terminated.get("reason")
-        error = f"exit code {code}"
-        if reason and reason not in ("Error", "Completed"):
-            error += f" ({reason})"
-        return code, error
-    status = pod.get("status") or {}
-    reason, message = status.get("reason"), status.get("message")
-    detail = ": ".join(str(p) for p in (reason, message) if p)
-    return None, f"the pod failed: {detail}" if detail else "the pod failed"
-
-
-def seconds_since(timestamp: Any) -> float | None:
-    if not isinstance(timestamp, str):
-        return None
-    try:
-        when = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (datetime.now(timezone.utc) - when).total_seconds())
-
-
-def seconds_text(value: float) -> str:
-    return str(int(value)) if value == int(value) else f"{value:.3f}".rstrip("0")
-
-
-def api_message(exc: Exception) -> str:
-    """The API's own message for a refused request, else the exception in one line."""
-    body = getattr(exc, "body", None)
-    if isinstance(body, (str, bytes)):
-        try:
-            message = json.loads(body).get("message")
-        except (ValueError, AttributeError):
-            message = None
-        if message:
-            return f"{getattr(exc, 'status', '')} {message}".strip()
-    status, reason = getattr(exc, "status", None), getattr(exc, "reason", None)
-    if status is not None:
-        return f"{status} {reason or ''}".strip()
-    return " ".join(str(exc).split())[:500] or type(exc).__name__
-
-
-def is_transient(exc: Exception) -> bool:
-    status = getattr(exc, "status", None)
-    if status is None:
-        # A connection error, a timeout: no answer from the API.
-        return not isinstance(exc, ValueError)
-    return int(status) in TRANSIENT_STATUSES
