@@ -4,8 +4,8 @@ check. No I/O and no kubernetes client here, so all of it is testable (and impor
 without a cluster or the client installed.
 
 Labels on every pod (values sanitised to label rules; exact names are annotations):
-`app.kubernetes.io/managed-by: dagctl`, `dagctl.io/instance` (a hash of the state
-database URL without credentials), `dagctl.io/scheduler` (the scheduler that created
+`app.kubernetes.io/managed-by: dagctl`, `dagctl.io/instance` (the state database's
+installation id), `dagctl.io/scheduler` (the scheduler that created
 it), `dagctl.io/dag`, `dagctl.io/task`, `dagctl.io/run-id`, `dagctl.io/attempt` and
 `dagctl.io/task-run-id` (what the manager selects on).
 """
@@ -18,7 +18,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from dagctl.execution.attempt import Attempt
 from dagctl.execution.environment import PrepareError, task_environment
@@ -35,7 +34,7 @@ CONTAINER = "task"
 SELECTOR_CHUNK = 100  # task run ids per `in (...)` label selector
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
-LABEL_INSTANCE = "dagctl.io/instance"  # the state database the pod belongs to
+LABEL_INSTANCE = "dagctl.io/instance"  # the installation (state database) the pod belongs to
 LABEL_SCHEDULER = "dagctl.io/scheduler"  # the scheduler that created it
 LABEL_DAG = "dagctl.io/dag"
 LABEL_TASK = "dagctl.io/task"
@@ -60,15 +59,12 @@ def label_value(text: str) -> str:
     return _LABEL_BAD.sub("_", text)[:63].strip("._-")
 
 
-def instance_id(state_db_url: str) -> str:
-    """A short stable id of a state database, from its URL without credentials: the
-    value of the `dagctl.io/instance` label, so that two installations sharing a
-    namespace never touch each other's pods."""
-    parts = urlsplit(state_db_url)
-    scheme = parts.scheme.split("+")[0]
-    scheme = "postgresql" if scheme == "postgres" else scheme
-    host = parts.netloc.rpartition("@")[2]
-    return hashlib.sha256(f"{scheme}://{host}{parts.path}".encode()).hexdigest()[:12]
+def instance_label(installation: str) -> str:
+    """The `dagctl.io/instance` label value: the state database's installation id (a
+    random value stored by its first migration, store/installation.py), so that every
+    scheduler of one database, whatever URL it reaches it by, recognises the same pods,
+    and two installations sharing a namespace never touch each other's."""
+    return label_value(installation) or "standalone"
 
 
 def pod_name(instance: str, dag: str, task: str, run_id: int | None, attempt: int) -> str:

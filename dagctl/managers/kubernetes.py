@@ -40,10 +40,10 @@ Lifecycle of a pod:
   outcome and its logs are committed to the state database.
 
 Adoption (see `dagctl.managers.base.AdoptingManager`): `found()` lists the pods of this
-state database that this manager is not watching. The scheduler takes over those whose
-attempt's lease expired (their scheduler died) and launches them again, which watches
-the existing pod instead of creating one; pods of attempts that already ended are
-discarded.
+installation (labelled with the state database's installation id) that this manager
+is not watching. The scheduler takes over those whose attempt's lease expired (their
+scheduler died) and launches them again, which watches the existing pod instead of
+creating one; pods of attempts that already ended are discarded.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ from dagctl.managers.kubepod import (
     PodPlace,
     PodSpecError,
     in_cluster_for,
-    instance_id,
+    instance_label,
     namespace_for,
     pending_timeout,
     pod_manifest,
@@ -166,7 +166,7 @@ class KubernetesManager:
         self.tail_interval = tail_interval
         self.log_cap_bytes = log_cap_bytes
         self.owner = owner or f"{socket.gethostname()}-{os.getpid()}"
-        self.instance = instance_id(installation or "standalone")
+        self.instance = instance_label(installation or "standalone")
         self._api = KubeApi(kubeconfig)
         self._pods: dict[int, _Pod] = {}  # in flight: created, or being created
         self._ended: dict[int, PodPlace] = {}  # outcome reported; deleted by discard()
@@ -308,7 +308,7 @@ class KubernetesManager:
     def bind(self, owner: str, installation: str) -> None:
         """`installation`: the state database's installation id (store/installation.py)."""
         self.owner = owner
-        self.instance = instance_id(installation)
+        self.instance = instance_label(installation)
 
     def found(self, dags: Mapping[str, Dag]) -> Sequence[int]:
         """Pods of this installation, in the namespaces the DAGs use, that this manager

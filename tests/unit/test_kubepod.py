@@ -17,14 +17,13 @@ from dagctl.managers import validation_problems
 from dagctl.managers.kubepod import (
     NO_IMAGE,
     PodSpecError,
-    failure,
-    instance_id,
+    instance_label,
     label_value,
     pending_timeout,
     pod_manifest,
     pod_name,
-    stuck_reason,
 )
+from dagctl.managers.kubestatus import failure, stuck_reason
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
@@ -90,12 +89,9 @@ def test_label_values_follow_the_label_rules(text: str, expected: str) -> None:
     assert LABEL_VALUE.match(label_value(text))
 
 
-def test_instance_id_ignores_credentials_and_driver() -> None:
-    base = instance_id("postgresql://u:secret@db:5432/dagctl")
-    assert base == instance_id("postgresql+psycopg2://other:pw@db:5432/dagctl")
-    assert base == instance_id("postgres://db:5432/dagctl")
-    assert base != instance_id("postgresql://db:5432/staging")
-    assert re.fullmatch(r"[0-9a-f]{12}", base)
+def test_the_instance_label_is_the_installation_id() -> None:
+    assert instance_label("3f9a0c1b2d4e5f60a7b8") == "3f9a0c1b2d4e5f60a7b8"
+    assert instance_label("") == "standalone"
 
 
 def test_the_pod_object_from_the_merged_worker_config() -> None:
@@ -237,7 +233,7 @@ def test_reading_pod_statuses() -> None:
     )
     assert failure(plain) == (3, "exit code 3")
     evicted = _pod({"phase": "Failed", "reason": "Evicted", "message": "low on memory"})
-    assert failure(evicted) == (None, "the pod failed: Evicted: low on memory")
+    assert failure(evicted) == (None, "the pod was evicted: low on memory")
 
 
 def test_validate_for_kubernetes_wants_an_image(tmp_path: Path) -> None:
