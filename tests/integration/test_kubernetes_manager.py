@@ -46,7 +46,7 @@ def kubeconfig(api: FakeKubeApi, tmp_path: Path) -> str:
 
 
 def make_manager(kubeconfig: str, **kwargs: Any) -> KubernetesManager:
-    options: dict[str, Any] = {"poll_interval": 0.05, **kwargs}
+    options: dict[str, Any] = {"poll_interval": 0.05, "tail_interval": 60.0, **kwargs}
     manager = KubernetesManager(concurrency=4, kubeconfig=kubeconfig, installation="inst-1", **options)
     manager.bind("sched-1", "inst-1")
     return manager
