@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from dagctl.managers.kubepod import MISSING_CLIENT, instance_id, pod_name
+from dagctl.managers.kubepod import MISSING_CLIENT, pod_name
 from dagctl.store import open_store
 from tests.acceptance.conftest import BIN, DAGCTL, Env
 from tests.k8s_fake_api import FakeKubeApi, FakePod, Script
@@ -72,6 +72,13 @@ class Cluster(Env):
         store = open_store(self.db_url, migrate=False)
         try:
             return {(a["task_name"], a["attempt"]): a for a in store.task_runs([run_id])}
+        finally:
+            store.close()
+
+    def installation(self) -> str:
+        store = open_store(self.db_url, migrate=False)
+        try:
+            return store.installation_id()
         finally:
             store.close()
 
@@ -136,7 +143,7 @@ def test_pods_run_the_task_with_params_and_their_logs_are_stored_before_deletion
     created = cluster.api.created()
     assert [p["metadata"]["labels"]["dagctl.io/task"] for p in created] == ["extract.sh", "load.py"]
     pod = created[0]
-    instance = instance_id(cluster.db_url)
+    instance = cluster.installation()
     scheduler = pod["metadata"]["labels"]["dagctl.io/scheduler"]
     assert scheduler and created[1]["metadata"]["labels"]["dagctl.io/scheduler"] == scheduler
     params_json = json.dumps({"region": region, "token": "s3cr3t-v4lue"})
@@ -280,7 +287,17 @@ def test_failures_map_to_attempts_and_image_pull_errors_time_out(cluster: Cluste
     assert len(cluster.api.created()) == 4 and not cluster.api.live()
 
 
+def respelled(url: str) -> str:
+    """The same database by another address: localhost for 127.0.0.1, a /./ in a path."""
+    if "127.0.0.1" in url:
+        return url.replace("127.0.0.1", "localhost")
+    head, _, name = url.rpartition("/")
+    return f"{head}/./{name}"
+
+
 def test_a_restarted_scheduler_adopts_the_running_pod(cluster: Cluster) -> None:
+    """... even when it reaches the state database by another URL: pods carry the
+    database's installation id, not anything derived from the URL."""
     cluster.dag(
         "long",
         """
@@ -305,7 +322,9 @@ def test_a_restarted_scheduler_adopts_the_running_pod(cluster: Cluster) -> None:
     finally:
         first.send_signal(signal.SIGKILL)
         first.communicate()
-    second = cluster.schedule("--until-idle", DAGCTL_LEASE_SECONDS="2")
+    other_url = respelled(cluster.db_url)
+    assert other_url != cluster.db_url
+    second = cluster.schedule("--until-idle", DAGCTL_LEASE_SECONDS="2", DATABASE_URL=other_url)
 
     assert "adopting attempt 1 of long/work.sh" in second.stderr
     attempts = cluster.attempts(run_id)
