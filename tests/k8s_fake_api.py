@@ -95,6 +95,7 @@ class Request:
     body: Any
     at: float  # time.monotonic(), whatever the API's clock: the order of the requests
     status: int = 0
+    clock_at: float = 0.0  # the API's clock (a FakeClock's time in tests that share one)
 
 
 def _now_iso(delta: float = 0.0) -> str:
@@ -471,6 +472,7 @@ class FakeKubeApi:
         body = json.loads(raw) if raw else None
         request = Request(handler.command, url.path, query, body, time.monotonic())
         with self.lock:
+            request.clock_at = self.clock()
             self.requests.append(request)
             headers: dict[str, str] = {}
             if self.fail_next:

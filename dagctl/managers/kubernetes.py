@@ -112,6 +112,7 @@ class _Pod:
     adopted: bool = False  # found existing (409): its times come from its status
     create_at: float = 0.0  # no try to create it before this (backoff)
     create_tries: int = 0
+    refusal: str = ""  # why the last try to create it did not
     running_since: float | None = None
     lost_since: float | None = None
     next_tail: float = 0.0
@@ -375,7 +376,7 @@ class KubernetesManager:
                 log.info("pod %s already exists: watching it", pod.place.name)
                 pod.created = pod.adopted = True
                 return
-            message = api_message(exc)
+            message = pod.refusal = api_message(exc)
             if not is_transient(exc):
                 if getattr(exc, "status", None) is None:  # the client's own check
                     self._fail_unstarted(pod, f"invalid pod: {message}")
@@ -424,7 +425,8 @@ class KubernetesManager:
                 self._create(pod)
             elif not pod.created and now - pod.launched >= pod.pending_timeout:
                 self._fail_unstarted(
-                    pod, f"could not create the pod within {seconds_text(pod.pending_timeout)}s"
+                    pod,
+                    f"could not create the pod within {seconds_text(pod.pending_timeout)}s: {pod.refusal}",
                 )
             if pod.created:
                 groups.setdefault((pod.place.in_cluster, pod.place.namespace), []).append(pod)

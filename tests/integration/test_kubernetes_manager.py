@@ -8,7 +8,6 @@ does not depend on how busy the machine is."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
@@ -23,26 +22,6 @@ from dagctl.managers.kubernetes import KubernetesManager
 from tests.k8s_fake_api import FakeClock, FakeKubeApi, Script
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture
-def api() -> Iterator[FakeKubeApi]:
-    server = FakeKubeApi()
-    server.start()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def clock(api: FakeKubeApi) -> FakeClock:
-    """The fake API's clock; pass it on: `make_manager(..., clock=clock, sleep=clock.sleep)`."""
-    api.clock = FakeClock()
-    return api.clock
-
-
-@pytest.fixture
-def kubeconfig(api: FakeKubeApi, tmp_path: Path) -> str:
-    return str(api.write_kubeconfig(tmp_path / "kubeconfig"))
 
 
 def make_manager(kubeconfig: str, **kwargs: Any) -> KubernetesManager:
