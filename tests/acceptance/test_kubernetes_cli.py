@@ -410,3 +410,39 @@ def test_validate_for_the_kubernetes_manager(tmp_path: Path) -> None:
     assert validate("--manager", "kubernetes").returncode == 0
     unknown = validate("--manager", "kubernets")
     assert unknown.returncode == 2 and "did you mean 'kubernetes'" in unknown.stderr
+
+
+def test_validate_refuses_what_a_cluster_would_refuse(tmp_path: Path) -> None:
+    """The seven specs of issue 17, one per task, each reported at its task's file:line
+    with the key to fix and where it is set; dagctl.yaml's own mistakes point there."""
+    from tests.unit.test_kubevalidate import REFUSED
+
+    dags = tmp_path / "dags"
+    (dags / "etl").mkdir(parents=True)
+    (dags / "dagctl.yaml").write_text("worker_config:\n  kube_image: img:1\n  kube_namespace: Data_Team\n")
+    (dags / "etl" / "workflow.yaml").write_text("description: d\nworker_config: {kube_namespace: data}\n")
+    (dags / "other").mkdir()
+    (dags / "other" / "workflow.yaml").write_text("description: d\n")
+    (dags / "other" / "x.sh").write_text("echo x\n")
+    expected = []
+    for index, (config, field, message) in enumerate(REFUSED[1:], start=1):
+        key = next(iter(config))  # the requests-above-limits case names the request
+        header = f"worker_config: {json.dumps(config)}"
+        (dags / "etl" / f"t{index}.sh").write_text(f"#!/usr/bin/env bash\n# {header}\necho {index}\n")
+        where = f"dags/etl/t{index}.sh:2"
+        expected.append((where, field, message, f"(fix worker_config.{key} ({where}))"))
+    env = {**os.environ, "DAGCTL_DAGS": str(dags)}
+    done = subprocess.run(
+        [DAGCTL, "validate", "--manager", "kubernetes"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 7, done.stdout
+    for line, (where, field, message, fix) in zip(sorted(lines)[:6], expected, strict=True):
+        assert line.startswith(f"{where}: kubernetes would refuse the pod: {field}: ")
+        assert message in line and line.endswith(fix)
+    (root,) = [line for line in lines if line.startswith("dags/other/x.sh:")]
+    assert root.startswith(
+        'dags/other/x.sh:1: kubernetes would refuse the pod: metadata.namespace: Invalid value: "Data_Team"'
+    )
+    assert root.endswith("(fix worker_config.kube_namespace (dags/dagctl.yaml:3))")

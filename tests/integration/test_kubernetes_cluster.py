@@ -134,7 +134,7 @@ def test_container_creating_counts_toward_the_pending_timeout(
     api: FakeKubeApi, kubeconfig: str, clock: FakeClock
 ) -> None:
     api.rule = lambda pod: Script(waiting_reason="ContainerCreating")
-    manager = make_manager(kubeconfig, clock=clock, sleep=clock.sleep)
+    manager = make_manager(kubeconfig, poll_interval=0.25, clock=clock, sleep=clock.sleep)
     started = clock()
     manager.launch(make_attempt(make_dag({"kube_pending_timeout": 2}), "a.sh", 1))
     (outcome,) = run_all(manager, 1, clock).values()
@@ -156,7 +156,7 @@ def test_evicted_pods_are_reported_as_evicted(api: FakeKubeApi, kubeconfig: str,
 
 def test_a_pod_on_a_lost_node_is_bounded(api: FakeKubeApi, kubeconfig: str, clock: FakeClock) -> None:
     api.rule = lambda pod: Script(run=1, node_lost=True)
-    manager = make_manager(kubeconfig, clock=clock, sleep=clock.sleep)
+    manager = make_manager(kubeconfig, poll_interval=0.5, clock=clock, sleep=clock.sleep)
     manager.launch(make_attempt(make_dag({"kube_pending_timeout": 10}), "a.sh", 1))
     manager.launch(make_attempt(make_dag({"kube_pending_timeout": 600}, timeout=4), "b.sh", 2))
     outcomes = run_all(manager, 2, clock)
