@@ -145,8 +145,15 @@ def pod_env(config: Mapping[str, Any], attempt: Attempt) -> list[dict[str, str]]
 
 
 def _resources(config: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    """kube_requests / kube_limits (any resource name: nvidia.com/gpu, ephemeral-storage),
+    then kube_requests_cpu and the like over them."""
     resources: dict[str, dict[str, str]] = {}
     for kind in ("requests", "limits"):
+        named = config.get(f"kube_{kind}") or {}
+        if not isinstance(named, Mapping):
+            raise PodSpecError(f"worker_config.kube_{kind} must be a mapping of resource name: quantity")
+        for resource, value in named.items():
+            resources.setdefault(kind, {})[str(resource)] = str(value)
         for resource in ("cpu", "memory"):
             value = config.get(f"kube_{kind}_{resource}")
             if value is not None and value != "":
@@ -154,8 +161,74 @@ def _resources(config: Mapping[str, Any]) -> dict[str, dict[str, str]]:
     return resources
 
 
+def _env_from(config: Mapping[str, Any]) -> tuple[list[Any], list[Any]]:
+    """kube_env_from: whole Secrets and ConfigMaps (`{secretRef: {name: s}}`,
+    `{configMapRef: {name: c}, prefix: P_}`, as in a container's envFrom) and single
+    keys (`{name: VAR, valueFrom: {secretKeyRef: {name: s, key: k}}}`, as in its env).
+    Returns (envFrom, env)."""
+    entries = config.get("kube_env_from") or []
+    if not isinstance(entries, (list, tuple)):
+        raise PodSpecError(
+            "worker_config.kube_env_from must be a list (secretRef, configMapRef or valueFrom items)"
+        )
+    whole: list[Any] = []
+    single: list[Any] = []
+    for entry in entries:
+        if isinstance(entry, Mapping) and ("secretRef" in entry or "configMapRef" in entry):
+            whole.append(_plain(entry))
+        elif isinstance(entry, Mapping) and "name" in entry and "valueFrom" in entry:
+            single.append(_plain(entry))
+        else:
+            raise PodSpecError(
+                f"worker_config.kube_env_from: {entry!r} is neither {{secretRef: {{name: ...}}}},"
+                " {configMapRef: {name: ...}} nor"
+                " {name: VAR, valueFrom: {secretKeyRef: {name: ..., key: ...}}}"
+            )
+    return whole, single
+
+
+def _list_of(config: Mapping[str, Any], key: str) -> list[Any]:
+    value = config.get(key) or []
+    if not isinstance(value, (list, tuple)):
+        raise PodSpecError(f"worker_config.{key} must be a list")
+    return list(_plain(value))
+
+
+def _mapping_of(config: Mapping[str, Any], key: str) -> dict[str, Any]:
+    value = config.get(key) or {}
+    if not isinstance(value, Mapping):
+        raise PodSpecError(f"worker_config.{key} must be a mapping")
+    return dict(_plain(value))
+
+
+def _user_keys(config: Mapping[str, Any], container: dict[str, Any], spec: dict[str, Any]) -> None:
+    """The first-class keys for the common cases, each onto its field of the pod."""
+    env_from, single = _env_from(config)
+    if env_from:
+        container["envFrom"] = env_from
+    if single:
+        # First: kube_env, the params and the DAGCTL_* variables win on a name clash.
+        container["env"] = [*single, *container["env"]]
+    if config.get("kube_volume_mounts"):
+        container["volumeMounts"] = _list_of(config, "kube_volume_mounts")
+    if config.get("kube_image_pull_policy"):
+        container["imagePullPolicy"] = str(config["kube_image_pull_policy"])
+    if config.get("kube_container_security_context"):
+        container["securityContext"] = _mapping_of(config, "kube_container_security_context")
+    if config.get("kube_volumes"):
+        spec["volumes"] = _list_of(config, "kube_volumes")
+    secrets = _list_of(config, "kube_image_pull_secrets")
+    if secrets:
+        spec["imagePullSecrets"] = [s if isinstance(s, dict) else {"name": str(s)} for s in secrets]
+    if config.get("kube_affinity"):
+        spec["affinity"] = _mapping_of(config, "kube_affinity")
+    if config.get("kube_priority_class"):
+        spec["priorityClassName"] = str(config["kube_priority_class"])
+
+
 def pod_manifest(attempt: Attempt, *, owner: str, instance: str) -> dict[str, Any]:
-    """The Pod object for one attempt, from the merged worker_config of its task.
+    """The Pod object for one attempt, from the merged worker_config of its task, over
+    the pod template if any, over the restricted defaults (kubetemplate.py).
 
     Raises PodSpecError when the configuration cannot make a pod (no kube_image, a NUL
     byte in a param, a kube_command that is not a list of strings...)."""
@@ -189,15 +262,18 @@ def pod_manifest(attempt: Attempt, *, owner: str, instance: str) -> dict[str, An
     if config.get("kube_tolerations"):
         spec["tolerations"] = _plain(config["kube_tolerations"])
     if config.get("kube_security_context"):
-        spec["securityContext"] = _plain(config["kube_security_context"])
+        spec["securityContext"] = _mapping_of(config, "kube_security_context")
+    _user_keys(config, container, spec)
     run = "" if context.run_id is None else str(context.run_id)
-    return {
+    own = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
             "name": pod_name(instance, dag.name, task.name, context.run_id, context.attempt),
             "namespace": namespace_for(config),
+            # The user's labels and annotations first: dagctl's own cannot be overridden.
             "labels": {
+                **{str(k): str(v) for k, v in _mapping_of(config, "kube_labels").items()},
                 MANAGED_BY: "dagctl",
                 LABEL_INSTANCE: instance,
                 LABEL_SCHEDULER: label_value(owner),
@@ -207,7 +283,19 @@ def pod_manifest(attempt: Attempt, *, owner: str, instance: str) -> dict[str, An
                 LABEL_ATTEMPT: str(context.attempt),
                 LABEL_TASK_RUN: str(attempt.task_run_id),
             },
-            "annotations": {LABEL_DAG: dag.name, LABEL_TASK: task.name},
+            "annotations": {
+                **{str(k): str(v) for k, v in _mapping_of(config, "kube_annotations").items()},
+                LABEL_DAG: dag.name,
+                LABEL_TASK: task.name,
+            },
         },
         "spec": spec,
     }
+    from dagctl.managers.kubetemplate import defaults, load_template, merge
+
+    base = defaults(CONTAINER)
+    if config.get("kube_pod_template") is not None:
+        # Relative to the folder of dagctl.yaml: the DAGs root, the DAG folder's parent.
+        base = merge(base, load_template(config["kube_pod_template"], dag.path.parent))
+    manifest: dict[str, Any] = merge(base, own)
+    return manifest

@@ -170,10 +170,15 @@ def test_pods_run_the_task_with_params_and_their_logs_are_stored_before_deletion
             "serviceAccountName": "etl-runner",
             "nodeSelector": {"pool": "batch"},
             "tolerations": [{"key": "batch", "operator": "Exists", "effect": "NoSchedule"}],
-            "securityContext": {"runAsNonRoot": True, "runAsUser": 10001},
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 10001,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
             "containers": [
                 {
                     "name": "task",
+                    "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
                     "image": "registry.example/dagctl-dags:7",
                     "command": ["env", "WRAPPED=yes", "dagctl"],
                     "args": ["run", "etl", "extract.sh", "--run-id", str(run_id), "--attempt", "1"],

@@ -131,7 +131,11 @@ def test_the_pod_object_from_the_merged_worker_config() -> None:
     assert spec["serviceAccountName"] == "etl-runner"
     assert spec["nodeSelector"] == {"pool": "batch"}
     assert spec["tolerations"] == [{"key": "batch", "operator": "Exists", "effect": "NoSchedule"}]
-    assert spec["securityContext"] == {"runAsNonRoot": True, "runAsUser": 10001}
+    assert spec["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 10001,
+        "seccompProfile": {"type": "RuntimeDefault"},  # a default the config did not override
+    }
     (container,) = spec["containers"]
     assert container["image"] == "registry.example/etl:1.2"
     assert container["command"] == ["secrets-init", "--provider", "aws", "dagctl"]
@@ -161,8 +165,17 @@ def test_the_pod_object_from_the_merged_worker_config() -> None:
 def test_a_minimal_pod_has_only_what_was_asked() -> None:
     pod = pod_manifest(make_attempt({"kube_image": "img"}), owner="o", instance="i")
     assert pod["metadata"]["namespace"] == "default"
-    assert set(pod["spec"]) == {"restartPolicy", "containers"}
+    assert set(pod["spec"]) == {"restartPolicy", "containers", "securityContext"}
     assert "resources" not in pod["spec"]["containers"][0]
+    # The restricted Pod Security Standard's requirements, by default.
+    assert pod["spec"]["securityContext"] == {
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert pod["spec"]["containers"][0]["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
 
 
 @pytest.mark.parametrize(
