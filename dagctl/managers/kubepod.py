@@ -123,6 +123,10 @@ def pending_timeout(config: Mapping[str, Any]) -> float:
         raise PodSpecError(f"worker_config.kube_pending_timeout: {value!r} is not a duration") from None
 
 
+def keep_failed_pods(config: Mapping[str, Any]) -> bool:
+    return config.get("kube_keep_failed_pods") is True
+
+
 def pod_env(config: Mapping[str, Any], attempt: Attempt) -> list[dict[str, str]]:
     """kube_env, then each param by name, then the DAGCTL_* variables (later ones win),
     built by the same function as a local task's environment, with its name rules and

@@ -37,7 +37,9 @@ Lifecycle of a pod:
   when the scheduler's shutdown grace ends: logs read, pod deleted, attempt failed;
 - a pod that ended: its logs are read (capped and masked like the worker's) into the
   Outcome; the pod is deleted only when the scheduler calls `discard()`, after the
-  outcome and its logs are committed to the state database.
+  outcome and its logs are committed to the state database; a failed one is kept for
+  a post-mortem when its task says `kube_keep_failed_pods: true` (delete them with
+  `kubectl delete pod -l app.kubernetes.io/managed-by=dagctl,dagctl.io/dag=DAG`).
 
 Adoption (see `dagctl.managers.base.AdoptingManager`): `found()` lists the pods of this
 installation (labelled with the state database's installation id) that this manager
@@ -70,7 +72,9 @@ from dagctl.managers.kubeapi import (
 )
 from dagctl.managers.kubelogs import TAIL_INTERVAL_S, LogTail
 from dagctl.managers.kubepod import (
+    LABEL_DAG,
     LABEL_INSTANCE,
+    LABEL_TASK,
     LABEL_TASK_RUN,
     MANAGED_BY,
     SELECTOR_CHUNK,
@@ -80,6 +84,7 @@ from dagctl.managers.kubepod import (
     PodSpecError,
     in_cluster_for,
     instance_label,
+    keep_failed_pods,
     namespace_for,
     pending_timeout,
     pod_manifest,
@@ -171,6 +176,7 @@ class KubernetesManager:
         self._api = KubeApi(kubeconfig)
         self._pods: dict[int, _Pod] = {}  # in flight: created, or being created
         self._ended: dict[int, PodPlace] = {}  # outcome reported; deleted by discard()
+        self._kept: set[int] = set()  # failed pods kube_keep_failed_pods keeps for a post-mortem
         self._foreign: dict[int, PodPlace] = {}  # seen by the last found()
         self._doomed: dict[int, PodPlace] = {}  # deletions to retry
         self._done: list[Outcome] = []
@@ -334,12 +340,31 @@ class KubernetesManager:
                     continue
                 if key not in known and metadata.get("name"):
                     foreign[key] = PodPlace(in_cluster, namespace, str(metadata["name"]))
+                    if (item.get("status") or {}).get("phase") == "Failed" and self._keeps(dags, metadata):
+                        self._kept.add(key)
         self._foreign = foreign
         return sorted(foreign)
+
+    @staticmethod
+    def _keeps(dags: Mapping[str, Dag], metadata: Mapping[str, Any]) -> bool:
+        """Whether a found pod's task keeps its failed pods (its exact names are in the
+        pod's annotations)."""
+        annotations = metadata.get("annotations") or {}
+        dag = dags.get(str(annotations.get(LABEL_DAG)))
+        task = dag.tasks.get(str(annotations.get(LABEL_TASK))) if dag is not None else None
+        return task is not None and keep_failed_pods(dag.worker_config_for(task))  # type: ignore[union-attr]
 
     def discard(self, task_run_ids: Sequence[int]) -> None:
         for key in task_run_ids:
             place = self._ended.pop(key, None) or self._foreign.pop(key, None)
+            if key in self._kept:
+                self._kept.discard(key)
+                log.info(
+                    "keeping failed pod %s/%s (kube_keep_failed_pods)",
+                    place and place.namespace,
+                    place and place.name,
+                )
+                continue
             if place is not None:
                 self._delete(key, place)
 
@@ -511,6 +536,8 @@ class KubernetesManager:
         text, truncated = self._last_log(pod)
         del self._pods[key]
         self._ended[key] = pod.place
+        if status == FAILED and keep_failed_pods(pod.attempt.dag.worker_config_for(pod.attempt.task)):
+            self._kept.add(key)
         self._done.append(
             Outcome(key, status, exit_code=exit_code, error=error, log=text, log_truncated_bytes=truncated)
         )

@@ -345,3 +345,58 @@ def pod_causes(pod: Mapping[str, Any], *, schema: bool = True) -> list[Cause]:
     makes the format rules moot), then the format rules."""
     causes = schema_causes(pod) if schema else []
     return causes or format_causes(pod)
+
+
+# The "restricted" Pod Security Standard (kubernetes.io/docs/concepts/security/pod-security-standards),
+# what a namespace labelled pod-security.kubernetes.io/enforce=restricted admits.
+_RESTRICTED_VOLUMES = frozenset(
+    {
+        "configMap",
+        "csi",
+        "downwardAPI",
+        "emptyDir",
+        "ephemeral",
+        "persistentVolumeClaim",
+        "projected",
+        "secret",
+    }
+)
+
+
+def restricted_violations(pod: Mapping[str, Any]) -> list[str]:
+    """Why a namespace enforcing the restricted Pod Security Standard would refuse
+    `pod` (its baseline and restricted controls), [] when it would admit it."""
+    spec = pod.get("spec") or {}
+    pod_context = spec.get("securityContext") or {}
+    out: list[str] = []
+    for flag in ("hostNetwork", "hostPID", "hostIPC"):
+        if spec.get(flag):
+            out.append(f"{flag}=true")
+    for volume in spec.get("volumes") or []:
+        kinds = set(volume) - {"name"}
+        if not kinds <= _RESTRICTED_VOLUMES:
+            out.append(f"volume {volume.get('name')!r} uses {', '.join(sorted(kinds - _RESTRICTED_VOLUMES))}")
+    if pod_context.get("runAsUser") == 0:
+        out.append("runAsUser=0")
+    containers = [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
+    for container in containers:
+        name, context = container.get("name"), container.get("securityContext") or {}
+        if context.get("privileged"):
+            out.append(f"container {name!r}: privileged")
+        if context.get("allowPrivilegeEscalation") is not False:
+            out.append(f"container {name!r}: allowPrivilegeEscalation != false")
+        capabilities = context.get("capabilities") or {}
+        if "ALL" not in (capabilities.get("drop") or []):
+            out.append(f"container {name!r}: capabilities.drop does not include ALL")
+        if set(capabilities.get("add") or []) - {"NET_BIND_SERVICE"}:
+            out.append(f"container {name!r}: capabilities.add beyond NET_BIND_SERVICE")
+        if context.get("runAsNonRoot", pod_context.get("runAsNonRoot")) is not True:
+            out.append(f"container {name!r}: runAsNonRoot != true")
+        if context.get("runAsUser") == 0:
+            out.append(f"container {name!r}: runAsUser=0")
+        seccomp = (context.get("seccompProfile") or pod_context.get("seccompProfile") or {}).get("type")
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            out.append(f"container {name!r}: seccompProfile.type is not RuntimeDefault or Localhost")
+        if any(port.get("hostPort") for port in container.get("ports") or []):
+            out.append(f"container {name!r}: hostPort")
+    return out

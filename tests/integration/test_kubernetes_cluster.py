@@ -184,3 +184,33 @@ def test_logs_are_tailed_while_the_pod_runs(api: FakeKubeApi, kubeconfig: str, c
     assert all(at < clock() - 2 for at, _ in chunks)  # while it ran, not at its end
     assert outcome.log == "end\n"  # the rest: each line stored exactly once
     assert len(api.calls("GET", "/log")) >= 4
+
+
+def test_what_a_cluster_refuses_fails_the_attempt_before_any_request(
+    api: FakeKubeApi, kubeconfig: str
+) -> None:
+    manager = make_manager(kubeconfig)
+    manager.launch(make_attempt(make_dag({"kube_requests_memory": "256MB"}), "a.sh", 1))
+    (outcome,) = drain(manager, 1).values()
+    assert outcome.error is not None and outcome.error.startswith(
+        "kubernetes would refuse the pod: spec.containers[0].resources.requests[memory]:"
+        ' Invalid value: "256MB": quantities must match the regular expression'
+    )
+    assert not api.requests
+
+
+def test_failed_pods_are_kept_when_asked(api: FakeKubeApi, kubeconfig: str) -> None:
+    api.rule = lambda pod: Script(exit_code=0 if pod["metadata"]["labels"]["dagctl.io/task"] == "a.sh" else 2)
+    dag = make_dag({"kube_keep_failed_pods": True})
+    manager = make_manager(kubeconfig)
+    manager.launch(make_attempt(dag, "a.sh", 1))
+    manager.launch(make_attempt(dag, "b.sh", 2))
+    outcomes = drain(manager, 2)
+    assert (outcomes[1].status, outcomes[2].status) == (SUCCESS, FAILED)
+    manager.discard([1, 2])
+    assert [p.labels["dagctl.io/task"] for p in api.live()] == ["b.sh"]  # the failed one, for a post-mortem
+    # Another scheduler finding it (its attempt already recorded) keeps it too.
+    other = make_manager(kubeconfig)
+    assert other.found({"demo": dag}) == [2]
+    other.discard([2])
+    assert len(api.live()) == 1

@@ -36,16 +36,17 @@ def make_attempt(
     task_name: str = "extract.sh",
     params: dict[str, Any] | None = None,
     task_config: dict[str, Any] | None = None,
+    dags_root: Path = Path("/dags"),
 ) -> Attempt:
     task = Task(
         name=task_name,
-        path=Path("/dags") / dag_name / task_name,
+        path=dags_root / dag_name / task_name,
         type="shell",
         worker_config=MappingProxyType(task_config or {}),
     )
     dag = Dag(
         name=dag_name,
-        path=Path("/dags") / dag_name,
+        path=dags_root / dag_name,
         description="d",
         tasks=MappingProxyType({task_name: task}),
         fingerprint="f",
