@@ -21,6 +21,7 @@ from typing import Any
 
 from dagctl.execution.attempt import Attempt
 from dagctl.execution.environment import PrepareError, task_environment
+from dagctl.managers.kubetemplate import PodTemplateError, defaults, load_template, merge
 
 MISSING_CLIENT = "the kubernetes manager needs the kubernetes client: pip install 'dagctl[kubernetes]'"
 NO_IMAGE = "worker_config.kube_image is not set: the kubernetes manager needs the image to run the task in"
@@ -295,11 +296,12 @@ def pod_manifest(attempt: Attempt, *, owner: str, instance: str) -> dict[str, An
         },
         "spec": spec,
     }
-    from dagctl.managers.kubetemplate import defaults, load_template, merge
-
     base = defaults(CONTAINER)
     if config.get("kube_pod_template") is not None:
         # Relative to the folder of dagctl.yaml: the DAGs root, the DAG folder's parent.
-        base = merge(base, load_template(config["kube_pod_template"], dag.path.parent))
+        try:
+            base = merge(base, load_template(config["kube_pod_template"], dag.path.parent))
+        except PodTemplateError as exc:
+            raise PodSpecError(str(exc)) from None
     manifest: dict[str, Any] = merge(base, own)
     return manifest

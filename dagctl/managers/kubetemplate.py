@@ -44,6 +44,10 @@ RESTRICTED_CONTAINER_SECURITY: dict[str, Any] = {
 _cache: dict[Path, tuple[int, dict[str, Any]]] = {}
 
 
+class PodTemplateError(ValueError):
+    """The pod template cannot be used; the message names the key and the file."""
+
+
 def merge(lower: Any, upper: Any, key: str | None = None) -> Any:
     """`upper` over `lower`, strategic-merge style (see the module docstring)."""
     if isinstance(lower, Mapping) and isinstance(upper, Mapping):
@@ -78,11 +82,10 @@ def defaults(container: str) -> dict[str, Any]:
 
 def load_template(value: Any, config_dir: Path) -> dict[str, Any]:
     """The Pod of `kube_pod_template` (a path relative to `config_dir`, the folder of
-    dagctl.yaml), read once per file version. Raises PodSpecError naming the key."""
-    from dagctl.managers.kubepod import PodSpecError
+    dagctl.yaml), read once per file version. Raises PodTemplateError naming the key."""
 
     if not isinstance(value, str) or not value.strip():
-        raise PodSpecError("worker_config.kube_pod_template must be the path of a Pod YAML file")
+        raise PodTemplateError("worker_config.kube_pod_template must be the path of a Pod YAML file")
     path = (config_dir / value).resolve()
     import yaml
 
@@ -93,12 +96,12 @@ def load_template(value: Any, config_dir: Path) -> dict[str, Any]:
             return copy.deepcopy(cached[1])
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise PodSpecError(
+        raise PodTemplateError(
             f"worker_config.kube_pod_template: cannot read {value}: {exc.strerror or exc}"
             f" (the path is relative to {config_dir})"
         ) from None
     except yaml.YAMLError as exc:
-        raise PodSpecError(
+        raise PodTemplateError(
             f"worker_config.kube_pod_template: {value} is not valid YAML: {' '.join(str(exc).split())}"
         ) from None
     if (
@@ -106,7 +109,9 @@ def load_template(value: Any, config_dir: Path) -> dict[str, Any]:
         or data.get("kind", "Pod") != "Pod"
         or not isinstance(data.get("spec", {}), dict)
     ):
-        raise PodSpecError(f"worker_config.kube_pod_template: {value} must be a Pod (kind: Pod, with a spec)")
+        raise PodTemplateError(
+            f"worker_config.kube_pod_template: {value} must be a Pod (kind: Pod, with a spec)"
+        )
     template = {k: v for k, v in data.items() if k in ("metadata", "spec")}
     metadata = template.get("metadata") or {}
     # Name and namespace are the attempt's: a template's would make every pod collide.
