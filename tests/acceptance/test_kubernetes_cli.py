@@ -451,3 +451,32 @@ def test_validate_refuses_what_a_cluster_would_refuse(tmp_path: Path) -> None:
         'dags/other/x.sh:1: kubernetes would refuse the pod: metadata.namespace: Invalid value: "Data_Team"'
     )
     assert root.endswith("(fix worker_config.kube_namespace (dags/dagctl.yaml:3))")
+
+
+def test_a_running_pods_log_is_in_the_state_database_before_it_ends(cluster: Cluster) -> None:
+    cluster.dag("tail", "description: d\n", work__sh="#!/usr/bin/env bash\nsleep 9\n")
+    cluster.api.rule = lambda pod: Script(
+        pending=0.05, run=3.0, progress=((0.1, "early line\n"),), log="late\n"
+    )
+    run_id = int(cluster.run("trigger", "tail").stdout)
+    argv = [DAGCTL, "schedule", "--manager", "kubernetes", "--poll-interval", "0.05", "--until-idle"]
+    scheduler = subprocess.Popen(argv, env=cluster.environ(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            assert time.monotonic() < deadline and scheduler.poll() is None
+            attempts = cluster.attempts(run_id)
+            if attempts and cluster.log(attempts[("work.sh", 1)]["id"]) == "early line\n":
+                break
+            time.sleep(0.25)
+        (pod,) = cluster.api.live()
+        assert pod.exit_code is None  # still running
+        _, stderr = scheduler.communicate(timeout=30)
+        assert scheduler.returncode == 0, stderr
+    finally:
+        if scheduler.poll() is None:
+            scheduler.kill()
+            scheduler.communicate()
+    (attempt,) = cluster.attempts(run_id).values()
+    assert attempt["status"] == "success"
+    assert cluster.log(attempt["id"]) == "early line\nlate\n"  # each line once
