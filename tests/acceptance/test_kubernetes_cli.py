@@ -314,16 +314,19 @@ def test_a_restarted_scheduler_adopts_the_running_pod(cluster: Cluster) -> None:
         sleep 5
         """,
     )
-    cluster.api.rule = lambda pod: Script(pending=0.1, run=4.0, log="long work done\n")
+    cluster.api.rule = lambda pod: Script(
+        pending=0.1, run=5.0, progress=((0.1, "early\n"),), log="long work done\n"
+    )
     run_id = int(cluster.run("trigger", "long").stdout)
     env = cluster.environ(DAGCTL_LEASE_SECONDS="2")
     argv = [DAGCTL, "schedule", "--manager", "kubernetes", "--poll-interval", "0.05", "--until-idle"]
     first = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 20
-        while not any(p.started is not None for p in cluster.api.live()):
+        # Killed once it has stored the first lines of the running pod's log.
+        while not (cluster.attempts(run_id) and cluster.log(cluster.attempts(run_id)[("work.sh", 1)]["id"])):
             assert time.monotonic() < deadline and first.poll() is None
-            time.sleep(0.05)
+            time.sleep(0.1)
     finally:
         first.send_signal(signal.SIGKILL)
         first.communicate()
@@ -336,7 +339,7 @@ def test_a_restarted_scheduler_adopts_the_running_pod(cluster: Cluster) -> None:
     assert list(attempts) == [("work.sh", 1)]  # not reaped, not retried
     (attempt,) = attempts.values()
     assert (attempt["status"], attempt["exit_code"], attempt["error"]) == ("success", 0, None)
-    assert cluster.log(attempt["id"]) == "long work done\n"
+    assert cluster.log(attempt["id"]) == "early\nlong work done\n"  # read again, stored once
     assert [r.status for r in cluster.api.calls("POST")] == [201]  # never created twice
     assert len(cluster.api.calls("DELETE")) == 1 and not cluster.api.live()
 
