@@ -54,14 +54,19 @@ class LogTail:
         self._last_ns: int | None = None
         self._at_last = 0  # lines taken carrying the timestamp _last_ns
         self._read_at: float | None = None
+        self._before: float | None = None  # _read_at before the last window(), for rewind()
 
     def window(self) -> int | None:
         """sinceSeconds for the next read (None: the whole log); call before reading."""
         now = self._wall()
-        previous, self._read_at = self._read_at, now
-        if previous is None:
+        self._before, self._read_at = self._read_at, now
+        if self._before is None:
             return None
-        return math.ceil(now - previous) + WINDOW_MARGIN_S
+        return math.ceil(now - self._before) + WINDOW_MARGIN_S
+
+    def rewind(self) -> None:
+        """The read of the last window() failed: the next window starts where it did."""
+        self._read_at = self._before
 
     def feed(self, chunks: Iterable[bytes]) -> None:
         """The body of one read, in chunks: lines of `TIMESTAMP text`."""

@@ -58,8 +58,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dagctl.dags.model import Dag
 from dagctl.execution.attempt import FAILED, INTERRUPTED, SUCCESS, Attempt, LogChunk, Outcome, PollResult
+from dagctl.managers.kubeadopt import PodAdoption
 from dagctl.managers.kubeapi import (
     ApiUnavailable,
     KubeApi,
@@ -72,11 +72,8 @@ from dagctl.managers.kubeapi import (
 )
 from dagctl.managers.kubelogs import TAIL_INTERVAL_S, LogTail
 from dagctl.managers.kubepod import (
-    LABEL_DAG,
     LABEL_INSTANCE,
-    LABEL_TASK,
     LABEL_TASK_RUN,
-    MANAGED_BY,
     SELECTOR_CHUNK,
     SHUTDOWN_KILLED,
     SHUTDOWN_NOT_STARTED,
@@ -85,7 +82,6 @@ from dagctl.managers.kubepod import (
     in_cluster_for,
     instance_label,
     keep_failed_pods,
-    namespace_for,
     pending_timeout,
     pod_manifest,
 )
@@ -133,7 +129,7 @@ def _poll_interval_from_env() -> float:
     return tuning().kube_poll_seconds
 
 
-class KubernetesManager:
+class KubernetesManager(PodAdoption):
     """Runs attempts as pods; see the module docstring.
 
     Outcome fields: `status` SUCCESS/FAILED; `exit_code` the container's exit code
@@ -310,76 +306,7 @@ class KubernetesManager:
         self._done, self._logs = [], []
         return result
 
-    # ------------------------------------------------------------ AdoptingManager
-
-    def bind(self, owner: str, installation: str) -> None:
-        """`installation`: the state database's installation id (store/installation.py)."""
-        self.owner = owner
-        self.instance = instance_label(installation)
-
-    def found(self, dags: Mapping[str, Dag]) -> Sequence[int]:
-        """Pods of this installation, in the namespaces the DAGs use, that this manager
-        is not watching (ended ones it reported included: the store knows whether their
-        outcome was recorded). Pods being deleted are not news."""
-        places: set[tuple[bool, str]] = {(p.place.in_cluster, p.place.namespace) for p in self._pods.values()}
-        for dag in dags.values():
-            places |= self._dag_places(dag)
-        # Ended pods are included: if the scheduler could not record them (another one
-        # adopted the attempt meanwhile), it never discards them; the store decides.
-        known = self._pods.keys() | self._doomed.keys()
-        foreign: dict[int, PodPlace] = {}
-        selector = f"{MANAGED_BY}=dagctl,{LABEL_INSTANCE}={self.instance}"
-        for in_cluster, namespace in sorted(places):
-            for item in self._list(in_cluster, namespace, selector) or []:
-                metadata = item.get("metadata") or {}
-                if metadata.get("deletionTimestamp"):
-                    continue
-                try:
-                    key = int((metadata.get("labels") or {}).get(LABEL_TASK_RUN, ""))
-                except ValueError:
-                    continue
-                if key not in known and metadata.get("name"):
-                    foreign[key] = PodPlace(in_cluster, namespace, str(metadata["name"]))
-                    if (item.get("status") or {}).get("phase") == "Failed" and self._keeps(dags, metadata):
-                        self._kept.add(key)
-        self._foreign = foreign
-        return sorted(foreign)
-
-    @staticmethod
-    def _keeps(dags: Mapping[str, Dag], metadata: Mapping[str, Any]) -> bool:
-        """Whether a found pod's task keeps its failed pods (its exact names are in the
-        pod's annotations)."""
-        annotations = metadata.get("annotations") or {}
-        dag = dags.get(str(annotations.get(LABEL_DAG)))
-        task = dag.tasks.get(str(annotations.get(LABEL_TASK))) if dag is not None else None
-        return task is not None and keep_failed_pods(dag.worker_config_for(task))  # type: ignore[union-attr]
-
-    def discard(self, task_run_ids: Sequence[int]) -> None:
-        for key in task_run_ids:
-            place = self._ended.pop(key, None) or self._foreign.pop(key, None)
-            if key in self._kept:
-                self._kept.discard(key)
-                log.info(
-                    "keeping failed pod %s/%s (kube_keep_failed_pods)",
-                    place and place.namespace,
-                    place and place.name,
-                )
-                continue
-            if place is not None:
-                self._delete(key, place)
-
     # ------------------------------------------------------------ internals
-
-    def _dag_places(self, dag: Dag) -> frozenset[tuple[bool, str]]:
-        """Where the DAG's pods go, computed once per definition (fingerprint)."""
-        cached = self._places.get(dag.name)
-        if cached is None or cached[0] != dag.fingerprint:
-            places = frozenset(
-                (in_cluster_for(config), namespace_for(config))
-                for config in (dag.worker_config_for(t) for t in dag.tasks.values() if t.type != "no_op")
-            )
-            cached = self._places[dag.name] = (dag.fingerprint, places)
-        return cached[1]
 
     def _note_trouble(self, what: str) -> None:
         if self._trouble != what:
@@ -526,7 +453,7 @@ class KubernetesManager:
             return  # no log to read from a lost node
         if now >= pod.next_tail:
             pod.next_tail = now + self.tail_interval
-            self._read_log(pod)
+            self._read_log(pod, final=False)
             text = pod.tail.buffer.take_new()
             if text:
                 self._logs.append(LogChunk(pod.attempt.task_run_id, text))
@@ -553,11 +480,13 @@ class KubernetesManager:
     def _last_log(self, pod: _Pod) -> tuple[str, int]:
         """What is left of the log (the lines since the last tail), capped and masked;
         "" when there is none (it never started)."""
-        self._read_log(pod)
+        self._read_log(pod, final=True)
         return pod.tail.buffer.finish(), pod.tail.buffer.truncated_bytes
 
-    def _read_log(self, pod: _Pod) -> None:
-        """The container's new log lines into the pod's LogTail."""
+    def _read_log(self, pod: _Pod, *, final: bool) -> None:
+        """The container's new log lines into the pod's LogTail. A failed read while it
+        runs is tried again at the next tail (same window); a failed last read is noted
+        in the log itself."""
         try:
             response = self._api.read_log(pod.place, pod.tail.window())
             try:
@@ -565,6 +494,9 @@ class KubernetesManager:
             finally:
                 response.release_conn()
         except Exception as exc:
+            if not final:
+                pod.tail.rewind()
+                return
             if getattr(exc, "status", None) != 400:  # 400: the container never started, so it has no log
                 pod.tail.buffer.feed(
                     f"\n[dagctl: could not read the pod's log: {api_message(exc)}]\n".encode()
