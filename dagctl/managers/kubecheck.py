@@ -104,7 +104,10 @@ def task_problem(dag: Dag, task: Task, cause: Cause | str, shown: Any) -> Proble
         if key in ("kube_requests", "kube_limits"):
             key = _resource_keys(cause.field, config)
         message = f"kubernetes would refuse the pod: {cause.render()}"
-        hint = f"fix worker_config.{key} ({where_set(dag, task, key, shown)})" if key else None
+        where = where_set(dag, task, key, shown) if key else None
+        hint = f"fix worker_config.{key} ({where})" if key else None
+        if where in (None, "worker_config") and config.get("kube_pod_template"):
+            hint = f"fix the pod template {config['kube_pod_template']} (worker_config.kube_pod_template)"
     return Problem(
         path=shown(task.path),
         line=task.line,

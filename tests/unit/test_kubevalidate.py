@@ -241,3 +241,24 @@ def test_a_template_that_cannot_be_read_names_the_key(tmp_path: Path) -> None:
             owner="o",
             instance="i",
         )
+
+
+def test_validate_points_at_the_pod_template_when_the_mistake_is_there(tmp_path: Path) -> None:
+    from dagctl.dags.loader import load_tree
+    from dagctl.managers.kubecheck import check_dags
+
+    dags = tmp_path / "dags"
+    (dags / "etl").mkdir(parents=True)
+    (dags / "dagctl.yaml").write_text("worker_config: {kube_image: img, kube_pod_template: pod.yaml}\n")
+    (dags / "pod.yaml").write_text(
+        "kind: Pod\nspec:\n  containers: [{name: task, imagePullPolicy: Sometimes}]\n"
+    )
+    (dags / "etl" / "workflow.yaml").write_text("description: d\n")
+    (dags / "etl" / "a.sh").write_text("echo a\n")
+    tree = load_tree(dags)
+    (problem,) = check_dags(tree.dags, tree.root)
+    assert problem.render() == (
+        "dags/etl/a.sh:1: kubernetes would refuse the pod: spec.containers[0].imagePullPolicy:"
+        ' Unsupported value: "Sometimes": supported values: "Always", "IfNotPresent", "Never"'
+        " (fix the pod template pod.yaml (worker_config.kube_pod_template))"
+    )
