@@ -55,7 +55,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from dagctl.execution.attempt import FAILED, INTERRUPTED, SUCCESS, Attempt, LogChunk, Outcome, PollResult
@@ -118,8 +118,6 @@ class _Pod:
     lost_since: float | None = None
     next_tail: float = 0.0
     stop_reason: str | None = None
-    # Per-attempt values that never change a pod's shape: the schema check is cached.
-    shape_key: tuple[str, str, str] = field(default=("", "", ""))
 
 
 def _poll_interval_from_env() -> float:
@@ -180,6 +178,8 @@ class KubernetesManager(PodAdoption):
         self._next_list = 0.0
         self._trouble: str | None = None  # the API problem last logged
         self._places: dict[str, tuple[str, frozenset[tuple[bool, str]]]] = {}
+        # The schema check (~15 ms) once per task definition: what differs between its
+        # attempts (names, env values) never changes the pod's shape.
         self._shapes_ok: set[tuple[str, str, str]] = set()
         self._closed = False
 
@@ -235,7 +235,6 @@ class KubernetesManager(PodAdoption):
             now,
             LogTail(self.log_cap_bytes, secret_values(attempt.dag, attempt.context)),
             next_tail=now + self.tail_interval,
-            shape_key=shape,
         )
 
     def poll(self) -> PollResult:
