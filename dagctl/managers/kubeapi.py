@@ -125,13 +125,16 @@ class KubeApi:
             # Typed as Any: the client's own annotations differ between its versions.
             client: Any = kubernetes.client
             config: Any = kubernetes.config
+            configuration = client.Configuration()
             if in_cluster:
-                configuration = client.Configuration()
                 config.load_incluster_config(client_configuration=configuration)
-                api_client = client.ApiClient(configuration)
             else:
-                api_client = config.new_client_from_config(config_file=self.kubeconfig)
-            return _Client(core=client.CoreV1Api(api_client))
+                config.load_kube_config(config_file=self.kubeconfig, client_configuration=configuration)
+            # No retries inside the client: urllib3 would sleep through a 429's Retry-After
+            # (or retry an unreachable API) inside the scheduler's loop; the manager
+            # retries at its own pace instead, and every request stays short.
+            configuration.retries = False
+            return _Client(core=client.CoreV1Api(client.ApiClient(configuration)))
         except Exception as exc:
             which = "in-cluster configuration" if in_cluster else "kubeconfig"
             return _Client(

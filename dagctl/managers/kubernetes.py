@@ -362,6 +362,9 @@ class KubernetesManager(PodAdoption):
             items = self._api.list(in_cluster, namespace, selector)
         except Exception as exc:
             self._note_trouble(f"listing pods in {namespace}: {api_message(exc)}")
+            wait = retry_after(exc)
+            if wait:  # throttled (429): the next list waits as long as the API asked
+                self._next_list = max(self._next_list, self._clock() + wait)
             return None
         self._trouble = None
         return items

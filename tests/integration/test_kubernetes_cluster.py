@@ -214,3 +214,20 @@ def test_failed_pods_are_kept_when_asked(api: FakeKubeApi, kubeconfig: str) -> N
     assert other.found({"demo": dag}) == [2]
     other.discard([2])
     assert len(api.live()) == 1
+
+
+def test_a_throttled_list_waits_for_retry_after(api: FakeKubeApi, kubeconfig: str, clock: FakeClock) -> None:
+    api.rule = lambda pod: Script(run=30)
+    manager = make_manager(kubeconfig, clock=clock, sleep=clock.sleep)
+    manager.launch(make_attempt(make_dag(), "a.sh", 1))
+    api.throttle_next = [4]
+    manager.poll()  # the list answers 429, Retry-After: 4
+    assert [r.status for r in api.calls("GET")] == [429]
+    for _ in range(30):  # 3 s of a busy loop: no request
+        clock.advance(0.1)
+        manager.poll()
+    assert len(api.calls("GET")) == 1
+    clock.advance(1)
+    manager.poll()
+    assert [r.status for r in api.calls("GET")] == [429, 200]
+    manager.shutdown(0)
