@@ -43,8 +43,8 @@ _FIELD_KEYS = (
 def config_key(field: str) -> str | None:
     """The worker_config key behind a pod field, e.g. spec.tolerations[0].operator ->
     kube_tolerations; None for a field dagctl makes itself (or a pod template's)."""
-    found = [key for prefix, key in _FIELD_KEYS if field.startswith(prefix)]
-    return found[-1] if found else None
+    found = [(len(prefix), key) for prefix, key in _FIELD_KEYS if field.startswith(prefix)]
+    return max(found)[1] if found else None
 
 
 def _resource_keys(field: str, config: Mapping[str, Any]) -> str:

@@ -304,4 +304,7 @@ def pod_manifest(attempt: Attempt, *, owner: str, instance: str) -> dict[str, An
         except PodTemplateError as exc:
             raise PodSpecError(str(exc)) from None
     manifest: dict[str, Any] = merge(base, own)
+    # The task's container first, whatever the template's order: tools and messages
+    # (`kubectl logs`, `spec.containers[0]...`) find it there.
+    manifest["spec"]["containers"].sort(key=lambda c: c.get("name") != CONTAINER)
     return manifest

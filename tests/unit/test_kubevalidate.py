@@ -125,10 +125,6 @@ spec:
     - name: scratch
       emptyDir: {sizeLimit: 1Gi}
   containers:
-    - name: task
-      workingDir: /work
-      volumeMounts: [{name: scratch, mountPath: /scratch}]
-      env: [{name: FROM_TEMPLATE, value: "1"}]
     - name: cloud-sql-proxy
       image: gcr.io/cloud-sql-connectors/cloud-sql-proxy:2.11
       args: ["--port=5432", "project:region:db"]
@@ -136,6 +132,10 @@ spec:
         runAsNonRoot: true
         allowPrivilegeEscalation: false
         capabilities: {drop: [ALL]}
+    - name: task
+      workingDir: /work
+      volumeMounts: [{name: scratch, mountPath: /scratch}]
+      env: [{name: FROM_TEMPLATE, value: "1"}]
 """
 
 EVERY_KEY: dict[str, Any] = {
@@ -190,7 +190,7 @@ def test_a_pod_with_a_template_and_every_key_passes_schema_and_restricted(tmp_pa
     assert metadata["labels"]["app.kubernetes.io/managed-by"] == "dagctl"
     assert metadata["annotations"]["cluster-autoscaler.kubernetes.io/safe-to-evict"] == "false"
     assert [v["name"] for v in spec["volumes"]] == ["scratch", "data"]
-    task, proxy = spec["containers"]  # merged by name: the template's sidecar stays
+    task, proxy = spec["containers"]  # merged by name: the template's sidecar stays, the task's first
     assert proxy["name"] == "cloud-sql-proxy" and task["workingDir"] == "/work"
     assert [m["name"] for m in task["volumeMounts"]] == ["scratch", "data"]
     env = [e["name"] for e in task["env"]]
