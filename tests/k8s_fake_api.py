@@ -6,7 +6,15 @@ It speaks the subset the manager uses, as plain JSON over HTTP (no TLS):
     GET    /api/v1/namespaces/NS/pods?labelSelector=...     list (=, ==, !=, in, notin, exists)
     GET    /api/v1/namespaces/NS/pods/NAME                  read
     GET    /api/v1/namespaces/NS/pods/NAME/log              the container's output (text)
-    DELETE /api/v1/namespaces/NS/pods/NAME                  delete (the pod is gone at once)
+    DELETE /api/v1/namespaces/NS/pods/NAME                  delete (graceful: Terminating for
+                                                             `deletion_grace` seconds, then gone)
+
+Like a real API server it refuses what a real one refuses: a pod failing the official
+schema or the API server's format rules (422 Invalid, with a Status body naming the
+fields: the same checks as dagctl/managers/kubevalidate.py), a namespace that does not
+exist (404, when `namespaces` is set), a pod over the namespace's quota (403 "exceeded
+quota", when `quota_pods` is set), and requests while throttled (429 with Retry-After,
+`throttle_next`). Logs honour `timestamps` and `sinceSeconds`.
 
 Every request is recorded (`requests`). What a pod does is decided when it is created,
 by `rule(pod) -> Script`, which the test sets: how long it stays Pending, then either
@@ -42,6 +50,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from dagctl.managers.kubevalidate import Cause, pod_causes
+
 
 class FakeClock:
     """A monotonic clock that moves only when told to. Give it to the fake API and to
@@ -72,6 +82,9 @@ class Script:
     waiting_message: str = ""
     unschedulable: bool = False  # stays Pending, PodScheduled False / Unschedulable
     execute: bool = False  # really run command + args here
+    progress: tuple[tuple[float, str], ...] = ()  # (seconds after start, text) printed while running
+    evicted: bool = False  # at the end of `run`: Failed, reason Evicted (no exit code of the task's)
+    node_lost: bool = False  # after `run`: phase Unknown, reason NodeLost, forever
 
 
 @dataclass
@@ -82,6 +95,7 @@ class Request:
     body: Any
     at: float  # time.monotonic(), whatever the API's clock: the order of the requests
     status: int = 0
+    clock_at: float = 0.0  # the API's clock (a FakeClock's time in tests that share one)
 
 
 def _now_iso(delta: float = 0.0) -> str:
@@ -95,7 +109,9 @@ class FakePod:
     script: Script
     clock: Callable[[], float] = time.monotonic
     created: float = field(default_factory=time.monotonic)
-    output: bytearray = field(default_factory=bytearray)
+    output: list[tuple[float, bytes]] = field(default_factory=list)  # (wall time, line)
+    printed: int = 0  # of script.progress
+    deleted_at: float | None = None
     process: subprocess.Popen[bytes] | None = None
     started: float | None = None
     exit_code: int | None = None
@@ -134,10 +150,30 @@ class FakePod:
             if self.process is not None and self.exit_code is None and self.process.poll() is not None:
                 self.exit_code = self.process.returncode
                 self.ended = now
-        elif self.exit_code is None and now - self.started >= script.run:
-            self.exit_code = script.exit_code
-            self.output += script.log.encode()
+            return
+        while self.printed < len(script.progress) and now - self.started >= script.progress[self.printed][0]:
+            self.write(script.progress[self.printed][1].encode())
+            self.printed += 1
+        if self.exit_code is None and now - self.started >= script.run and not script.node_lost:
+            self.exit_code = 137 if script.evicted else script.exit_code
+            self.write(script.log.encode())
             self.ended = now
+
+    def write(self, data: bytes) -> None:
+        """Output as the kubelet stores it: lines, each with the time it was written."""
+        now = time.time()
+        self.output.extend((now, line) for line in data.splitlines(keepends=True))
+
+    def log_text(self, timestamps: bool, since_seconds: float | None) -> bytes:
+        since = time.time() - since_seconds if since_seconds is not None else None
+        out = bytearray()
+        for when, line in self.output:
+            if since is not None and when < since:
+                continue
+            if timestamps:
+                out += datetime.fromtimestamp(when, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ ").encode()
+            out += line
+        return bytes(out)
 
     def _start_process(self, image_env: Mapping[str, str]) -> None:
         env = {**image_env, **self.env}
@@ -151,7 +187,7 @@ class FakePod:
                 start_new_session=True,
             )
         except OSError as exc:
-            self.output += f"exec failed: {exc}\n".encode()
+            self.write(f"exec failed: {exc}\n".encode())
             self.exit_code, self.ended = 128, self.clock()
             return
         stream = self.process.stdout
@@ -159,8 +195,8 @@ class FakePod:
 
         def pump() -> None:
             with stream:
-                for chunk in iter(lambda: stream.read1(65536), b""):
-                    self.output += chunk
+                for line in iter(stream.readline, b""):
+                    self.write(line)
 
         self.pump = threading.Thread(target=pump, daemon=True)
         self.pump.start()
@@ -181,6 +217,8 @@ class FakePod:
     def as_json(self) -> dict[str, Any]:
         body = json.loads(json.dumps(self.body))
         body["metadata"].setdefault("namespace", self.namespace)
+        if self.deleted_at is not None:
+            body["metadata"]["deletionTimestamp"] = _now_iso(self.clock() - self.deleted_at)
         body["metadata"]["uid"] = f"uid-{self.name}"
         body["metadata"]["creationTimestamp"] = _now_iso(self.clock() - self.created)
         body["status"] = self.status()
@@ -210,6 +248,30 @@ class FakePod:
                 "containerStatuses": [{"name": "task", "ready": False, "state": {"waiting": waiting}}],
             }
         started_at = _now_iso(now - self.started)
+        if script.node_lost and now - self.started >= script.run:
+            return {
+                "phase": "Unknown",
+                "reason": "NodeLost",
+                "message": f"Node worker-3 which was running pod {self.name} is unresponsive",
+                "startTime": started_at,
+                "containerStatuses": [
+                    {"name": "task", "ready": True, "state": {"running": {"startedAt": started_at}}}
+                ],
+            }
+        if script.evicted and self.exit_code is not None:
+            return {
+                "phase": "Failed",
+                "reason": "Evicted",
+                "message": "The node was low on resource: memory. Threshold quantity: 100Mi, available: 5Mi.",
+                "startTime": started_at,
+                "containerStatuses": [
+                    {
+                        "name": "task",
+                        "ready": False,
+                        "state": {"terminated": {"exitCode": 137, "reason": "ContainerStatusUnknown"}},
+                    }
+                ],
+            }
         if self.exit_code is None:
             return {
                 "phase": "Running",
@@ -274,6 +336,27 @@ def matches(selector: str, labels: Mapping[str, str]) -> bool:
     return True
 
 
+def _invalid_body(name: str, causes: list[Cause]) -> dict[str, Any]:
+    """What a real API server answers for an invalid pod (422, reason Invalid)."""
+    body = _status_body(422, "Invalid", f'Pod "{name}" is invalid: ' + ", ".join(c.render() for c in causes))
+    reasons = {"Invalid value": "FieldValueInvalid", "Required value": "FieldValueRequired"}
+    body["details"] = {
+        "name": name,
+        "kind": "Pod",
+        "causes": [
+            {
+                "reason": next(
+                    (r for k, r in reasons.items() if c.message.startswith(k)), "FieldValueNotSupported"
+                ),
+                "message": c.message,
+                "field": c.field,
+            }
+            for c in causes
+        ],
+    }
+    return body
+
+
 def _status_body(code: int, reason: str, message: str) -> dict[str, Any]:
     return {
         "kind": "Status",
@@ -300,6 +383,10 @@ class FakeKubeApi:
         self.requests: list[Request] = []
         self.on_delete: Callable[[FakePod], None] | None = None
         self.fail_next: list[int] = []  # statuses to answer the next requests with (e.g. 503)
+        self.namespaces: set[str] | None = None  # None: every namespace exists
+        self.quota_pods: int | None = None  # pods per namespace (not Terminating) the quota allows
+        self.throttle_next: list[float] = []  # answer 429 with these Retry-After seconds
+        self.deletion_grace = 0.0  # seconds a deleted pod stays Terminating
         self.lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
 
@@ -385,10 +472,16 @@ class FakeKubeApi:
         body = json.loads(raw) if raw else None
         request = Request(handler.command, url.path, query, body, time.monotonic())
         with self.lock:
+            request.clock_at = self.clock()
             self.requests.append(request)
+            headers: dict[str, str] = {}
             if self.fail_next:
                 code = self.fail_next.pop(0)
                 status, payload, ctype = code, _status_body(code, "ServiceUnavailable", "try again"), None
+            elif self.throttle_next:
+                headers["Retry-After"] = f"{self.throttle_next.pop(0):g}"
+                message = "the server has received too many requests and has asked us to try again later"
+                status, payload, ctype = 429, _status_body(429, "TooManyRequests", message), None
             else:
                 status, payload, ctype = self._route(handler.command, url.path, query, body)
             request.status = status
@@ -396,6 +489,8 @@ class FakeKubeApi:
         handler.send_response(status)
         handler.send_header("Content-Type", ctype or "application/json")
         handler.send_header("Content-Length", str(len(data)))
+        for key, value in headers.items():
+            handler.send_header(key, value)
         handler.end_headers()
         handler.wfile.write(data)
 
@@ -405,6 +500,9 @@ class FakeKubeApi:
             return 404, _status_body(404, "NotFound", f"no route {method} {path}"), None
         namespace, name, is_log = unquote(found.group(1)), found.group(2), bool(found.group(3))
         name = unquote(name) if name else None
+        if self.namespaces is not None and namespace not in self.namespaces:
+            return 404, _status_body(404, "NotFound", f'namespaces "{namespace}" not found'), None
+        self._expire()
         if name is None:
             if method == "POST":
                 return self._create(namespace, body)
@@ -422,24 +520,47 @@ class FakeKubeApi:
                 return 400, _status_body(400, "BadRequest", message), None
             if pod.exit_code is not None:
                 pod.wait_output()
-            return 200, bytes(pod.output), "text/plain"
+            since = query.get("sinceSeconds")
+            text = pod.log_text(query.get("timestamps") == "true", float(since) if since else None)
+            return 200, text, "text/plain"
         if method == "GET":
             return 200, pod.as_json(), None
         if method == "DELETE":
-            if self.on_delete is not None:
-                self.on_delete(pod)
-            pod.kill()
-            pod.deleted = True
-            del self.pods[(namespace, name)]
-            return 200, pod.as_json(), None
+            if pod.deleted_at is None:
+                if self.on_delete is not None:
+                    self.on_delete(pod)
+                pod.kill()
+                pod.deleted = True
+                pod.deleted_at = self.clock()
+            body = pod.as_json()
+            self._expire()
+            return 200, body, None
         return 405, _status_body(405, "MethodNotAllowed", method), None
+
+    def _expire(self) -> None:
+        """Pods deleted more than `deletion_grace` ago are gone (the kubelet confirmed)."""
+        now = self.clock()
+        for key, pod in list(self.pods.items()):
+            if pod.deleted_at is not None and now - pod.deleted_at >= self.deletion_grace:
+                del self.pods[key]
 
     def _create(self, namespace: str, body: Any) -> tuple[int, Any, str | None]:
         if not isinstance(body, dict) or body.get("kind") != "Pod":
             return 400, _status_body(400, "BadRequest", "not a Pod"), None
         name = body["metadata"].get("name", "")
+        causes = pod_causes(body)
+        if causes:
+            return 422, _invalid_body(name, causes), None
         if (namespace, name) in self.pods:
             return 409, _status_body(409, "AlreadyExists", f'pods "{name}" already exists'), None
+        if self.quota_pods is not None:
+            used = sum(1 for (ns, _), p in self.pods.items() if ns == namespace and p.deleted_at is None)
+            if used >= self.quota_pods:
+                message = (
+                    f'pods "{name}" is forbidden: exceeded quota: compute-resources, requested: pods=1,'
+                    f" used: pods={used}, limited: pods={self.quota_pods}"
+                )
+                return 403, _status_body(403, "Forbidden", message), None
         pod = FakePod(namespace, body, self.rule(body), clock=self.clock, created=self.clock())
         self.pods[(namespace, name)] = pod
         return 201, pod.as_json(), None

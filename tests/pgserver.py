@@ -120,8 +120,7 @@ def find_bindir() -> Path:
             if out:
                 candidates.append(Path(out))
     candidates.extend(
-        Path(p)
-        for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=_version_key, reverse=True)
+        Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=_version_key, reverse=True)
     )
     for candidate in candidates:
         if _has_server_binaries(candidate):
@@ -243,8 +242,7 @@ def _make_tmpdir(user: pwd.struct_passwd | None) -> Path:
             os.chown(tmp, user.pw_uid, user.pw_gid)
             return tmp
     raise RuntimeError(
-        f"no temporary directory reachable by user {user.pw_name!r} "
-        f"(tried {', '.join(map(str, bases))})"
+        f"no temporary directory reachable by user {user.pw_name!r} (tried {', '.join(map(str, bases))})"
     )
 
 

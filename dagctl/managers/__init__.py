@@ -23,7 +23,8 @@ def _worker(concurrency: int | None) -> Manager:
 
 def _kubernetes(concurrency: int | None) -> Manager:
     # Raises a one-line UsageError when the kubernetes client is not installed.
-    from dagctl.managers.kubernetes import KubernetesManager, require_client, require_cluster_configuration
+    from dagctl.managers.kubeapi import require_client, require_cluster_configuration
+    from dagctl.managers.kubernetes import KubernetesManager
 
     require_client()
     require_cluster_configuration()
@@ -74,7 +75,7 @@ def validation_problems(name: str, dags: Mapping[str, Dag], root: Path) -> list[
     that manager needs (kubernetes: a kube_image for every task that starts a pod).
     Needs no plug-in or client to be importable; an unknown name is a UsageError."""
     if name == "kubernetes":
-        from dagctl.managers.kubepod import check_dags
+        from dagctl.managers.kubecheck import check_dags
 
         return check_dags(dags, root)
     if name not in BUILTIN_MANAGERS:

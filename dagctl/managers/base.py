@@ -61,7 +61,7 @@ class AdoptingManager(Manager, Protocol):
     """Optional, for managers whose attempts live outside the scheduler's process (pods)
     and so outlive it. The scheduler then:
 
-    - calls `bind(owner, state_db_url)` once before the first launch;
+    - calls `bind(owner, installation)` once before the first launch;
     - calls `discard(ids)` after the outcomes of these attempts are committed to the
       state database: only then may what is left of them (a finished pod) be deleted;
     - every lease period/3, calls `found(dags)`: the task run ids of attempts alive out
@@ -71,9 +71,10 @@ class AdoptingManager(Manager, Protocol):
       starting it again. The ids whose attempt already ended are passed to `discard`.
     """
 
-    def bind(self, owner: str, state_db_url: str) -> None:
-        """The scheduler's id (recorded on what the manager starts) and the state database
-        URL (what the manager's attempts belong to)."""
+    def bind(self, owner: str, installation: str) -> None:
+        """The scheduler's id (recorded on what the manager starts) and the state
+        database's installation id (what the manager's attempts belong to: the same
+        whatever URL reaches the database, see store/installation.py)."""
 
     def found(self, dags: Mapping[str, Dag]) -> Sequence[int]:
         """Task run ids of attempts of `dags` running (or ended) outside this manager's

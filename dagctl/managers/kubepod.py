@@ -4,8 +4,8 @@ check. No I/O and no kubernetes client here, so all of it is testable (and impor
 without a cluster or the client installed.
 
 Labels on every pod (values sanitised to label rules; exact names are annotations):
-`app.kubernetes.io/managed-by: dagctl`, `dagctl.io/instance` (a hash of the state
-database URL without credentials), `dagctl.io/scheduler` (the scheduler that created
+`app.kubernetes.io/managed-by: dagctl`, `dagctl.io/instance` (the state database's
+installation id), `dagctl.io/scheduler` (the scheduler that created
 it), `dagctl.io/dag`, `dagctl.io/task`, `dagctl.io/run-id`, `dagctl.io/attempt` and
 `dagctl.io/task-run-id` (what the manager selects on).
 """
@@ -13,19 +13,15 @@ it), `dagctl.io/dag`, `dagctl.io/task`, `dagctl.io/run-id`, `dagctl.io/attempt` 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-from dagctl.dags.model import Dag, Problem
 from dagctl.execution.attempt import Attempt
 from dagctl.execution.environment import PrepareError, task_environment
+from dagctl.managers.kubetemplate import PodTemplateError, defaults, load_template, merge
 
 MISSING_CLIENT = "the kubernetes manager needs the kubernetes client: pip install 'dagctl[kubernetes]'"
 NO_IMAGE = "worker_config.kube_image is not set: the kubernetes manager needs the image to run the task in"
@@ -36,12 +32,10 @@ SHUTDOWN_NOT_STARTED = "not started: the scheduler shut down"
 DEFAULT_NAMESPACE = "default"
 DEFAULT_PENDING_TIMEOUT_S = 300.0
 CONTAINER = "task"
-REQUEST_TIMEOUT = (5.0, 15.0)  # (connect, read) seconds for every API request
-LOG_REQUEST_TIMEOUT = (5.0, 60.0)
 SELECTOR_CHUNK = 100  # task run ids per `in (...)` label selector
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
-LABEL_INSTANCE = "dagctl.io/instance"  # the state database the pod belongs to
+LABEL_INSTANCE = "dagctl.io/instance"  # the installation (state database) the pod belongs to
 LABEL_SCHEDULER = "dagctl.io/scheduler"  # the scheduler that created it
 LABEL_DAG = "dagctl.io/dag"
 LABEL_TASK = "dagctl.io/task"
@@ -49,31 +43,12 @@ LABEL_RUN = "dagctl.io/run-id"
 LABEL_ATTEMPT = "dagctl.io/attempt"
 LABEL_TASK_RUN = "dagctl.io/task-run-id"
 
-# Waiting reasons of a container that will not start by itself.
-STUCK_REASONS = frozenset(
-    {
-        "ErrImagePull",
-        "ImagePullBackOff",
-        "InvalidImageName",
-        "ErrImageNeverPull",
-        "CreateContainerConfigError",
-        "CreateContainerError",
-    }
-)
-# HTTP statuses worth retrying; anything else in 4xx is a refusal.
-TRANSIENT_STATUSES = frozenset({0, 408, 429, 500, 502, 503, 504})
-
 _LABEL_BAD = re.compile(r"[^A-Za-z0-9._-]+")
 _NAME_BAD = re.compile(r"[^a-z0-9]+")
-# The environment variable names every Kubernetes version accepts.
 
 
 class PodSpecError(ValueError):
     """The worker_config cannot make a pod; the attempt fails with this message."""
-
-
-class ApiUnavailable(Exception):
-    """The API could not be configured or reached; the message says why."""
 
 
 # ---------------------------------------------------------------- pure parts
@@ -85,15 +60,12 @@ def label_value(text: str) -> str:
     return _LABEL_BAD.sub("_", text)[:63].strip("._-")
 
 
-def instance_id(state_db_url: str) -> str:
-    """A short stable id of a state database, from its URL without credentials: the
-    value of the `dagctl.io/instance` label, so that two installations sharing a
-    namespace never touch each other's pods."""
-    parts = urlsplit(state_db_url)
-    scheme = parts.scheme.split("+")[0]
-    scheme = "postgresql" if scheme == "postgres" else scheme
-    host = parts.netloc.rpartition("@")[2]
-    return hashlib.sha256(f"{scheme}://{host}{parts.path}".encode()).hexdigest()[:12]
+def instance_label(installation: str) -> str:
+    """The `dagctl.io/instance` label value: the state database's installation id (a
+    random value stored by its first migration, store/installation.py), so that every
+    scheduler of one database, whatever URL it reaches it by, recognises the same pods,
+    and two installations sharing a namespace never touch each other's."""
+    return label_value(installation) or "standalone"
 
 
 def pod_name(instance: str, dag: str, task: str, run_id: int | None, attempt: int) -> str:
@@ -152,6 +124,10 @@ def pending_timeout(config: Mapping[str, Any]) -> float:
         raise PodSpecError(f"worker_config.kube_pending_timeout: {value!r} is not a duration") from None
 
 
+def keep_failed_pods(config: Mapping[str, Any]) -> bool:
+    return config.get("kube_keep_failed_pods") is True
+
+
 def pod_env(config: Mapping[str, Any], attempt: Attempt) -> list[dict[str, str]]:
     """kube_env, then each param by name, then the DAGCTL_* variables (later ones win),
     built by the same function as a local task's environment, with its name rules and
@@ -174,8 +150,15 @@ def pod_env(config: Mapping[str, Any], attempt: Attempt) -> list[dict[str, str]]
 
 
 def _resources(config: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    """kube_requests / kube_limits (any resource name: nvidia.com/gpu, ephemeral-storage),
+    then kube_requests_cpu and the like over them."""
     resources: dict[str, dict[str, str]] = {}
     for kind in ("requests", "limits"):
+        named = config.get(f"kube_{kind}") or {}
+        if not isinstance(named, Mapping):
+            raise PodSpecError(f"worker_config.kube_{kind} must be a mapping of resource name: quantity")
+        for resource, value in named.items():
+            resources.setdefault(kind, {})[str(resource)] = str(value)
         for resource in ("cpu", "memory"):
             value = config.get(f"kube_{kind}_{resource}")
             if value is not None and value != "":
@@ -183,8 +166,74 @@ def _resources(config: Mapping[str, Any]) -> dict[str, dict[str, str]]:
     return resources
 
 
+def _env_from(config: Mapping[str, Any]) -> tuple[list[Any], list[Any]]:
+    """kube_env_from: whole Secrets and ConfigMaps (`{secretRef: {name: s}}`,
+    `{configMapRef: {name: c}, prefix: P_}`, as in a container's envFrom) and single
+    keys (`{name: VAR, valueFrom: {secretKeyRef: {name: s, key: k}}}`, as in its env).
+    Returns (envFrom, env)."""
+    entries = config.get("kube_env_from") or []
+    if not isinstance(entries, (list, tuple)):
+        raise PodSpecError(
+            "worker_config.kube_env_from must be a list (secretRef, configMapRef or valueFrom items)"
+        )
+    whole: list[Any] = []
+    single: list[Any] = []
+    for entry in entries:
+        if isinstance(entry, Mapping) and ("secretRef" in entry or "configMapRef" in entry):
+            whole.append(_plain(entry))
+        elif isinstance(entry, Mapping) and "name" in entry and "valueFrom" in entry:
+            single.append(_plain(entry))
+        else:
+            raise PodSpecError(
+                f"worker_config.kube_env_from: {entry!r} is neither {{secretRef: {{name: ...}}}},"
+                " {configMapRef: {name: ...}} nor"
+                " {name: VAR, valueFrom: {secretKeyRef: {name: ..., key: ...}}}"
+            )
+    return whole, single
+
+
+def _list_of(config: Mapping[str, Any], key: str) -> list[Any]:
+    value = config.get(key) or []
+    if not isinstance(value, (list, tuple)):
+        raise PodSpecError(f"worker_config.{key} must be a list")
+    return list(_plain(value))
+
+
+def _mapping_of(config: Mapping[str, Any], key: str) -> dict[str, Any]:
+    value = config.get(key) or {}
+    if not isinstance(value, Mapping):
+        raise PodSpecError(f"worker_config.{key} must be a mapping")
+    return dict(_plain(value))
+
+
+def _user_keys(config: Mapping[str, Any], container: dict[str, Any], spec: dict[str, Any]) -> None:
+    """The first-class keys for the common cases, each onto its field of the pod."""
+    env_from, single = _env_from(config)
+    if env_from:
+        container["envFrom"] = env_from
+    if single:
+        # First: kube_env, the params and the DAGCTL_* variables win on a name clash.
+        container["env"] = [*single, *container["env"]]
+    if config.get("kube_volume_mounts"):
+        container["volumeMounts"] = _list_of(config, "kube_volume_mounts")
+    if config.get("kube_image_pull_policy"):
+        container["imagePullPolicy"] = str(config["kube_image_pull_policy"])
+    if config.get("kube_container_security_context"):
+        container["securityContext"] = _mapping_of(config, "kube_container_security_context")
+    if config.get("kube_volumes"):
+        spec["volumes"] = _list_of(config, "kube_volumes")
+    secrets = _list_of(config, "kube_image_pull_secrets")
+    if secrets:
+        spec["imagePullSecrets"] = [s if isinstance(s, dict) else {"name": str(s)} for s in secrets]
+    if config.get("kube_affinity"):
+        spec["affinity"] = _mapping_of(config, "kube_affinity")
+    if config.get("kube_priority_class"):
+        spec["priorityClassName"] = str(config["kube_priority_class"])
+
+
 def pod_manifest(attempt: Attempt, *, owner: str, instance: str) -> dict[str, Any]:
-    """The Pod object for one attempt, from the merged worker_config of its task.
+    """The Pod object for one attempt, from the merged worker_config of its task, over
+    the pod template if any, over the restricted defaults (kubetemplate.py).
 
     Raises PodSpecError when the configuration cannot make a pod (no kube_image, a NUL
     byte in a param, a kube_command that is not a list of strings...)."""
@@ -218,15 +267,18 @@ def pod_manifest(attempt: Attempt, *, owner: str, instance: str) -> dict[str, An
     if config.get("kube_tolerations"):
         spec["tolerations"] = _plain(config["kube_tolerations"])
     if config.get("kube_security_context"):
-        spec["securityContext"] = _plain(config["kube_security_context"])
+        spec["securityContext"] = _mapping_of(config, "kube_security_context")
+    _user_keys(config, container, spec)
     run = "" if context.run_id is None else str(context.run_id)
-    return {
+    own = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
             "name": pod_name(instance, dag.name, task.name, context.run_id, context.attempt),
             "namespace": namespace_for(config),
+            # The user's labels and annotations first: dagctl's own cannot be overridden.
             "labels": {
+                **{str(k): str(v) for k, v in _mapping_of(config, "kube_labels").items()},
                 MANAGED_BY: "dagctl",
                 LABEL_INSTANCE: instance,
                 LABEL_SCHEDULER: label_value(owner),
@@ -236,130 +288,23 @@ def pod_manifest(attempt: Attempt, *, owner: str, instance: str) -> dict[str, An
                 LABEL_ATTEMPT: str(context.attempt),
                 LABEL_TASK_RUN: str(attempt.task_run_id),
             },
-            "annotations": {LABEL_DAG: dag.name, LABEL_TASK: task.name},
+            "annotations": {
+                **{str(k): str(v) for k, v in _mapping_of(config, "kube_annotations").items()},
+                LABEL_DAG: dag.name,
+                LABEL_TASK: task.name,
+            },
         },
         "spec": spec,
     }
-
-
-def check_dags(dags: Mapping[str, Dag], root: Path) -> list[Problem]:
-    """What `dagctl validate --manager kubernetes` adds: every task that would start a
-    pod needs a kube_image (one problem per task without one, with its file and line)."""
-    problems: list[Problem] = []
-
-    # Paths as the loader shows them: relative to the folder above the DAGs root.
-    base = root.parent if (root / "workflow.yaml").is_file() else root
-
-    def shown(path: Path) -> str:
+    base = defaults(CONTAINER)
+    if config.get("kube_pod_template") is not None:
+        # Relative to the folder of dagctl.yaml: the DAGs root, the DAG folder's parent.
         try:
-            return str(path.relative_to(base.parent))
-        except ValueError:
-            return str(path)
-
-    for dag in dags.values():
-        runnable = [t for t in dag.tasks.values() if t.type != "no_op"]
-        missing = [t for t in runnable if not dag.worker_config_for(t).get("kube_image")]
-        if not missing:
-            continue
-        # One per task, at its header: each line of validate's output is one fix to make.
-        where = [(t.path, t.line) for t in missing]
-        problems.extend(
-            Problem(
-                path=shown(path),
-                line=line,
-                message=NO_IMAGE,
-                hint=NO_IMAGE_HINT,
-                pointer="/worker_config/kube_image",
-                dag=dag.name,
-            )
-            for path, line in where
-        )
-    return problems
-
-
-# ---------------------------------------------------------------- reading pod status
-
-
-def container_status(pod: Mapping[str, Any]) -> Mapping[str, Any]:
-    for status in (pod.get("status") or {}).get("containerStatuses") or []:
-        if status.get("name") == CONTAINER:
-            return status  # type: ignore[no-any-return]
-    return {}
-
-
-def stuck_reason(pod: Mapping[str, Any]) -> str | None:
-    """Why a Pending pod will not start by itself (image pull, unschedulable), or None."""
-    status = pod.get("status") or {}
-    for container in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
-        waiting = (container.get("state") or {}).get("waiting") or {}
-        if waiting.get("reason") in STUCK_REASONS:
-            message = waiting.get("message")
-            return f"{waiting['reason']}: {message}" if message else str(waiting["reason"])
-    for condition in status.get("conditions") or []:
-        if (
-            condition.get("type") == "PodScheduled"
-            and condition.get("status") == "False"
-            and condition.get("reason") == "Unschedulable"
-        ):
-            message = condition.get("message")
-            return f"Unschedulable: {message}" if message else "Unschedulable"
-    return None
-
-
-def failure(pod: Mapping[str, Any]) -> tuple[int | None, str]:
-    """Exit code and error of a Failed pod."""
-    container = container_status(pod)
-    terminated = (container.get("state") or {}).get("terminated") or (container.get("lastState") or {}).get(
-        "terminated"
-    )
-    if terminated and terminated.get("exitCode") is not None:
-        code = int(terminated["exitCode"])
-        reason = terminated.get("reason")
-        error = f"exit code {code}"
-        if reason and reason not in ("Error", "Completed"):
-            error += f" ({reason})"
-        return code, error
-    status = pod.get("status") or {}
-    reason, message = status.get("reason"), status.get("message")
-    detail = ": ".join(str(p) for p in (reason, message) if p)
-    return None, f"the pod failed: {detail}" if detail else "the pod failed"
-
-
-def seconds_since(timestamp: Any) -> float | None:
-    if not isinstance(timestamp, str):
-        return None
-    try:
-        when = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (datetime.now(timezone.utc) - when).total_seconds())
-
-
-def seconds_text(value: float) -> str:
-    return str(int(value)) if value == int(value) else f"{value:.3f}".rstrip("0")
-
-
-def api_message(exc: Exception) -> str:
-    """The API's own message for a refused request, else the exception in one line."""
-    body = getattr(exc, "body", None)
-    if isinstance(body, (str, bytes)):
-        try:
-            message = json.loads(body).get("message")
-        except (ValueError, AttributeError):
-            message = None
-        if message:
-            return f"{getattr(exc, 'status', '')} {message}".strip()
-    status, reason = getattr(exc, "status", None), getattr(exc, "reason", None)
-    if status is not None:
-        return f"{status} {reason or ''}".strip()
-    return " ".join(str(exc).split())[:500] or type(exc).__name__
-
-
-def is_transient(exc: Exception) -> bool:
-    status = getattr(exc, "status", None)
-    if status is None:
-        # A connection error, a timeout: no answer from the API.
-        return not isinstance(exc, ValueError)
-    return int(status) in TRANSIENT_STATUSES
+            base = merge(base, load_template(config["kube_pod_template"], dag.path.parent))
+        except PodTemplateError as exc:
+            raise PodSpecError(str(exc)) from None
+    manifest: dict[str, Any] = merge(base, own)
+    # The task's container first, whatever the template's order: tools and messages
+    # (`kubectl logs`, `spec.containers[0]...`) find it there.
+    manifest["spec"]["containers"].sort(key=lambda c: c.get("name") != CONTAINER)
+    return manifest

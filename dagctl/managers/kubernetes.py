@@ -19,25 +19,37 @@ Lifecycle of a pod:
 - created at `launch()`; a name already taken (HTTP 409) means the pod exists (the pod
   name is derived from the state database, DAG, task, run and attempt), and it is
   watched instead: a pod is never started twice for one attempt;
-- a pod stuck Pending on an image pull error or as unschedulable fails the attempt
-  once the problem lasted `kube_pending_timeout` (default 300 s): its logs are read,
-  the pod deleted, the error names the reason;
+- the pod is checked first as an API server would (kubevalidate.py): a pod a cluster
+  would refuse fails the attempt with the API server's message, before any request;
+- a create refused for a full ResourceQuota (403 "exceeded quota"), throttled (429,
+  after its Retry-After) or unanswered is tried again with a growing delay, until
+  `kube_pending_timeout` (default 300 s) after the launch;
+- a pod still Pending `kube_pending_timeout` after the launch, whatever it waits for
+  (an image pull error, unschedulable, ContainerCreating on a volume that never
+  mounts), fails the attempt: its logs are read, the pod deleted, the error names the
+  reason;
+- while a pod runs, its new log lines are read every TAIL_INTERVAL_S (2 s) and handed
+  to the scheduler as LogChunks (kubelogs.py), so `dagctl logs -f` follows it;
+- a pod whose node stopped reporting (phase Unknown, NodeLost) for
+  `kube_pending_timeout` fails the attempt (it is run again elsewhere), and the task
+  timeout counts on through it; an evicted pod fails as "the pod was evicted: ...";
 - a running pod past the task's timeout, a cancelled one, and those still running
   when the scheduler's shutdown grace ends: logs read, pod deleted, attempt failed;
 - a pod that ended: its logs are read (capped and masked like the worker's) into the
   Outcome; the pod is deleted only when the scheduler calls `discard()`, after the
-  outcome and its logs are committed to the state database.
+  outcome and its logs are committed to the state database; a failed one is kept for
+  a post-mortem when its task says `kube_keep_failed_pods: true` (delete them with
+  `kubectl delete pod -l app.kubernetes.io/managed-by=dagctl,dagctl.io/dag=DAG`).
 
 Adoption (see `dagctl.managers.base.AdoptingManager`): `found()` lists the pods of this
-state database that this manager is not watching. The scheduler takes over those whose
-attempt's lease expired (their scheduler died) and launches them again, which watches
-the existing pod instead of creating one; pods of attempts that already ended are
-discarded.
+installation (labelled with the state database's installation id) that this manager
+is not watching. The scheduler takes over those whose attempt's lease expired (their
+scheduler died) and launches them again, which watches the existing pod instead of
+creating one; pods of attempts that already ended are discarded.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -46,49 +58,46 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dagctl.dags.model import Dag
-from dagctl.errors import UsageError
-from dagctl.execution.attempt import FAILED, INTERRUPTED, SUCCESS, Attempt, Outcome, PollResult
+from dagctl.execution.attempt import FAILED, INTERRUPTED, SUCCESS, Attempt, LogChunk, Outcome, PollResult
+from dagctl.managers.kubeadopt import PodAdoption
+from dagctl.managers.kubeapi import (
+    ApiUnavailable,
+    KubeApi,
+    api_message,
+    is_quota_refusal,
+    is_transient,
+    require_client,
+    require_cluster_configuration,
+    retry_after,
+)
+from dagctl.managers.kubelogs import TAIL_INTERVAL_S, LogTail
 from dagctl.managers.kubepod import (
-    CONTAINER,
     LABEL_INSTANCE,
     LABEL_TASK_RUN,
-    LOG_REQUEST_TIMEOUT,
-    MANAGED_BY,
-    MISSING_CLIENT,
-    REQUEST_TIMEOUT,
     SELECTOR_CHUNK,
     SHUTDOWN_KILLED,
     SHUTDOWN_NOT_STARTED,
-    ApiUnavailable,
     PodPlace,
     PodSpecError,
-    api_message,
-    container_status,
-    failure,
     in_cluster_for,
-    instance_id,
-    is_transient,
-    namespace_for,
+    instance_label,
+    keep_failed_pods,
     pending_timeout,
     pod_manifest,
+)
+from dagctl.managers.kubestatus import (
+    container_status,
+    failure,
+    node_lost,
+    pending_reason,
     seconds_since,
     seconds_text,
-    stuck_reason,
 )
+from dagctl.managers.kubevalidate import pod_causes
 
 log = logging.getLogger("dagctl.kubernetes")
 
-
-def require_client() -> None:
-    """Raise a one-line UsageError when the kubernetes client is not installed."""
-    try:
-        import kubernetes.client  # noqa: F401
-    except ImportError:
-        raise UsageError(MISSING_CLIENT) from None
-
-
-# ---------------------------------------------------------------- the manager
+MAX_CREATE_DELAY_S = 30.0  # the longest wait between two tries to create a pod
 
 
 @dataclass(slots=True)
@@ -99,17 +108,16 @@ class _Pod:
     pending_timeout: float
     timeout: float | None
     launched: float
+    tail: LogTail
     created: bool = False
     adopted: bool = False  # found existing (409): its times come from its status
-    stuck_since: float | None = None
+    create_at: float = 0.0  # no try to create it before this (backoff)
+    create_tries: int = 0
+    refusal: str = ""  # why the last try to create it did not
     running_since: float | None = None
+    lost_since: float | None = None
+    next_tail: float = 0.0
     stop_reason: str | None = None
-
-
-@dataclass(slots=True)
-class _Api:
-    core: Any = None
-    error: str | None = None
 
 
 def _poll_interval_from_env() -> float:
@@ -119,19 +127,20 @@ def _poll_interval_from_env() -> float:
     return tuning().kube_poll_seconds
 
 
-class KubernetesManager:
+class KubernetesManager(PodAdoption):
     """Runs attempts as pods; see the module docstring.
 
     Outcome fields: `status` SUCCESS/FAILED; `exit_code` the container's exit code
     (`dagctl run` exits with the task's code, 128+N when the task died from signal N),
-    None when no container ended (stuck, timed out, cancelled, vanished); `error` None
-    on success, else "exit code N", "exit code 137 (OOMKilled)", "timed out after Ns",
-    "the pod did not start within Ns: ErrImagePull: ...", "the pod failed: Evicted: ...",
-    the cancel reason, or "killed at scheduler shutdown"; `log` the pod's log, capped
-    and masked like the worker's. No LogChunks: a pod's log arrives when it ends.
+    None when no container ended (stuck, timed out, cancelled, vanished, evicted);
+    `error` None on success, else "exit code N", "exit code 137 (OOMKilled)", "timed
+    out after Ns", "the pod did not start within Ns: ErrImagePull: ...", "the pod was
+    evicted: ...", "kubernetes would refuse the pod: FIELD: ...", the cancel reason, or
+    "killed at scheduler shutdown"; `log` the pod's log not yet handed over as
+    LogChunks, capped and masked like the worker's.
 
     `clock` (seconds, monotonic) and `sleep` measure every interval and timeout (poll
-    interval, pending timeout, task timeout, shutdown grace); tests pass their own.
+    interval, pending timeout, task timeout, shutdown grace, log tail); tests pass their own.
     """
 
     name = "kubernetes"
@@ -144,7 +153,8 @@ class KubernetesManager:
         poll_interval: float | None = None,
         log_cap_bytes: int | None = None,
         owner: str | None = None,
-        state_db_url: str | None = None,
+        installation: str | None = None,
+        tail_interval: float = TAIL_INTERVAL_S,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -152,29 +162,38 @@ class KubernetesManager:
         self._clock = clock
         self._sleep = sleep
         self.concurrency = max(1, concurrency or os.cpu_count() or 1)
-        self.kubeconfig = kubeconfig
         self.poll_interval = poll_interval if poll_interval is not None else _poll_interval_from_env()
+        self.tail_interval = tail_interval
         self.log_cap_bytes = log_cap_bytes
         self.owner = owner or f"{socket.gethostname()}-{os.getpid()}"
-        self.instance = instance_id(state_db_url or "standalone")
-        self._apis: dict[bool, _Api] = {}
+        self.instance = instance_label(installation or "standalone")
+        self._api = KubeApi(kubeconfig)
         self._pods: dict[int, _Pod] = {}  # in flight: created, or being created
         self._ended: dict[int, PodPlace] = {}  # outcome reported; deleted by discard()
+        self._kept: set[int] = set()  # failed pods kube_keep_failed_pods keeps for a post-mortem
         self._foreign: dict[int, PodPlace] = {}  # seen by the last found()
         self._doomed: dict[int, PodPlace] = {}  # deletions to retry
         self._done: list[Outcome] = []
+        self._logs: list[LogChunk] = []
         self._next_list = 0.0
         self._trouble: str | None = None  # the API problem last logged
         self._places: dict[str, tuple[str, frozenset[tuple[bool, str]]]] = {}
+        # The schema check (~15 ms) once per task definition: what differs between its
+        # attempts (names, env values) never changes the pod's shape.
+        self._shapes_ok: set[tuple[str, str, str]] = set()
         self._closed = False
+
+    @property
+    def kubeconfig(self) -> str | None:
+        return self._api.kubeconfig
 
     # ------------------------------------------------------------ Manager protocol
 
     def launch(self, attempt: Attempt) -> None:
         """Create the attempt's pod and return; if it exists (found() saw it, or the
         create answers 409), watch it instead. A no_op succeeds without a pod; a
-        configuration that cannot make a pod fails the attempt (reported by the next
-        poll)."""
+        configuration that cannot make a pod, or makes one a cluster would refuse,
+        fails the attempt (reported by the next poll)."""
         key = attempt.task_run_id
         if self._closed:
             raise RuntimeError("the kubernetes manager has been shut down")
@@ -183,40 +202,51 @@ class KubernetesManager:
         if attempt.task.type == "no_op":
             self._done.append(Outcome(key, SUCCESS))
             return
-        config = attempt.dag.worker_config_for(attempt.task)
         try:
-            manifest = pod_manifest(attempt, owner=self.owner, instance=self.instance)
-            place = PodPlace(
-                in_cluster_for(config), manifest["metadata"]["namespace"], manifest["metadata"]["name"]
-            )
-            pod = _Pod(
-                attempt,
-                place,
-                manifest,
-                pending_timeout(config),
-                attempt.dag.timeout_for(attempt.task) or None,
-                self._clock(),
-            )
+            pod = self._new_pod(attempt)
         except PodSpecError as exc:
             self._done.append(Outcome(key, FAILED, error=str(exc)))
             return
         self._pods[key] = pod
-        if self._foreign.pop(key, None) == place:
+        if self._foreign.pop(key, None) == pod.place:
             # found() saw this very pod: the scheduler is adopting it, nothing to create.
             pod.created = pod.adopted = True
             self._next_list = 0.0
             return
         self._create(pod)
 
+    def _new_pod(self, attempt: Attempt) -> _Pod:
+        from dagctl.execution.environment import secret_values
+
+        config = attempt.dag.worker_config_for(attempt.task)
+        manifest = pod_manifest(attempt, owner=self.owner, instance=self.instance)
+        shape = (attempt.dag.name, attempt.dag.fingerprint, attempt.task.name)
+        causes = pod_causes(manifest, schema=shape not in self._shapes_ok)
+        if causes:
+            raise PodSpecError("kubernetes would refuse the pod: " + "; ".join(c.render() for c in causes))
+        self._shapes_ok.add(shape)
+        now = self._clock()
+        return _Pod(
+            attempt,
+            PodPlace(in_cluster_for(config), manifest["metadata"]["namespace"], manifest["metadata"]["name"]),
+            manifest,
+            pending_timeout(config),
+            attempt.dag.timeout_for(attempt.task) or None,
+            now,
+            LogTail(self.log_cap_bytes, secret_values(attempt.dag, attempt.context)),
+            next_tail=now + self.tail_interval,
+        )
+
     def poll(self) -> PollResult:
-        """Outcomes of pods that ended (and of attempts that failed to start). Talks to
-        the API at most once per poll_interval; in between it only hands over news."""
+        """Outcomes of pods that ended (and of attempts that failed to start), and new
+        log lines of running pods. Talks to the API at most once per poll_interval; in
+        between it only hands over news."""
         now = self._clock()
         if now >= self._next_list:
             self._next_list = now + self.poll_interval
             self._tick(now)
-        result = PollResult(finished=self._done)
-        self._done = []
+        result = PollResult(finished=self._done, logs=self._logs)
+        self._done, self._logs = [], []
         return result
 
     def running(self) -> int:
@@ -228,7 +258,7 @@ class KubernetesManager:
         return []
 
     def next_wakeup(self) -> float | None:
-        if self._done:
+        if self._done or self._logs:
             return 0.0
         if self._pods or self._doomed:
             return max(0.0, self._next_list - self._clock())
@@ -271,87 +301,11 @@ class KubernetesManager:
                 del self._pods[pod.attempt.task_run_id]
                 self._delete(pod.attempt.task_run_id, pod.place)  # a create may have landed
                 self._done.append(Outcome(pod.attempt.task_run_id, INTERRUPTED, error=SHUTDOWN_NOT_STARTED))
-        result.finished = self._done
-        self._done = []
+        result.finished, result.logs = self._done, self._logs
+        self._done, self._logs = [], []
         return result
 
-    # ------------------------------------------------------------ AdoptingManager
-
-    def bind(self, owner: str, state_db_url: str) -> None:
-        self.owner = owner
-        self.instance = instance_id(state_db_url)
-
-    def found(self, dags: Mapping[str, Dag]) -> Sequence[int]:
-        """Pods of this state database, in the namespaces the DAGs use, that this
-        manager is not watching (ended ones it reported included: the store knows
-        whether their outcome was recorded)."""
-        places: set[tuple[bool, str]] = {(p.place.in_cluster, p.place.namespace) for p in self._pods.values()}
-        for dag in dags.values():
-            places |= self._dag_places(dag)
-        # Ended pods are included: if the scheduler could not record them (another one
-        # adopted the attempt meanwhile), it never discards them; the store decides.
-        known = self._pods.keys() | self._doomed.keys()
-        foreign: dict[int, PodPlace] = {}
-        selector = f"{MANAGED_BY}=dagctl,{LABEL_INSTANCE}={self.instance}"
-        for in_cluster, namespace in sorted(places):
-            items = self._list(in_cluster, namespace, selector)
-            for item in items or []:
-                metadata = item.get("metadata") or {}
-                try:
-                    key = int((metadata.get("labels") or {}).get(LABEL_TASK_RUN, ""))
-                except ValueError:
-                    continue
-                if key not in known and metadata.get("name"):
-                    foreign[key] = PodPlace(in_cluster, namespace, str(metadata["name"]))
-        self._foreign = foreign
-        return sorted(foreign)
-
-    def discard(self, task_run_ids: Sequence[int]) -> None:
-        for key in task_run_ids:
-            place = self._ended.pop(key, None) or self._foreign.pop(key, None)
-            if place is not None:
-                self._delete(key, place)
-
     # ------------------------------------------------------------ internals
-
-    def _dag_places(self, dag: Dag) -> frozenset[tuple[bool, str]]:
-        """Where the DAG's pods go, computed once per definition (fingerprint)."""
-        cached = self._places.get(dag.name)
-        if cached is None or cached[0] != dag.fingerprint:
-            places = frozenset(
-                (in_cluster_for(config), namespace_for(config))
-                for config in (dag.worker_config_for(t) for t in dag.tasks.values() if t.type != "no_op")
-            )
-            cached = self._places[dag.name] = (dag.fingerprint, places)
-        return cached[1]
-
-    def _api(self, in_cluster: bool) -> Any:
-        """The CoreV1Api for in-cluster or kubeconfig credentials, made once; raises
-        ApiUnavailable with the reason when the configuration cannot be loaded."""
-        api = self._apis.get(in_cluster)
-        if api is None:
-            api = _Api()
-            try:
-                import kubernetes.client
-                import kubernetes.config
-
-                # Typed as Any: the client's own annotations differ between its versions.
-                client: Any = kubernetes.client
-                config: Any = kubernetes.config
-                if in_cluster:
-                    configuration = client.Configuration()
-                    config.load_incluster_config(client_configuration=configuration)
-                    api_client = client.ApiClient(configuration)
-                else:
-                    api_client = config.new_client_from_config(config_file=self.kubeconfig)
-                api.core = client.CoreV1Api(api_client)
-            except Exception as exc:
-                which = "in-cluster configuration" if in_cluster else "kubeconfig"
-                api.error = f"cannot load the {which}: {' '.join(str(exc).split()) or type(exc).__name__}"
-            self._apis[in_cluster] = api
-        if api.error is not None:
-            raise ApiUnavailable(api.error)
-        return api.core
 
     def _note_trouble(self, what: str) -> None:
         if self._trouble != what:
@@ -359,17 +313,10 @@ class KubernetesManager:
             self._trouble = what
 
     def _create(self, pod: _Pod) -> None:
-        key = pod.attempt.task_run_id
+        now = self._clock()
+        pod.create_tries += 1
         try:
-            # Strict: a misspelt field (kube_security_context: {runAsUsr: 1}) is refused,
-            # not silently dropped (newer clients refuse it themselves, as ValueError).
-            self._api(pod.place.in_cluster).create_namespaced_pod(
-                pod.place.namespace,
-                pod.manifest,
-                field_validation="Strict",
-                _preload_content=False,
-                _request_timeout=REQUEST_TIMEOUT,
-            )
+            self._api.create(pod.place, pod.manifest)
         except ApiUnavailable as exc:
             self._fail_unstarted(pod, str(exc))
             return
@@ -380,22 +327,30 @@ class KubernetesManager:
                 log.info("pod %s already exists: watching it", pod.place.name)
                 pod.created = pod.adopted = True
                 return
-            message = api_message(exc)
+            message = pod.refusal = api_message(exc)
             if not is_transient(exc):
-                invalid = getattr(exc, "status", None) is None  # the client's own check
+                if getattr(exc, "status", None) is None:  # the client's own check
+                    self._fail_unstarted(pod, f"invalid pod: {message}")
+                else:
+                    self._fail_unstarted(pod, f"kubernetes refused the pod: {message}")
+                return
+            if now - pod.launched >= pod.pending_timeout:
                 self._fail_unstarted(
-                    pod, f"{'invalid pod' if invalid else 'kubernetes refused the pod'}: {message}"
+                    pod, f"could not create the pod within {seconds_text(pod.pending_timeout)}s: {message}"
                 )
                 return
-            self._note_trouble(f"creating pod {pod.place.name}: {message}")
-            if self._clock() - pod.launched >= pod.pending_timeout:
-                self._fail_unstarted(
-                    pod,
-                    f"could not create the pod within {seconds_text(pod.pending_timeout)}s: {message}",
-                )
+            # Quota and throttling are waits, not outages: they are not "trouble".
+            if not is_quota_refusal(exc) and getattr(exc, "status", None) != 429:
+                self._note_trouble(f"creating pod {pod.place.name}: {message}")
+            else:
+                log.info("pod %s not created yet: %s", pod.place.name, message)
+            backoff = min(MAX_CREATE_DELAY_S, self.poll_interval * 2 ** (pod.create_tries - 1))
+            pod.create_at = now + max(backoff, retry_after(exc) or 0.0)
             return
         pod.created = True
-        log.debug("created pod %s/%s for task run %d", pod.place.namespace, pod.place.name, key)
+        log.debug(
+            "created pod %s/%s for task run %d", pod.place.namespace, pod.place.name, pod.attempt.task_run_id
+        )
 
     def _fail_unstarted(self, pod: _Pod, error: str) -> None:
         del self._pods[pod.attempt.task_run_id]
@@ -404,15 +359,15 @@ class KubernetesManager:
     def _list(self, in_cluster: bool, namespace: str, selector: str) -> list[dict[str, Any]] | None:
         """The pods matching `selector`, as plain JSON; None when the API cannot say."""
         try:
-            response = self._api(in_cluster).list_namespaced_pod(
-                namespace, label_selector=selector, _preload_content=False, _request_timeout=REQUEST_TIMEOUT
-            )
-            items = json.loads(response.data).get("items") or []
+            items = self._api.list(in_cluster, namespace, selector)
         except Exception as exc:
             self._note_trouble(f"listing pods in {namespace}: {api_message(exc)}")
+            wait = retry_after(exc)
+            if wait:  # throttled (429): the next list waits as long as the API asked
+                self._next_list = max(self._next_list, self._clock() + wait)
             return None
         self._trouble = None
-        return list(items)
+        return items
 
     def _tick(self, now: float) -> None:
         for key, place in list(self._doomed.items()):
@@ -420,8 +375,13 @@ class KubernetesManager:
             self._delete(key, place)
         groups: dict[tuple[bool, str], list[_Pod]] = {}
         for pod in list(self._pods.values()):
-            if not pod.created:
+            if not pod.created and now >= pod.create_at:
                 self._create(pod)
+            elif not pod.created and now - pod.launched >= pod.pending_timeout:
+                self._fail_unstarted(
+                    pod,
+                    f"could not create the pod within {seconds_text(pod.pending_timeout)}s: {pod.refusal}",
+                )
             if pod.created:
                 groups.setdefault((pod.place.in_cluster, pod.place.namespace), []).append(pod)
         for (in_cluster, namespace), pods in groups.items():
@@ -462,34 +422,51 @@ class KubernetesManager:
         elif phase == "Failed":
             code, error = failure(state)
             self._finish(pod, FAILED, code, error)
-        elif phase == "Running":
-            pod.stuck_since = None
-            if pod.running_since is None:
-                # Our own pods: from when we first see them run (startedAt has whole
-                # seconds only). Adopted ones may have run for long: from startedAt.
-                elapsed = None
-                if pod.adopted:
-                    started = (container_status(state).get("state") or {}).get("running") or {}
-                    elapsed = seconds_since(started.get("startedAt"))
-                pod.running_since = now - (elapsed or 0.0)
-            if pod.timeout is not None and now - pod.running_since >= pod.timeout:
-                self._stop(pod, f"timed out after {seconds_text(pod.timeout)}s")
-        else:  # Pending, Unknown
-            stuck = stuck_reason(state)
-            if stuck is None:
-                pod.stuck_since = None
+        elif phase == "Running" or (phase == "Unknown" and pod.running_since is not None):
+            self._check_running(pod, state, now)
+        elif now - pod.launched >= pod.pending_timeout:  # Pending, whatever for
+            reason = pending_reason(state)
+            self._stop(pod, f"the pod did not start within {seconds_text(pod.pending_timeout)}s: {reason}")
+
+    def _check_running(self, pod: _Pod, state: Mapping[str, Any], now: float) -> None:
+        if pod.running_since is None:
+            # Our own pods: from when we first see them run (startedAt has whole
+            # seconds only). Adopted ones may have run for long: from startedAt.
+            elapsed = None
+            if pod.adopted:
+                started = (container_status(state).get("state") or {}).get("running") or {}
+                elapsed = seconds_since(started.get("startedAt"))
+            pod.running_since = now - (elapsed or 0.0)
+        if pod.timeout is not None and now - pod.running_since >= pod.timeout:
+            self._stop(pod, f"timed out after {seconds_text(pod.timeout)}s")
+            return
+        lost = node_lost(state)
+        if lost is None:
+            pod.lost_since = None
+        else:
+            if pod.lost_since is None:
+                pod.lost_since = now
+                log.warning("pod %s: its node stopped reporting: %s", pod.place.name, lost)
+            if now - pod.lost_since >= pod.pending_timeout:
+                self._stop(
+                    pod, f"the pod's node stopped reporting for {seconds_text(pod.pending_timeout)}s: {lost}"
+                )
                 return
-            if pod.stuck_since is None:
-                pod.stuck_since = now
-                log.info("pod %s cannot start yet: %s", pod.place.name, stuck)
-            if now - pod.stuck_since >= pod.pending_timeout:
-                self._stop(pod, f"the pod did not start within {seconds_text(pod.pending_timeout)}s: {stuck}")
+            return  # no log to read from a lost node
+        if now >= pod.next_tail:
+            pod.next_tail = now + self.tail_interval
+            self._read_log(pod, final=False)
+            text = pod.tail.buffer.take_new()
+            if text:
+                self._logs.append(LogChunk(pod.attempt.task_run_id, text))
 
     def _finish(self, pod: _Pod, status: str, exit_code: int | None, error: str | None) -> None:
         key = pod.attempt.task_run_id
-        text, truncated = self._read_log(pod)
+        text, truncated = self._last_log(pod)
         del self._pods[key]
         self._ended[key] = pod.place
+        if status == FAILED and keep_failed_pods(pod.attempt.dag.worker_config_for(pod.attempt.task)):
+            self._kept.add(key)
         self._done.append(
             Outcome(key, status, exit_code=exit_code, error=error, log=text, log_truncated_bytes=truncated)
         )
@@ -497,42 +474,39 @@ class KubernetesManager:
     def _stop(self, pod: _Pod, reason: str, status: str = FAILED) -> None:
         """Logs first, then delete: the attempt ends `status` (failed) with `reason`."""
         key = pod.attempt.task_run_id
-        text, truncated = self._read_log(pod)
+        text, truncated = self._last_log(pod)
         del self._pods[key]
         self._delete(key, pod.place)
         self._done.append(Outcome(key, status, error=reason, log=text, log_truncated_bytes=truncated))
 
-    def _read_log(self, pod: _Pod) -> tuple[str, int]:
-        """The container's whole log, streamed through a LogBuffer (capped: head and
-        tail kept; secrets masked). "" when there is none (it never started)."""
-        from dagctl.execution.environment import secret_values
-        from dagctl.execution.logbuffer import LogBuffer
+    def _last_log(self, pod: _Pod) -> tuple[str, int]:
+        """What is left of the log (the lines since the last tail), capped and masked;
+        "" when there is none (it never started)."""
+        self._read_log(pod, final=True)
+        return pod.tail.buffer.finish(), pod.tail.buffer.truncated_bytes
 
-        buffer = LogBuffer(self.log_cap_bytes, secret_values(pod.attempt.dag, pod.attempt.context))
+    def _read_log(self, pod: _Pod, *, final: bool) -> None:
+        """The container's new log lines into the pod's LogTail. A failed read while it
+        runs is tried again at the next tail (same window); a failed last read is noted
+        in the log itself."""
         try:
-            response = self._api(pod.place.in_cluster).read_namespaced_pod_log(
-                pod.place.name,
-                pod.place.namespace,
-                container=CONTAINER,
-                _preload_content=False,
-                _request_timeout=LOG_REQUEST_TIMEOUT,
-            )
+            response = self._api.read_log(pod.place, pod.tail.window())
             try:
-                for chunk in response.stream(64 * 1024):
-                    buffer.feed(chunk)
+                pod.tail.feed(response.stream(64 * 1024))
             finally:
                 response.release_conn()
         except Exception as exc:
-            status = getattr(exc, "status", None)
-            if status != 400:  # 400: the container never started, so it has no log
-                buffer.feed(f"\n[dagctl: could not read the pod's log: {api_message(exc)}]\n".encode())
-        return buffer.finish(), buffer.truncated_bytes
+            if not final:
+                pod.tail.rewind()
+                return
+            if getattr(exc, "status", None) != 400:  # 400: the container never started, so it has no log
+                pod.tail.buffer.feed(
+                    f"\n[dagctl: could not read the pod's log: {api_message(exc)}]\n".encode()
+                )
 
     def _delete(self, key: int, place: PodPlace) -> None:
         try:
-            self._api(place.in_cluster).delete_namespaced_pod(
-                place.name, place.namespace, _preload_content=False, _request_timeout=REQUEST_TIMEOUT
-            )
+            self._api.delete(place)
         except ApiUnavailable:
             return
         except Exception as exc:
@@ -544,24 +518,4 @@ class KubernetesManager:
         log.debug("deleted pod %s/%s", place.namespace, place.name)
 
 
-__all__ = ["KubernetesManager", "require_client"]
-
-
-def require_cluster_configuration(environ: Mapping[str, str] | None = None) -> None:
-    """A scheduler with no way at all to reach a cluster is misconfigured, not waiting
-    for an API: refuse to start (UsageError, exit 2). Once some configuration exists,
-    an unreachable API is an outage the manager rides out ("will retry")."""
-    env = os.environ if environ is None else environ
-    if env.get("KUBERNETES_SERVICE_HOST"):
-        return  # in a pod: the in-cluster configuration
-    configured = env.get("KUBECONFIG")
-    candidates = [p for p in configured.split(os.pathsep) if p] if configured else []
-    if not configured:
-        candidates = [os.path.join(env.get("HOME") or os.path.expanduser("~"), ".kube", "config")]
-    if any(os.path.isfile(os.path.expanduser(p)) for p in candidates):
-        return
-    where = f"KUBECONFIG={configured}" if configured else f"{candidates[0]}"
-    raise UsageError(
-        f"no Kubernetes cluster configuration: no kubeconfig ({where} does not exist) and not in a cluster",
-        "set KUBECONFIG to your kubeconfig file, or run the scheduler in a pod of the cluster",
-    )
+__all__ = ["KubernetesManager", "require_client", "require_cluster_configuration"]

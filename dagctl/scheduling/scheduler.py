@@ -88,7 +88,7 @@ class Scheduler:
         self.store.register_scheduler(self.owner, self.manager.name, self.clock())
         self._alerts.start()
         if self._adopter is not None:
-            self._adopter.bind(self.owner, self.store.url)
+            self._adopter.bind(self.owner, self.store.installation_id())
         with self._wakeups.armed():
             log.info(
                 "scheduler %s started: manager=%s concurrency=%d",

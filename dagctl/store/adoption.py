@@ -12,12 +12,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from dagctl.states import NOT_ENDED_TASK_VALUES, TaskStatus
 from dagctl.store.attempts import uncounted_before
 from dagctl.store.records import AdoptResult, ClaimedAttempt
-from dagctl.store.tables import dag_run, task_run
+from dagctl.store.tables import dag_run, task_log, task_run
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -43,7 +43,8 @@ class AdoptionOperations:
         - those still `running` whose lease has expired (their scheduler stopped renewing
           it) become this owner's, with a fresh lease, exactly as a claim would make
           them (`SKIP LOCKED` on PostgreSQL, so a reaper or another adopter racing for
-          one of them gets nothing, and vice versa);
+          one of them gets nothing, and vice versa); their stored log is emptied, as
+          the adopter reads it again from the start;
         - those that have ended (or are unknown) are returned in `ended`;
         - the rest (a live scheduler's, or not started) are left alone.
         """
@@ -82,6 +83,9 @@ class AdoptionOperations:
             }
             runs: dict[int, Any] = {}
             if taken:
+                # The adopter reads the pod's log again from its start (the dead scheduler
+                # may have stored part of it): the part stored goes, or it would be twice.
+                connection.execute(delete(task_log).where(task_log.c.task_run_id.in_([t.id for t in taken])))
                 runs = {
                     r.id: r
                     for r in connection.execute(

@@ -27,6 +27,7 @@ from dagctl.store.backfills import BackfillOperations
 from dagctl.store.control import ControlOperations
 from dagctl.store.dashboard import DashboardOperations
 from dagctl.store.foreground import ForegroundOperations
+from dagctl.store.installation import InstallationOperations
 from dagctl.store.notifications import NotificationOperations
 from dagctl.store.outputs import OutputOperations
 from dagctl.store.pools import PoolOperations
@@ -55,6 +56,7 @@ class Store(
     PoolOperations,
     QueueOperations,
     OutputOperations,
+    InstallationOperations,
 ):
     """Every operation dagctl performs on its state, one mixin per concern: runs.py
     (DAG rows, creating and advancing runs), attempts.py (claims, ends, leases, logs),

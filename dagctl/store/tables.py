@@ -248,3 +248,15 @@ task_queue = Table(
     Column("task_name", String(255), primary_key=True),
     Column("queue", String(200), nullable=False),
 )
+
+# One row, written by the migration that made the table: this state database's
+# installation id, a random value. It names what belongs to this installation outside
+# the database (the `dagctl.io/instance` label of kubernetes pods), whatever URL a
+# scheduler reaches the database by (store/installation.py).
+installation = Table(
+    "installation",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("installation_id", String(64), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+)

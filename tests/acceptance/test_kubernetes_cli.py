@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from dagctl.managers.kubepod import MISSING_CLIENT, instance_id, pod_name
+from dagctl.managers.kubepod import MISSING_CLIENT, pod_name
 from dagctl.store import open_store
 from tests.acceptance.conftest import BIN, DAGCTL, Env
 from tests.k8s_fake_api import FakeKubeApi, FakePod, Script
@@ -72,6 +72,13 @@ class Cluster(Env):
         store = open_store(self.db_url, migrate=False)
         try:
             return {(a["task_name"], a["attempt"]): a for a in store.task_runs([run_id])}
+        finally:
+            store.close()
+
+    def installation(self) -> str:
+        store = open_store(self.db_url, migrate=False)
+        try:
+            return store.installation_id()
         finally:
             store.close()
 
@@ -136,7 +143,7 @@ def test_pods_run_the_task_with_params_and_their_logs_are_stored_before_deletion
     created = cluster.api.created()
     assert [p["metadata"]["labels"]["dagctl.io/task"] for p in created] == ["extract.sh", "load.py"]
     pod = created[0]
-    instance = instance_id(cluster.db_url)
+    instance = cluster.installation()
     scheduler = pod["metadata"]["labels"]["dagctl.io/scheduler"]
     assert scheduler and created[1]["metadata"]["labels"]["dagctl.io/scheduler"] == scheduler
     params_json = json.dumps({"region": region, "token": "s3cr3t-v4lue"})
@@ -163,10 +170,15 @@ def test_pods_run_the_task_with_params_and_their_logs_are_stored_before_deletion
             "serviceAccountName": "etl-runner",
             "nodeSelector": {"pool": "batch"},
             "tolerations": [{"key": "batch", "operator": "Exists", "effect": "NoSchedule"}],
-            "securityContext": {"runAsNonRoot": True, "runAsUser": 10001},
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 10001,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
             "containers": [
                 {
                     "name": "task",
+                    "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
                     "image": "registry.example/dagctl-dags:7",
                     "command": ["env", "WRAPPED=yes", "dagctl"],
                     "args": ["run", "etl", "extract.sh", "--run-id", str(run_id), "--attempt", "1"],
@@ -280,7 +292,17 @@ def test_failures_map_to_attempts_and_image_pull_errors_time_out(cluster: Cluste
     assert len(cluster.api.created()) == 4 and not cluster.api.live()
 
 
+def respelled(url: str) -> str:
+    """The same database by another address: localhost for 127.0.0.1, a /./ in a path."""
+    if "127.0.0.1" in url:
+        return url.replace("127.0.0.1", "localhost")
+    head, _, name = url.rpartition("/")
+    return f"{head}/./{name}"
+
+
 def test_a_restarted_scheduler_adopts_the_running_pod(cluster: Cluster) -> None:
+    """... even when it reaches the state database by another URL: pods carry the
+    database's installation id, not anything derived from the URL."""
     cluster.dag(
         "long",
         """
@@ -292,27 +314,32 @@ def test_a_restarted_scheduler_adopts_the_running_pod(cluster: Cluster) -> None:
         sleep 5
         """,
     )
-    cluster.api.rule = lambda pod: Script(pending=0.1, run=4.0, log="long work done\n")
+    cluster.api.rule = lambda pod: Script(
+        pending=0.1, run=5.0, progress=((0.1, "early\n"),), log="long work done\n"
+    )
     run_id = int(cluster.run("trigger", "long").stdout)
     env = cluster.environ(DAGCTL_LEASE_SECONDS="2")
     argv = [DAGCTL, "schedule", "--manager", "kubernetes", "--poll-interval", "0.05", "--until-idle"]
     first = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 20
-        while not any(p.started is not None for p in cluster.api.live()):
+        # Killed once it has stored the first lines of the running pod's log.
+        while not (cluster.attempts(run_id) and cluster.log(cluster.attempts(run_id)[("work.sh", 1)]["id"])):
             assert time.monotonic() < deadline and first.poll() is None
-            time.sleep(0.05)
+            time.sleep(0.1)
     finally:
         first.send_signal(signal.SIGKILL)
         first.communicate()
-    second = cluster.schedule("--until-idle", DAGCTL_LEASE_SECONDS="2")
+    other_url = respelled(cluster.db_url)
+    assert other_url != cluster.db_url
+    second = cluster.schedule("--until-idle", DAGCTL_LEASE_SECONDS="2", DATABASE_URL=other_url)
 
     assert "adopting attempt 1 of long/work.sh" in second.stderr
     attempts = cluster.attempts(run_id)
     assert list(attempts) == [("work.sh", 1)]  # not reaped, not retried
     (attempt,) = attempts.values()
     assert (attempt["status"], attempt["exit_code"], attempt["error"]) == ("success", 0, None)
-    assert cluster.log(attempt["id"]) == "long work done\n"
+    assert cluster.log(attempt["id"]) == "early\nlong work done\n"  # read again, stored once
     assert [r.status for r in cluster.api.calls("POST")] == [201]  # never created twice
     assert len(cluster.api.calls("DELETE")) == 1 and not cluster.api.live()
 
@@ -391,3 +418,68 @@ def test_validate_for_the_kubernetes_manager(tmp_path: Path) -> None:
     assert validate("--manager", "kubernetes").returncode == 0
     unknown = validate("--manager", "kubernets")
     assert unknown.returncode == 2 and "did you mean 'kubernetes'" in unknown.stderr
+
+
+def test_validate_refuses_what_a_cluster_would_refuse(tmp_path: Path) -> None:
+    """The seven specs of issue 17, one per task, each reported at its task's file:line
+    with the key to fix and where it is set; dagctl.yaml's own mistakes point there."""
+    from tests.unit.test_kubevalidate import REFUSED
+
+    dags = tmp_path / "dags"
+    (dags / "etl").mkdir(parents=True)
+    (dags / "dagctl.yaml").write_text("worker_config:\n  kube_image: img:1\n  kube_namespace: Data_Team\n")
+    (dags / "etl" / "workflow.yaml").write_text("description: d\nworker_config: {kube_namespace: data}\n")
+    (dags / "other").mkdir()
+    (dags / "other" / "workflow.yaml").write_text("description: d\n")
+    (dags / "other" / "x.sh").write_text("echo x\n")
+    expected = []
+    for index, (config, field, message) in enumerate(REFUSED[1:], start=1):
+        key = next(iter(config))  # the requests-above-limits case names the request
+        header = f"worker_config: {json.dumps(config)}"
+        (dags / "etl" / f"t{index}.sh").write_text(f"#!/usr/bin/env bash\n# {header}\necho {index}\n")
+        where = f"dags/etl/t{index}.sh:2"
+        expected.append((where, field, message, f"(fix worker_config.{key} ({where}))"))
+    env = {**os.environ, "DAGCTL_DAGS": str(dags)}
+    done = subprocess.run(
+        [DAGCTL, "validate", "--manager", "kubernetes"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 7, done.stdout
+    for line, (where, field, message, fix) in zip(sorted(lines)[:6], expected, strict=True):
+        assert line.startswith(f"{where}: kubernetes would refuse the pod: {field}: ")
+        assert message in line and line.endswith(fix)
+    (root,) = [line for line in lines if line.startswith("dags/other/x.sh:")]
+    assert root.startswith(
+        'dags/other/x.sh:1: kubernetes would refuse the pod: metadata.namespace: Invalid value: "Data_Team"'
+    )
+    assert root.endswith("(fix worker_config.kube_namespace (dags/dagctl.yaml:3))")
+
+
+def test_a_running_pods_log_is_in_the_state_database_before_it_ends(cluster: Cluster) -> None:
+    cluster.dag("tail", "description: d\n", work__sh="#!/usr/bin/env bash\nsleep 9\n")
+    cluster.api.rule = lambda pod: Script(
+        pending=0.05, run=3.0, progress=((0.1, "early line\n"),), log="late\n"
+    )
+    run_id = int(cluster.run("trigger", "tail").stdout)
+    argv = [DAGCTL, "schedule", "--manager", "kubernetes", "--poll-interval", "0.05", "--until-idle"]
+    scheduler = subprocess.Popen(argv, env=cluster.environ(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            assert time.monotonic() < deadline and scheduler.poll() is None
+            attempts = cluster.attempts(run_id)
+            if attempts and cluster.log(attempts[("work.sh", 1)]["id"]) == "early line\n":
+                break
+            time.sleep(0.25)
+        (pod,) = cluster.api.live()
+        assert pod.exit_code is None  # still running
+        _, stderr = scheduler.communicate(timeout=30)
+        assert scheduler.returncode == 0, stderr
+    finally:
+        if scheduler.poll() is None:
+            scheduler.kill()
+            scheduler.communicate()
+    (attempt,) = cluster.attempts(run_id).values()
+    assert attempt["status"] == "success"
+    assert cluster.log(attempt["id"]) == "early line\nlate\n"  # each line once

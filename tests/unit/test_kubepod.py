@@ -17,14 +17,13 @@ from dagctl.managers import validation_problems
 from dagctl.managers.kubepod import (
     NO_IMAGE,
     PodSpecError,
-    failure,
-    instance_id,
+    instance_label,
     label_value,
     pending_timeout,
     pod_manifest,
     pod_name,
-    stuck_reason,
 )
+from dagctl.managers.kubestatus import failure, stuck_reason
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
@@ -37,16 +36,17 @@ def make_attempt(
     task_name: str = "extract.sh",
     params: dict[str, Any] | None = None,
     task_config: dict[str, Any] | None = None,
+    dags_root: Path = Path("/dags"),
 ) -> Attempt:
     task = Task(
         name=task_name,
-        path=Path("/dags") / dag_name / task_name,
+        path=dags_root / dag_name / task_name,
         type="shell",
         worker_config=MappingProxyType(task_config or {}),
     )
     dag = Dag(
         name=dag_name,
-        path=Path("/dags") / dag_name,
+        path=dags_root / dag_name,
         description="d",
         tasks=MappingProxyType({task_name: task}),
         fingerprint="f",
@@ -90,12 +90,9 @@ def test_label_values_follow_the_label_rules(text: str, expected: str) -> None:
     assert LABEL_VALUE.match(label_value(text))
 
 
-def test_instance_id_ignores_credentials_and_driver() -> None:
-    base = instance_id("postgresql://u:secret@db:5432/dagctl")
-    assert base == instance_id("postgresql+psycopg2://other:pw@db:5432/dagctl")
-    assert base == instance_id("postgres://db:5432/dagctl")
-    assert base != instance_id("postgresql://db:5432/staging")
-    assert re.fullmatch(r"[0-9a-f]{12}", base)
+def test_the_instance_label_is_the_installation_id() -> None:
+    assert instance_label("3f9a0c1b2d4e5f60a7b8") == "3f9a0c1b2d4e5f60a7b8"
+    assert instance_label("") == "standalone"
 
 
 def test_the_pod_object_from_the_merged_worker_config() -> None:
@@ -135,7 +132,11 @@ def test_the_pod_object_from_the_merged_worker_config() -> None:
     assert spec["serviceAccountName"] == "etl-runner"
     assert spec["nodeSelector"] == {"pool": "batch"}
     assert spec["tolerations"] == [{"key": "batch", "operator": "Exists", "effect": "NoSchedule"}]
-    assert spec["securityContext"] == {"runAsNonRoot": True, "runAsUser": 10001}
+    assert spec["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 10001,
+        "seccompProfile": {"type": "RuntimeDefault"},  # a default the config did not override
+    }
     (container,) = spec["containers"]
     assert container["image"] == "registry.example/etl:1.2"
     assert container["command"] == ["secrets-init", "--provider", "aws", "dagctl"]
@@ -165,8 +166,17 @@ def test_the_pod_object_from_the_merged_worker_config() -> None:
 def test_a_minimal_pod_has_only_what_was_asked() -> None:
     pod = pod_manifest(make_attempt({"kube_image": "img"}), owner="o", instance="i")
     assert pod["metadata"]["namespace"] == "default"
-    assert set(pod["spec"]) == {"restartPolicy", "containers"}
+    assert set(pod["spec"]) == {"restartPolicy", "containers", "securityContext"}
     assert "resources" not in pod["spec"]["containers"][0]
+    # The restricted Pod Security Standard's requirements, by default.
+    assert pod["spec"]["securityContext"] == {
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert pod["spec"]["containers"][0]["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
 
 
 @pytest.mark.parametrize(
@@ -237,7 +247,7 @@ def test_reading_pod_statuses() -> None:
     )
     assert failure(plain) == (3, "exit code 3")
     evicted = _pod({"phase": "Failed", "reason": "Evicted", "message": "low on memory"})
-    assert failure(evicted) == (None, "the pod failed: Evicted: low on memory")
+    assert failure(evicted) == (None, "the pod was evicted: low on memory")
 
 
 def test_validate_for_kubernetes_wants_an_image(tmp_path: Path) -> None:
