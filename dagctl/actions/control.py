@@ -39,7 +39,8 @@ def retry(settings: Settings, run_id: int, task: str | None) -> dict[str, Any]:
             raise no_run(run_id)
         dag = load_dag(settings.dags, run["dag_name"])
         plan = plan_retry(dag, run, attempts, task)
-        result = store.retry_run(run_id, plan.requeue, plan.reset, now())
+        unheld = [name for name, task in dag.tasks.items() if task.type == "dag"]
+        result = store.retry_run(run_id, plan.requeue, plan.reset, now(), unheld=unheld)
     if not result.reopened:
         raise UsageError(
             f"run {run_id} changed meanwhile (it is {result.status})", f"check dagctl status --run {run_id}"

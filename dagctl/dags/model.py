@@ -15,7 +15,7 @@ from typing import Any, Literal
 TASK_EXTENSIONS: Mapping[str, str] = MappingProxyType(
     {".sh": "shell", ".py": "python", ".sql": "sql", ".yaml": "", ".yml": ""}
 )
-BUILTIN_TASK_TYPES = frozenset({"shell", "python", "sql", "command", "no_op"})
+BUILTIN_TASK_TYPES = frozenset({"shell", "python", "sql", "command", "no_op", "dag"})
 WORKFLOW_FILE = "workflow.yaml"
 ROOT_CONFIG_FILE = "dagctl.yaml"
 DEFAULT_QUEUE = "default"
@@ -99,6 +99,9 @@ class Task:
     pool: str | None = None  # over the DAG's
     pool_slots: int | None = None
     queue: str | None = None  # over the DAG's  # where the header starts, for messages
+    # `type: dag`: the DAG it runs as a child run, and whether it waits for it to finish.
+    child_dag: str | None = None
+    wait: bool = True
 
     @property
     def local_inputs(self) -> tuple[str, ...]:
@@ -180,6 +183,9 @@ class Dag:
     pool: str | None = None
     pool_slots: int = 1
     queue: str = DEFAULT_QUEUE
+    # `outputs:` of workflow.yaml: what a parent's `dag` task gets from a child run of
+    # this DAG, name -> (task, key of that task's outputs).
+    outputs: Mapping[str, tuple[str, str]] = field(default_factory=lambda: _EMPTY)
 
     def queue_for(self, task: Task) -> str:
         return task.queue or self.queue

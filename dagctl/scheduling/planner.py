@@ -208,6 +208,8 @@ def _advance_one(
             if verdict == "wait":
                 continue
             status = TaskStatus.QUEUED if verdict == "ok" else TaskStatus.UPSTREAM_FAILED
+            if status is TaskStatus.QUEUED and task.type == "dag":
+                status = TaskStatus.RUNNING  # never claimed: scheduling/children.py runs it
             plan.new_task_runs.append(NewTaskRun(run.id, dag.name, name, status.value))
             latest[name] = AttemptSnapshot(name, 1, status.value)
             changed = True

@@ -25,7 +25,7 @@ from dagctl.errors import EXIT_DATABASE, EXIT_OK, DatabaseError
 from dagctl.execution.attempt import INTERRUPTED, Attempt, Outcome, TaskContext
 from dagctl.managers.base import AdoptingManager, FencingManager, Manager
 from dagctl.notify.delivery import AlertDelivery
-from dagctl.scheduling import outputs, planner, stopping
+from dagctl.scheduling import children, outputs, planner, stopping
 from dagctl.scheduling.clock import DatabaseClock
 from dagctl.scheduling.definitions import Definitions
 from dagctl.scheduling.leases import FENCE_FRACTION, LeaseTimers
@@ -281,6 +281,8 @@ class Scheduler:
         )
         plan.alert_rules = self._alerts.rules  # the events of runs finished here join the outbox
         self.store.apply_advance(plan, now)
+        if children.advance_children(self.store, self.dags, snapshot.runs, plan, now):
+            self._progress = True  # their runs are flagged again: advance them at once
         return plan
 
     def _advanced(self, plan: AdvancePlan) -> None:

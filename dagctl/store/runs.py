@@ -64,6 +64,8 @@ class RunOperations:
 
         def _notify(self, connection: Connection, *, urgent: bool = False) -> None: ...
 
+        def flag_parents(self, connection: Connection, finished_run_ids: Collection[int]) -> None: ...
+
         def _enqueue_run_events(
             self,
             connection: Connection,
@@ -474,8 +476,10 @@ class RunOperations:
                         "status": t.status,
                         "not_before": now,
                         "queued_at": now,
-                        "ended_at": None if t.status == TaskStatus.QUEUED.value else now,
-                        "error": None if t.status == TaskStatus.QUEUED.value else "an input failed",
+                        # A `dag` task's attempt starts running unheld (store/children.py).
+                        "started_at": now if t.status == TaskStatus.RUNNING.value else None,
+                        "ended_at": None if t.status in _NOT_ENDED else now,
+                        "error": None if t.status in _NOT_ENDED else "an input failed",
                     }
                     for t in plan.new_task_runs
                 ],
@@ -491,6 +495,8 @@ class RunOperations:
                     .returning(dag_run.c.id, dag_run.c.dag_name)
                 )
                 finished += [(row.id, row.dag_name, final.value) for row in moved]
+        if finished:
+            self.flag_parents(connection, [run_id for run_id, _, _ in finished])
         if finished and plan.alert_rules:
             # Only the runs this UPDATE really moved: each finish writes its events once.
             self._enqueue_run_events(connection, finished, plan.alert_rules, now)
@@ -500,6 +506,9 @@ class RunOperations:
             connection.execute(update(dag_run).where(dag_run.c.id.in_(still)).values(dirty=True))
         if any(t.status == TaskStatus.QUEUED.value for t in plan.new_task_runs):
             self._notify(connection)
+
+
+_NOT_ENDED = (TaskStatus.QUEUED.value, TaskStatus.RUNNING.value)
 
 
 def in_id_order(runs: Any, name: str) -> Any:

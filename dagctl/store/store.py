@@ -24,6 +24,7 @@ from dagctl.store import engine as engines
 from dagctl.store.adoption import AdoptionOperations
 from dagctl.store.attempts import AttemptOperations
 from dagctl.store.backfills import BackfillOperations
+from dagctl.store.children import ChildOperations
 from dagctl.store.control import ControlOperations
 from dagctl.store.dashboard import DashboardOperations
 from dagctl.store.foreground import ForegroundOperations
@@ -55,6 +56,7 @@ class Store(
     PoolOperations,
     QueueOperations,
     OutputOperations,
+    ChildOperations,
 ):
     """Every operation dagctl performs on its state, one mixin per concern: runs.py
     (DAG rows, creating and advancing runs), attempts.py (claims, ends, leases, logs),
