@@ -1,6 +1,6 @@
-"""The definition side of DAGs that run DAGs: the `dag` task type's fields, the
-`outputs:` a DAG declares for its parents, and the checks across DAGs (an unknown
-child DAG, a DAG that runs itself through its children).
+"""The definition side of composition: the `dag` task type's fields and `for_each`
+(fan-out), the `outputs:` a DAG declares for its parents, and the checks across DAGs
+(an unknown child DAG, a DAG that runs itself through its children).
 
 A `dag` task (`.yaml`) is written:
 
@@ -37,8 +37,42 @@ def task_fields(
     line_of: Callable[[str], int | None],
     out: Collector,
 ) -> dict[str, Any]:
-    """The Task fields of a `dag` task (`child_dag`, `wait`); a problem for a dag task
-    without `dag:`, or for `dag:`/`wait:` on another type."""
+    """The Task fields of a `dag` task (`child_dag`, `wait`) and of a `for_each` one; a
+    problem for a dag task without `dag:`, for `dag:`/`wait:` on another type, and for
+    `for_each` on a dag task."""
+    fields: dict[str, Any] = {}
+    for_each = spec.get("for_each")
+    if isinstance(for_each, str):
+        if task_type == "dag":
+            out.add(
+                path,
+                line_of("/for_each"),
+                "for_each is not supported on a dag task yet",
+                "fan out inside the child DAG instead",
+                "/for_each",
+            )
+        fields["for_each"] = for_each
+        limit = spec.get("max_parallel")
+        if isinstance(limit, int) and not isinstance(limit, bool):
+            fields["max_parallel"] = limit
+    elif "max_parallel" in spec:
+        out.add(
+            path,
+            line_of("/max_parallel"),
+            "max_parallel: is only for a task with for_each",
+            "remove max_parallel, or add for_each",
+            "/max_parallel",
+        )
+    return {**fields, **_dag_fields(path, spec, task_type, line_of, out)}
+
+
+def _dag_fields(
+    path: Path,
+    spec: Mapping[str, Any],
+    task_type: str,
+    line_of: Callable[[str], int | None],
+    out: Collector,
+) -> dict[str, Any]:
     if task_type != "dag":
         for key in _DAG_ONLY_KEYS:
             if key in spec:

@@ -29,6 +29,7 @@ DEFAULT_RETRY_BACKOFF = 1.0
 MAX_RETRY_DELAY_S = 6 * 3600.0
 DEFAULT_TIMEOUT_S: float | None = None
 DEFAULT_MAX_ACTIVE_RUNS = 1
+DEFAULT_MAX_PARALLEL = 8
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -102,6 +103,16 @@ class Task:
     # `type: dag`: the DAG it runs as a child run, and whether it waits for it to finish.
     child_dag: str | None = None
     wait: bool = True
+    # `for_each`: a template rendering to a JSON list; one item attempt per item, at
+    # most `max_parallel` at once (scheduling/fanout.py).
+    for_each: str | None = None
+    max_parallel: int = DEFAULT_MAX_PARALLEL
+
+    @property
+    def unheld(self) -> bool:
+        """Its own attempt is run by the advance step, never claimed: a `dag` task's
+        (it waits for its child run) and a `for_each` task's (for its items)."""
+        return self.type == "dag" or self.for_each is not None
 
     @property
     def local_inputs(self) -> tuple[str, ...]:

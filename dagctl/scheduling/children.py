@@ -13,39 +13,47 @@ own); `dagctl retry` runs it again with a new child run.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from dagctl.dags import templating
-from dagctl.dags.model import Dag
+from dagctl.dags.model import Dag, Task
 from dagctl.errors import ParamError
+from dagctl.scheduling import fanout
 from dagctl.states import RunStatus
 from dagctl.store import Store
 from dagctl.store.children import ChildFacts, ChildStart, DagAttempt, DagAttemptEnd
-from dagctl.store.records import AdvancePlan, RunSnapshot
+from dagctl.store.records import AdvancePlan, AdvanceSnapshot
 
 FINISHED_CHILD = frozenset({RunStatus.SUCCESS.value, RunStatus.FAILED.value, RunStatus.CANCELLED.value})
 
 
 def advance_children(
-    store: Store, dags: Mapping[str, Dag], runs: Sequence[RunSnapshot], plan: AdvancePlan, now: datetime
+    store: Store, dags: Mapping[str, Dag], snapshot: AdvanceSnapshot, plan: AdvancePlan, now: datetime
 ) -> bool:
-    """Inside the advance transaction, after `plan` was applied to `runs`: start the
-    child runs of new `dag` attempts and end those whose child run has finished (one
-    query, and only for runs of DAGs with a `dag` task). Returns whether anything
-    changed (the caller goes round again at once)."""
+    """Inside the advance transaction, after `plan` was applied to the `snapshot`'s
+    runs: start the child runs of new `dag` attempts, end those whose child run has
+    finished, and move `for_each` tasks on (fanout.py). One query, and only for runs
+    of DAGs with such tasks. Returns whether anything changed (the caller goes round
+    again at once)."""
     started = set(plan.start_runs)
     run_ids = [
         r.id
-        for r in runs
-        if (r.status == RunStatus.RUNNING.value or r.id in started) and _runs_dags(dags.get(r.dag_name))
+        for r in snapshot.runs
+        if (r.status == RunStatus.RUNNING.value or r.id in started) and _has_unheld(dags.get(r.dag_name))
     ]
     if not run_ids:
         return False
-    attempts = [a for a in store.dag_attempts(run_ids) if _is_dag_task(dags, a)]
+    mapped: list[DagAttempt] = []
+    attempts: list[DagAttempt] = []
+    for attempt in store.dag_attempts(run_ids):
+        task = _task_of(dags, attempt)
+        if task is not None:
+            (mapped if task.for_each else attempts).append(attempt)
+    changed = fanout.advance_fanout(store, dags, mapped, snapshot.attempts, now) if mapped else False
     if not attempts:
-        return False
+        return changed
     fresh = [a for a in attempts if a.child_run_id is None]
     done = [a for a in attempts if a.child_run_id is not None and a.child_status in FINISHED_CHILD]
     to_start: list[ChildStart] = []
@@ -66,17 +74,18 @@ def advance_children(
     facts = store.child_facts([a.child_run_id for a in done if a.child_run_id is not None])
     ends.extend(plan_child_end(dags, attempt, facts) for attempt in done)
     store.end_dag_attempts(ends, now)
-    return bool(created or ends)
+    return bool(created or ends) or changed
 
 
-def _runs_dags(dag: Dag | None) -> bool:
-    return dag is not None and any(task.type == "dag" for task in dag.tasks.values())
+def _has_unheld(dag: Dag | None) -> bool:
+    return dag is not None and any(task.unheld for task in dag.tasks.values())
 
 
-def _is_dag_task(dags: Mapping[str, Dag], attempt: DagAttempt) -> bool:
+def _task_of(dags: Mapping[str, Dag], attempt: DagAttempt) -> Task | None:
+    """The unheld task (`dag` or `for_each`) of an unheld attempt; None for anything else."""
     dag = dags.get(attempt.dag_name)
     task = dag.tasks.get(attempt.task_name) if dag else None
-    return task is not None and task.type == "dag"
+    return task if task is not None and task.unheld else None
 
 
 def plan_child_start(

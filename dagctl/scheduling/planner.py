@@ -208,8 +208,8 @@ def _advance_one(
             if verdict == "wait":
                 continue
             status = TaskStatus.QUEUED if verdict == "ok" else TaskStatus.UPSTREAM_FAILED
-            if status is TaskStatus.QUEUED and task.type == "dag":
-                status = TaskStatus.RUNNING  # never claimed: scheduling/children.py runs it
+            if status is TaskStatus.QUEUED and task.unheld:
+                status = TaskStatus.RUNNING  # never claimed: scheduling/children.py, fanout.py
             plan.new_task_runs.append(NewTaskRun(run.id, dag.name, name, status.value))
             latest[name] = AttemptSnapshot(name, 1, status.value)
             changed = True
@@ -271,8 +271,8 @@ def advance_needed(
         busy = running.get(item.dag_run_id)
         if dag is None or not busy or item.status != TaskStatus.SUCCESS.value:
             return True
-        if (item.dag_name, item.task_name) in watched:
-            return True
+        if (item.dag_name, item.task_name) in watched or item.task_name not in dag.tasks:
+            return True  # another DAG waits on it, or an item of a for_each task ended
         for task in dag.tasks.values():
             inputs = task.local_inputs
             if item.task_name in inputs and not any(name in busy for name in inputs):

@@ -46,6 +46,7 @@ class DagAttempt:
     child_dag: str | None = None
     child_status: str | None = None
     child_error: str | None = None
+    map_items: str | None = None  # a for_each task's items, once rendered (JSON list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +94,8 @@ class ChildOperations:
         def run_outputs(self, run_ids: Collection[int]) -> dict[int, dict[str, dict[str, Any]]]: ...
 
     def dag_attempts(self, run_ids: Collection[int]) -> list[DagAttempt]:
-        """The running attempts of these runs that no scheduler holds (the `dag` tasks'),
-        with their child runs' state."""
+        """The running attempts of these runs that no scheduler holds (`dag` and
+        `for_each` tasks'), with their child runs' state and their items."""
         if not run_ids:
             return []
         connection = self._joined_tx("dag_attempts")
@@ -114,6 +115,7 @@ class ChildOperations:
                 child.c.dag_name.label("child_dag"),
                 child.c.status.label("child_status"),
                 child.c.error.label("child_error"),
+                task_run.c.map_items,
             )
             .select_from(
                 task_run.join(dag_run, dag_run.c.id == task_run.c.dag_run_id).outerjoin(
@@ -142,6 +144,7 @@ class ChildOperations:
                 r.child_dag,
                 r.child_status,
                 r.child_error,
+                r.map_items,
             )
             for r in rows
         ]

@@ -80,6 +80,8 @@ class ClaimedAttempt:
     # The outputs of the run's succeeded tasks by task name, read at the claim: the
     # scheduler hands the attempt those of its upstream tasks.
     run_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The item of an item attempt of a `for_each` task (scheduling/fanout.py).
+    item: Any = None
 
 
 @dataclass(frozen=True, slots=True)

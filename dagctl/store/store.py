@@ -27,6 +27,7 @@ from dagctl.store.backfills import BackfillOperations
 from dagctl.store.children import ChildOperations
 from dagctl.store.control import ControlOperations
 from dagctl.store.dashboard import DashboardOperations
+from dagctl.store.fanout import FanoutOperations
 from dagctl.store.foreground import ForegroundOperations
 from dagctl.store.notifications import NotificationOperations
 from dagctl.store.outputs import OutputOperations
@@ -57,6 +58,7 @@ class Store(
     QueueOperations,
     OutputOperations,
     ChildOperations,
+    FanoutOperations,
 ):
     """Every operation dagctl performs on its state, one mixin per concern: runs.py
     (DAG rows, creating and advancing runs), attempts.py (claims, ends, leases, logs),

@@ -144,6 +144,9 @@ task_run = Table(
     Column("outputs", Text, nullable=True),
     # The child run an attempt of a `dag` task created (migration 0011).
     Column("child_run_id", Integer, nullable=True),
+    # `for_each`: the JSON list of items on the task's own attempt, one item (JSON) on
+    # the attempt of each item (task name `task.sh[3]`) (migration 0011).
+    Column("map_items", Text, nullable=True),
     UniqueConstraint("dag_run_id", "task_name", "attempt"),
     Index(None, "status", "not_before", "queued_at"),
     Index(None, "lease_owner", "status"),
