@@ -56,7 +56,7 @@ def fanout(cfg: Config, backend: str) -> list[Figure]:
                     )[0]
                     ok = db.value(
                         "SELECT count(*) FROM task_run WHERE dag_run_id = ? AND status = 'success'"
-                        " AND task_name LIKE 'item.sh[%'",
+                        " AND task_name NOT IN ('item.sh', 'list.sh')",  # the items
                         run_id,
                     )
                     if status != "success" or ok != count:
