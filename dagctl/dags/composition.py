@@ -17,6 +17,7 @@ and the child's workflow.yaml declares what its parents read, each `TASK.KEY`:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -24,7 +25,7 @@ from typing import Any
 
 from dagctl.dags.hints import did_you_mean
 from dagctl.dags.model import Problem, Task
-from dagctl.dags.sources import Collector
+from dagctl.dags.sources import Collector, parse_duration
 from dagctl.dags.yamldoc import YamlDoc
 
 _DAG_ONLY_KEYS = ("dag", "wait")
@@ -63,6 +64,11 @@ def task_fields(
             "remove max_parallel, or add for_each",
             "/max_parallel",
         )
+    if isinstance(spec.get("input_match"), str):
+        fields["input_match"] = spec["input_match"]
+    if spec.get("wait_timeout") is not None:
+        with contextlib.suppress(ValueError, TypeError):  # else a schema error, reported
+            fields["wait_timeout"] = parse_duration(spec["wait_timeout"])
     return {**fields, **_dag_fields(path, spec, task_type, line_of, out)}
 
 

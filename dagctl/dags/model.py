@@ -107,6 +107,10 @@ class Task:
     # most `max_parallel` at once (scheduling/fanout.py).
     for_each: str | None = None
     max_parallel: int = DEFAULT_MAX_PARALLEL
+    # Inputs of other DAGs (scheduling/crossdag.py): which of their runs counts, and how
+    # long (seconds after the run started) to wait before failing.
+    input_match: str = "same_day"
+    wait_timeout: float | None = None
 
     @property
     def unheld(self) -> bool:

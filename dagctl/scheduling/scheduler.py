@@ -280,7 +280,7 @@ class Scheduler:
             return AdvancePlan()
         # Cross-DAG inputs are looked up in the same transaction.
         plan = planner.plan_advance(
-            self.dags, snapshot.paused, snapshot.runs, snapshot.attempts, self.store.external_status
+            self.dags, snapshot.paused, snapshot.runs, snapshot.attempts, self.store.external_status, now
         )
         plan.alert_rules = self._alerts.rules  # the events of runs finished here join the outbox
         self.store.apply_advance(plan, now)

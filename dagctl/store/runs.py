@@ -391,10 +391,11 @@ class RunOperations:
             task_name,
             attempt,
             task_status,
+            started_at,
         ) in rows:
             if run_id not in runs:
                 runs[run_id] = RunSnapshot(
-                    run_id, dag_name, status, logical_date, backfill_id, max_active, bool(reverse)
+                    run_id, dag_name, status, logical_date, backfill_id, max_active, bool(reverse), started_at
                 )
             if task_name is None:
                 continue
@@ -419,6 +420,7 @@ class RunOperations:
                 task_run.c.task_name,
                 task_run.c.attempt,
                 task_run.c.status,
+                dag_run.c.started_at,
             )
             .select_from(
                 dag_run.outerjoin(
@@ -433,14 +435,22 @@ class RunOperations:
         )
 
     def _external_status(
-        self, connection: Connection, other_dag: str, other_task: str, logical_date: datetime
+        self,
+        connection: Connection,
+        other_dag: str,
+        other_task: str,
+        logical_date: datetime,
+        earliest: datetime | None = None,
     ) -> str | None:
-        """Status of `other_task` in the latest run of `other_dag` at or before `logical_date`."""
+        """Status of `other_task` in the latest run of `other_dag` at or before
+        `logical_date` (and at or after `earliest`, if given: scheduling/crossdag.py)."""
+        query = select(dag_run.c.id).where(
+            dag_run.c.dag_name == other_dag, dag_run.c.logical_date <= logical_date
+        )
+        if earliest is not None:
+            query = query.where(dag_run.c.logical_date >= earliest)
         run_id = connection.execute(
-            select(dag_run.c.id)
-            .where(dag_run.c.dag_name == other_dag, dag_run.c.logical_date <= logical_date)
-            .order_by(dag_run.c.logical_date.desc(), dag_run.c.id.desc())
-            .limit(1)
+            query.order_by(dag_run.c.logical_date.desc(), dag_run.c.id.desc()).limit(1)
         ).scalar()
         if run_id is None:
             return None
@@ -479,7 +489,7 @@ class RunOperations:
                         # A `dag` task's attempt starts running unheld (store/children.py).
                         "started_at": now if t.status == TaskStatus.RUNNING.value else None,
                         "ended_at": None if t.status in _NOT_ENDED else now,
-                        "error": None if t.status in _NOT_ENDED else "an input failed",
+                        "error": None if t.status in _NOT_ENDED else (t.error or "an input failed"),
                     }
                     for t in plan.new_task_runs
                 ],
