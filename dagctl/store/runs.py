@@ -66,6 +66,10 @@ class RunOperations:
 
         def flag_parents(self, connection: Connection, finished_run_ids: Collection[int]) -> None: ...
 
+        def cancel_children(
+            self, connection: Connection, run_id: int, now: datetime, reason: str
+        ) -> list[int]: ...
+
         def _enqueue_run_events(
             self,
             connection: Connection,
@@ -180,7 +184,11 @@ class RunOperations:
             )
             if not gone:
                 return []
-            busy = select(task_run.c.dag_run_id).where(task_run.c.status == TaskStatus.RUNNING.value)
+            # Held attempts only: a `dag` or `for_each` task's own attempt holds no
+            # process, and ends with its run below (children.py).
+            busy = select(task_run.c.dag_run_id).where(
+                task_run.c.status == TaskStatus.RUNNING.value, task_run.c.lease_owner.is_not(None)
+            )
             not_started = [s for s in task_sources(TaskStatus.CANCELLED) if s != TaskStatus.RUNNING.value]
             ended: list[tuple[int, str, str]] = []
             for name, missing_reason in sorted(gone.items()):
@@ -205,6 +213,8 @@ class RunOperations:
                         .where(task_run.c.dag_run_id.in_(run_ids), task_run.c.status.in_(not_started))
                         .values(status=TaskStatus.CANCELLED.value, ended_at=now, error=reason)
                     )
+                    for run_id in run_ids:
+                        self.cancel_children(connection, int(run_id), now, reason)
                 ended.extend((int(run_id), name, reason) for run_id in sorted(run_ids))
             if ended:
                 self._notify(connection)
