@@ -165,6 +165,10 @@ def _why_run(
             started = attempt["started_at"]
             took = f", for {_ago((now - started).total_seconds())}" if started else ""
             host = f", on {attempt['host']}" if attempt["host"] else ""
+            if attempt.get("child_run_id"):  # a dag task (scheduling/children.py)
+                host = f", waiting for its child run {attempt['child_run_id']}: dagctl why on its DAG"
+            elif attempt.get("map_items"):  # a for_each task (scheduling/fanout.py)
+                host = ", its items run as their own attempts"
             add("running", f"run {run_id}: {name} is running (attempt {attempt['attempt']}{took}{host})")
         elif status in ("waiting", "queued") and attempt["not_before"] > now:
             add(
