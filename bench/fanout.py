@@ -32,7 +32,7 @@ def _write(env: Env, name: str, count: int) -> None:
 
 
 def fanout(cfg: Config, backend: str) -> list[Figure]:
-    sizes = (20, 100) if cfg.small else (100, 1000)
+    sizes = (10, 30) if cfg.small else (100, 1000)
     w = "W11"
     per_item: dict[int, list[float]] = {n: [] for n in sizes}
     walls: dict[int, list[float]] = {n: [] for n in sizes}
