@@ -18,6 +18,7 @@ and the child's workflow.yaml declares what its parents read, each `TASK.KEY`:
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -43,6 +44,8 @@ def task_fields(
     `for_each` on a dag task."""
     fields: dict[str, Any] = {}
     for_each = spec.get("for_each")
+    if isinstance(for_each, list):
+        for_each = json.dumps(for_each)  # items written out: rendered like a template's result
     if isinstance(for_each, str):
         if task_type == "dag":
             out.add(
