@@ -86,7 +86,23 @@ def advance_fanout(
     changed = False
     for attempt, task in mapped:
         if attempt.map_items is None:
-            items = render_items(dags[attempt.dag_name], task, attempt, upstream.get(attempt.dag_run_id, {}))
+            dag = dags[attempt.dag_name]
+            dates = templating.RunDates(
+                attempt.logical_date,
+                attempt.data_interval_start or attempt.logical_date,
+                attempt.data_interval_end or attempt.logical_date,
+                dag.timezone,
+            )
+            variables = templating.run_variables(
+                dag.name,
+                dates,
+                run_id=attempt.dag_run_id,
+                task=task.name,
+                attempt=attempt.attempt,
+                params=attempt.params,
+                outputs=_upstream(dag, task, upstream.get(attempt.dag_run_id, {})),
+            )
+            items = render_items(task, variables)
             if isinstance(items, str):
                 ends.append(DagAttemptEnd(attempt.task_run_id, "failed", items))
                 continue
@@ -149,26 +165,14 @@ def plan_items(task: Task, count: int, latest: Mapping[str, AttemptSnapshot]) ->
     return step
 
 
-def render_items(
-    dag: Dag, task: Task, attempt: DagAttempt, run_outputs: Mapping[str, Any]
-) -> list[Any] | str:
-    """The items `for_each` renders to for this attempt, or why it cannot (the error)."""
-    dates = templating.RunDates(
-        attempt.logical_date,
-        attempt.data_interval_start or attempt.logical_date,
-        attempt.data_interval_end or attempt.logical_date,
-        dag.timezone,
-    )
+def _upstream(dag: Dag, task: Task, run_outputs: Mapping[str, Any]) -> dict[str, Any]:
     upstream = dag.upstream_of(task.name)
-    variables = templating.run_variables(
-        dag.name,
-        dates,
-        run_id=attempt.dag_run_id,
-        task=task.name,
-        attempt=attempt.attempt,
-        params=attempt.params,
-        outputs={name: values for name, values in run_outputs.items() if name in upstream},
-    )
+    return {name: values for name, values in run_outputs.items() if name in upstream}
+
+
+def render_items(task: Task, variables: Mapping[str, Any]) -> list[Any] | str:
+    """The items `for_each` renders to with these template variables (the attempt's:
+    templating.run_variables), or why it cannot (the error)."""
     try:
         text = templating.render(task.for_each or "", variables)
     except templating.TemplateError as exc:
