@@ -139,3 +139,11 @@ def test_a_thousand_items_under_two_schedulers_on_postgres(tmp_path: Path, postg
     windows = [{"started_at": r.started_at.isoformat(), "ended_at": r.ended_at.isoformat()} for r in rows]
     assert _max_overlap(windows) <= 8
     print(f"1,000 items, 2 schedulers, max_parallel 8: {took:.1f} s")
+
+
+def test_dagctl_run_runs_the_items_in_the_foreground(env: Env) -> None:
+    env.dag("fan", "description: fan\nretries: 0\n", list__sh=LIST_SH, work__sh=WORK_SH, sum__py=SUM_PY)
+    failed = env.run("run", "fan", code=4)  # the failed item's exit code
+    assert "work.sh[1]: " in failed.stdout + failed.stderr
+    # Item 1 fails only once (its marker file now exists): the whole DAG goes through.
+    env.run("run", "fan")
