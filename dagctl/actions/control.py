@@ -39,7 +39,15 @@ def retry(settings: Settings, run_id: int, task: str | None) -> dict[str, Any]:
             raise no_run(run_id)
         dag = load_dag(settings.dags, run["dag_name"])
         plan = plan_retry(dag, run, attempts, task)
-        result = store.retry_run(run_id, plan.requeue, plan.reset, now())
+        mapped = [name for name, _ in plan.requeue if dag.tasks[name].for_each]
+        if mapped:
+            # Its item attempts keep their numbers: a second round would collide with them.
+            raise UsageError(
+                f"retrying a for_each task ({mapped[0]}) is not supported yet",
+                f"trigger a new run of {dag.name}",
+            )
+        unheld = [name for name, task in dag.tasks.items() if task.unheld]
+        result = store.retry_run(run_id, plan.requeue, plan.reset, now(), unheld=unheld)
     if not result.reopened:
         raise UsageError(
             f"run {run_id} changed meanwhile (it is {result.status})", f"check dagctl status --run {run_id}"

@@ -20,10 +20,10 @@ from dagctl.actions.common import load_dag
 from dagctl.config import Settings
 from dagctl.dags.cron import utcnow
 from dagctl.dags.hints import did_you_mean
-from dagctl.dags.model import Dag
+from dagctl.dags.model import Dag, Task
 from dagctl.dags.params import resolve
 from dagctl.errors import UsageError
-from dagctl.execution.attempt import SUCCESS, Outcome, TaskContext
+from dagctl.execution.attempt import FAILED, SUCCESS, Outcome, TaskContext
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +128,10 @@ def run_dag(
             outputs={k: v for k, v in published.items() if k in dag.upstream_of(name)},
         )
         started, started_at = time.monotonic(), utcnow()
-        outcome = run_foreground(dag, dag.tasks[name], context)
+        if dag.tasks[name].for_each:
+            outcome = _run_items(dag, dag.tasks[name], context)
+        else:
+            outcome = run_foreground(dag, dag.tasks[name], context)
         if outcome.outputs:
             published[name] = outcome.outputs
         result = TaskRun(name, outcome, time.monotonic() - started, started_at, utcnow())
@@ -139,6 +142,34 @@ def run_dag(
     not_run = order[len(ran) :]
     run_id = _record(settings, dag, params, logical_date, ran, not_run) if record else None
     return DagRunResult(dag.name, ran, not_run, run_id)
+
+
+def _run_items(dag: Dag, task: Task, context: TaskContext) -> Outcome:
+    """A for_each task in the foreground: its items one after the other, stopping at
+    the first failure; the items' logs one after the other, and output `results`."""
+    import dataclasses
+
+    from dagctl.dags.templating import run_variables
+    from dagctl.execution.foreground import run_foreground
+    from dagctl.scheduling.fanout import item_name, render_items
+
+    variables = run_variables(
+        dag.name, context.dates, task=task.name, attempt=1, params=context.params, outputs=context.outputs
+    )
+    items = render_items(task, variables)
+    if isinstance(items, str):
+        return Outcome(0, FAILED, error=items)
+    logs: list[str] = []
+    results: list[Any] = []
+    for index, item in enumerate(items):
+        name = item_name(task.name, index)
+        each = dataclasses.replace(context, task=name, item_index=index, item=item)
+        outcome = run_foreground(dag, task, each)
+        logs.append(f"--- {name}\n{outcome.log}")
+        if outcome.status != SUCCESS:
+            return dataclasses.replace(outcome, error=f"{name}: {outcome.error}", log="".join(logs))
+        results.append(outcome.outputs)
+    return Outcome(0, SUCCESS, log="".join(logs), outputs={"results": results})
 
 
 def _record(

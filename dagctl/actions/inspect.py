@@ -78,7 +78,32 @@ def status(settings: Settings, dag_name: str | None, run_id: int | None, limit: 
     for attempt in attempts:
         by_run.setdefault(attempt["dag_run_id"], []).append(attempt)
     secrets = secret_params(settings, {run["dag_name"] for run in runs})
-    return [run_json(run, by_run.get(run["id"], []), secrets[run["dag_name"]]) for run in runs]
+    shown = [run_json(run, by_run.get(run["id"], []), secrets[run["dag_name"]]) for run in runs]
+    if run_id is not None:
+        _nest_child_runs(settings, shown)
+    return shown
+
+
+def _nest_child_runs(settings: Settings, shown: list[dict[str, Any]], depth: int = 5) -> None:
+    """`status --run`: each `dag` task carries its child run (and so on down the tree,
+    a few levels deep) as `child_run`."""
+    tasks = [t for run in shown for t in run["tasks"] if t.get("child_run_id") is not None]
+    if not tasks or depth == 0:
+        return
+    store = open_store(settings, migrate=False)
+    try:
+        children = [r for t in tasks for r in store.runs(run_id=t["child_run_id"], limit=1)]
+        attempts = store.task_runs([r["id"] for r in children])
+    finally:
+        store.close()
+    by_run: dict[int, list[dict[str, Any]]] = {}
+    for attempt in attempts:
+        by_run.setdefault(attempt["dag_run_id"], []).append(attempt)
+    secrets = secret_params(settings, {run["dag_name"] for run in children})
+    nested = {r["id"]: run_json(r, by_run.get(r["id"], []), secrets[r["dag_name"]]) for r in children}
+    for task in tasks:
+        task["child_run"] = nested.get(task["child_run_id"])
+    _nest_child_runs(settings, list(nested.values()), depth - 1)
 
 
 def secret_params(settings: Settings, dag_names: Collection[str]) -> dict[str, frozenset[str] | None]:

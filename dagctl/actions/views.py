@@ -61,6 +61,7 @@ def run_json(
         "data_interval_start": iso(run.get("data_interval_start") or run["logical_date"]),
         "data_interval_end": iso(run.get("data_interval_end") or run["logical_date"]),
         "backfill_id": run.get("backfill_id"),
+        "parent_run_id": run.get("parent_run_id"),
         "params": masked_params(run.get("params"), secrets),
         "created_at": iso(run["created_at"]),
         "started_at": iso(run["started_at"]),
@@ -78,6 +79,7 @@ def run_json(
                 "ended_at": iso(a["ended_at"]),
                 "duration_s": seconds(a["started_at"], a["ended_at"]) if a["started_at"] else None,
                 "outputs": stored_outputs(a.get("outputs")),
+                "child_run_id": a.get("child_run_id"),  # a `dag` task's child run
                 # Earlier attempts stopped by their scheduler, run again without
                 # counting against retries.
                 "interrupted": sorted(interrupted.get(a["task_name"], []), key=lambda i: i["attempt"]),

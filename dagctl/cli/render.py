@@ -148,6 +148,7 @@ def run_block(run: Mapping[str, Any], width: int, pending: Sequence[str] = ()) -
     lines.append(Text(header, style="dim"))
     for task in tasks:
         lines.append(_task_line(task, task_w))
+        lines.extend(_child_run_lines(task, width))
         if task.get("outputs"):
             note = "outputs " + " ".join(f"{k}={_param_text(v)}" for k, v in task["outputs"].items())
             lines.extend(Text(line, style="dim") for line in _error_lines(note, width))
@@ -163,6 +164,22 @@ def run_block(run: Mapping[str, Any], width: int, pending: Sequence[str] = ()) -
         line.append("pending", style=_style("pending"))
         lines.append(line)
     return lines
+
+
+def _child_run_lines(task: Mapping[str, Any], width: int) -> list[Text]:
+    """A `dag` task's child run: in full, indented under it, when `status --run` nested
+    it; else one line naming it."""
+    child = task.get("child_run")
+    if child is not None:
+        return [Text("      ") + line for line in run_block(child, max(40, width - 6))]
+    if task.get("child_run_id") is None:
+        return []
+    return [
+        Text(
+            f"      child run {task['child_run_id']} (dagctl status --run {task['child_run_id']})",
+            style="dim",
+        )
+    ]
 
 
 def _param_text(value: Any) -> str:

@@ -92,6 +92,7 @@ def check_output_references(tasks: Mapping[str, Task], out: Collector) -> None:
         if isinstance(env, Mapping):
             templated += [(f"/worker_config/env/{k}", v) for k, v in env.items() if isinstance(v, str)]
         templated += [(f"/params/{k}", v) for k, v in task.params.items() if isinstance(v, str)]
+        templated += [("/for_each", task.for_each)] if task.for_each else []
         upstream: set[str] | None = None
         for pointer, text in templated:
             if not is_template(text):
@@ -315,6 +316,9 @@ def check_templates(
         for key, value in task_params.items():
             if is_template(value):
                 check_template(path, doc, f"/params/{key}", value, out)
+    for_each = spec.get("for_each") if task_header else None
+    if isinstance(for_each, str):
+        check_template(path, doc, "/for_each", for_each, out)
     command = spec.get("command")
     if isinstance(command, list):
         for index, element in enumerate(command):

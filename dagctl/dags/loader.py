@@ -14,7 +14,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from dagctl.dags import checks, sections
+from dagctl.dags import checks, composition, sections
 from dagctl.dags.hints import did_you_mean
 from dagctl.dags.model import (
     BUILTIN_TASK_TYPES,
@@ -139,6 +139,7 @@ def _load_task(path: Path, out: Collector, hasher: Any) -> Task | None:
         value = spec.get(key)
         return MappingProxyType(dict(value)) if isinstance(value, dict) else MappingProxyType({})
 
+    composed = composition.task_fields(path, spec, task_type, line_of, out)
     retries = spec.get("retries")
     timeout = spec.get("timeout")
     retry_delay = spec.get("retry_delay")
@@ -162,6 +163,7 @@ def _load_task(path: Path, out: Collector, hasher: Any) -> Task | None:
             pool=str(spec["pool"]) if spec.get("pool") else None,
             pool_slots=int(spec["pool_slots"]) if spec.get("pool_slots") is not None else None,
             queue=str(spec["queue"]) if spec.get("queue") else None,
+            **composed,
         )
     except (ValueError, KeyError, TypeError):
         # The schema check already reported the malformed field.
@@ -301,6 +303,9 @@ def _build_dag(
         pool=str(data["pool"]) if data.get("pool") else None,
         pool_slots=int(data.get("pool_slots") or 1),
         queue=str(data.get("queue") or DEFAULT_QUEUE),
+        outputs=composition.declared_outputs(
+            dag_dir / WORKFLOW_FILE, None, data.get("outputs"), tasks, Collector(base=dag_dir, dag=None)
+        ),
     )
 
 
@@ -345,6 +350,7 @@ def load_dag(
         )
     checks.check_inputs(name, tasks, out)
     checks.check_output_references(tasks, out)
+    composition.declared_outputs(dag_dir / WORKFLOW_FILE, doc, data.get("outputs"), tasks, out)
     checks.check_connections(tasks, config, out)
     if doc is not None:
         checks.check_notify_channels(dag_dir / WORKFLOW_FILE, doc, data.get("notify"), config.channels, out)
@@ -558,6 +564,7 @@ def load_tree(root: Path | str, cache: dict[Path, tuple[Any, _LoadResult]] | Non
         else:
             broken[result.name] = result
     checks.check_external_inputs(loaded_tasks, task_names, per_dag, base)
+    composition.check_child_dags(loaded_tasks, per_dag, base)
 
     for name in list(dags):
         reasons = list(per_dag[name])

@@ -15,7 +15,7 @@ from typing import Any, Literal
 TASK_EXTENSIONS: Mapping[str, str] = MappingProxyType(
     {".sh": "shell", ".py": "python", ".sql": "sql", ".yaml": "", ".yml": ""}
 )
-BUILTIN_TASK_TYPES = frozenset({"shell", "python", "sql", "command", "no_op"})
+BUILTIN_TASK_TYPES = frozenset({"shell", "python", "sql", "command", "no_op", "dag"})
 WORKFLOW_FILE = "workflow.yaml"
 ROOT_CONFIG_FILE = "dagctl.yaml"
 DEFAULT_QUEUE = "default"
@@ -29,6 +29,7 @@ DEFAULT_RETRY_BACKOFF = 1.0
 MAX_RETRY_DELAY_S = 6 * 3600.0
 DEFAULT_TIMEOUT_S: float | None = None
 DEFAULT_MAX_ACTIVE_RUNS = 1
+DEFAULT_MAX_PARALLEL = 8
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -99,6 +100,23 @@ class Task:
     pool: str | None = None  # over the DAG's
     pool_slots: int | None = None
     queue: str | None = None  # over the DAG's  # where the header starts, for messages
+    # `type: dag`: the DAG it runs as a child run, and whether it waits for it to finish.
+    child_dag: str | None = None
+    wait: bool = True
+    # `for_each`: a template rendering to a JSON list; one item attempt per item, at
+    # most `max_parallel` at once (scheduling/fanout.py).
+    for_each: str | None = None
+    max_parallel: int = DEFAULT_MAX_PARALLEL
+    # Inputs of other DAGs (scheduling/crossdag.py): which of their runs counts, and how
+    # long (seconds after the run started) to wait before failing.
+    input_match: str = "same_day"
+    wait_timeout: float | None = None
+
+    @property
+    def unheld(self) -> bool:
+        """Its own attempt is run by the advance step, never claimed: a `dag` task's
+        (it waits for its child run) and a `for_each` task's (for its items)."""
+        return self.type == "dag" or self.for_each is not None
 
     @property
     def local_inputs(self) -> tuple[str, ...]:
@@ -180,6 +198,9 @@ class Dag:
     pool: str | None = None
     pool_slots: int = 1
     queue: str = DEFAULT_QUEUE
+    # `outputs:` of workflow.yaml: what a parent's `dag` task gets from a child run of
+    # this DAG, name -> (task, key of that task's outputs).
+    outputs: Mapping[str, tuple[str, str]] = field(default_factory=lambda: _EMPTY)
 
     def queue_for(self, task: Task) -> str:
         return task.queue or self.queue

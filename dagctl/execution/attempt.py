@@ -38,6 +38,9 @@ class TaskContext:
     timezone: str = "UTC"
     # The outputs of the tasks upstream of this one in its run, by task name.
     outputs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # An item attempt of a `for_each` task: its index in the list and its item.
+    item_index: int | None = None
+    item: Any = None
 
     @property
     def dates(self) -> RunDates:
@@ -61,6 +64,7 @@ class TaskContext:
             "ds": dates.ds,
             "params": dict(self.params),
             "outputs": {name: dict(values) for name, values in self.outputs.items()},
+            **({"item": self.item, "item_index": self.item_index} if self.item_index is not None else {}),
         }
 
 

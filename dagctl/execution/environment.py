@@ -57,6 +57,9 @@ RUN_VARIABLES = (
     "DAGCTL_DS",
     "DAGCTL_PARAMS",
     "DAGCTL_OUTPUTS",
+    "DAGCTL_ITEM",
+    "DAGCTL_ITEM_JSON",
+    "DAGCTL_ITEM_INDEX",
 )
 
 
@@ -153,6 +156,12 @@ def task_environment(
     )
     if context.outputs:
         env["DAGCTL_OUTPUTS"] = upstream_json
+    if context.item_index is not None:
+        # A string item as it is (a file name); anything else as JSON.
+        item = context.item
+        env["DAGCTL_ITEM"] = item if isinstance(item, str) else json.dumps(item, ensure_ascii=False)
+        env["DAGCTL_ITEM_JSON"] = json.dumps(item, ensure_ascii=False)  # what context["item"] is read from
+        env["DAGCTL_ITEM_INDEX"] = str(context.item_index)
     secrets = [
         *secret_values(dag, context),
         *url_passwords(base.get(STATE_DATABASE_VARIABLE)),

@@ -46,6 +46,12 @@ def prepare(dag: Dag, task: Task, context: TaskContext) -> Launch | None:
     """
     if task.type == "no_op":
         return None
+    if task.type == "dag":
+        # The scheduler's advance step runs it (scheduling/children.py); no process does.
+        raise PrepareError(
+            f"{task.name} is a dag task: it runs {task.child_dag} as a child run under"
+            f" dagctl schedule; run that DAG with dagctl trigger {task.child_dag} instead"
+        )
     configured = dag.worker_config_for(task).get("env")
     # Before params join the environment: a param must not be able to redirect the
     # connection (a param named DATABASE_URL, or one named after a ${VAR} in the URL).

@@ -40,7 +40,14 @@ def build_context(environ: Mapping[str, str]) -> dict[str, Any]:
         attempt = int(environ.get("DAGCTL_ATTEMPT") or "1")
     except ValueError:
         attempt = 1
+    mapped: dict[str, Any] = {}
+    if "DAGCTL_ITEM_INDEX" in environ:
+        item: Any = None
+        with contextlib.suppress(ValueError):
+            item = json.loads(environ.get("DAGCTL_ITEM_JSON") or "null")
+        mapped = {"item": item, "item_index": int(environ["DAGCTL_ITEM_INDEX"] or 0)}
     return {
+        **mapped,
         "dag": environ.get("DAGCTL_DAG", ""),
         "task": environ.get("DAGCTL_TASK", ""),
         "run_id": environ.get("DAGCTL_RUN_ID", ""),

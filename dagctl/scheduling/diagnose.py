@@ -12,6 +12,7 @@ from typing import Any
 
 from dagctl.dags import cron
 from dagctl.dags.model import Dag
+from dagctl.scheduling import crossdag
 from dagctl.scheduling.planner import latest_attempts
 from dagctl.states import DONE_OK_TASK_VALUES, NOT_ENDED_TASK_VALUES, UNCOUNTED_TASK_VALUES
 
@@ -34,7 +35,7 @@ def _utc_text(value: datetime) -> str:
     return f"{value:%Y-%m-%d %H:%M:%S} UTC"
 
 
-ExternalLookup = Callable[[str, str, datetime], "str | None"]
+ExternalLookup = Callable[..., "str | None"]  # see crossdag.py
 
 
 def why(
@@ -164,6 +165,10 @@ def _why_run(
             started = attempt["started_at"]
             took = f", for {_ago((now - started).total_seconds())}" if started else ""
             host = f", on {attempt['host']}" if attempt["host"] else ""
+            if attempt.get("child_run_id"):  # a dag task (scheduling/children.py)
+                host = f", waiting for its child run {attempt['child_run_id']}: dagctl why on its DAG"
+            elif attempt.get("map_items"):  # a for_each task (scheduling/fanout.py)
+                host = ", its items run as their own attempts"
             add("running", f"run {run_id}: {name} is running (attempt {attempt['attempt']}{took}{host})")
         elif status in ("waiting", "queued") and attempt["not_before"] > now:
             add(
@@ -193,15 +198,18 @@ def _why_run(
             continue
         if any(latest.get(i, {}).get("status") not in DONE_OK_TASK_VALUES for i in task.local_inputs):
             continue
+        latest_date, earliest = crossdag.window(dag, task, run["logical_date"])
         for other_dag, other_task in task.external_inputs:
-            status = external_status(other_dag, other_task, run["logical_date"])
+            if earliest is None:
+                status = external_status(other_dag, other_task, latest_date)
+            else:
+                status = external_status(other_dag, other_task, latest_date, earliest)
             if status in DONE_OK_TASK_VALUES:
                 continue
-            detail = (
-                f"not run yet in a run of {other_dag} at or before {_utc_text(run['logical_date'])}"
-                if status is None
-                else f"it is {status} there"
-            )
+            wanted = crossdag.describe(dag, task, other_dag, run["logical_date"])
+            detail = f"not run yet in {wanted}" if status is None else f"it is {status} in {wanted}"
+            if task.wait_timeout is not None:
+                detail += f"; it fails {_ago(task.wait_timeout)} after the run started (wait_timeout)"
             add("waiting_on_inputs", f"run {run_id}: {name} waits on {other_dag}:{other_task} ({detail})")
 
 

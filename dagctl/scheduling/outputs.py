@@ -29,7 +29,8 @@ def with_run_outputs(
 
 def _may_read_outputs(dags: Mapping[str, Dag], item: ClaimedAttempt) -> bool:
     dag = dags.get(item.dag_name)
-    task = dag.tasks.get(item.task_name) if dag else None
+    # An item of a for_each task (`task.sh[3]`) reads what its task may.
+    task = dag.tasks.get(item.task_name.rpartition("[")[0] or item.task_name) if dag else None
     if dag is None or task is None or not task.local_inputs:
         return False
     return any(dag.tasks[name].type != "no_op" for name in dag.upstream_of(task.name))

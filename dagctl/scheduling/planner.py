@@ -15,6 +15,7 @@ from dagctl.dags import cron
 from dagctl.dags.hints import did_you_mean
 from dagctl.dags.model import Dag
 from dagctl.errors import DagctlError, UsageError
+from dagctl.scheduling import crossdag
 from dagctl.states import (
     DONE_OK_TASK_VALUES,
     FINISHED_TASK,
@@ -125,7 +126,8 @@ def missing_dags(
 # The snapshot decided from and the plan decided are records of the store (records.py):
 # the store reads the one and applies the other, in the transaction that locked the runs.
 
-ExternalLookup = Callable[[str, str, datetime], "str | None"]
+# (other DAG, other task, latest logical date[, earliest]) -> status (crossdag.py)
+ExternalLookup = Callable[..., "str | None"]
 
 
 def plan_advance(
@@ -134,9 +136,11 @@ def plan_advance(
     runs: Sequence[RunSnapshot],
     attempts: Mapping[int, Mapping[str, AttemptSnapshot]],
     external_status: ExternalLookup,
+    now: datetime | None = None,
 ) -> AdvancePlan:
     """Start queued runs (oldest first, within max_active_runs), create the task runs whose
-    inputs are all done, and finish runs that have nothing left to do."""
+    inputs are all done, and finish runs that have nothing left to do. `now`: when
+    cross-DAG inputs' `wait_timeout`s are counted to (none pass without it)."""
     plan = AdvancePlan()
     by_dag: dict[str, list[RunSnapshot]] = {}
     for run in runs:
@@ -152,7 +156,7 @@ def plan_advance(
         else:
             plan.still_dirty.extend(r.id for r in dag_runs if r.status == RunStatus.QUEUED.value)
         for run in running:
-            _advance_one(dag, run, attempts.get(run.id, {}), external_status, plan)
+            _advance_one(dag, run, attempts.get(run.id, {}), external_status, plan, now)
     return plan
 
 
@@ -189,6 +193,7 @@ def _advance_one(
     known: Mapping[str, AttemptSnapshot],
     external_status: ExternalLookup,
     plan: AdvancePlan,
+    now: datetime | None = None,
 ) -> None:
     latest = dict(known)
     waiting_outside = False
@@ -201,14 +206,20 @@ def _advance_one(
         for name, task in dag.tasks.items():
             if name in latest:
                 continue
-            verdict = _inputs_verdict(task.local_inputs, latest)
+            verdict, reason = _inputs_verdict(task.local_inputs, latest), None
             if verdict == "ok" and task.external_inputs:
-                verdict = _external_verdict(task.external_inputs, run.logical_date, external_status)
+                verdict, reason = crossdag.verdict(
+                    dag, task, run.logical_date, run.started_at, now, external_status
+                )
                 waiting_outside = waiting_outside or verdict == "wait"
             if verdict == "wait":
                 continue
             status = TaskStatus.QUEUED if verdict == "ok" else TaskStatus.UPSTREAM_FAILED
-            plan.new_task_runs.append(NewTaskRun(run.id, dag.name, name, status.value))
+            if verdict == "timeout":
+                status = TaskStatus.FAILED
+            if status is TaskStatus.QUEUED and task.unheld:
+                status = TaskStatus.RUNNING  # never claimed: scheduling/children.py, fanout.py
+            plan.new_task_runs.append(NewTaskRun(run.id, dag.name, name, status.value, reason))
             latest[name] = AttemptSnapshot(name, 1, status.value)
             changed = True
     if waiting_outside:
@@ -229,18 +240,6 @@ def _inputs_verdict(inputs: Sequence[str], latest: Mapping[str, AttemptSnapshot]
         elif attempt.status in UNSUCCESSFUL_TASK_VALUES:
             return "failed"
     return verdict
-
-
-def _external_verdict(
-    inputs: Sequence[tuple[str, str]], logical_date: datetime, external_status: ExternalLookup
-) -> str:
-    for other_dag, other_task in inputs:
-        status = external_status(other_dag, other_task, logical_date)
-        if status in UNSUCCESSFUL_TASK_VALUES:
-            return "failed"
-        if status not in DONE_OK_TASK_VALUES:
-            return "wait"
-    return "ok"
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,8 +268,8 @@ def advance_needed(
         busy = running.get(item.dag_run_id)
         if dag is None or not busy or item.status != TaskStatus.SUCCESS.value:
             return True
-        if (item.dag_name, item.task_name) in watched:
-            return True
+        if (item.dag_name, item.task_name) in watched or item.task_name not in dag.tasks:
+            return True  # another DAG waits on it, or an item of a for_each task ended
         for task in dag.tasks.values():
             inputs = task.local_inputs
             if item.task_name in inputs and not any(name in busy for name in inputs):

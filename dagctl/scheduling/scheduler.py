@@ -11,6 +11,7 @@ from another process (on SQLite, a change of the file's data version, looked at 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -25,7 +26,7 @@ from dagctl.errors import EXIT_DATABASE, EXIT_OK, DatabaseError
 from dagctl.execution.attempt import INTERRUPTED, Attempt, Outcome, TaskContext
 from dagctl.managers.base import AdoptingManager, FencingManager, Manager
 from dagctl.notify.delivery import AlertDelivery
-from dagctl.scheduling import outputs, planner, stopping
+from dagctl.scheduling import children, fanout, outputs, planner, stopping
 from dagctl.scheduling.clock import DatabaseClock
 from dagctl.scheduling.definitions import Definitions
 from dagctl.scheduling.leases import FENCE_FRACTION, LeaseTimers
@@ -203,7 +204,9 @@ class Scheduler:
             if free > 0:
                 # started_at: when claimed, not when the pass began.
                 claimed = self.store.claim(self.owner, free, self.options.lease_seconds, self.clock())
-                claimed = outputs.with_run_outputs(self.store, self.dags, claimed)
+                claimed = fanout.with_items(
+                    self.store, outputs.with_run_outputs(self.store, self.dags, claimed)
+                )
             queued = {(t.dag_run_id, t.task_name) for t in plan.new_task_runs if t.status == "queued"}
             if queued and queued <= {(c.dag_run_id, c.task_name) for c in claimed}:
                 self.store.keep_news()  # we took every task run we queued: nobody else to wake
@@ -277,10 +280,12 @@ class Scheduler:
             return AdvancePlan()
         # Cross-DAG inputs are looked up in the same transaction.
         plan = planner.plan_advance(
-            self.dags, snapshot.paused, snapshot.runs, snapshot.attempts, self.store.external_status
+            self.dags, snapshot.paused, snapshot.runs, snapshot.attempts, self.store.external_status, now
         )
         plan.alert_rules = self._alerts.rules  # the events of runs finished here join the outbox
         self.store.apply_advance(plan, now)
+        if children.advance_children(self.store, self.dags, snapshot, plan, now):
+            self._progress = True  # their runs are flagged again: advance them at once
         return plan
 
     def _advanced(self, plan: AdvancePlan) -> None:
@@ -322,11 +327,16 @@ class Scheduler:
 
     def _retry_policy(self, dag_name: str, task_name: str, attempt: int) -> float | None:
         dag = self.dags.get(dag_name)
-        return planner.retry_delay(dag, task_name, attempt) if dag else None
+        mapped = fanout.mapped_task(dag, task_name) if dag else None
+        name = mapped[0].name if mapped else task_name  # an item retries as its task says
+        return planner.retry_delay(dag, name, attempt) if dag else None
 
     def _launch(self, item: ClaimedAttempt) -> None:
         dag = self.dags.get(item.dag_name)
         task = dag.tasks.get(item.task_name) if dag else None
+        mapped = fanout.mapped_task(dag, item.task_name) if dag and task is None else None
+        if mapped is not None:
+            task = mapped[0]
         self._inflight[item.task_run_id] = item
         if dag is None or task is None:
             self._unrecorded.append(
@@ -352,6 +362,8 @@ class Scheduler:
             timezone=dag.timezone,
             outputs=outputs.upstream_outputs(dag, task, item.run_outputs),
         )
+        if mapped is not None:
+            context = dataclasses.replace(context, task=item.task_name, item_index=mapped[1], item=item.item)
         self.manager.launch(Attempt(item.task_run_id, dag, task, context))
 
     def _adopt(self, now: datetime) -> None:

@@ -8,13 +8,20 @@ same run at once cannot leave it half-done: one of them changes nothing and is t
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, exists, select, update
 
-from dagctl.states import FINISHED_RUN_VALUES, RunStatus, TaskStatus, run_sources, task_sources
+from dagctl.states import (
+    ACTIVE_RUN_VALUES,
+    FINISHED_RUN_VALUES,
+    RunStatus,
+    TaskStatus,
+    run_sources,
+    task_sources,
+)
 from dagctl.store.records import CancelResult, RetryResult
 from dagctl.store.tables import dag, dag_run, task_run
 
@@ -33,6 +40,12 @@ class ControlOperations:
         def _insert(self, table: Any) -> Any: ...
 
         def _notify(self, connection: Connection, *, urgent: bool = False) -> None: ...
+
+        def cancel_children(
+            self, connection: Connection, run_id: int, now: datetime, reason: str
+        ) -> list[int]: ...
+
+        def flag_parents(self, connection: Connection, finished_run_ids: Collection[int]) -> None: ...
 
     # ------------------------------------------------------------ pause
 
@@ -75,6 +88,7 @@ class ControlOperations:
                 # The advance step holds this lock while it creates task runs: taking it
                 # here means no task run is created for the run after it is cancelled.
                 connection.execute(select(dag.c.name).where(dag.c.name == dag_name).with_for_update())
+                self._lock_child_dags(connection, run_id)
             previous = connection.execute(select(dag_run.c.status).where(dag_run.c.id == run_id)).scalar_one()
             changed = connection.execute(
                 update(dag_run)
@@ -91,6 +105,9 @@ class ControlOperations:
                 .values(status=TaskStatus.CANCELLED.value, ended_at=now, error=reason)
                 .returning(task_run.c.task_name)
             ).all()
+            # Its `dag` tasks and their child runs (store/children.py) end with it.
+            self.cancel_children(connection, run_id, now, reason)
+            self.flag_parents(connection, [run_id])
             running = connection.execute(
                 select(task_run.c.task_name)
                 .where(task_run.c.dag_run_id == run_id, task_run.c.status == TaskStatus.RUNNING.value)
@@ -102,6 +119,25 @@ class ControlOperations:
                 cancelled=True,
                 cancelled_tasks=tuple(sorted(r.task_name for r in cancelled)),
                 running_tasks=tuple(r.task_name for r in running),
+            )
+
+    def _lock_child_dags(self, connection: Connection, run_id: int) -> None:
+        """Lock the DAG rows of the run's active child runs (and theirs) before any run
+        row changes: an advance of a child DAG holds its DAG row, then flags the parent
+        run, so taking them in the other order could deadlock with it."""
+        names: set[str] = set()
+        todo = [run_id]
+        while todo:
+            rows = connection.execute(
+                select(dag_run.c.id, dag_run.c.dag_name).where(
+                    dag_run.c.parent_run_id.in_(todo), dag_run.c.status.in_(sorted(ACTIVE_RUN_VALUES))
+                )
+            ).all()
+            names.update(r.dag_name for r in rows)
+            todo = [int(r.id) for r in rows]
+        if names:
+            connection.execute(
+                select(dag.c.name).where(dag.c.name.in_(sorted(names))).order_by(dag.c.name).with_for_update()
             )
 
     def cancelled_attempts(self, owner: str) -> list[int]:
@@ -128,6 +164,7 @@ class ControlOperations:
         requeue: Sequence[tuple[str, int]],
         reset: Sequence[str],
         now: datetime,
+        unheld: Collection[str] = (),
     ) -> RetryResult:
         """Reopen a finished run: queue a new attempt of each (task, attempt) in
         `requeue`, and remove the never-started attempts of the tasks in `reset` so the
@@ -167,7 +204,10 @@ class ControlOperations:
                             "dag_name": dag_name,
                             "task_name": task,
                             "attempt": attempt,
-                            "status": TaskStatus.QUEUED.value,
+                            # `unheld`: dag tasks, whose new attempt (and child run)
+                            # the advance step starts (store/children.py).
+                            "status": TaskStatus.RUNNING.value if task in unheld else TaskStatus.QUEUED.value,
+                            "started_at": now if task in unheld else None,
                             "not_before": now,
                             "queued_at": now,
                         }

@@ -31,7 +31,12 @@ class ReadOperations:
         def _db_now(self) -> Any: ...
 
         def _external_status(
-            self, connection: Connection, other_dag: str, other_task: str, logical_date: datetime
+            self,
+            connection: Connection,
+            other_dag: str,
+            other_task: str,
+            logical_date: datetime,
+            earliest: datetime | None = None,
         ) -> str | None: ...
 
     # ------------------------------------------------------------ runs and attempts
@@ -194,8 +199,20 @@ class ReadOperations:
                 .order_by(scheduler.c.heartbeat_at.desc())
                 .limit(1)
             ).first()
+            # Without an error of its own, a failed run says why by its first failed task.
+            first_failure = (
+                select(task_run.c.task_name + ": " + task_run.c.error)
+                .where(task_run.c.dag_run_id == dag_run.c.id, task_run.c.status == TaskStatus.FAILED.value)
+                .order_by(task_run.c.ended_at, task_run.c.id)
+                .limit(1)
+                .scalar_subquery()
+            )
             newest = connection.execute(
-                select(dag_run.c.id, dag_run.c.status, dag_run.c.error)
+                select(
+                    dag_run.c.id,
+                    dag_run.c.status,
+                    func.coalesce(dag_run.c.error, first_failure).label("error"),
+                )
                 .where(dag_run.c.dag_name == dag_name)
                 .order_by(dag_run.c.id.desc())
                 .limit(1)
@@ -235,11 +252,14 @@ class ReadOperations:
         ).scalar_one()
         return db_now, int(live)
 
-    def external_status(self, other_dag: str, other_task: str, logical_date: datetime) -> str | None:
+    def external_status(
+        self, other_dag: str, other_task: str, logical_date: datetime, earliest: datetime | None = None
+    ) -> str | None:
         """Status of `other_task` in the latest run of `other_dag` at or before
-        `logical_date` (what a cross-DAG input waits for), or None when there is none."""
+        `logical_date` (and at or after `earliest`), what a cross-DAG input waits for,
+        or None when there is none (scheduling/crossdag.py)."""
         with self._tx() as connection:
-            return self._external_status(connection, other_dag, other_task, logical_date)
+            return self._external_status(connection, other_dag, other_task, logical_date, earliest)
 
 
 __all__ = ["ReadOperations"]

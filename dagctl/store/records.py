@@ -80,6 +80,8 @@ class ClaimedAttempt:
     # The outputs of the run's succeeded tasks by task name, read at the claim: the
     # scheduler hands the attempt those of its upstream tasks.
     run_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The item of an item attempt of a `for_each` task (scheduling/fanout.py).
+    item: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +125,7 @@ class RunSnapshot:
     backfill_id: int | None = None
     backfill_max_active: int | None = None
     backfill_reverse: bool = False
+    started_at: datetime | None = None  # when it started running (cross-DAG wait_timeout)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +154,7 @@ class NewTaskRun:
     dag_name: str
     task_name: str
     status: str  # queued, or upstream_failed when an input failed
+    error: str | None = None  # why it failed before it started (a cross-DAG wait_timeout)
 
 
 @dataclass

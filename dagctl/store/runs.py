@@ -64,6 +64,12 @@ class RunOperations:
 
         def _notify(self, connection: Connection, *, urgent: bool = False) -> None: ...
 
+        def flag_parents(self, connection: Connection, finished_run_ids: Collection[int]) -> None: ...
+
+        def cancel_children(
+            self, connection: Connection, run_id: int, now: datetime, reason: str
+        ) -> list[int]: ...
+
         def _enqueue_run_events(
             self,
             connection: Connection,
@@ -184,7 +190,11 @@ class RunOperations:
             )
             if not gone:
                 return []
-            busy = select(task_run.c.dag_run_id).where(task_run.c.status == TaskStatus.RUNNING.value)
+            # Held attempts only: a `dag` or `for_each` task's own attempt holds no
+            # process, and ends with its run below (children.py).
+            busy = select(task_run.c.dag_run_id).where(
+                task_run.c.status == TaskStatus.RUNNING.value, task_run.c.lease_owner.is_not(None)
+            )
             not_started = [s for s in task_sources(TaskStatus.CANCELLED) if s != TaskStatus.RUNNING.value]
             ended: list[tuple[int, str, str]] = []
             for name, missing_reason in sorted(gone.items()):
@@ -209,6 +219,8 @@ class RunOperations:
                         .where(task_run.c.dag_run_id.in_(run_ids), task_run.c.status.in_(not_started))
                         .values(status=TaskStatus.CANCELLED.value, ended_at=now, error=reason)
                     )
+                    for run_id in run_ids:
+                        self.cancel_children(connection, int(run_id), now, reason)
                 ended.extend((int(run_id), name, reason) for run_id in sorted(run_ids))
             if ended:
                 if alert_rules:
@@ -398,10 +410,11 @@ class RunOperations:
             task_name,
             attempt,
             task_status,
+            started_at,
         ) in rows:
             if run_id not in runs:
                 runs[run_id] = RunSnapshot(
-                    run_id, dag_name, status, logical_date, backfill_id, max_active, bool(reverse)
+                    run_id, dag_name, status, logical_date, backfill_id, max_active, bool(reverse), started_at
                 )
             if task_name is None:
                 continue
@@ -426,6 +439,7 @@ class RunOperations:
                 task_run.c.task_name,
                 task_run.c.attempt,
                 task_run.c.status,
+                dag_run.c.started_at,
             )
             .select_from(
                 dag_run.outerjoin(
@@ -440,14 +454,22 @@ class RunOperations:
         )
 
     def _external_status(
-        self, connection: Connection, other_dag: str, other_task: str, logical_date: datetime
+        self,
+        connection: Connection,
+        other_dag: str,
+        other_task: str,
+        logical_date: datetime,
+        earliest: datetime | None = None,
     ) -> str | None:
-        """Status of `other_task` in the latest run of `other_dag` at or before `logical_date`."""
+        """Status of `other_task` in the latest run of `other_dag` at or before
+        `logical_date` (and at or after `earliest`, if given: scheduling/crossdag.py)."""
+        query = select(dag_run.c.id).where(
+            dag_run.c.dag_name == other_dag, dag_run.c.logical_date <= logical_date
+        )
+        if earliest is not None:
+            query = query.where(dag_run.c.logical_date >= earliest)
         run_id = connection.execute(
-            select(dag_run.c.id)
-            .where(dag_run.c.dag_name == other_dag, dag_run.c.logical_date <= logical_date)
-            .order_by(dag_run.c.logical_date.desc(), dag_run.c.id.desc())
-            .limit(1)
+            query.order_by(dag_run.c.logical_date.desc(), dag_run.c.id.desc()).limit(1)
         ).scalar()
         if run_id is None:
             return None
@@ -483,8 +505,10 @@ class RunOperations:
                         "status": t.status,
                         "not_before": now,
                         "queued_at": now,
-                        "ended_at": None if t.status == TaskStatus.QUEUED.value else now,
-                        "error": None if t.status == TaskStatus.QUEUED.value else "an input failed",
+                        # A `dag` task's attempt starts running unheld (store/children.py).
+                        "started_at": now if t.status == TaskStatus.RUNNING.value else None,
+                        "ended_at": None if t.status in _NOT_ENDED else now,
+                        "error": None if t.status in _NOT_ENDED else (t.error or "an input failed"),
                     }
                     for t in plan.new_task_runs
                 ],
@@ -500,6 +524,8 @@ class RunOperations:
                     .returning(dag_run.c.id, dag_run.c.dag_name)
                 )
                 finished += [(row.id, row.dag_name, final.value) for row in moved]
+        if finished:
+            self.flag_parents(connection, [run_id for run_id, _, _ in finished])
         if finished and plan.alert_rules:
             # Only the runs this UPDATE really moved: each finish writes its events once.
             self._enqueue_run_events(connection, finished, plan.alert_rules, now)
@@ -509,6 +535,9 @@ class RunOperations:
             connection.execute(update(dag_run).where(dag_run.c.id.in_(still)).values(dirty=True))
         if any(t.status == TaskStatus.QUEUED.value for t in plan.new_task_runs):
             self._notify(connection)
+
+
+_NOT_ENDED = (TaskStatus.QUEUED.value, TaskStatus.RUNNING.value)
 
 
 def in_id_order(runs: Any, name: str) -> Any:

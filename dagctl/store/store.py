@@ -24,8 +24,10 @@ from dagctl.store import engine as engines
 from dagctl.store.adoption import AdoptionOperations
 from dagctl.store.attempts import AttemptOperations
 from dagctl.store.backfills import BackfillOperations
+from dagctl.store.children import ChildOperations
 from dagctl.store.control import ControlOperations
 from dagctl.store.dashboard import DashboardOperations
+from dagctl.store.fanout import FanoutOperations
 from dagctl.store.foreground import ForegroundOperations
 from dagctl.store.installation import InstallationOperations
 from dagctl.store.notifications import NotificationOperations
@@ -57,6 +59,8 @@ class Store(
     QueueOperations,
     OutputOperations,
     InstallationOperations,
+    ChildOperations,
+    FanoutOperations,
 ):
     """Every operation dagctl performs on its state, one mixin per concern: runs.py
     (DAG rows, creating and advancing runs), attempts.py (claims, ends, leases, logs),

@@ -52,7 +52,7 @@ dag_run = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("dag_name", String(200), nullable=False),
-    Column("kind", String(16), nullable=False),  # scheduled | manual | backfill
+    Column("kind", String(16), nullable=False),  # scheduled | manual | backfill | child
     Column("creator", String(200), nullable=False),
     Column("logical_date", DateTime, nullable=False),
     # Set for scheduled runs only: the unique key that makes "one run per slot" hold
@@ -76,12 +76,17 @@ dag_run = Table(
     # failed|all) cannot take their scheduled_slot key: this key keeps it to one run per
     # slot, whatever the number of processes creating them.
     Column("backfill_id", Integer, nullable=True),
+    # A child run (kind `child`): the run and the attempt of its `dag` task that made
+    # it (migration 0011). No FK: pruning a parent keeps its children readable.
+    Column("parent_run_id", Integer, nullable=True),
+    Column("parent_task_run_id", Integer, nullable=True),
     UniqueConstraint("dag_name", "scheduled_slot"),
     UniqueConstraint("backfill_id", "logical_date"),
     Index(None, "dag_name", "logical_date"),
     Index(None, "status", "dirty"),
     Index(None, "status", "ended_at"),
     Index(None, "dag_name", "id"),  # a DAG's runs newest first (the dashboard)
+    Index(None, "parent_run_id"),
 )
 
 backfill = Table(
@@ -137,6 +142,11 @@ task_run = Table(
     Column("pool_slots", Integer, nullable=True),
     # JSON object: a successful attempt's outputs, written with its end (migration 0008).
     Column("outputs", Text, nullable=True),
+    # The child run an attempt of a `dag` task created (migration 0011).
+    Column("child_run_id", Integer, nullable=True),
+    # `for_each`: the JSON list of items on the task's own attempt, one item (JSON) on
+    # the attempt of each item (task name `task.sh[3]`) (migration 0011).
+    Column("map_items", Text, nullable=True),
     UniqueConstraint("dag_run_id", "task_name", "attempt"),
     Index(None, "status", "not_before", "queued_at"),
     Index(None, "lease_owner", "status"),

@@ -101,7 +101,10 @@ def test_a_failed_run_is_inspected_and_retried_to_success(env: Env, tmp_path: Pa
     )
     why = env.json("why", "etl")
     assert [r["code"] for r in why["reasons"]] == ["no_scheduler", "nothing_queued"]
-    assert why["reasons"][1]["message"].endswith(f"its last run, {run_id}, failed (dagctl retry {run_id})")
+    # The run has no error of its own: its first failed task says why.
+    assert why["reasons"][1]["message"].endswith(
+        f"its last run, {run_id}, failed: load.sh: exit code 3 (dagctl retry {run_id})"
+    )
 
     marker.touch()
     assert env.json("retry", str(run_id)) == {

@@ -30,6 +30,9 @@ NOT_SETTINGS = {
     "DAGCTL_PARAMS",
     "DAGCTL_OUTPUT",
     "DAGCTL_OUTPUTS",
+    "DAGCTL_ITEM",
+    "DAGCTL_ITEM_JSON",
+    "DAGCTL_ITEM_INDEX",
     "DAGCTL_SQL_URL",
     "DAGCTL_COMPLETE",
     "DAGCTL_CONN_",  # DAGCTL_CONN_<NAME>: a connection handed to a task, not a setting

@@ -41,7 +41,7 @@ def make_dag(
 T0 = datetime(2024, 1, 10, 12, 0)
 
 
-def no_external(_dag: str, _task: str, _when: datetime) -> str | None:
+def no_external(_dag: str, _task: str, _when: datetime, _earliest: datetime | None = None) -> str | None:
     return None
 
 

@@ -251,9 +251,9 @@ def test_cli_json_for_a_clean_tree() -> None:
     assert done.returncode == 0, done.stdout
     assert json.loads(done.stdout) == {
         "ok": True,
-        "dags": 4,
+        "dags": 7,
         "broken_dags": [],
-        "tasks": 17,
+        "tasks": 24,
         "problems": [],
     }
 
@@ -262,7 +262,7 @@ def test_cli_exit_0_on_the_examples() -> None:
     done = dagctl("validate", str(EXAMPLES))
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout == ""
-    assert done.stderr.startswith("4 DAGs (0 broken), 17 tasks in valid DAGs: 0 errors, 0 warnings")
+    assert done.stderr.startswith("7 DAGs (0 broken), 24 tasks in valid DAGs: 0 errors, 0 warnings")
 
 
 def test_cli_exit_2_on_a_missing_path(tmp_path: Path) -> None:
