@@ -8,11 +8,10 @@ ends, is cancelled or times out stops counting when its row leaves `running`, an
 killed scheduler's attempts stop counting when their leases run out, before they are
 even reaped.
 
-The claim of pooled attempts first locks the pool rows (`FOR UPDATE`, in name order),
-then counts and claims in ONE statement that starts after the lock is held: on
-PostgreSQL, READ COMMITTED gives that statement a snapshot with every claim committed
-by whoever held the lock before, so two schedulers never both take the last slot. On
-SQLite every transaction is `BEGIN IMMEDIATE`, which serialises claims already.
+On PostgreSQL a claim takes slot rows (`pool_slot`) with SKIP LOCKED, so schedulers
+claiming from one pool never wait for each other (pool_slots.py). On SQLite every
+transaction is `BEGIN IMMEDIATE`, which serialises claims already: there the pooled
+claim counts the slots held and takes what fits in ONE statement.
 """
 
 from __future__ import annotations
@@ -39,6 +38,7 @@ from sqlalchemy import (
 from dagctl.dags.cron import utcnow
 from dagctl.states import CLAIMABLE_TASK, TaskStatus, task_sources
 from dagctl.store.attempts import claimed_columns
+from dagctl.store.pool_slots import build_candidates, build_take, claim_with_slots, sync_slot_rows
 from dagctl.store.queues import served_by
 from dagctl.store.records import PoolHolder, PoolUsage
 from dagctl.store.tables import dag, pool, task_pool, task_run
@@ -125,6 +125,7 @@ class PoolOperations:
             ]
             if added:
                 connection.execute(self._insert(task_pool).on_conflict_do_nothing(), added)
+            sync_slot_rows(connection, self._insert, {name: slots for name, (slots, _) in pools.items()})
         self._pools_in_use = bool(pools)
         self._unpooled_tasks = unpooled_tasks
 
@@ -133,12 +134,18 @@ class PoolOperations:
     def _claim_pooled(self, connection: Connection, values: dict[str, Any]) -> list[Any]:
         """Inside claim()'s transaction: take up to `p_limit` ready pooled attempts whose
         slots fit in their pools' free slots, oldest first within each pool."""
-        if self.is_postgres:
-            # Its own statement, so the claim below gets a snapshot taken after the lock.
-            connection.execute(select(pool.c.name).order_by(pool.c.name).with_for_update())
-        else:
-            values = {**values, "p_wall": utcnow()}  # SQLite leases are on this host's clock
         queues = self._queue_filter()
+        if self.is_postgres:
+            candidates = self._statement(
+                ("claim slots: candidates", queues),
+                lambda: build_candidates(
+                    free_slots(func.timezone("utc", func.now())).cte("free"),
+                    None if queues is None else served_by(queues),
+                ),
+            )
+            take = self._statement("claim slots: take", lambda: build_take(claimed_columns()))
+            return claim_with_slots(connection, candidates, take, values)
+        values = {**values, "p_wall": utcnow()}  # SQLite leases are on this host's clock
         build = functools.partial(self._build_pooled_claim, queues=queues)
         return list(connection.execute(self._statement(("claim pooled", queues), build), values))
 

@@ -141,6 +141,15 @@ task_run = Table(
     Index(None, "status", "not_before", "queued_at"),
     Index(None, "lease_owner", "status"),
     Index(None, "pool", "status"),
+    # Partial: the claimable attempts in claim order, so a claim reads the oldest first
+    # without sorting every queued attempt (migration 0010).
+    Index(
+        None,
+        "queued_at",
+        "id",
+        postgresql_where=text("status IN ('queued', 'waiting')"),
+        sqlite_where=text("status IN ('queued', 'waiting')"),
+    ),
     # Partial: the outputs read at each claim touches only the attempts that published any.
     Index(
         None,
@@ -222,6 +231,18 @@ pool = Table(
     Column("name", String(200), primary_key=True),
     Column("slots", Integer, nullable=False),
     Column("description", Text, nullable=False, default=""),
+)
+
+# One row per slot of each pool, synced with `pool` (migration 0010). On PostgreSQL a
+# claim takes free slot rows with SKIP LOCKED and writes the attempt's id in `holder`:
+# a slot is free when its holder is not `running` under a live lease (or is gone), so
+# nothing has to give a slot back. Schedulers claim from one pool side by side.
+pool_slot = Table(
+    "pool_slot",
+    metadata,
+    Column("pool", String(200), primary_key=True),
+    Column("slot", Integer, primary_key=True),
+    Column("holder", Integer, nullable=True),  # a task_run id; no FK: a pruned holder frees it
 )
 
 # Which tasks take a pool, synced from the definitions (the task's `pool:` over its
