@@ -38,9 +38,15 @@ def queue_assignments(dags: Mapping[str, Dag]) -> dict[str, dict[str, str]]:
 @dataclass
 class PoolSync:
     store: Store
+    owner: str = ""
     _last: Any = field(default=None, init=False)
+    _forgotten: frozenset[str] = field(default=frozenset(), init=False)
 
-    def sync(self, config: RootConfig, dags: Mapping[str, Dag]) -> None:
+    def sync(
+        self, config: RootConfig, dags: Mapping[str, Dag], missing: frozenset[str] = frozenset()
+    ) -> None:
+        """Write what differs from the last sync; `missing`: DAGs marked missing (deleted
+        or renamed away) that this scheduler did not load, whose rows go."""
         pools = {name: (p.slots, p.description) for name, p in config.pools.items()}
         assignments = pool_assignments(dags)
         queues = queue_assignments(dags)
@@ -51,3 +57,6 @@ class PoolSync:
             self.store.sync_pools(pools, assignments, frozenset(dags), unpooled_tasks=unpooled)
             self.store.sync_task_queues(queues, frozenset(dags))
             self._last = wanted
+        if missing != self._forgotten:
+            self.store.forget_routing(self.owner, missing)
+            self._forgotten = missing

@@ -74,6 +74,10 @@ FREE_OF_LOCKED = text(
 )
 
 
+NO_SORT = text("SET LOCAL enable_sort = off")
+SORT = text("SET LOCAL enable_sort = on")
+
+
 @dataclass(frozen=True)
 class Candidate:
     task_run_id: int
@@ -122,14 +126,18 @@ def give_slots(
     candidates: Sequence[Candidate], free: Mapping[str, list[int]]
 ) -> list[tuple[Candidate, list[int]]]:
     """Step 4's choice: the free slots we hold, to the candidates in claim order, each
-    taking its pool's lowest free slots; a candidate that does not fit waits."""
+    taking its pool's lowest free slots. A candidate that does not fit waits, and so do
+    the later ones of its pool (as on SQLite): a big task is not starved by small ones."""
     left = {name: sorted(slots) for name, slots in free.items()}
     given: list[tuple[Candidate, list[int]]] = []
+    full: set[str] = set()
     for candidate in candidates:
         mine = left.get(candidate.pool, [])
-        if len(mine) >= candidate.slots:
-            given.append((candidate, mine[: candidate.slots]))
-            del mine[: candidate.slots]
+        if candidate.pool in full or len(mine) < candidate.slots:
+            full.add(candidate.pool)
+            continue
+        given.append((candidate, mine[: candidate.slots]))
+        del mine[: candidate.slots]
     return given
 
 
@@ -189,7 +197,15 @@ def claim_with_slots(
     connection: Connection, candidates_statement: Any, take_statement: Any, values: Mapping[str, Any]
 ) -> list[Any]:
     """Steps 1-4 (see the module docstring); returns the claimed rows."""
-    candidates, wants = wanted_slots(connection.execute(candidates_statement, values))
+    # Read the attempts in claim order from the partial index and stop at the limit:
+    # the planner would otherwise sort every ready attempt first whenever task_run's
+    # statistics are older than its rows (a burst of queued attempts): 100+ ms a claim.
+    connection.execute(NO_SORT)
+    try:
+        rows = connection.execute(candidates_statement, values).all()
+    finally:
+        connection.execute(SORT)
+    candidates, wants = wanted_slots(rows)
     if not candidates:
         return []
     pools = sorted(wants)

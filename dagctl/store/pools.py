@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +41,7 @@ from dagctl.store.attempts import claimed_columns
 from dagctl.store.pool_slots import build_candidates, build_take, claim_with_slots, sync_slot_rows
 from dagctl.store.queues import served_by
 from dagctl.store.records import PoolHolder, PoolUsage
-from dagctl.store.tables import dag, pool, task_pool, task_run
+from dagctl.store.tables import dag, pool, scheduler, scheduler_dag, task_pool, task_queue, task_run
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -128,6 +128,30 @@ class PoolOperations:
             sync_slot_rows(connection, self._insert, {name: slots for name, (slots, _) in pools.items()})
         self._pools_in_use = bool(pools)
         self._unpooled_tasks = unpooled_tasks
+
+    def forget_routing(self, owner: str, names: Collection[str]) -> int:
+        """Delete the task_pool and task_queue rows of these DAGs (deleted from the DAGs
+        folder and marked missing), unless a live scheduler other than `owner` has them
+        loaded (its folder may differ). Returns how many rows went."""
+        if not names:
+            return 0
+        loaded_elsewhere = (
+            select(scheduler_dag.c.dag_name)
+            .join(scheduler, scheduler.c.id == scheduler_dag.c.scheduler_id)
+            .where(scheduler.c.stopped_at.is_(None), scheduler.c.id != owner)
+        )
+        gone = 0
+        with self._tx() as connection:
+            for table in (task_pool, task_queue):
+                gone += (
+                    connection.execute(
+                        delete(table).where(
+                            table.c.dag_name.in_(sorted(names)), table.c.dag_name.not_in(loaded_elsewhere)
+                        )
+                    ).rowcount
+                    or 0
+                )
+        return gone
 
     # ------------------------------------------------------------ claims
 
