@@ -162,6 +162,7 @@ def _load_task(path: Path, out: Collector, hasher: Any) -> Task | None:
             pool=str(spec["pool"]) if spec.get("pool") else None,
             pool_slots=int(spec["pool_slots"]) if spec.get("pool_slots") is not None else None,
             queue=str(spec["queue"]) if spec.get("queue") else None,
+            priority=int(spec["priority"]) if spec.get("priority") is not None else None,
         )
     except (ValueError, KeyError, TypeError):
         # The schema check already reported the malformed field.
@@ -301,6 +302,7 @@ def _build_dag(
         pool=str(data["pool"]) if data.get("pool") else None,
         pool_slots=int(data.get("pool_slots") or 1),
         queue=str(data.get("queue") or DEFAULT_QUEUE),
+        priority=int(data.get("priority") or 0),
     )
 
 

@@ -99,6 +99,7 @@ class Task:
     pool: str | None = None  # over the DAG's
     pool_slots: int | None = None
     queue: str | None = None  # over the DAG's  # where the header starts, for messages
+    priority: int | None = None  # over the DAG's
 
     @property
     def local_inputs(self) -> tuple[str, ...]:
@@ -180,9 +181,13 @@ class Dag:
     pool: str | None = None
     pool_slots: int = 1
     queue: str = DEFAULT_QUEUE
+    priority: int = 0  # claim order: higher first, then the oldest
 
     def queue_for(self, task: Task) -> str:
         return task.queue or self.queue
+
+    def priority_for(self, task: Task) -> int:
+        return self.priority if task.priority is None else task.priority
 
     def pool_for(self, task: Task) -> tuple[str, int] | None:
         """The pool an attempt of `task` holds while it runs, and how many slots: the

@@ -46,6 +46,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from dagctl.states import CLAIMABLE_TASK, TaskStatus, task_sources
+from dagctl.store.priorities import claim_order
 from dagctl.store.tables import dag, pool_slot, task_pool, task_run
 
 if TYPE_CHECKING:
@@ -85,10 +86,11 @@ class Candidate:
     slots: int
 
 
-def build_candidates(free: Any, served: Any | None) -> Any:
+def build_candidates(free: Any, served: Any | None, by_priority: bool = False) -> Any:
     """Step 1: the oldest ready pooled attempts of pools with a free slot by the count
     `free` (a CTE of pool name and free slots), locked, skipping those another
-    scheduler holds. `served`: the work-queue filter, if any."""
+    scheduler holds. `served`: the work-queue filter, if any; `by_priority`: the
+    highest priority first."""
     query = (
         select(task_run.c.id, task_pool.c.pool, task_pool.c.slots, free.c.free)
         .join_from(
@@ -103,7 +105,7 @@ def build_candidates(free: Any, served: Any | None) -> Any:
             task_run.c.not_before <= bindparam("p_now", type_=DateTime),
             task_run.c.dag_name.not_in(select(dag.c.name).where(dag.c.missing_since.is_not(None))),
         )
-        .order_by(task_run.c.queued_at, task_run.c.id)
+        .order_by(*claim_order(by_priority))
         .limit(bindparam("p_limit", type_=Integer))
         .with_for_update(skip_locked=True, of=task_run)
     )

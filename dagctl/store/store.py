@@ -31,6 +31,7 @@ from dagctl.store.notifications import NotificationOperations
 from dagctl.store.outputs import OutputOperations
 from dagctl.store.pools import PoolOperations
 from dagctl.store.presence import PresenceOperations
+from dagctl.store.priorities import PriorityOperations
 from dagctl.store.prune import PruneOperations
 from dagctl.store.queues import QueueOperations
 from dagctl.store.reads import ReadOperations
@@ -54,6 +55,7 @@ class Store(
     NotificationOperations,
     PoolOperations,
     QueueOperations,
+    PriorityOperations,
     OutputOperations,
 ):
     """Every operation dagctl performs on its state, one mixin per concern: runs.py

@@ -266,3 +266,14 @@ task_queue = Table(
     Column("task_name", String(255), primary_key=True),
     Column("queue", String(200), nullable=False),
 )
+
+# Which tasks have a priority other than 0 (the task's `priority:` over its DAG's),
+# synced like task_queue (store/priorities.py): while any row exists, claims take the
+# highest priority first, then the oldest (migration 0010).
+task_priority = Table(
+    "task_priority",
+    metadata,
+    Column("dag_name", String(200), primary_key=True),
+    Column("task_name", String(255), primary_key=True),
+    Column("priority", Integer, nullable=False),
+)

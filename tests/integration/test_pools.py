@@ -188,3 +188,29 @@ def test_the_routing_of_a_deleted_dag_is_forgotten(store: Store) -> None:
     assert store.forget_routing("me", ["etl", "kept"]) == 0
     store.unregister_scheduler("other", NOW)
     assert store.forget_routing("me", ["kept"]) == 2
+
+
+# ---------------------------------------------------------------- priorities
+
+
+def test_the_highest_priority_is_claimed_first_then_the_oldest(store: Store) -> None:
+    """Among the attempts without a pool (for the scheduler's free concurrency), and
+    among those of one pool (for its free slots)."""
+    pooled_run(
+        store,
+        {"warehouse": 1},
+        {"old.sh": None, "urgent.sh": None, "low.sql": ("warehouse", 1), "high.sql": ("warehouse", 1)},
+    )
+    store.sync_task_priorities({"etl": {"urgent.sh": 5, "high.sql": 9, "low.sql": -1}}, frozenset({"etl"}))
+    store.sync_pools(
+        {"warehouse": (1, "")},
+        {"etl": {"low.sql": ("warehouse", 1), "high.sql": ("warehouse", 1)}},
+        frozenset({"etl"}),
+        unpooled_tasks=True,
+    )
+    assert [c.task_name for c in store.claim("me", 1, 30, LATER)] == ["urgent.sh"]
+    # The pool has one slot: high.sql (9) takes it before the older low.sql (-1).
+    assert sorted(c.task_name for c in store.claim("me", 5, 30, LATER)) == ["high.sql", "old.sh"]
+    # Back to age alone once no task has a priority.
+    store.sync_task_priorities({}, frozenset({"etl"}))
+    assert not store._priorities_in_use

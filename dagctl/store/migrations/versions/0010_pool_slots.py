@@ -1,6 +1,7 @@
 """Pool slots as rows (pool_slot: one row per slot, naming the attempt that took it), so
 schedulers claim slots of one pool side by side with SKIP LOCKED instead of queueing on
-the pool's row; and a partial index on the claimable attempts in claim order.
+the pool's row; task_priority (tasks whose priority is not 0); and a partial index on
+the claimable attempts in claim order.
 
 Revision ID: 0010
 Revises: 0008
@@ -35,6 +36,13 @@ def upgrade() -> None:
         " INSERT INTO pool_slot (pool, slot)"
         " SELECT pool.name, n.slot FROM pool JOIN n ON n.slot <= pool.slots"
     )
+    op.create_table(
+        "task_priority",
+        sa.Column("dag_name", sa.String(200), nullable=False),
+        sa.Column("task_name", sa.String(255), nullable=False),
+        sa.Column("priority", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("dag_name", "task_name", name="pk_task_priority"),
+    )
     op.create_index(
         "ix_task_run_queued_at_id",
         "task_run",
@@ -46,4 +54,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_task_run_queued_at_id", table_name="task_run")
+    op.drop_table("task_priority")
     op.drop_table("pool_slot")
