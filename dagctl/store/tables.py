@@ -277,3 +277,13 @@ task_priority = Table(
     Column("task_name", String(255), primary_key=True),
     Column("priority", Integer, nullable=False),
 )
+
+# The work queues each scheduler serves (`schedule --queue`, default `default`), written
+# when it starts; they count while its heartbeat is fresh, like scheduler_dag, so
+# `dagctl queues` can tell a queue that no live scheduler serves (migration 0010).
+scheduler_queue = Table(
+    "scheduler_queue",
+    metadata,
+    Column("scheduler_id", String(64), primary_key=True),
+    Column("queue", String(200), primary_key=True),
+)

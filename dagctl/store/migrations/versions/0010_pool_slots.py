@@ -1,7 +1,8 @@
 """Pool slots as rows (pool_slot: one row per slot, naming the attempt that took it), so
 schedulers claim slots of one pool side by side with SKIP LOCKED instead of queueing on
-the pool's row; task_priority (tasks whose priority is not 0); and a partial index on
-the claimable attempts in claim order.
+the pool's row; task_priority (tasks whose priority is not 0); scheduler_queue (the
+queues each scheduler serves); and a partial index on the claimable attempts in claim
+order.
 
 Revision ID: 0010
 Revises: 0008
@@ -43,6 +44,12 @@ def upgrade() -> None:
         sa.Column("priority", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("dag_name", "task_name", name="pk_task_priority"),
     )
+    op.create_table(
+        "scheduler_queue",
+        sa.Column("scheduler_id", sa.String(64), nullable=False),
+        sa.Column("queue", sa.String(200), nullable=False),
+        sa.PrimaryKeyConstraint("scheduler_id", "queue", name="pk_scheduler_queue"),
+    )
     op.create_index(
         "ix_task_run_queued_at_id",
         "task_run",
@@ -54,5 +61,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_task_run_queued_at_id", table_name="task_run")
+    op.drop_table("scheduler_queue")
     op.drop_table("task_priority")
     op.drop_table("pool_slot")
