@@ -7,7 +7,7 @@ import threading
 import time
 from datetime import datetime, timedelta
 
-from dagctl.store import FinishedAttempt, Store
+from dagctl.store import ClaimedAttempt, FinishedAttempt, Store
 from tests.integration.test_store import queue_tasks
 
 NOW = datetime(2024, 5, 1, 12, 0)
@@ -163,10 +163,13 @@ def test_a_claim_passes_over_slots_another_claim_holds_without_waiting(
         second.sync_pools({"warehouse": (2, "")}, {"etl": tasks}, frozenset({"etl"}))  # type: ignore[dict-item]
         with first.transaction():
             [mine] = first.claim("first", 1, 30, LATER)
-            started = time.monotonic()
-            [theirs] = second.claim("second", 10, 30, LATER)
-            assert time.monotonic() - started < 2.0  # not blocked on `first`'s open claim
-            assert theirs.task_name != mine.task_name
+            # Were it to wait for `first`'s open claim, it would wait for ever: a thread.
+            got: list[list[ClaimedAttempt]] = []
+            claimer = threading.Thread(target=lambda: got.append(second.claim("second", 10, 30, LATER)))
+            claimer.start()
+            claimer.join(timeout=30)
+            assert not claimer.is_alive() and [c.task_name for c in got[0]] != [mine.task_name]
+            assert len(got[0]) == 1
         assert second.claim("second", 10, 30, LATER) == []  # both slots held, 2 waiting
         done(first, "first", mine.task_run_id)
         assert len(second.claim("second", 10, 30, LATER)) == 1
