@@ -222,9 +222,9 @@ notification = Table(
     Index(None, "dag_run_id"),
 )
 
-# The pools of dagctl.yaml as the schedulers last synced them. A claim of a pooled
-# attempt locks the rows of the pools (store/pools.py), so claims of one pool are
-# serialised across schedulers while claims of unpooled tasks never touch them.
+# The pools of dagctl.yaml as the schedulers last synced them (sizes, descriptions);
+# claims take their slots as rows of pool_slot (store/pool_slots.py), never locking
+# these rows, and claims of unpooled tasks never touch either.
 pool = Table(
     "pool",
     metadata,
