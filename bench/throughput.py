@@ -12,7 +12,8 @@ recorded twice.
 The pools variant (4 schedulers) puts every DAG in one of four pools, each larger than
 the schedulers' combined concurrency: every claim then takes the pooled path (on
 PostgreSQL: slot rows taken with SKIP LOCKED, see dagctl/store/pool_slots.py), so the
-figure is the cost of pools, not a pool's limit. It is skipped for a dagctl without pools (a "before" measurement).
+figure is the cost of pools, not a pool's limit. It is skipped for a dagctl without
+pools (a "before" measurement).
 """
 
 from __future__ import annotations
