@@ -10,9 +10,10 @@ records every change of an attempt to `running`; an attempt claimed twice would 
 recorded twice.
 
 The pools variant (4 schedulers) puts every DAG in one of four pools, each larger than
-the schedulers' combined concurrency: every claim then takes the pooled path (the pool
-rows locked, usage counted, slots taken), so the figure is the cost of pools, not a
-pool's limit. It is skipped for a dagctl without pools (a "before" measurement).
+the schedulers' combined concurrency: every claim then takes the pooled path (on
+PostgreSQL: slot rows taken with SKIP LOCKED, see dagctl/store/pool_slots.py), so the
+figure is the cost of pools, not a pool's limit. It is skipped for a dagctl without
+pools (a "before" measurement).
 """
 
 from __future__ import annotations

@@ -388,6 +388,11 @@ def why(settings: Settings, dag_name: str) -> dict[str, Any]:
         reasons = diagnose.why(
             dag_name, dag, broken_reason, snapshot, at, store.external_status, next_slot, grace
         )
+        if snapshot["queued_attempts"]:
+            served = {q.name: q.served_by for q in store.queue_usage(stale_after_s())}
+            reasons += diagnose.unserved_queues(
+                dag, snapshot["attempts"], served, snapshot["live_schedulers"]
+            )
     from dagctl.actions.notify import failing_alerts
 
     return {"dag": dag_name, "reasons": [*reasons, *failing_alerts(settings, dag_name)]}

@@ -10,7 +10,7 @@ from typing import Any
 
 from dagctl.dags.cron import utcnow
 from dagctl.states import UNCOUNTED_TASK_VALUES
-from dagctl.store.records import PoolUsage
+from dagctl.store.records import PoolUsage, QueueUsage
 
 
 def iso(value: datetime | None) -> str | None:
@@ -120,6 +120,19 @@ def pool_json(usage: PoolUsage, now: datetime) -> dict[str, Any]:
         "waiting": usage.waiting,
         "oldest_waiting_since": iso(oldest),
         "oldest_wait_seconds": round((now - oldest).total_seconds(), 3) if oldest else None,
+    }
+
+
+def queue_json(usage: QueueUsage, now: datetime) -> dict[str, Any]:
+    """`dagctl queues -o json`, one queue (stable)."""
+    oldest = usage.oldest_waiting_since
+    return {
+        "queue": usage.name,
+        "waiting": usage.waiting,
+        "oldest_waiting_since": iso(oldest),
+        "oldest_wait_seconds": round((now - oldest).total_seconds(), 3) if oldest else None,
+        "running": usage.running,
+        "served_by": list(usage.served_by),
     }
 
 

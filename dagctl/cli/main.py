@@ -15,7 +15,7 @@ from typing import NoReturn
 import click
 
 from dagctl import __version__
-from dagctl.cli import backfill, control, inspect, notify, run, serve
+from dagctl.cli import backfill, control, inspect, notify, queues, run, serve
 from dagctl.config import DEFAULT_DB_HELP, Settings, settings_epilog, tuning
 from dagctl.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, DagctlError
 from dagctl.secrets import mask
@@ -115,6 +115,7 @@ for command in (
     notify.notifications,
     notify.notify,
     inspect.pools,
+    queues.queues,
     control.pause,
     control.unpause,
     control.cancel,

@@ -540,3 +540,21 @@ def render_pools(rows: Sequence[Mapping[str, Any]], out: Console | None = None) 
             running or "-",
         )
     out.print(table)
+
+
+def render_queues(rows: Sequence[Mapping[str, Any]], out: Console | None = None) -> None:
+    out = out or console()
+    table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), header_style="dim")
+    for column in ("QUEUE", "WAITING", "OLDEST WAIT", "RUNNING", "SERVED BY"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        wait = row["oldest_wait_seconds"]
+        served = ", ".join(row["served_by"])
+        table.add_row(
+            Text(row["queue"], style="bold"),
+            str(row["waiting"]),
+            "-" if wait is None else f"{wait:.0f}s",
+            str(row["running"]),
+            served if served else Text("no live scheduler", style="red" if row["waiting"] else "dim"),
+        )
+    out.print(table)

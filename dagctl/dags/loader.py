@@ -164,6 +164,7 @@ def _load_task(path: Path, out: Collector, hasher: Any) -> Task | None:
             pool_slots=int(spec["pool_slots"]) if spec.get("pool_slots") is not None else None,
             queue=str(spec["queue"]) if spec.get("queue") else None,
             **composed,
+            priority=int(spec["priority"]) if spec.get("priority") is not None else None,
         )
     except (ValueError, KeyError, TypeError):
         # The schema check already reported the malformed field.
@@ -306,6 +307,7 @@ def _build_dag(
         outputs=composition.declared_outputs(
             dag_dir / WORKFLOW_FILE, None, data.get("outputs"), tasks, Collector(base=dag_dir, dag=None)
         ),
+        priority=int(data.get("priority") or 0),
     )
 
 

@@ -100,6 +100,7 @@ class Task:
     pool: str | None = None  # over the DAG's
     pool_slots: int | None = None
     queue: str | None = None  # over the DAG's  # where the header starts, for messages
+    priority: int | None = None  # over the DAG's
     # `type: dag`: the DAG it runs as a child run, and whether it waits for it to finish.
     child_dag: str | None = None
     wait: bool = True
@@ -201,9 +202,13 @@ class Dag:
     # `outputs:` of workflow.yaml: what a parent's `dag` task gets from a child run of
     # this DAG, name -> (task, key of that task's outputs).
     outputs: Mapping[str, tuple[str, str]] = field(default_factory=lambda: _EMPTY)
+    priority: int = 0  # claim order: higher first, then the oldest
 
     def queue_for(self, task: Task) -> str:
         return task.queue or self.queue
+
+    def priority_for(self, task: Task) -> int:
+        return self.priority if task.priority is None else task.priority
 
     def pool_for(self, task: Task) -> tuple[str, int] | None:
         """The pool an attempt of `task` holds while it runs, and how many slots: the

@@ -39,7 +39,7 @@ class Definitions:
         self.options = options
         self._alerts = alerts
         self._cache = DagCache(dags_root)
-        self._pools = PoolSync(store)
+        self._pools = PoolSync(store, owner)
         self._next_reload = 0.0
         self.dags: dict[str, Dag] = {}
         self.next_due: dict[str, datetime] = {}
@@ -69,7 +69,8 @@ class Definitions:
         self._alerts.sync(tree.config.channels, self.dags, tree.config.notify)
         self._note_broken({name: b.reason for name, b in tree.broken.items()})
         states = self.store.sync_dags({name: d.fingerprint for name, d in self.dags.items()}, now)
-        self._pools.sync(tree.config, self.dags)
+        gone = frozenset(n for n, s in states.items() if s.missing_since is not None and n not in self.dags)
+        self._pools.sync(tree.config, self.dags, gone)
         if self._recorded != self.dags.keys():
             # `why` and `trigger` tell a DAG that no live scheduler has loaded.
             self.store.record_loaded_dags(self.owner, list(self.dags))

@@ -225,3 +225,28 @@ def _full_pool(dag: Dag | None, task_name: str, snapshot: Mapping[str, Any]) -> 
     more = ", ..." if len(usage.holders) > 3 else ""
     by = f" used by {', '.join(holders)}{more}" if holders else ""
     return f"pool {usage.name} ({usage.used}/{usage.slots}{by})"
+
+
+def unserved_queues(
+    dag: Dag | None, attempts: Sequence[Mapping[str, Any]], served: Mapping[str, Sequence[str]], live: int
+) -> list[dict[str, str]]:
+    """`queue_unserved` reasons: queued attempts of the DAG whose work queue no live
+    scheduler serves (`schedule --queue NAME`); they wait until one does. Nothing when no
+    scheduler is alive at all (`no_scheduler` says so)."""
+    if dag is None or live == 0:
+        return []
+    waiting: dict[str, list[str]] = {}
+    for attempt in attempts:
+        task = dag.tasks.get(attempt["task_name"])
+        if attempt["status"] == "queued" and task is not None:
+            queue = dag.queue_for(task)
+            if not served.get(queue) and task.name not in waiting.get(queue, []):
+                waiting.setdefault(queue, []).append(task.name)
+    return [
+        {
+            "code": "queue_unserved",
+            "message": f"queue {queue}: no live scheduler serves it, so {', '.join(tasks)} wait"
+            f" (start one with dagctl schedule --queue {queue})",
+        }
+        for queue, tasks in sorted(waiting.items())
+    ]

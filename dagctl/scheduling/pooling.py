@@ -1,7 +1,7 @@
-"""Pools and work queues as a scheduler syncs them: dagctl.yaml's `pools:`, which task
-takes which pool and which task goes to which queue, written to the state database
-(store/pools.py, store/queues.py) whenever they differ from what this scheduler last
-wrote, so a change applies at the next sync of definitions."""
+"""Pools, work queues and priorities as a scheduler syncs them: dagctl.yaml's `pools:`,
+which task takes which pool, goes to which queue and has which priority, written to the
+state database (store/pools.py, queues.py, priorities.py) whenever they differ from what
+this scheduler last wrote, so a change applies at the next sync of definitions."""
 
 from __future__ import annotations
 
@@ -35,19 +35,41 @@ def queue_assignments(dags: Mapping[str, Dag]) -> dict[str, dict[str, str]]:
     return assignments
 
 
+def priority_assignments(dags: Mapping[str, Dag]) -> dict[str, dict[str, int]]:
+    """{DAG: {task: priority}} of the tasks whose priority is not 0."""
+    assignments: dict[str, dict[str, int]] = {}
+    for name, dag in dags.items():
+        for task in dag.tasks.values():
+            priority = dag.priority_for(task)
+            if priority:
+                assignments.setdefault(name, {})[task.name] = priority
+    return assignments
+
+
 @dataclass
 class PoolSync:
     store: Store
+    owner: str = ""
     _last: Any = field(default=None, init=False)
+    _forgotten: frozenset[str] = field(default=frozenset(), init=False)
 
-    def sync(self, config: RootConfig, dags: Mapping[str, Dag]) -> None:
+    def sync(
+        self, config: RootConfig, dags: Mapping[str, Dag], missing: frozenset[str] = frozenset()
+    ) -> None:
+        """Write what differs from the last sync; `missing`: DAGs marked missing (deleted
+        or renamed away) that this scheduler did not load, whose rows go."""
         pools = {name: (p.slots, p.description) for name, p in config.pools.items()}
         assignments = pool_assignments(dags)
         queues = queue_assignments(dags)
-        wanted = (pools, assignments, queues, frozenset(dags))
+        priorities = priority_assignments(dags)
+        wanted = (pools, assignments, queues, priorities, frozenset(dags))
         if wanted != self._last:
             pooled = sum(len(tasks) for tasks in assignments.values())
             unpooled = pooled < sum(len(dag.tasks) for dag in dags.values())
             self.store.sync_pools(pools, assignments, frozenset(dags), unpooled_tasks=unpooled)
             self.store.sync_task_queues(queues, frozenset(dags))
+            self.store.sync_task_priorities(priorities, frozenset(dags))
             self._last = wanted
+        if missing != self._forgotten:
+            self.store.forget_routing(self.owner, missing)
+            self._forgotten = missing

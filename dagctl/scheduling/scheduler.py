@@ -87,6 +87,7 @@ class Scheduler:
 
     def run(self) -> int:
         self.store.register_scheduler(self.owner, self.manager.name, self.clock())
+        self.store.record_served_queues(self.owner)  # for `dagctl queues`
         self._alerts.start()
         if self._adopter is not None:
             self._adopter.bind(self.owner, self.store.installation_id())

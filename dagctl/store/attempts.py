@@ -44,6 +44,7 @@ from dagctl.states import (
 )
 from dagctl.store.notifications import LOST as LOST_EVENT
 from dagctl.store.notifications import RETRY, AlertRules
+from dagctl.store.priorities import claim_order
 from dagctl.store.queues import served_by
 from dagctl.store.records import ClaimedAttempt, FinishedAttempt, LostAttempt
 from dagctl.store.runs import in_id_order
@@ -75,6 +76,7 @@ class AttemptOperations:
 
         _pools_in_use: bool
         _unpooled_tasks: bool
+        _priorities_in_use: bool
 
         def _queue_filter(self) -> frozenset[str] | None: ...
 
@@ -104,14 +106,17 @@ class AttemptOperations:
             values["p_lease_until"] = utcnow() + timedelta(seconds=lease_seconds)
         with self._tx() as connection:
             queues = self._queue_filter()
-            if not self._pools_in_use and queues is None:
+            by_priority = self._priorities_in_use
+            if not self._pools_in_use and queues is None and not by_priority:
                 claimed = list(connection.execute(self._statement("claim", self._build_claim), values))
             else:
                 # Pooled tasks are left to their own claim, which counts their pools'
                 # slots under the pools' row locks (pools.py); with work queues, only
                 # the attempts of the queues we serve (queues.py).
-                build = functools.partial(self._build_claim, skip_pooled=self._pools_in_use, queues=queues)
-                key = ("claim", self._pools_in_use, queues)
+                build = functools.partial(
+                    self._build_claim, skip_pooled=self._pools_in_use, queues=queues, by_priority=by_priority
+                )
+                key = ("claim", self._pools_in_use, queues, by_priority)
                 claimed = []
                 if self._unpooled_tasks:  # else that statement could only scan in vain
                     claimed = list(connection.execute(self._statement(key, build), values))
@@ -135,7 +140,9 @@ class AttemptOperations:
         result.sort(key=lambda c: c.task_run_id)
         return result
 
-    def _build_claim(self, *, skip_pooled: bool = False, queues: frozenset[str] | None = None) -> Any:
+    def _build_claim(
+        self, *, skip_pooled: bool = False, queues: frozenset[str] | None = None, by_priority: bool = False
+    ) -> Any:
         ready = (
             select(task_run.c.id)
             .where(
@@ -145,7 +152,7 @@ class AttemptOperations:
                 # DAG to come back, or for its run to fail after the grace period.
                 task_run.c.dag_name.not_in(select(dag.c.name).where(dag.c.missing_since.is_not(None))),
             )
-            .order_by(task_run.c.queued_at, task_run.c.id)
+            .order_by(*claim_order(by_priority))
             .limit(bindparam("p_limit", type_=Integer))
         )
         if skip_pooled:

@@ -8,18 +8,17 @@ ends, is cancelled or times out stops counting when its row leaves `running`, an
 killed scheduler's attempts stop counting when their leases run out, before they are
 even reaped.
 
-The claim of pooled attempts first locks the pool rows (`FOR UPDATE`, in name order),
-then counts and claims in ONE statement that starts after the lock is held: on
-PostgreSQL, READ COMMITTED gives that statement a snapshot with every claim committed
-by whoever held the lock before, so two schedulers never both take the last slot. On
-SQLite every transaction is `BEGIN IMMEDIATE`, which serialises claims already.
+On PostgreSQL a claim takes slot rows (`pool_slot`) with SKIP LOCKED, so schedulers
+claiming from one pool never wait for each other (pool_slots.py). On SQLite every
+transaction is `BEGIN IMMEDIATE`, which serialises claims already: there the pooled
+claim counts the slots held and takes what fits in ONE statement.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -39,9 +38,20 @@ from sqlalchemy import (
 from dagctl.dags.cron import utcnow
 from dagctl.states import CLAIMABLE_TASK, TaskStatus, task_sources
 from dagctl.store.attempts import claimed_columns
+from dagctl.store.pool_slots import build_candidates, build_take, claim_with_slots, sync_slot_rows
+from dagctl.store.priorities import claim_order, priority_of_task
 from dagctl.store.queues import served_by
 from dagctl.store.records import PoolHolder, PoolUsage
-from dagctl.store.tables import dag, pool, task_pool, task_run
+from dagctl.store.tables import (
+    dag,
+    pool,
+    scheduler,
+    scheduler_dag,
+    task_pool,
+    task_priority,
+    task_queue,
+    task_run,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -55,6 +65,7 @@ class PoolOperations:
     # (the claim statement is the one without pools, so no pool costs nothing).
     _pools_in_use: bool = False
     _unpooled_tasks: bool = True  # False when every task the scheduler loaded takes a pool
+    _priorities_in_use: bool = False
 
     if TYPE_CHECKING:
         is_postgres: bool
@@ -125,30 +136,66 @@ class PoolOperations:
             ]
             if added:
                 connection.execute(self._insert(task_pool).on_conflict_do_nothing(), added)
+            sync_slot_rows(connection, self._insert, {name: slots for name, (slots, _) in pools.items()})
         self._pools_in_use = bool(pools)
         self._unpooled_tasks = unpooled_tasks
+
+    def forget_routing(self, owner: str, names: Collection[str]) -> int:
+        """Delete the task_pool, task_queue and task_priority rows of these DAGs (deleted from the DAGs
+        folder and marked missing), unless a live scheduler other than `owner` has them
+        loaded (its folder may differ). Returns how many rows went."""
+        if not names:
+            return 0
+        loaded_elsewhere = (
+            select(scheduler_dag.c.dag_name)
+            .join(scheduler, scheduler.c.id == scheduler_dag.c.scheduler_id)
+            .where(scheduler.c.stopped_at.is_(None), scheduler.c.id != owner)
+        )
+        gone = 0
+        with self._tx() as connection:
+            for table in (task_pool, task_queue, task_priority):
+                gone += (
+                    connection.execute(
+                        delete(table).where(
+                            table.c.dag_name.in_(sorted(names)), table.c.dag_name.not_in(loaded_elsewhere)
+                        )
+                    ).rowcount
+                    or 0
+                )
+        return gone
 
     # ------------------------------------------------------------ claims
 
     def _claim_pooled(self, connection: Connection, values: dict[str, Any]) -> list[Any]:
         """Inside claim()'s transaction: take up to `p_limit` ready pooled attempts whose
         slots fit in their pools' free slots, oldest first within each pool."""
-        if self.is_postgres:
-            # Its own statement, so the claim below gets a snapshot taken after the lock.
-            connection.execute(select(pool.c.name).order_by(pool.c.name).with_for_update())
-        else:
-            values = {**values, "p_wall": utcnow()}  # SQLite leases are on this host's clock
         queues = self._queue_filter()
-        build = functools.partial(self._build_pooled_claim, queues=queues)
-        return list(connection.execute(self._statement(("claim pooled", queues), build), values))
+        if self.is_postgres:
+            candidates = self._statement(
+                ("claim slots: candidates", queues, self._priorities_in_use),
+                lambda: build_candidates(
+                    free_slots(func.timezone("utc", func.now())).cte("free"),
+                    None if queues is None else served_by(queues),
+                    self._priorities_in_use,
+                ),
+            )
+            take = self._statement("claim slots: take", lambda: build_take(claimed_columns()))
+            return claim_with_slots(connection, candidates, take, values)
+        values = {**values, "p_wall": utcnow()}  # SQLite leases are on this host's clock
+        build = functools.partial(
+            self._build_pooled_claim, queues=queues, by_priority=self._priorities_in_use
+        )
+        key = ("claim pooled", queues, self._priorities_in_use)
+        return list(connection.execute(self._statement(key, build), values))
 
-    def _build_pooled_claim(self, queues: frozenset[str] | None = None) -> Any:
+    def _build_pooled_claim(self, queues: frozenset[str] | None = None, by_priority: bool = False) -> Any:
         db_now: Any = (
             func.timezone("utc", func.now()) if self.is_postgres else bindparam("p_wall", type_=DateTime)
         )
         free = free_slots(db_now).cte("free")
         candidate = (
             select(task_run.c.id, task_run.c.queued_at, task_pool.c.pool, task_pool.c.slots, free.c.free)
+            .add_columns(priority_of_task().label("priority"))
             .join_from(
                 task_run,
                 task_pool,
@@ -163,7 +210,7 @@ class PoolOperations:
                 task_run.c.not_before <= bindparam("p_now", type_=DateTime),
                 task_run.c.dag_name.not_in(select(dag.c.name).where(dag.c.missing_since.is_not(None))),
             )
-            .order_by(task_run.c.queued_at, task_run.c.id)
+            .order_by(*claim_order(by_priority))
             .limit(bindparam("p_limit", type_=Integer))
         )
         if queues is not None:
@@ -171,8 +218,11 @@ class PoolOperations:
         if self.is_postgres:
             candidate = candidate.with_for_update(skip_locked=True, of=task_run)
         held = candidate.cte("candidate")
-        # Oldest first within each pool, as long as the running total fits.
-        upto = func.sum(held.c.slots).over(partition_by=held.c.pool, order_by=(held.c.queued_at, held.c.id))
+        # In claim order within each pool, as long as the running total fits.
+        order = (held.c.queued_at, held.c.id)
+        upto = func.sum(held.c.slots).over(
+            partition_by=held.c.pool, order_by=(held.c.priority.desc(), *order) if by_priority else order
+        )
         ranked = select(held.c.id, held.c.pool, held.c.slots, held.c.free, upto.label("upto")).cte("ranked")
         fit = (
             select(ranked.c.id, ranked.c.pool, ranked.c.slots)

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Collection, Mapping
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import bindparam, delete, func, select
 
+from dagctl.dags.cron import utcnow
 from dagctl.dags.model import DEFAULT_QUEUE
-from dagctl.store.tables import task_queue, task_run
+from dagctl.states import CLAIMABLE_TASK, TaskStatus
+from dagctl.store.records import QueueUsage
+from dagctl.store.tables import scheduler, scheduler_queue, task_queue, task_run
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -27,10 +31,13 @@ class QueueOperations:
     _queues_routed: bool = False  # any task synced to a queue other than default
 
     if TYPE_CHECKING:
+        is_postgres: bool
 
         def _tx(self) -> contextlib.AbstractContextManager[Connection]: ...
 
         def _insert(self, table: Any) -> Any: ...
+
+        def _db_now(self) -> Any: ...
 
     def serve_queues(self, names: Collection[str]) -> None:
         """The queues this process claims from (a scheduler's `--queue`s)."""
@@ -70,6 +77,68 @@ class QueueOperations:
                 connection.execute(self._insert(task_queue).on_conflict_do_nothing(), added)
             others = any(r.dag_name not in loaded for r in rows)
         self._queues_routed = bool(want) or others
+
+    def record_served_queues(self, owner: str) -> None:
+        """Scheduler `owner` serves the queues of serve_queues() (written once, at start;
+        read while its heartbeat is fresh)."""
+        with self._tx() as connection:
+            connection.execute(delete(scheduler_queue).where(scheduler_queue.c.scheduler_id == owner))
+            connection.execute(
+                self._insert(scheduler_queue),
+                [{"scheduler_id": owner, "queue": name} for name in sorted(self._served_queues)],
+            )
+
+    def queue_usage(self, stale_after_s: float) -> list[QueueUsage]:
+        """Every queue that has tasks routed to it, waiting or running attempts, or a live
+        scheduler serving it (and `default`): its attempts and who serves it."""
+        queue_of = func.coalesce(
+            select(task_queue.c.queue)
+            .where(
+                task_queue.c.dag_name == task_run.c.dag_name, task_queue.c.task_name == task_run.c.task_name
+            )
+            .scalar_subquery(),
+            DEFAULT_QUEUE,
+        )
+        claimable = [s.value for s in CLAIMABLE_TASK]
+        with self._tx() as connection:
+            db_now: datetime = (
+                connection.execute(select(self._db_now())).scalar_one() if self.is_postgres else utcnow()
+            )
+            counts: dict[str, tuple[int, datetime | None, int]] = {}
+            for r in connection.execute(
+                select(
+                    queue_of.label("queue"),
+                    func.count().filter(task_run.c.status.in_(claimable)).label("waiting"),
+                    func.min(task_run.c.queued_at).filter(task_run.c.status.in_(claimable)).label("oldest"),
+                    func.count().filter(task_run.c.status == TaskStatus.RUNNING.value).label("running"),
+                )
+                .where(task_run.c.status.in_([*claimable, TaskStatus.RUNNING.value]))
+                .group_by(queue_of)
+            ):
+                counts[r.queue] = (int(r.waiting), r.oldest, int(r.running))
+            serving: dict[str, list[str]] = {}
+            for r in connection.execute(
+                select(scheduler_queue.c.queue, scheduler.c.host, scheduler.c.pid)
+                .join(scheduler, scheduler.c.id == scheduler_queue.c.scheduler_id)
+                .where(
+                    scheduler.c.stopped_at.is_(None),
+                    scheduler.c.heartbeat_at >= db_now - timedelta(seconds=stale_after_s),
+                )
+                .order_by(scheduler.c.host, scheduler.c.pid)
+            ):
+                serving.setdefault(r.queue, []).append(f"{r.host}:{r.pid}")
+            routed = set(connection.execute(select(task_queue.c.queue).distinct()).scalars())
+        names = sorted({DEFAULT_QUEUE, *routed, *counts, *serving})
+        return [
+            QueueUsage(
+                name,
+                counts.get(name, (0, None, 0))[0],
+                counts.get(name, (0, None, 0))[1],
+                counts.get(name, (0, None, 0))[2],
+                tuple(serving.get(name, ())),
+            )
+            for name in names
+        ]
 
 
 def served_by(queues: frozenset[str]) -> Any:

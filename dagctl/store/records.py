@@ -260,3 +260,14 @@ class PoolUsage:
     holders: tuple[PoolHolder, ...]
     waiting: int  # ready attempts of its tasks not yet claimed
     oldest_waiting_since: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueUsage:
+    """One work queue as `dagctl queues` shows it."""
+
+    name: str
+    waiting: int  # ready attempts of its tasks not yet claimed
+    oldest_waiting_since: datetime | None
+    running: int
+    served_by: tuple[str, ...]  # "host:pid" of the live schedulers that serve it

@@ -34,6 +34,7 @@ from dagctl.store.notifications import NotificationOperations
 from dagctl.store.outputs import OutputOperations
 from dagctl.store.pools import PoolOperations
 from dagctl.store.presence import PresenceOperations
+from dagctl.store.priorities import PriorityOperations
 from dagctl.store.prune import PruneOperations
 from dagctl.store.queues import QueueOperations
 from dagctl.store.reads import ReadOperations
@@ -57,6 +58,7 @@ class Store(
     NotificationOperations,
     PoolOperations,
     QueueOperations,
+    PriorityOperations,
     OutputOperations,
     InstallationOperations,
     ChildOperations,

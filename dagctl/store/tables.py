@@ -151,6 +151,15 @@ task_run = Table(
     Index(None, "status", "not_before", "queued_at"),
     Index(None, "lease_owner", "status"),
     Index(None, "pool", "status"),
+    # Partial: the claimable attempts in claim order, so a claim reads the oldest first
+    # without sorting every queued attempt (migration 0010).
+    Index(
+        None,
+        "queued_at",
+        "id",
+        postgresql_where=text("status IN ('queued', 'waiting')"),
+        sqlite_where=text("status IN ('queued', 'waiting')"),
+    ),
     # Partial: the outputs read at each claim touches only the attempts that published any.
     Index(
         None,
@@ -226,15 +235,27 @@ notification = Table(
     Index(None, "dag_run_id"),
 )
 
-# The pools of dagctl.yaml as the schedulers last synced them. A claim of a pooled
-# attempt locks the rows of the pools (store/pools.py), so claims of one pool are
-# serialised across schedulers while claims of unpooled tasks never touch them.
+# The pools of dagctl.yaml as the schedulers last synced them (sizes, descriptions);
+# claims take their slots as rows of pool_slot (store/pool_slots.py), never locking
+# these rows, and claims of unpooled tasks never touch either.
 pool = Table(
     "pool",
     metadata,
     Column("name", String(200), primary_key=True),
     Column("slots", Integer, nullable=False),
     Column("description", Text, nullable=False, default=""),
+)
+
+# One row per slot of each pool, synced with `pool` (migration 0010). On PostgreSQL a
+# claim takes free slot rows with SKIP LOCKED and writes the attempt's id in `holder`:
+# a slot is free when its holder is not `running` under a live lease (or is gone), so
+# nothing has to give a slot back. Schedulers claim from one pool side by side.
+pool_slot = Table(
+    "pool_slot",
+    metadata,
+    Column("pool", String(200), primary_key=True),
+    Column("slot", Integer, primary_key=True),
+    Column("holder", Integer, nullable=True),  # a task_run id; no FK: a pruned holder frees it
 )
 
 # Which tasks take a pool, synced from the definitions (the task's `pool:` over its
@@ -269,4 +290,25 @@ installation = Table(
     Column("id", Integer, primary_key=True),
     Column("installation_id", String(64), nullable=False),
     Column("created_at", DateTime, nullable=False),
+)
+
+# Which tasks have a priority other than 0 (the task's `priority:` over its DAG's),
+# synced like task_queue (store/priorities.py): while any row exists, claims take the
+# highest priority first, then the oldest (migration 0010).
+task_priority = Table(
+    "task_priority",
+    metadata,
+    Column("dag_name", String(200), primary_key=True),
+    Column("task_name", String(255), primary_key=True),
+    Column("priority", Integer, nullable=False),
+)
+
+# The work queues each scheduler serves (`schedule --queue`, default `default`), written
+# when it starts; they count while its heartbeat is fresh, like scheduler_dag, so
+# `dagctl queues` can tell a queue that no live scheduler serves (migration 0010).
+scheduler_queue = Table(
+    "scheduler_queue",
+    metadata,
+    Column("scheduler_id", String(64), primary_key=True),
+    Column("queue", String(200), primary_key=True),
 )

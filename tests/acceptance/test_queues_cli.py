@@ -3,6 +3,7 @@ beside `schedule --manager worker --queue default`, against the fake Kubernetes 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,6 +62,13 @@ def test_a_scheduler_of_another_queue_never_claims_default_tasks(cluster: Cluste
         cluster.schedule("--queue", "k8s", "--once")
     assert {a["status"] for a in cluster.attempts(run_id).values()} == {"queued"}
     assert cluster.api.created() == []
+    # `dagctl queues` tells why: the default queue has a waiting attempt and no live
+    # scheduler (the k8s one has stopped, and it never served default).
+    queues = {q["queue"]: q for q in json.loads(cluster.run("queues", "-o", "json").stdout)}
+    assert (queues["default"]["waiting"], queues["default"]["served_by"]) == (1, [])
+    assert queues["default"]["oldest_wait_seconds"] >= 0
+    table = cluster.run("queues").stdout
+    assert "no live scheduler" in table
     result = cluster.run("schedule", "--manager", "worker", "--until-idle", "--poll-interval", "0.05")
     assert result.returncode == 0
     assert {a["status"] for a in cluster.attempts(run_id).values()} == {"success"}

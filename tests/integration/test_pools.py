@@ -7,7 +7,7 @@ import threading
 import time
 from datetime import datetime, timedelta
 
-from dagctl.store import FinishedAttempt, Store
+from dagctl.store import ClaimedAttempt, FinishedAttempt, Store
 from tests.integration.test_store import queue_tasks
 
 NOW = datetime(2024, 5, 1, 12, 0)
@@ -148,3 +148,72 @@ def test_queues_and_pools_together(store: Store) -> None:
     assert [c.task_name for c in store.claim("default", 10, 30, LATER)] == ["c.sql"]
     store.serve_queues(["gpu", "default"])
     assert [c.task_name for c in store.claim("both", 10, 30, LATER)] == ["a.sql"]
+
+
+def test_a_claim_passes_over_slots_another_claim_holds_without_waiting(
+    migrated_postgres_url: str,
+) -> None:
+    """PostgreSQL: a pool's slots are rows taken with SKIP LOCKED. While one scheduler's
+    claim is uncommitted, another claims what is left at once instead of queueing behind
+    it; once the first commits, its slot is seen taken, never given twice."""
+    first, second = Store(migrated_postgres_url), Store(migrated_postgres_url)
+    try:
+        tasks: dict[str, tuple[str, int] | None] = {f"w{i}.sql": ("warehouse", 1) for i in range(4)}
+        pooled_run(first, {"warehouse": 2}, tasks)
+        second.sync_pools({"warehouse": (2, "")}, {"etl": tasks}, frozenset({"etl"}))  # type: ignore[dict-item]
+        with first.transaction():
+            [mine] = first.claim("first", 1, 30, LATER)
+            # Were it to wait for `first`'s open claim, it would wait for ever: a thread.
+            got: list[list[ClaimedAttempt]] = []
+            claimer = threading.Thread(target=lambda: got.append(second.claim("second", 10, 30, LATER)))
+            claimer.start()
+            claimer.join(timeout=30)
+            assert not claimer.is_alive() and [c.task_name for c in got[0]] != [mine.task_name]
+            assert len(got[0]) == 1
+        assert second.claim("second", 10, 30, LATER) == []  # both slots held, 2 waiting
+        done(first, "first", mine.task_run_id)
+        assert len(second.claim("second", 10, 30, LATER)) == 1
+        assert {p.name: p.used for p in second.pool_usage()} == {"warehouse": 2}
+    finally:
+        first.close()
+        second.close()
+
+
+def test_the_routing_of_a_deleted_dag_is_forgotten(store: Store) -> None:
+    """Rows of DAGs gone from the folder are deleted at sync, unless another live
+    scheduler (another DAGs folder) has that DAG loaded."""
+    store.sync_pools({"warehouse": (2, "")}, {"etl": {"a.sql": ("warehouse", 1)}}, frozenset({"etl"}))
+    store.sync_pools({"warehouse": (2, "")}, {"kept": {"b.sql": ("warehouse", 1)}}, frozenset({"kept"}))
+    store.sync_task_queues({"etl": {"a.sql": "gpu"}, "kept": {"b.sql": "gpu"}}, frozenset({"etl", "kept"}))
+    store.register_scheduler("other", "worker", NOW)
+    store.record_loaded_dags("other", ["kept"])
+    assert store.forget_routing("me", ["etl", "kept"]) == 2  # etl's task_pool and task_queue rows
+    assert store.forget_routing("me", ["etl", "kept"]) == 0
+    store.unregister_scheduler("other", NOW)
+    assert store.forget_routing("me", ["kept"]) == 2
+
+
+# ---------------------------------------------------------------- priorities
+
+
+def test_the_highest_priority_is_claimed_first_then_the_oldest(store: Store) -> None:
+    """Among the attempts without a pool (for the scheduler's free concurrency), and
+    among those of one pool (for its free slots)."""
+    pooled_run(
+        store,
+        {"warehouse": 1},
+        {"old.sh": None, "urgent.sh": None, "low.sql": ("warehouse", 1), "high.sql": ("warehouse", 1)},
+    )
+    store.sync_task_priorities({"etl": {"urgent.sh": 5, "high.sql": 9, "low.sql": -1}}, frozenset({"etl"}))
+    store.sync_pools(
+        {"warehouse": (1, "")},
+        {"etl": {"low.sql": ("warehouse", 1), "high.sql": ("warehouse", 1)}},
+        frozenset({"etl"}),
+        unpooled_tasks=True,
+    )
+    assert [c.task_name for c in store.claim("me", 1, 30, LATER)] == ["urgent.sh"]
+    # The pool has one slot: high.sql (9) takes it before the older low.sql (-1).
+    assert sorted(c.task_name for c in store.claim("me", 5, 30, LATER)) == ["high.sql", "old.sh"]
+    # Back to age alone once no task has a priority.
+    store.sync_task_priorities({}, frozenset({"etl"}))
+    assert not store._priorities_in_use

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dagctl.scheduling.pooling import pool_assignments
+from dagctl.scheduling.pooling import pool_assignments, priority_assignments
 from tests.unit.test_loader import load, rendered
 
 POOLS = "pools:\n  warehouse: 4\n  api:\n    slots: 2\n    description: the partner API\n"
@@ -100,3 +100,41 @@ def test_queues_the_task_wins_and_unknown_ones_are_errors(tmp_path: Path) -> Non
         },
     )
     assert rendered(broken) == ["dags/d/workflow.yaml:2: unknown queue 'gpus' (did you mean 'gpu'?)"]
+
+
+def test_priority_on_a_dag_and_a_task_the_tasks_wins(tmp_path: Path) -> None:
+    tree = load(
+        tmp_path,
+        {
+            "d/workflow.yaml": "description: x\npriority: 3\n",
+            "d/a.sh": "#!/bin/bash\n# priority: 10\necho\n",
+            "d/b.sh": "#!/bin/bash\necho\n",
+            "e/workflow.yaml": "description: x\npriority: high\n",
+            "e/t.sh": "#!/bin/bash\necho\n",
+        },
+    )
+    dag = tree.dags["d"]
+    assert {t: dag.priority_for(dag.tasks[t]) for t in dag.tasks} == {"a.sh": 10, "b.sh": 3}
+    assert priority_assignments({"d": dag}) == {"d": {"a.sh": 10, "b.sh": 3}}
+    assert [p for p in rendered(tree) if "priority" in p] != []  # not an integer: a schema error
+
+
+def test_why_names_a_queue_no_live_scheduler_serves(tmp_path: Path) -> None:
+    from dagctl.scheduling.diagnose import unserved_queues
+
+    tree = load(
+        tmp_path,
+        {
+            "dagctl.yaml": "queues:\n  gpu: {}\n",
+            "d/workflow.yaml": "description: x\n",
+            "d/train.py": '"""\nqueue: gpu\n"""\ndef run(context):\n    pass\n',
+            "d/load.sh": "#!/bin/bash\necho\n",
+        },
+    )
+    dag = tree.dags["d"]
+    attempts = [{"task_name": "train.py", "status": "queued"}, {"task_name": "load.sh", "status": "queued"}]
+    reasons = unserved_queues(dag, attempts, {"default": ("host:1",)}, live=1)
+    assert [r["code"] for r in reasons] == ["queue_unserved"]
+    assert reasons[0]["message"].startswith("queue gpu: no live scheduler serves it, so train.py wait")
+    assert unserved_queues(dag, attempts, {"default": ("h:1",), "gpu": ("h:2",)}, live=2) == []
+    assert unserved_queues(dag, attempts, {}, live=0) == []  # no_scheduler says it already
