@@ -389,9 +389,11 @@ def why(settings: Settings, dag_name: str) -> dict[str, Any]:
             dag_name, dag, broken_reason, snapshot, at, store.external_status, next_slot, grace
         )
         if snapshot["queued_attempts"]:
-            served = {q.name: q.served_by for q in store.queue_usage(stale_after_s())}
+            usage = store.queue_usage(stale_after_s())
+            served = {q.name: q.served_by for q in usage}
+            paused = frozenset(q.name for q in usage if q.paused)
             reasons += diagnose.unserved_queues(
-                dag, snapshot["attempts"], served, snapshot["live_schedulers"]
+                dag, snapshot["attempts"], served, snapshot["live_schedulers"], paused
             )
     from dagctl.actions.notify import failing_alerts
 

@@ -133,6 +133,7 @@ def queue_json(usage: QueueUsage, now: datetime) -> dict[str, Any]:
         "oldest_wait_seconds": round((now - oldest).total_seconds(), 3) if oldest else None,
         "running": usage.running,
         "served_by": list(usage.served_by),
+        "paused": usage.paused,
     }
 
 

@@ -116,6 +116,7 @@ for command in (
     notify.notify,
     inspect.pools,
     queues.queues,
+    queues.queue,
     control.pause,
     control.unpause,
     control.cancel,

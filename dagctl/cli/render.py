@@ -545,7 +545,7 @@ def render_pools(rows: Sequence[Mapping[str, Any]], out: Console | None = None) 
 def render_queues(rows: Sequence[Mapping[str, Any]], out: Console | None = None) -> None:
     out = out or console()
     table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), header_style="dim")
-    for column in ("QUEUE", "WAITING", "OLDEST WAIT", "RUNNING", "SERVED BY"):
+    for column in ("QUEUE", "WAITING", "OLDEST WAIT", "RUNNING", "SERVED BY", "STATE"):
         table.add_column(column, overflow="fold")
     for row in rows:
         wait = row["oldest_wait_seconds"]
@@ -556,5 +556,6 @@ def render_queues(rows: Sequence[Mapping[str, Any]], out: Console | None = None)
             "-" if wait is None else f"{wait:.0f}s",
             str(row["running"]),
             served if served else Text("no live scheduler", style="red" if row["waiting"] else "dim"),
+            Text("paused", style="yellow") if row["paused"] else Text("active", style="dim"),
         )
     out.print(table)

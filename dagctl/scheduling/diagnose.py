@@ -228,22 +228,33 @@ def _full_pool(dag: Dag | None, task_name: str, snapshot: Mapping[str, Any]) -> 
 
 
 def unserved_queues(
-    dag: Dag | None, attempts: Sequence[Mapping[str, Any]], served: Mapping[str, Sequence[str]], live: int
+    dag: Dag | None,
+    attempts: Sequence[Mapping[str, Any]],
+    served: Mapping[str, Sequence[str]],
+    live: int,
+    paused: frozenset[str] = frozenset(),
 ) -> list[dict[str, str]]:
-    """`queue_unserved` reasons: queued attempts of the DAG whose work queue no live
-    scheduler serves (`schedule --queue NAME`); they wait until one does. Nothing when no
-    scheduler is alive at all (`no_scheduler` says so)."""
-    if dag is None or live == 0:
+    """`queue_paused` and `queue_unserved` reasons: queued attempts of the DAG whose work
+    queue is paused (`dagctl queue pause`) or that no live scheduler serves (`schedule
+    --queue NAME`); they wait until it is unpaused or served. Unserved says nothing when
+    no scheduler is alive at all (`no_scheduler` says so)."""
+    if dag is None:
         return []
     waiting: dict[str, list[str]] = {}
     for attempt in attempts:
         task = dag.tasks.get(attempt["task_name"])
         if attempt["status"] == "queued" and task is not None:
             queue = dag.queue_for(task)
-            if not served.get(queue) and task.name not in waiting.get(queue, []):
+            stuck = queue in paused or (live > 0 and not served.get(queue))
+            if stuck and task.name not in waiting.get(queue, []):
                 waiting.setdefault(queue, []).append(task.name)
     return [
         {
+            "code": "queue_paused",
+            "message": f"queue {queue} is paused, so {', '.join(tasks)} wait (dagctl queue unpause {queue})",
+        }
+        if queue in paused
+        else {
             "code": "queue_unserved",
             "message": f"queue {queue}: no live scheduler serves it, so {', '.join(tasks)} wait"
             f" (start one with dagctl schedule --queue {queue})",

@@ -47,6 +47,7 @@ class _Timers:
     next_reload: float = 0.0
     next_log_flush: float = 0.0
     next_cancel_check: float = 0.0
+    next_pause_check: float = 0.0
     outage_since: float | None = None
 
 
@@ -76,6 +77,7 @@ class Scheduler:
         self._advance_news = True
         self._last_full_advance = 0.0
         self._fenced: set[int] = set()
+        self._paused_queues: frozenset[str] = frozenset()
         self._log_problems: dict[int, str] = {}
         self._retention_chore = RetentionChore(self.store, self.owner)
         self.stats = SchedulerStats()  # `schedule --metrics-port` exports these
@@ -186,6 +188,7 @@ class Scheduler:
         self._sync_definitions(now)
         self._create_due_runs(now)
         self._keep_leases(now)
+        self._check_queue_pauses()
         self._launch_all(self._advance_and_claim())
         self._flush_logs(now)
         self._retention_chore.maybe_run(self._definitions.retention)
@@ -242,6 +245,21 @@ class Scheduler:
             # Record them and advance their runs in another pass, at once: nothing else
             # would wake us for their successors.
             self._progress = True
+
+    def _check_queue_pauses(self) -> None:
+        """Once per poll interval: which work queues `dagctl queue pause` paused (the
+        claims then leave them out in SQL); logged when that changes."""
+        clock = time.monotonic()
+        if clock < self._timers.next_pause_check:
+            return
+        self._timers.next_pause_check = clock + self.options.poll_interval
+        paused = self.store.refresh_queue_pauses() & set(self.options.queues)
+        if paused != self._paused_queues:
+            for name in sorted(paused - self._paused_queues):
+                log.warning("queue %s is paused: its attempts wait (dagctl queue unpause %s)", name, name)
+            for name in sorted(self._paused_queues - paused):
+                log.info("queue %s is unpaused", name)
+            self._paused_queues = paused
 
     def _stop_cancelled(self) -> None:
         """`dagctl cancel` marks a run cancelled in the database; stop our attempts of such

@@ -5,6 +5,11 @@ with `--queue NAME` (no `--queue`: `default`, the queue of every other task). A 
 Which task goes to which queue is synced from the definitions into task_queue (only
 tasks of a queue other than `default` have a row); the claim statements filter on it
 (`served_by`), so a scheduler never takes an attempt of a queue it does not serve.
+
+`dagctl queue pause NAME` writes a queue_pause row; the same filter leaves out the
+attempts of paused queues, in SQL, so a pause holds for every scheduler from the first
+claim after the scheduler has seen that any queue is paused (it looks once per poll
+interval: refresh_queue_pauses) — at once when it already filters on queues.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from dagctl.dags.cron import utcnow
 from dagctl.dags.model import DEFAULT_QUEUE
 from dagctl.states import CLAIMABLE_TASK, TaskStatus
 from dagctl.store.records import QueueUsage
-from dagctl.store.tables import scheduler, scheduler_queue, task_queue, task_run
+from dagctl.store.tables import queue_pause, scheduler, scheduler_queue, task_queue, task_run
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -29,6 +34,7 @@ if TYPE_CHECKING:
 class QueueOperations:
     _served_queues: frozenset[str] = frozenset({DEFAULT_QUEUE})
     _queues_routed: bool = False  # any task synced to a queue other than default
+    _queues_paused: bool = False  # any queue paused, as refresh_queue_pauses last saw
 
     if TYPE_CHECKING:
         is_postgres: bool
@@ -46,9 +52,27 @@ class QueueOperations:
     def _queue_filter(self) -> frozenset[str] | None:
         """The queues to filter claims on, or None when there is nothing to filter: every
         task is in `default` and that is what we serve (the claim is then unchanged)."""
-        if not self._queues_routed and self._served_queues == {DEFAULT_QUEUE}:
+        if not self._queues_routed and not self._queues_paused and self._served_queues == {DEFAULT_QUEUE}:
             return None
         return self._served_queues
+
+    def refresh_queue_pauses(self) -> frozenset[str]:
+        """Read which queues are paused; from then on, while any is, claims filter them
+        out in SQL (so a pause made after this read still holds for those claims)."""
+        with self._tx() as connection:
+            paused = frozenset(connection.execute(select(queue_pause.c.queue)).scalars())
+        self._queues_paused = bool(paused)
+        return paused
+
+    def set_queue_paused(self, name: str, paused: bool, now: datetime) -> bool:
+        """Pause or unpause queue `name`; True when that changed anything."""
+        with self._tx() as connection:
+            if paused:
+                insert = self._insert(queue_pause).on_conflict_do_nothing()
+                changed = connection.execute(insert, {"queue": name, "paused_at": now}).rowcount
+            else:
+                changed = connection.execute(delete(queue_pause).where(queue_pause.c.queue == name)).rowcount
+        return bool(changed)
 
     def sync_task_queues(self, assignments: Mapping[str, Mapping[str, str]], loaded: frozenset[str]) -> None:
         """Make task_queue say `assignments` ({DAG: {task: queue}}, tasks of `default`
@@ -128,7 +152,8 @@ class QueueOperations:
             ):
                 serving.setdefault(r.queue, []).append(f"{r.host}:{r.pid}")
             routed = set(connection.execute(select(task_queue.c.queue).distinct()).scalars())
-        names = sorted({DEFAULT_QUEUE, *routed, *counts, *serving})
+            paused = set(connection.execute(select(queue_pause.c.queue)).scalars())
+        names = sorted({DEFAULT_QUEUE, *routed, *counts, *serving, *paused})
         return [
             QueueUsage(
                 name,
@@ -136,20 +161,34 @@ class QueueOperations:
                 counts.get(name, (0, None, 0))[1],
                 counts.get(name, (0, None, 0))[2],
                 tuple(serving.get(name, ())),
+                paused=name in paused,
             )
             for name in names
         ]
 
 
 def served_by(queues: frozenset[str]) -> Any:
-    """The task of a task_run row is in one of `queues` (a WHERE clause)."""
+    """The task of a task_run row is in one of `queues`, and its queue is not paused (a
+    WHERE clause)."""
     routed = select(task_queue.c.queue).where(
         task_queue.c.dag_name == task_run.c.dag_name, task_queue.c.task_name == task_run.c.task_name
     )
+    # Each subquery names task_run itself (one level deep), so it correlates with the
+    # claim's task_run; nested deeper it would not, and would scan every row.
+    routed_paused = (
+        select(task_queue.c.queue)
+        .join(queue_pause, queue_pause.c.queue == task_queue.c.queue)
+        .where(task_queue.c.dag_name == task_run.c.dag_name, task_queue.c.task_name == task_run.c.task_name)
+        .exists()
+    )
+    default_paused = select(queue_pause.c.queue).where(queue_pause.c.queue == DEFAULT_QUEUE).exists()
+    not_paused = ~routed_paused & ~(default_paused & ~routed.exists())
     if DEFAULT_QUEUE in queues:
         # Unrouted tasks are in default: exclude only those routed elsewhere.
-        return ~routed.where(task_queue.c.queue.not_in(sorted(queues - {DEFAULT_QUEUE}))).exists()
-    return routed.where(task_queue.c.queue.in_(sorted(queues))).exists()
+        return (
+            not_paused & ~routed.where(task_queue.c.queue.not_in(sorted(queues - {DEFAULT_QUEUE}))).exists()
+        )
+    return not_paused & routed.where(task_queue.c.queue.in_(sorted(queues))).exists()
 
 
 __all__ = ["QueueOperations", "served_by"]

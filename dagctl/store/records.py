@@ -271,3 +271,4 @@ class QueueUsage:
     oldest_waiting_since: datetime | None
     running: int
     served_by: tuple[str, ...]  # "host:pid" of the live schedulers that serve it
+    paused: bool = False  # by `dagctl queue pause`

@@ -312,3 +312,12 @@ scheduler_queue = Table(
     Column("scheduler_id", String(64), primary_key=True),
     Column("queue", String(200), primary_key=True),
 )
+
+# A row per work queue paused by `dagctl queue pause` (migration 0015): no scheduler
+# claims its attempts until `dagctl queue unpause`; running ones finish.
+queue_pause = Table(
+    "queue_pause",
+    metadata,
+    Column("queue", String(200), primary_key=True),
+    Column("paused_at", DateTime, nullable=False),
+)

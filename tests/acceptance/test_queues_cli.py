@@ -72,3 +72,33 @@ def test_a_scheduler_of_another_queue_never_claims_default_tasks(cluster: Cluste
     result = cluster.run("schedule", "--manager", "worker", "--until-idle", "--poll-interval", "0.05")
     assert result.returncode == 0
     assert {a["status"] for a in cluster.attempts(run_id).values()} == {"success"}
+
+
+def test_a_paused_queue_keeps_its_attempts_waiting_until_unpaused(cluster: Cluster) -> None:
+    cluster.dag("train", "description: paused queue\nqueue: k8s\n", fit__sh="echo fit\n")
+    cluster.dag("etl", "description: default queue\n", load__sh="echo load\n")
+    train = int(cluster.run("trigger", "train").stdout)
+    etl = int(cluster.run("trigger", "etl").stdout)
+    paused = cluster.run("queue", "pause", "k8s", "-o", "json")
+    assert json.loads(paused.stdout) == {"queue": "k8s", "paused": True, "changed": True}
+    typo = cluster.run("queue", "pause", "k8z", code=2)
+    assert "did you mean 'k8s'?" in typo.stderr
+    serve_both = ("schedule", "--manager", "worker", "--queue", "default", "--queue", "k8s")
+    for _ in range(20):
+        cluster.run(*serve_both, "--once", code=None)
+        if {a["status"] for a in cluster.attempts(etl).values()} == {"success"}:
+            break
+    assert {a["status"] for a in cluster.attempts(etl).values()} == {"success"}
+    assert {a["status"] for a in cluster.attempts(train).values()} == {"queued"}
+    queues = {q["queue"]: q for q in json.loads(cluster.run("queues", "-o", "json").stdout)}
+    assert (queues["k8s"]["paused"], queues["k8s"]["waiting"], queues["default"]["paused"]) == (
+        True,
+        1,
+        False,
+    )
+    assert "paused" in cluster.run("queues").stdout
+    why = json.loads(cluster.run("why", "train", "-o", "json").stdout)
+    assert "queue_paused" in {r["code"] for r in why["reasons"]}
+    cluster.run("queue", "unpause", "k8s")
+    assert cluster.run(*serve_both, "--until-idle", "--poll-interval", "0.05").returncode == 0
+    assert {a["status"] for a in cluster.attempts(train).values()} == {"success"}
