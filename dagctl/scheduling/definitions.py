@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 
-from dagctl.dags.loader import DagCache
+from dagctl.dags.watch import DagCache
 from dagctl.dags.model import Dag, Retention
 from dagctl.errors import DagctlError
 from dagctl.notify.delivery import AlertDelivery
