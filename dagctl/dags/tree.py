@@ -72,7 +72,7 @@ def _pickle_fields(cls: type) -> None:
 
 # The model's read-only mappings cross the process boundary as plain dicts, rebuilt as
 # read-only mappings on the other side.
-copyreg.pickle(MappingProxyType, _reduce_mapping_proxy)  # type: ignore[arg-type]
+copyreg.pickle(MappingProxyType, _reduce_mapping_proxy)
 copyreg.pickle(PosixPath, _reduce_path)
 for _model_class in (Dag, Task, ParamSpec, Problem, BrokenDag, Connection, NotifyRule, Pool, Retention):
     _pickle_fields(_model_class)

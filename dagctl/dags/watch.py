@@ -25,37 +25,17 @@ from pathlib import Path
 
 from dagctl.dags.loader import LoadResult, content_fingerprint, load_root_config, problem_base
 from dagctl.dags.model import ROOT_CONFIG_FILE, Dag, DagTree, Problem, RootConfig
+from dagctl.dags.summary import FileStamp, Stat, folder_stamp, stamp_digest, stat_key
 from dagctl.dags.tree import assemble, dag_dirs_of, load_many, usable_dirs
 
 FILE_CHECK_FOLDERS = 1000
 FULL_CHECK_S = 300.0
 
-FileStamp = tuple[str, int, int, int]  # name, mtime_ns, size, inode
-
-
-def _stat_key(path: str) -> tuple[int, int, int]:
-    info = os.stat(path)
-    return info.st_mtime_ns, info.st_size, info.st_ino
-
-
-def folder_stamp(dag_dir: Path) -> tuple[tuple[int, int, int], tuple[FileStamp, ...]]:
-    """The folder's own stat and each of its entries' (what a change of any of them shows)."""
-    own = _stat_key(str(dag_dir))
-    files: list[FileStamp] = []
-    with os.scandir(dag_dir) as entries:
-        for entry in entries:
-            try:
-                info = entry.stat()
-                files.append((entry.name, info.st_mtime_ns, info.st_size, info.st_ino))
-            except OSError:
-                files.append((entry.name, -1, -1, -1))
-    return own, tuple(sorted(files))
-
 
 def _files_changed(dag_dir: str, files: tuple[FileStamp, ...]) -> bool:
     for name, mtime, size, inode in files:
         try:
-            if _stat_key(os.path.join(dag_dir, name)) != (mtime, size, inode):
+            if stat_key(os.path.join(dag_dir, name)) != (mtime, size, inode):
                 return True
         except OSError:
             if mtime != -1:
@@ -65,7 +45,7 @@ def _files_changed(dag_dir: str, files: tuple[FileStamp, ...]) -> bool:
 
 @dataclass(slots=True)
 class _Seen:
-    own: tuple[int, int, int]
+    own: Stat
     files: tuple[FileStamp, ...]
     result: LoadResult
 
@@ -88,10 +68,10 @@ class DagCache:
         self._clock = clock
         self._next_full = clock() + full_check_s
         self._seen: dict[Path, _Seen] = {}
-        self._root_stamp: tuple[int, int, int] | None = None
+        self._root_stamp: Stat | None = None
         self._dirs: list[Path] = []
         self._config_root = self.root
-        self._config_stamp: tuple[int, int, int] | None = None
+        self._config_stamp: Stat | None = None
         self._config = RootConfig()
         self._config_problems: list[Problem] = []
         self._folder_problems: list[Problem] = []
@@ -130,10 +110,16 @@ class DagCache:
             )
         return self._tree
 
+    def stamps(self) -> dict[str, str]:
+        """Each loaded DAG's stamp (summary.stamp_digest) as of its last load."""
+        return {
+            d.name: stamp_digest(self._config_stamp, seen.own, seen.files) for d, seen in self._seen.items()
+        }
+
     def _list_folders(self, base: Path) -> bool:
         """Re-list the DAGs folder when its own stat changed; True when it was."""
         try:
-            stamp = _stat_key(str(self.root))
+            stamp = stat_key(str(self.root))
         except OSError:
             stamp = None
         if stamp is not None and stamp == self._root_stamp:
@@ -147,7 +133,7 @@ class DagCache:
     def _load_config(self, base: Path) -> bool:
         path = self._config_root / ROOT_CONFIG_FILE
         try:
-            stamp: tuple[int, int, int] | None = _stat_key(str(path))
+            stamp: Stat | None = stat_key(str(path))
         except OSError:
             stamp = None
         if stamp == self._config_stamp and self._tree is not None:
@@ -173,7 +159,7 @@ class DagCache:
             return True
         path = str(dag_dir)
         try:
-            if _stat_key(path) != seen.own:
+            if stat_key(path) != seen.own:
                 return True
         except OSError:
             return True

@@ -14,9 +14,12 @@ import time
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
+from dagctl.dags.cron import utcnow
+from dagctl.dags.model import Dag, DagTree, Retention
+from dagctl.dags.summary import summary_json
 from dagctl.dags.watch import DagCache
-from dagctl.dags.model import Dag, Retention
 from dagctl.errors import DagctlError
 from dagctl.notify.delivery import AlertDelivery
 from dagctl.scheduling import planner
@@ -26,6 +29,10 @@ from dagctl.store import Store
 from dagctl.store.records import DagState
 
 log = logging.getLogger("dagctl.scheduling.scheduler")
+
+# However unchanged the folder and the `dag` table look, the DAG rows are read and the
+# due times worked out again this often (what another scheduler marked missing, say).
+FULL_SYNC_S = 60.0
 
 
 class Definitions:
@@ -48,10 +55,16 @@ class Definitions:
         self._broken: dict[str, str] = {}
         self._load_problem: str | None = None
         self._recorded: frozenset[str] | None = None  # the DAG names last written for `why`
+        self._synced: DagTree | None = None  # the tree last synced to the database
+        self._mark: tuple[Any, ...] | None = None  # store.dag_mark() before that sync
+        self._next_full_sync = 0.0
+        self._any_missing = False
+        self._summaries: dict[str, tuple[str, str]] = {}  # name -> (stamp, summary) written
 
     def sync(self, now: datetime) -> bool:
         """Reload when the reload interval has passed; True when definitions were synced
-        (their DAGs' runs may need advancing)."""
+        (their DAGs' runs may need advancing). An unchanged tree costs a few `stat`s and
+        one aggregate query (dag_mark), whatever the number of DAGs."""
         clock = time.monotonic()
         if clock < self._next_reload:
             return False
@@ -64,20 +77,21 @@ class Definitions:
             self._load_problem = str(exc)
             return False
         self._load_problem = None
-        self.retention = tree.config.retention
-        self.dags = dict(tree.dags)
-        self._alerts.sync(tree.config.channels, self.dags)
-        self._note_broken({name: b.reason for name, b in tree.broken.items()})
+        mark = self.store.dag_mark()
+        if tree is self._synced and mark == self._mark and clock < self._next_full_sync:
+            if self._any_missing:
+                self._fail_orphaned(now)
+            return False
+        self._mark = mark
+        self._next_full_sync = clock + FULL_SYNC_S
+        if tree is not self._synced:
+            self._take_tree(tree)
         states = self.store.sync_dags({name: d.fingerprint for name, d in self.dags.items()}, now)
-        self._pools.sync(tree.config, self.dags)
         if self._recorded != self.dags.keys():
             # `why` and `trigger` tell a DAG that no live scheduler has loaded.
             self.store.record_loaded_dags(self.owner, list(self.dags))
             self._recorded = frozenset(self.dags)
         self._track_missing(states, now)
-        self.watched = {
-            pair for dag in self.dags.values() for t in dag.tasks.values() for pair in t.external_inputs
-        }
         self.next_due = {}
         for name, dag in self.dags.items():
             state = states.get(name)
@@ -87,6 +101,37 @@ class Definitions:
             if due is not None:
                 self.next_due[name] = due
         return True
+
+    def _take_tree(self, tree: DagTree) -> None:
+        """What follows from a tree that changed: its DAGs, alert channels, pools, and
+        the summaries `list` reads."""
+        self._synced = tree
+        self.retention = tree.config.retention
+        self.dags = dict(tree.dags)
+        self._alerts.sync(tree.config.channels, self.dags)
+        self._note_broken({name: b.reason for name, b in tree.broken.items()})
+        self._pools.sync(tree.config, self.dags)
+        self.watched = {
+            pair for dag in self.dags.values() for t in dag.tasks.values() for pair in t.external_inputs
+        }
+        self._write_summaries(tree)
+
+    def _write_summaries(self, tree: DagTree) -> None:
+        stamps = self._cache.stamps()
+        rows = {
+            name: (stamps[name], summary_json(name, tree))
+            for name in (*tree.dags, *tree.broken)
+            if name in stamps
+        }
+        changed = {name: row for name, row in rows.items() if self._summaries.get(name) != row}
+        removed = [name for name in self._summaries if name not in rows]
+        if changed or removed:
+            try:
+                self.store.record_summaries(changed, removed, utcnow())
+            except DagctlError as exc:  # `list` parses the files instead: not worth a failed sync
+                log.warning("cannot store the DAG summaries `list` reads: %s", exc)
+                return
+        self._summaries = rows
 
     def _note_broken(self, broken: dict[str, str]) -> None:
         for name, reason in broken.items():
@@ -102,9 +147,12 @@ class Definitions:
         marked, back, missing = planner.missing_dags(states, self.dags.keys(), self._broken)
         if marked or back:
             self.store.mark_missing_dags(marked, back, now)
-        for run_id, dag_name, reason in (
-            self.store.fail_orphaned_runs(self.options.orphan_grace, now) if missing else ()
-        ):
+        self._any_missing = missing
+        if missing:
+            self._fail_orphaned(now)
+
+    def _fail_orphaned(self, now: datetime) -> None:
+        for run_id, dag_name, reason in self.store.fail_orphaned_runs(self.options.orphan_grace, now):
             log.warning("run %d of %s failed: %s", run_id, dag_name, reason)
 
     def create_due_runs(self, now: datetime) -> bool:
