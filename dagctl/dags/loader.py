@@ -55,6 +55,7 @@ from dagctl.dags.templating import is_template
 from dagctl.dags.yamldoc import YamlDoc
 
 MAX_YAML_BYTES = 1024 * 1024
+_NO_MAPPING: Mapping[str, Any] = MappingProxyType({})
 _EXTENSION_OF = {"shell": ".sh", "python": ".py", "sql": ".sql"}
 
 
@@ -135,7 +136,8 @@ def _load_task(path: Path, out: Collector, hasher: Any) -> Task | None:
 
     def as_mapping(key: str) -> Mapping[str, Any]:
         value = spec.get(key)
-        return MappingProxyType(dict(value)) if isinstance(value, dict) else MappingProxyType({})
+        # One shared empty mapping: three a task, 30,000 objects in a tree of 10,000 DAGs.
+        return MappingProxyType(dict(value)) if isinstance(value, dict) and value else _NO_MAPPING
 
     retries = spec.get("retries")
     timeout = spec.get("timeout")

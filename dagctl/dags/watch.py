@@ -8,46 +8,64 @@ each time cost a quarter of a core, so what is read is decided from `stat` alone
 - each DAG folder: at every load (a file added, removed or renamed in it, which is also
   how most editors, git and rsync write a file, changes the folder's mtime);
 - the files of each DAG folder (mtime_ns, size, inode): at every load for up to
-  FILE_CHECK_FOLDERS folders, in turn, so a file rewritten in place is noticed within
-  one load in a tree of that size and within a few loads in a larger one;
-- and every FULL_CHECK_S, the contents themselves: each valid DAG's files are read and
-  hashed again and compared with its fingerprint, which catches an edit that kept the
-  size and the mtime (a restored timestamp, a coarse-grained file system).
+  FILE_CHECK_FOLDERS folders, in turn, so a file rewritten in place is noticed at the
+  next load in a tree of that size, and within tree size / FILE_CHECK_FOLDERS loads in
+  a larger one (10,000 DAGs: 20 loads, 100 s at the default reload interval);
+- and the contents themselves, CONTENT_CHECK_FOLDERS folders a load, in turn: each
+  valid DAG's files are read and hashed again and compared with its fingerprint,
+  which catches an edit that kept the size and the mtime (a restored timestamp, a
+  coarse-grained file system) within tree size / CONTENT_CHECK_FOLDERS loads, without
+  a pause of the loop to read the whole tree at once.
+
+Nothing here parses: a folder found changed is loaded again by tree.load_many.
 """
 
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from dagctl.dags.loader import LoadResult, content_fingerprint, load_root_config, problem_base
 from dagctl.dags.model import ROOT_CONFIG_FILE, Dag, DagTree, Problem, RootConfig
-from dagctl.dags.summary import FileStamp, Stat, folder_stamp, stamp_digest, stat_key
+from dagctl.dags.summary import Stat, folder_stamp, stamp_digest, stat_key
 from dagctl.dags.tree import assemble, dag_dirs_of, load_many, usable_dirs
 
-FILE_CHECK_FOLDERS = 1000
-FULL_CHECK_S = 300.0
+FILE_CHECK_FOLDERS = 500
+CONTENT_CHECK_FOLDERS = 50
+_UNREADABLE: Stat = (-1, -1, -1)
 
 
-def _files_changed(dag_dir: str, files: tuple[FileStamp, ...]) -> bool:
-    for name, mtime, size, inode in files:
+def _files_key(dag_dir: str, names: tuple[str, ...]) -> int:
+    """One number for the stats of these files: kept instead of the stats themselves,
+    which for 10,000 folders would hold 60,000 tuples."""
+    stats = []
+    for name in names:
         try:
-            if stat_key(os.path.join(dag_dir, name)) != (mtime, size, inode):
-                return True
+            stats.append(stat_key(os.path.join(dag_dir, name)))
         except OSError:
-            if mtime != -1:
-                return True
-    return False
+            stats.append(_UNREADABLE)
+    return hash(tuple(stats))
 
 
 @dataclass(slots=True)
 class _Seen:
     own: Stat
-    files: tuple[FileStamp, ...]
+    names: tuple[str, ...]  # the folder's entries, interned (the same few names everywhere)
+    files_key: int  # _files_key of them when loaded
+    stamp: str  # summary.stamp_digest when loaded
     result: LoadResult
+
+
+def _stamp(dag_dir: Path, config: Stat | None) -> tuple[Stat, tuple[str, ...], int, str]:
+    """_Seen's fields but the result."""
+    try:
+        own, files = folder_stamp(dag_dir)
+    except OSError:
+        return _UNREADABLE, (), 0, ""  # loaded again next time
+    names = tuple(sys.intern(f[0]) for f in files)
+    return own, names, hash(tuple(f[1:] for f in files)), stamp_digest(config, own, files)
 
 
 class DagCache:
@@ -55,18 +73,9 @@ class DagCache:
     `changed` tells whether the last load() found anything new; when it did not,
     load() returns the very same DagTree object."""
 
-    def __init__(
-        self,
-        root: Path | str,
-        *,
-        full_check_s: float = FULL_CHECK_S,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+    def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
         self.changed = True
-        self._full_check_s = full_check_s
-        self._clock = clock
-        self._next_full = clock() + full_check_s
         self._seen: dict[Path, _Seen] = {}
         self._root_stamp: Stat | None = None
         self._dirs: list[Path] = []
@@ -75,29 +84,23 @@ class DagCache:
         self._config = RootConfig()
         self._config_problems: list[Problem] = []
         self._folder_problems: list[Problem] = []
-        self._cursor = 0
+        self._file_cursor = 0
+        self._content_cursor = 0
         self._tree: DagTree | None = None
 
     def load(self) -> DagTree:
         base = problem_base(self.root)
-        full = self._clock() >= self._next_full
-        if full:
-            self._next_full = self._clock() + self._full_check_s
         listing_changed = self._list_folders(base)
         config_changed = self._load_config(base)
         if config_changed:
             self._seen.clear()
-        stale = self._stale_folders(full)
+        stale = self._stale_folders()
         if stale:
-            stamps = {}
-            for dag_dir in stale:
-                try:
-                    stamps[dag_dir] = folder_stamp(dag_dir)
-                except OSError:
-                    stamps[dag_dir] = ((-1, -1, -1), ())  # loaded again next time
-            for dag_dir, result in zip(stale, load_many(stale, self._config, base), strict=True):
-                own, files = stamps[dag_dir]
-                self._seen[dag_dir] = _Seen(own, files, result)
+            # Stamped before reading: a change made while loading shows at the next load.
+            stamps = [_stamp(d, self._config_stamp) for d in stale]
+            loaded = load_many(stale, self._config, base)
+            for dag_dir, stamp, result in zip(stale, stamps, loaded, strict=True):
+                self._seen[dag_dir] = _Seen(*stamp, result)
         present = set(self._dirs)
         gone = [d for d in self._seen if d not in present]
         for dag_dir in gone:
@@ -112,9 +115,7 @@ class DagCache:
 
     def stamps(self) -> dict[str, str]:
         """Each loaded DAG's stamp (summary.stamp_digest) as of its last load."""
-        return {
-            d.name: stamp_digest(self._config_stamp, seen.own, seen.files) for d, seen in self._seen.items()
-        }
+        return {d.name: seen.stamp for d, seen in self._seen.items()}
 
     def _list_folders(self, base: Path) -> bool:
         """Re-list the DAGs folder when its own stat changed; True when it was."""
@@ -142,16 +143,26 @@ class DagCache:
         self._config, self._config_problems = load_root_config(self._config_root, base)
         return True
 
-    def _stale_folders(self, full: bool) -> list[Path]:
+    def _stale_folders(self) -> list[Path]:
         count = len(self._dirs)
-        checked = min(count, FILE_CHECK_FOLDERS)
-        start = self._cursor % count if count else 0
-        self._cursor = start + checked
+        files_from, files_count = self._turn("_file_cursor", FILE_CHECK_FOLDERS)
+        content_from, content_count = self._turn("_content_cursor", CONTENT_CHECK_FOLDERS)
         return [
             dag_dir
             for index, dag_dir in enumerate(self._dirs)
-            if self._is_stale(dag_dir, files=full or (index - start) % count < checked, content=full)
+            if self._is_stale(
+                dag_dir,
+                files=(index - files_from) % count < files_count,
+                content=(index - content_from) % count < content_count,
+            )
         ]
+
+    def _turn(self, cursor: str, size: int) -> tuple[int, int]:
+        """Where this load's turn of a rotating check starts, and how many it covers."""
+        count = len(self._dirs)
+        start = getattr(self, cursor) % count if count else 0
+        setattr(self, cursor, start + min(count, size))
+        return start, min(count, size)
 
     def _is_stale(self, dag_dir: Path, *, files: bool, content: bool) -> bool:
         seen = self._seen.get(dag_dir)
@@ -163,7 +174,7 @@ class DagCache:
                 return True
         except OSError:
             return True
-        if files and _files_changed(path, seen.files):
+        if files and _files_key(path, seen.names) != seen.files_key:
             return True
         return content and not self._same_content(dag_dir, seen.result)
 
