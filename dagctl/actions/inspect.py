@@ -46,7 +46,8 @@ def validate_tree(path: Path, manager: str | None, state_db_url: str | None = No
     import os
 
     from dagctl.dags.checks import check_parameters_provided, check_sql_targets
-    from dagctl.dags.loader import load_tree, problem_base
+    from dagctl.dags.loader import problem_base
+    from dagctl.dags.tree import load_tree
 
     tree = load_tree(path)
     base = problem_base(tree.root)
@@ -106,7 +107,7 @@ def _secret_names(path: Path) -> frozenset[str] | None:
 def list_dags(settings: Settings) -> list[dict[str, Any]]:
     """Every DAG folder, valid or broken, with its schedule, next slot, paused flag and
     newest run."""
-    from dagctl.dags.loader import load_tree
+    from dagctl.dags.tree import load_tree
 
     check_dags_folder(settings)
     tree = load_tree(settings.dags)

@@ -29,7 +29,6 @@ from dagctl.dags.model import (
     BrokenDag,
     Connection,
     Dag,
-    DagTree,
     ParamSpec,
     Problem,
     RootConfig,
@@ -449,13 +448,6 @@ def load_one(root: Path | str, name: str) -> tuple[Dag | BrokenDag | None, RootC
     if isinstance(result, Dag) and any(p.severity == "error" for p in problems):
         return BrokenDag(name, dag_dir, tuple(problems)), config
     return result, config
-
-
-def load_tree(root: Path | str) -> DagTree:
-    """Every DAG under `root` (or `root` itself when it is one DAG folder); see tree.py."""
-    from dagctl.dags.tree import load_tree as load_whole_tree
-
-    return load_whole_tree(root)
 
 
 def problem_base(root: Path) -> Path:
