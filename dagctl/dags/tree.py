@@ -25,7 +25,6 @@ from dagctl.dags import checks
 from dagctl.dags.loader import LoadResult, load_dag, load_root_config, problem_base
 from dagctl.dags.model import (
     ROOT_CONFIG_FILE,
-    WORKFLOW_FILE,
     BrokenDag,
     Connection,
     Dag,
@@ -38,9 +37,8 @@ from dagctl.dags.model import (
     RootConfig,
     Task,
 )
-from dagctl.dags.names import may_be_dag
 from dagctl.dags.sources import Collector, is_utf8, printable
-from dagctl.errors import UsageError
+from dagctl.dags.summary import dag_dirs_of
 
 # Below this many folders to load, one process does it: starting workers (~0.1 s each,
 # importing the loader) and sending the results back would cost more than it saves.
@@ -76,31 +74,6 @@ copyreg.pickle(MappingProxyType, _reduce_mapping_proxy)
 copyreg.pickle(PosixPath, _reduce_path)
 for _model_class in (Dag, Task, ParamSpec, Problem, BrokenDag, Connection, NotifyRule, Pool, Retention):
     _pickle_fields(_model_class)
-
-
-def dag_dirs_of(root: Path) -> tuple[list[Path], Path]:
-    """The DAG folders under `root` (or `root` itself when it is one DAG folder), and the
-    folder whose dagctl.yaml applies to them."""
-    if (root / WORKFLOW_FILE).exists():
-        return [root], root.parent
-    dag_dirs = []
-    try:
-        listing = os.scandir(root)
-    except OSError as exc:
-        raise UsageError(
-            f"cannot read the DAGs folder {str(root)!r}: {exc.strerror or exc}",
-            "pass --dags PATH or set DAGCTL_DAGS",
-        ) from None
-    with listing as entries:
-        for entry in sorted(entries, key=lambda e: e.name):
-            if not may_be_dag(entry.name):
-                continue
-            try:
-                if entry.is_dir():
-                    dag_dirs.append(Path(entry.path))
-            except OSError:
-                continue
-    return dag_dirs, root
 
 
 def usable_dirs(dag_dirs: Sequence[Path], base: Path, problems: list[Problem]) -> list[Path]:

@@ -29,8 +29,8 @@ from pathlib import Path
 
 from dagctl.dags.loader import LoadResult, content_fingerprint, load_root_config, problem_base
 from dagctl.dags.model import ROOT_CONFIG_FILE, Dag, DagTree, Problem, RootConfig
-from dagctl.dags.summary import Stat, folder_stamp, stamp_digest, stat_key
-from dagctl.dags.tree import assemble, dag_dirs_of, load_many, usable_dirs
+from dagctl.dags.summary import Stat, dag_dirs_of, folder_stamp, stamp_digest, stat_key
+from dagctl.dags.tree import assemble, load_many, usable_dirs
 
 FILE_CHECK_FOLDERS = 500
 CONTENT_CHECK_FOLDERS = 50

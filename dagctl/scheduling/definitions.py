@@ -16,13 +16,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from dagctl.dags.cron import utcnow
 from dagctl.dags.model import Dag, DagTree, Retention
-from dagctl.dags.summary import summary_json
 from dagctl.dags.watch import DagCache
 from dagctl.errors import DagctlError
 from dagctl.notify.delivery import AlertDelivery
 from dagctl.scheduling import planner
+from dagctl.scheduling.listing import ListingSummaries
 from dagctl.scheduling.options import SchedulerOptions
 from dagctl.scheduling.pooling import PoolSync
 from dagctl.store import Store
@@ -59,7 +58,7 @@ class Definitions:
         self._mark: tuple[Any, ...] | None = None  # store.dag_mark() before that sync
         self._next_full_sync = 0.0
         self._any_missing = False
-        self._summaries: dict[str, tuple[str, str]] = {}  # name -> (stamp, summary) written
+        self._listing = ListingSummaries(store)
 
     def sync(self, now: datetime) -> bool:
         """Reload when the reload interval has passed; True when definitions were synced
@@ -81,11 +80,13 @@ class Definitions:
         if tree is self._synced and mark == self._mark and clock < self._next_full_sync:
             if self._any_missing:
                 self._fail_orphaned(now)
+            if self._listing.due(now):
+                self._listing.write(tree, self._cache.stamps(), now)
             return False
         self._mark = mark
         self._next_full_sync = clock + FULL_SYNC_S
         if tree is not self._synced:
-            self._take_tree(tree)
+            self._take_tree(tree, now)
         states = self.store.sync_dags({name: d.fingerprint for name, d in self.dags.items()}, now)
         if self._recorded != self.dags.keys():
             # `why` and `trigger` tell a DAG that no live scheduler has loaded.
@@ -102,7 +103,7 @@ class Definitions:
                 self.next_due[name] = due
         return True
 
-    def _take_tree(self, tree: DagTree) -> None:
+    def _take_tree(self, tree: DagTree, now: datetime) -> None:
         """What follows from a tree that changed: its DAGs, alert channels, pools, and
         the summaries `list` reads."""
         self._synced = tree
@@ -114,24 +115,7 @@ class Definitions:
         self.watched = {
             pair for dag in self.dags.values() for t in dag.tasks.values() for pair in t.external_inputs
         }
-        self._write_summaries(tree)
-
-    def _write_summaries(self, tree: DagTree) -> None:
-        stamps = self._cache.stamps()
-        rows = {
-            name: (stamps[name], summary_json(name, tree))
-            for name in (*tree.dags, *tree.broken)
-            if name in stamps
-        }
-        changed = {name: row for name, row in rows.items() if self._summaries.get(name) != row}
-        removed = [name for name in self._summaries if name not in rows]
-        if changed or removed:
-            try:
-                self.store.record_summaries(changed, removed, utcnow())
-            except DagctlError as exc:  # `list` parses the files instead: not worth a failed sync
-                log.warning("cannot store the DAG summaries `list` reads: %s", exc)
-                return
-        self._summaries = rows
+        self._listing.write(tree, self._cache.stamps(), now)
 
     def _note_broken(self, broken: dict[str, str]) -> None:
         for name, reason in broken.items():
