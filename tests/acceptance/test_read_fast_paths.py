@@ -62,3 +62,27 @@ def test_list_reads_stored_summaries_until_a_folder_changes(env: Env, tmp_path: 
     env.run("schedule", "--once", fake_now=NOW)
     assert _stored(env) in (4, None)
     assert env.json("list", fake_now=NOW) == before_sync
+
+
+def test_status_read_with_the_driver_alone_is_what_the_full_path_reads(env: Env) -> None:
+    env.dag(
+        "pair",
+        "description: two tasks, one failing once\nretries: 1\nretry_delay: 0s\n",
+        first__sh="#!/bin/bash\necho hello\n",
+        second__sh=(
+            "#!/bin/bash\n# inputs: [first.sh]\n"
+            '[ "$DAGCTL_ATTEMPT" -gt 1 ] || { echo "try again" >&2; exit 3; }\n'
+        ),
+    )
+    env.run("trigger", "pair", fake_now=NOW)
+    env.run("trigger", "pair", fake_now=NOW)
+    env.schedule("--until-idle", fake_now=NOW)
+    fast = env.status()
+    assert [len(run["tasks"]) for run in fast] == [2, 2]
+    # A query in the URL is one the driver-only path leaves to SQLAlchemy.
+    option = "?connect_timeout=10" if env.db_url.startswith("postgres") else "?timeout=30"
+    full = json.loads(
+        env.run("status", "-o", "json", "--limit", "50", DATABASE_URL=env.db_url + option).stdout
+    )
+    assert fast == full
+    assert env.run("status").stdout == env.run("status", DATABASE_URL=env.db_url + option).stdout
