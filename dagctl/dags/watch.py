@@ -1,21 +1,19 @@
 """Keeping a loaded DAGs folder up to date without reading what did not change.
 
 A scheduler reloads its definitions every few seconds. Reading 10,000 DAG folders
-each time cost a quarter of a core, so what is read is decided from `stat` alone:
+each time cost a quarter of a core, so what is read is decided from `stat` alone, and
+at most a fixed number of folders is looked at per load, in turn:
 
-- the DAGs folder and dagctl.yaml: at every load (a DAG added, removed or renamed
-  changes the folder; a changed dagctl.yaml reloads every DAG);
-- each DAG folder: at every load (a file added, removed or renamed in it, which is also
-  how most editors, git and rsync write a file, changes the folder's mtime);
-- the files of each DAG folder (mtime_ns, size, inode): at every load for up to
-  FILE_CHECK_FOLDERS folders, in turn, so a file rewritten in place is noticed at the
-  next load in a tree of that size, and within tree size / FILE_CHECK_FOLDERS loads in
-  a larger one (10,000 DAGs: 20 loads, 100 s at the default reload interval);
-- and the contents themselves, CONTENT_CHECK_FOLDERS folders a load, in turn: each
-  valid DAG's files are read and hashed again and compared with its fingerprint,
-  which catches an edit that kept the size and the mtime (a restored timestamp, a
-  coarse-grained file system) within tree size / CONTENT_CHECK_FOLDERS loads, without
-  a pause of the loop to read the whole tree at once.
+- the DAGs folder and dagctl.yaml: at every load (a DAG folder added, removed or
+  renamed changes the DAGs folder's mtime; a changed dagctl.yaml reloads every DAG);
+- each DAG folder and each of its files (mtime_ns, size, inode): FOLDERS_PER_LOAD
+  folders a load, in turn. A tree up to that size is checked whole at every load; a
+  larger one within tree size / FOLDERS_PER_LOAD loads (10,000 DAGs: 10 loads, 50 s
+  at the default reload interval), so the cost of a load does not grow with the tree;
+- the contents themselves, CONTENT_CHECK_FOLDERS folders a load, in turn: each valid
+  DAG's files are read and hashed again and compared with its fingerprint, which
+  catches an edit that kept the size and the mtime (a restored timestamp, a coarse-
+  grained file system), without a pause of the loop to read the whole tree at once.
 
 Nothing here parses: a folder found changed is loaded again by tree.load_many.
 """
@@ -32,7 +30,7 @@ from dagctl.dags.model import ROOT_CONFIG_FILE, Dag, DagTree, Problem, RootConfi
 from dagctl.dags.summary import Stat, dag_dirs_of, folder_stamp, stamp_digest, stat_key
 from dagctl.dags.tree import assemble, load_many, usable_dirs
 
-FILE_CHECK_FOLDERS = 500
+FOLDERS_PER_LOAD = 1000
 CONTENT_CHECK_FOLDERS = 50
 _UNREADABLE: Stat = (-1, -1, -1)
 
@@ -145,14 +143,14 @@ class DagCache:
 
     def _stale_folders(self) -> list[Path]:
         count = len(self._dirs)
-        files_from, files_count = self._turn("_file_cursor", FILE_CHECK_FOLDERS)
+        stat_from, stat_count = self._turn("_file_cursor", FOLDERS_PER_LOAD)
         content_from, content_count = self._turn("_content_cursor", CONTENT_CHECK_FOLDERS)
         return [
             dag_dir
             for index, dag_dir in enumerate(self._dirs)
             if self._is_stale(
                 dag_dir,
-                files=(index - files_from) % count < files_count,
+                stat=(index - stat_from) % count < stat_count,
                 content=(index - content_from) % count < content_count,
             )
         ]
@@ -164,17 +162,19 @@ class DagCache:
         setattr(self, cursor, start + min(count, size))
         return start, min(count, size)
 
-    def _is_stale(self, dag_dir: Path, *, files: bool, content: bool) -> bool:
+    def _is_stale(self, dag_dir: Path, *, stat: bool, content: bool) -> bool:
         seen = self._seen.get(dag_dir)
         if seen is None:
             return True
+        if not (stat or content):
+            return False
         path = str(dag_dir)
         try:
             if stat_key(path) != seen.own:
                 return True
         except OSError:
             return True
-        if files and _files_key(path, seen.names) != seen.files_key:
+        if stat and _files_key(path, seen.names) != seen.files_key:
             return True
         return content and not self._same_content(dag_dir, seen.result)
 

@@ -68,7 +68,7 @@ def test_an_unchanged_folder_gives_the_same_tree_and_each_kind_of_change_is_seen
 def test_in_a_large_tree_files_and_contents_are_checked_in_turn(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(watch, "FILE_CHECK_FOLDERS", 2)
+    monkeypatch.setattr(watch, "FOLDERS_PER_LOAD", 2)
     monkeypatch.setattr(watch, "CONTENT_CHECK_FOLDERS", 1)
     root = tmp_path / "dags"
     folders = [_dag(root, f"dag{i}") for i in range(6)]
