@@ -10,7 +10,9 @@ statements, scheduler RSS), W4 throughput (1 and 4 schedulers), W5 start-up (--h
 trigger), W6 cron at scale, W7 backfill of 1,000 slots, W8 prune of 100,000
 attempts, W9 `dagctl serve` pages and API with 1,000 DAGs and 100,000 attempts, W10
 alerts (failure -> webhook latency, loop time with 1,000 pending events), W11
-fan-out (for_each over 100 and 1,000 items, two schedulers).
+fan-out (for_each over 100 and 1,000 items, two schedulers), W12 10,000 DAGs (validate,
+first sync, idle scheduler CPU and RSS), W13 the terminal commands with 1,000 DAGs
+(list, status, trigger, trigger --wait).
 PostgreSQL is started by the harness (tests/pgserver.py), or taken from
 DAGCTL_TEST_PG_URL.
 """
@@ -39,7 +41,7 @@ Workload = Callable[[common.Config, str], list[common.Figure]]
 
 def _workloads() -> dict[str, tuple[str, Workload, bool]]:
     """name -> (title, function(cfg, backend), runs per backend)."""
-    from bench import alerts, cron, fanout, history, scale, startup, throughput, web
+    from bench import alerts, cli, cron, fanout, history, manydags, scale, startup, throughput, web
 
     return {
         "W1": ("chain20", runs.chain20, True),
@@ -53,6 +55,8 @@ def _workloads() -> dict[str, tuple[str, Workload, bool]]:
         "W9": ("web pages and API, 1,000 DAGs / 100,000 attempts", web.web, True),
         "W10": ("alerts: latency, loop with 1,000 pending", alerts.alerts, True),
         "W11": ("fan-out: for_each over 100 and 1,000 items", fanout.fanout, True),
+        "W12": ("10,000 DAGs: validate, first sync, idle CPU and memory", manydags.many_dags, True),
+        "W13": ("list, status, trigger, trigger --wait with 1,000 DAGs", cli.cli, True),
     }
 
 

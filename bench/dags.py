@@ -78,7 +78,7 @@ def cron_no_op(root: Path, count: int, minute: int, hour: int) -> None:
 
 WORKFLOW = """\
 description: Generated DAG {i} for the validate benchmark.
-schedule: "{minute} {hour} * * *"
+schedule: "{minute} {hour} {day} * *"
 timezone: {tz}
 catchup: latest
 retries: 2
@@ -150,13 +150,16 @@ inputs: [publish.yaml]
 """
 
 
-def thousand(root: Path, count: int) -> None:
-    """`count` DAGs x 5 tasks (6 files each), as described above."""
+def thousand(root: Path, count: int, day: str = "*") -> None:
+    """`count` DAGs x 5 tasks (6 files each), as described above; `day` is the day of
+    the month field of their schedules (W12 uses "1": nothing falls due for weeks)."""
     for i in range(count):
         dag = root / f"dag_{i:04d}"
         dag.mkdir(parents=True)
         (dag / "workflow.yaml").write_text(
-            WORKFLOW.format(i=i, minute=i % 60, hour=(i // 60) % 24, tz=TIMEZONES[i % 4], group=i % 7)
+            WORKFLOW.format(
+                i=i, minute=i % 60, hour=(i // 60) % 24, day=day, tz=TIMEZONES[i % 4], group=i % 7
+            )
         )
         external = f"dag_{i - 1:04d}:done.yaml" if i % 10 == 9 else ""
         (dag / "extract.sh").write_text(EXTRACT_SH.format(external=external))

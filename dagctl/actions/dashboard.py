@@ -58,7 +58,7 @@ class TreeCache:
     def get(self) -> DagTree:
         with self._lock:
             if self._tree is None or time.monotonic() - self._loaded_at > self.max_age_s:
-                from dagctl.dags.loader import load_tree
+                from dagctl.dags.tree import load_tree
 
                 check_dags_folder(self.settings)
                 self._tree = load_tree(self.settings.dags)

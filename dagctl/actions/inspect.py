@@ -46,7 +46,8 @@ def validate_tree(path: Path, manager: str | None, state_db_url: str | None = No
     import os
 
     from dagctl.dags.checks import check_parameters_provided, check_sql_targets
-    from dagctl.dags.loader import load_tree, problem_base
+    from dagctl.dags.loader import problem_base
+    from dagctl.dags.tree import load_tree
 
     tree = load_tree(path)
     base = problem_base(tree.root)
@@ -61,12 +62,18 @@ def validate_tree(path: Path, manager: str | None, state_db_url: str | None = No
 
 def status(settings: Settings, dag_name: str | None, run_id: int | None, limit: int) -> list[dict[str, Any]]:
     """Recent runs, newest first, each with its task attempts (JSON-ready)."""
-    store = open_store(settings, migrate=False)
-    try:
-        runs = store.runs(dag_name=dag_name, run_id=run_id, limit=limit)
-        attempts = store.task_runs([r["id"] for r in runs])
-    finally:
-        store.close()
+    from dagctl.store.fast_reads import read_runs
+
+    read = read_runs(settings.db_url, dag_name, run_id, limit)  # no SQLAlchemy: 0.3 s less
+    if read is not None:
+        runs, attempts = read
+    else:
+        store = open_store(settings, migrate=False)
+        try:
+            runs = store.runs(dag_name=dag_name, run_id=run_id, limit=limit)
+            attempts = store.task_runs([r["id"] for r in runs])
+        finally:
+            store.close()
     if run_id is not None and not runs:
         raise UsageError(f"no run {run_id}", "run dagctl status to see recent runs")
     # A DAG whose folder is gone still shows its recorded runs; a name that is neither
@@ -130,15 +137,52 @@ def _secret_names(path: Path) -> frozenset[str] | None:
 
 def list_dags(settings: Settings) -> list[dict[str, Any]]:
     """Every DAG folder, valid or broken, with its schedule, next slot, paused flag and
-    newest run."""
-    from dagctl.dags.loader import load_tree
-
+    newest run. From the summaries the schedulers stored when every folder is still as
+    they read it (by its stat stamp), else by parsing the whole tree."""
     check_dags_folder(settings)
-    tree = load_tree(settings.dags)
     at = now()
+    stored = _stored_listing(settings)
+    if stored is not None:
+        described, states = stored
+        return [row_of(name, described[name], states.get(name), at) for name in sorted(described)]
+    from dagctl.dags.summary import summary_of
+    from dagctl.dags.tree import load_tree
+
+    tree = load_tree(settings.dags)
     with store_session(settings) as store:
         summaries = store.dag_summaries()
-    return [dag_row(name, tree, summaries.get(name), at) for name in sorted({*tree.dags, *tree.broken})]
+    return [
+        row_of(name, summary_of(name, tree), summaries.get(name), at)
+        for name in sorted({*tree.dags, *tree.broken})
+    ]
+
+
+def _stored_listing(
+    settings: Settings,
+) -> tuple[dict[str, Mapping[str, Any]], dict[str, dict[str, Any]]] | None:
+    """The stored summaries of every DAG folder and the DAG rows' state, or None when
+    any folder is not exactly as a scheduler last read it (or nothing was stored)."""
+    from dagctl.dags.summary import config_stat, dag_dirs_of, folder_stamp, stamp_digest
+    from dagctl.store.fast_reads import read_listing
+
+    listing = read_listing(settings.db_url)
+    if listing is None or not listing.summaries:
+        return None
+    dag_dirs, config_root = dag_dirs_of(settings.dags)
+    config = config_stat(config_root)
+    described: dict[str, Mapping[str, Any]] = {}
+    for dag_dir in dag_dirs:
+        stored = listing.summaries.get(dag_dir.name)
+        if stored is None:
+            return None
+        try:
+            own, files = folder_stamp(dag_dir)
+        except OSError:
+            return None
+        if stamp_digest(config, own, files) != stored[0]:
+            return None
+        described[dag_dir.name] = stored[1]
+    return described, listing.states
 
 
 def dag_row(
@@ -150,24 +194,42 @@ def dag_row(
 ) -> dict[str, Any]:
     """One DAG as `list -o json` shows it (the dashboard's DAGs page too, which passes a
     cached `next_slot_after`)."""
+    from dagctl.dags.summary import summary_of
+
+    return row_of(name, summary_of(name, tree), summary, at, next_slot_after)
+
+
+def row_of(
+    name: str,
+    described: Mapping[str, Any],
+    summary: Mapping[str, Any] | None,
+    at: datetime,
+    next_slot_after: Callable[[str, str, datetime], datetime | None] = cron.next_slot_after,
+) -> dict[str, Any]:
+    """One DAG as `list -o json` shows it, from what its files say (summary.summary_of,
+    loaded or stored) and its `dag` row's state (paused, newest run)."""
+    from dagctl.dags.summary import stored_next_slot
+
     summary = summary or {"paused": False, "last_run": None}
-    dag = tree.dags.get(name)
-    broken = tree.broken.get(name)
-    next_slot = next_slot_after(dag.schedule, dag.timezone, at) if dag and dag.schedule else None
-    local = cron.to_local(next_slot, cron.zone(dag.timezone)) if dag and next_slot else None
+    broken = described["reason"] is not None
+    schedule, timezone = described["schedule"], described["timezone"]
+    known, next_slot = stored_next_slot(described, at)
+    if not known:
+        next_slot = next_slot_after(schedule, timezone, at) if schedule else None
+    local = cron.to_local(next_slot, cron.zone(timezone)) if next_slot else None
     last = summary["last_run"]
     return {
         "dag": name,
-        "description": dag.description if dag else None,
-        "broken": broken is not None,
-        "reason": broken.reason if broken else None,
-        "schedule": dag.schedule if dag else None,
-        "timezone": dag.timezone if dag else None,
+        "description": described["description"],
+        "broken": broken,
+        "reason": described["reason"],
+        "schedule": schedule,
+        "timezone": timezone,
         "paused": summary["paused"],
         "next_run": iso(next_slot),
         "next_run_local": local.isoformat() if local else None,
         "next_run_tz": local.tzname() if local else None,
-        "tasks": len(dag.tasks) if dag else None,
+        "tasks": described["tasks"],
         "last_run": (
             {
                 "id": last["id"],

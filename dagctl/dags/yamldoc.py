@@ -7,6 +7,7 @@ failing document only: valid files pay nothing for error reporting.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -112,6 +113,7 @@ def load(text: str, line_offset: int = 0) -> YamlDoc:
 # recursive aliases, ...) is handed to PyYAML's safe loader unchanged.
 
 _STR = "tag:yaml.org,2002:str"
+_INTERN_UP_TO = 64
 _SEQ = "tag:yaml.org,2002:seq"
 _MAP = "tag:yaml.org,2002:map"
 _SAFE = yaml.constructor.SafeConstructor()
@@ -150,7 +152,10 @@ def _construct(root: yaml.Node | None, line_offset: int) -> Any:
         kind = type(node)
         if kind is yaml.ScalarNode:  # immutable: aliases need not share them
             if node.tag == _STR:
-                return node.value, 1
+                # Keys, task names, durations: the same few strings in every file of a
+                # tree, kept by a scheduler for as long as it runs; one copy of each.
+                value = node.value
+                return (sys.intern(value) if len(value) <= _INTERN_UP_TO else value), 1
             make = _SCALARS.get(node.tag)
             if make is None:
                 raise _Fallback

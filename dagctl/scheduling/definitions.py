@@ -14,18 +14,24 @@ import time
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from dagctl.dags.loader import DagCache
-from dagctl.dags.model import Dag, Retention
+from dagctl.dags.model import Dag, DagTree, Retention
+from dagctl.dags.watch import DagCache
 from dagctl.errors import DagctlError
 from dagctl.notify.delivery import AlertDelivery
 from dagctl.scheduling import planner
+from dagctl.scheduling.listing import ListingSummaries
 from dagctl.scheduling.options import SchedulerOptions
 from dagctl.scheduling.pooling import PoolSync
 from dagctl.store import Store
 from dagctl.store.records import DagState
 
 log = logging.getLogger("dagctl.scheduling.scheduler")
+
+# However unchanged the folder and the `dag` table look, the DAG rows are read and the
+# due times worked out again this often (what another scheduler marked missing, say).
+FULL_SYNC_S = 60.0
 
 
 class Definitions:
@@ -48,10 +54,17 @@ class Definitions:
         self._broken: dict[str, str] = {}
         self._load_problem: str | None = None
         self._recorded: frozenset[str] | None = None  # the DAG names last written for `why`
+        self._synced: DagTree | None = None  # the tree last synced to the database
+        self._mark: tuple[Any, ...] | None = None  # store.dag_mark() before that sync
+        self._next_full_sync = 0.0
+        self._any_missing = False
+        self._not_loaded: frozenset[str] = frozenset()  # DAGs of the database not loaded here
+        self._listing = ListingSummaries(store)
 
     def sync(self, now: datetime) -> bool:
         """Reload when the reload interval has passed; True when definitions were synced
-        (their DAGs' runs may need advancing)."""
+        (their DAGs' runs may need advancing). An unchanged tree costs a few `stat`s and
+        one aggregate query (dag_mark), whatever the number of DAGs."""
         clock = time.monotonic()
         if clock < self._next_reload:
             return False
@@ -64,10 +77,17 @@ class Definitions:
             self._load_problem = str(exc)
             return False
         self._load_problem = None
-        self.retention = tree.config.retention
-        self.dags = dict(tree.dags)
-        self._alerts.sync(tree.config.channels, self.dags, tree.config.notify)
-        self._note_broken({name: b.reason for name, b in tree.broken.items()})
+        mark = self.store.dag_mark()
+        if tree is self._synced and mark == self._mark and clock < self._next_full_sync:
+            if self._any_missing:
+                self._fail_orphaned(now)
+            if self._listing.due(now):
+                self._listing.write(tree, self._cache.stamps(), now)
+            return False
+        self._mark = mark
+        self._next_full_sync = clock + FULL_SYNC_S
+        if tree is not self._synced:
+            self._take_tree(tree, now)
         states = self.store.sync_dags({name: d.fingerprint for name, d in self.dags.items()}, now)
         gone = frozenset(n for n, s in states.items() if s.missing_since is not None and n not in self.dags)
         self._pools.sync(tree.config, self.dags, gone)
@@ -76,9 +96,6 @@ class Definitions:
             self.store.record_loaded_dags(self.owner, list(self.dags))
             self._recorded = frozenset(self.dags)
         self._track_missing(states, now)
-        self.watched = {
-            pair for dag in self.dags.values() for t in dag.tasks.values() for pair in t.external_inputs
-        }
         self.next_due = {}
         for name, dag in self.dags.items():
             state = states.get(name)
@@ -88,6 +105,19 @@ class Definitions:
             if due is not None:
                 self.next_due[name] = due
         return True
+
+    def _take_tree(self, tree: DagTree, now: datetime) -> None:
+        """What follows from a tree that changed: its DAGs, alert channels, pools, and
+        the summaries `list` reads."""
+        self._synced = tree
+        self.retention = tree.config.retention
+        self.dags = dict(tree.dags)
+        self._alerts.sync(tree.config.channels, self.dags, tree.config.notify)
+        self._note_broken({name: b.reason for name, b in tree.broken.items()})
+        self.watched = {
+            pair for dag in self.dags.values() for t in dag.tasks.values() for pair in t.external_inputs
+        }
+        self._listing.write(tree, self._cache.stamps(), now)
 
     def _note_broken(self, broken: dict[str, str]) -> None:
         for name, reason in broken.items():
@@ -103,9 +133,13 @@ class Definitions:
         marked, back, missing = planner.missing_dags(states, self.dags.keys(), self._broken)
         if marked or back:
             self.store.mark_missing_dags(marked, back, now)
-        if not missing:
-            return
-        rules = self._alerts.rules_when_gone(states.keys() - self.dags.keys())
+        self._any_missing = missing
+        self._not_loaded = frozenset(states.keys() - self.dags.keys())
+        if missing:
+            self._fail_orphaned(now)
+
+    def _fail_orphaned(self, now: datetime) -> None:
+        rules = self._alerts.rules_when_gone(self._not_loaded)
         for run_id, dag_name, reason in self.store.fail_orphaned_runs(self.options.orphan_grace, now, rules):
             log.warning("run %d of %s failed: %s", run_id, dag_name, reason)
 

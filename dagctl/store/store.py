@@ -39,6 +39,7 @@ from dagctl.store.prune import PruneOperations
 from dagctl.store.queues import QueueOperations
 from dagctl.store.reads import ReadOperations
 from dagctl.store.runs import RunOperations
+from dagctl.store.summaries import SummaryOperations
 from dagctl.store.tables import scheduler, scheduler_dag
 from dagctl.store.wakeup import DataVersionWatch, WakeupOperations
 
@@ -63,6 +64,7 @@ class Store(
     InstallationOperations,
     ChildOperations,
     FanoutOperations,
+    SummaryOperations,
 ):
     """Every operation dagctl performs on its state, one mixin per concern: runs.py
     (DAG rows, creating and advancing runs), attempts.py (claims, ends, leases, logs),

@@ -202,6 +202,19 @@ scheduler_dag = Table(
     Index(None, "dag_name"),
 )
 
+# What `list` shows of each DAG folder a scheduler loaded (valid or broken), as JSON,
+# with the stat fingerprint of the folder (and dagctl.yaml) it was read from: `list`
+# uses a row only while the folder's fingerprint still matches, instead of parsing
+# every file; a scheduler rewrites the rows of the DAGs that changed at each sync.
+dag_summary = Table(
+    "dag_summary",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("stamp", String(64), nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+
 # The alert outbox (dagctl/notify/): one row per event, written in the transaction of
 # the state change that causes it, so no event is lost or doubled when a scheduler dies
 # between the two. Any scheduler delivers it: it takes a due row by moving

@@ -19,7 +19,7 @@ from typing import Any
 
 import psycopg2
 
-from dagctl.dags.loader import load_tree
+from dagctl.dags.tree import load_tree
 
 
 def query(db_url: str, sql: str, args: Any = None) -> list[tuple[Any, ...]]:

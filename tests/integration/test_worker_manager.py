@@ -224,8 +224,8 @@ def test_shutdown_waits_then_kills(tmp_path: Path) -> None:
 
 
 def test_the_example_etl_dag_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from dagctl.dags.loader import load_tree
     from dagctl.dags.params import resolve
+    from dagctl.dags.tree import load_tree
 
     shutil.copytree(REPO / "dags_example", tmp_path / "dags", ignore=shutil.ignore_patterns("*.db"))
     monkeypatch.setenv("TMPDIR", str(tmp_path))

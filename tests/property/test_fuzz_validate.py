@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dagctl.cli import cli
-from dagctl.dags.loader import load_tree
 from dagctl.dags.model import DagTree
+from dagctl.dags.tree import load_tree
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "dags_example"
 FILES = sorted(

@@ -251,7 +251,7 @@ def test_reading_pod_statuses() -> None:
 
 
 def test_validate_for_kubernetes_wants_an_image(tmp_path: Path) -> None:
-    from dagctl.dags.loader import load_tree
+    from dagctl.dags.tree import load_tree
 
     root = tmp_path / "dags"
     for name, header in (("none", ""), ("some", ""), ("all", "")):

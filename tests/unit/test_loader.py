@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from dagctl.dags.loader import load_tree
 from dagctl.dags.model import Dag, DagTree
 from dagctl.dags.sources import parse_duration
+from dagctl.dags.tree import load_tree
 
 
 def write(root: Path, files: dict[str, str]) -> Path:

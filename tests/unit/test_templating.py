@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from dagctl.dags import templating
-from dagctl.dags.loader import load_tree
 from dagctl.dags.model import Dag
+from dagctl.dags.tree import load_tree
 from dagctl.errors import ParamError, UsageError
 
 BERLIN_NIGHTLY = templating.dates_for_slot("30 2 * * *", "Europe/Berlin", datetime(2024, 10, 28, 1, 30))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from dagctl.dags.loader import load_tree
+from dagctl.dags.tree import load_tree
 
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = REPO / "tests" / "fixtures" / "broken"
