@@ -38,6 +38,7 @@ from sqlalchemy import (
 from dagctl.dags.cron import utcnow
 from dagctl.states import CLAIMABLE_TASK, TaskStatus, task_sources
 from dagctl.store.attempts import claimed_columns
+from dagctl.store.item_routing import with_item_rows
 from dagctl.store.pool_slots import build_candidates, build_take, claim_with_slots, sync_slot_rows
 from dagctl.store.priorities import claim_order, priority_of_task
 from dagctl.store.queues import served_by
@@ -121,6 +122,7 @@ class PoolOperations:
             }
             rows = connection.execute(select(task_pool)).all()
             current = {(r.dag_name, r.task_name): (r.pool, r.slots) for r in rows if r.dag_name in loaded}
+            want = with_item_rows(want, current)  # a for_each item's rows follow its task's
             stale = [key for key, value in current.items() if want.get(key) != value]
             if stale:
                 connection.execute(

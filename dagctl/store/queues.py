@@ -24,6 +24,7 @@ from sqlalchemy import bindparam, delete, func, select
 from dagctl.dags.cron import utcnow
 from dagctl.dags.model import DEFAULT_QUEUE
 from dagctl.states import CLAIMABLE_TASK, TaskStatus
+from dagctl.store.item_routing import with_item_rows
 from dagctl.store.records import QueueUsage
 from dagctl.store.tables import queue_pause, scheduler, scheduler_queue, task_queue, task_run
 
@@ -83,6 +84,7 @@ class QueueOperations:
         with self._tx() as connection:
             rows = connection.execute(select(task_queue)).all()
             current = {(r.dag_name, r.task_name): r.queue for r in rows if r.dag_name in loaded}
+            want = with_item_rows(want, current)  # a for_each item's rows follow its task's
             stale = [key for key, queue in current.items() if want.get(key) != queue]
             if stale:
                 connection.execute(
