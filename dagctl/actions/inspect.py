@@ -446,6 +446,8 @@ def why(settings: Settings, dag_name: str) -> dict[str, Any]:
         snapshot["live_knowing"] = store.presence(dag_name, stale_after_s()).live_knowing
         if dag is not None and any(dag.pool_for(t) for t in dag.tasks.values()):
             snapshot["pools"] = {usage.name: usage for usage in store.pool_usage()}
+        if dag is not None and dag.max_active_tasks is not None:
+            snapshot["dag_running_attempts"] = store.dag_running_attempts(dag_name)
         grace = config.tuning().orphan_grace_seconds
         reasons = diagnose.why(
             dag_name, dag, broken_reason, snapshot, at, store.external_status, next_slot, grace
