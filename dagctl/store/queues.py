@@ -114,6 +114,14 @@ class QueueOperations:
                 [{"scheduler_id": owner, "queue": name} for name in sorted(self._served_queues)],
             )
 
+    def unserved_queues(self, stale_after_s: float) -> dict[str, int]:
+        """{queue: queued attempts} of the queues no live scheduler serves, while any
+        scheduler is alive (else nothing: no queue is served, and `why` says so)."""
+        usage = self.queue_usage(stale_after_s)
+        if not any(q.served_by for q in usage):
+            return {}
+        return {q.name: q.waiting for q in usage if q.waiting and not q.served_by}
+
     def queue_usage(self, stale_after_s: float) -> list[QueueUsage]:
         """Every queue that has tasks routed to it, waiting or running attempts, or a live
         scheduler serving it (and `default`): its attempts and who serves it."""
