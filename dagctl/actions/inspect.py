@@ -135,15 +135,19 @@ def _secret_names(path: Path) -> frozenset[str] | None:
     return frozenset(str(k) for k, v in params.items() if isinstance(v, dict) and v.get("secret"))
 
 
-def list_dags(settings: Settings) -> list[dict[str, Any]]:
+def list_dags(settings: Settings, notices: list[str] | None = None) -> list[dict[str, Any]]:
     """Every DAG folder, valid or broken, with its schedule, next slot, paused flag and
     newest run. From the summaries the schedulers stored when every folder is still as
-    they read it (by its stat stamp), else by parsing the whole tree."""
+    they read it (by its stat stamp), else by parsing the whole tree. `notices`, when
+    given, gets a line for each work queue with waiting attempts that no live scheduler
+    serves."""
     check_dags_folder(settings)
     at = now()
-    stored = _stored_listing(settings)
+    stored = _stored_listing(settings, notices is not None)
     if stored is not None:
-        described, states = stored
+        described, states, unserved = stored
+        if notices is not None:
+            notices += unserved_notices(unserved)
         return [row_of(name, described[name], states.get(name), at) for name in sorted(described)]
     from dagctl.dags.summary import summary_of
     from dagctl.dags.tree import load_tree
@@ -151,21 +155,31 @@ def list_dags(settings: Settings) -> list[dict[str, Any]]:
     tree = load_tree(settings.dags)
     with store_session(settings) as store:
         summaries = store.dag_summaries()
+        if notices is not None:
+            notices += unserved_notices(store.unserved_queues(stale_after_s()))
     return [
         row_of(name, summary_of(name, tree), summaries.get(name), at)
         for name in sorted({*tree.dags, *tree.broken})
     ]
 
 
+def unserved_notices(unserved: Mapping[str, int]) -> list[str]:
+    return [
+        f"queue {name}: {count} waiting attempt{'s' if count != 1 else ''} and no live scheduler serves it"
+        f" (start one with dagctl schedule --queue {name})"
+        for name, count in sorted(unserved.items())
+    ]
+
+
 def _stored_listing(
-    settings: Settings,
-) -> tuple[dict[str, Mapping[str, Any]], dict[str, dict[str, Any]]] | None:
+    settings: Settings, with_queues: bool = False
+) -> tuple[dict[str, Mapping[str, Any]], dict[str, dict[str, Any]], dict[str, int]] | None:
     """The stored summaries of every DAG folder and the DAG rows' state, or None when
     any folder is not exactly as a scheduler last read it (or nothing was stored)."""
     from dagctl.dags.summary import config_stat, dag_dirs_of, folder_stamp, stamp_digest
     from dagctl.store.fast_reads import read_listing
 
-    listing = read_listing(settings.db_url)
+    listing = read_listing(settings.db_url, stale_after_s() if with_queues else None)
     if listing is None or not listing.summaries:
         return None
     dag_dirs, config_root = dag_dirs_of(settings.dags)
@@ -182,7 +196,7 @@ def _stored_listing(
         if stamp_digest(config, own, files) != stored[0]:
             return None
         described[dag_dir.name] = stored[1]
-    return described, listing.states
+    return described, listing.states, listing.unserved
 
 
 def dag_row(
@@ -446,6 +460,8 @@ def why(settings: Settings, dag_name: str) -> dict[str, Any]:
         snapshot["live_knowing"] = store.presence(dag_name, stale_after_s()).live_knowing
         if dag is not None and any(dag.pool_for(t) for t in dag.tasks.values()):
             snapshot["pools"] = {usage.name: usage for usage in store.pool_usage()}
+        if dag is not None and dag.max_active_tasks is not None:
+            snapshot["dag_running_attempts"] = store.dag_running_attempts(dag_name)
         grace = config.tuning().orphan_grace_seconds
         reasons = diagnose.why(
             dag_name, dag, broken_reason, snapshot, at, store.external_status, next_slot, grace

@@ -87,13 +87,16 @@ def list_command(ctx: click.Context, output: str) -> None:
     the reason."""
     from dagctl.actions import inspect as reading
 
-    rows = reading.list_dags(settings_of(ctx))
     if output == "json":
-        print_json(rows)
+        print_json(reading.list_dags(settings_of(ctx)))
         return
+    notices: list[str] = []
+    rows = reading.list_dags(settings_of(ctx), notices)
     from dagctl.cli.render import render_list
 
     render_list(rows)
+    for notice in notices:
+        click.echo(notice)
 
 
 @click.command()

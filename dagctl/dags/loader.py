@@ -289,6 +289,7 @@ def _build_dag(
         timezone=str(settings.get("timezone", "UTC")),
         catchup=settings.get("catchup", "latest"),
         max_active_runs=int(settings.get("max_active_runs", DEFAULT_MAX_ACTIVE_RUNS)),
+        max_active_tasks=int(data["max_active_tasks"]) if data.get("max_active_tasks") is not None else None,
         params=MappingProxyType(params),
         retries=int(settings.get("retries", DEFAULT_RETRIES)),
         retry_delay=parse_duration(settings.get("retry_delay", DEFAULT_RETRY_DELAY_S)),

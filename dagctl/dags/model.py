@@ -184,6 +184,8 @@ class Dag:
     timezone: str = "UTC"
     catchup: CatchupPolicy = "latest"
     max_active_runs: int = DEFAULT_MAX_ACTIVE_RUNS
+    # At most this many of its attempts running at once, across every scheduler (None: no limit).
+    max_active_tasks: int | None = None
     params: Mapping[str, ParamSpec] = field(default_factory=lambda: _EMPTY)
     retries: int = DEFAULT_RETRIES
     retry_delay: float = DEFAULT_RETRY_DELAY_S

@@ -50,7 +50,7 @@ def why(
 ) -> list[dict[str, str]]:
     """Reasons, most blocking first, each {"code", "message"}. Codes: missing, broken,
     paused, no_scheduler, unknown_to_schedulers, max_active_runs, waiting_on_inputs,
-    retry_delay, pool_full, queued, interrupted, running, nothing_queued."""
+    retry_delay, pool_full, max_active_tasks, queued, interrupted, running, nothing_queued."""
     reasons: list[dict[str, str]] = []
 
     def add(code: str, message: str) -> None:
@@ -180,8 +180,15 @@ def _why_run(
         elif status in ("waiting", "queued"):
             queued_for = now - attempt["queued_at"]
             full = _full_pool(dag, name, snapshot)
+            capped = dag.max_active_tasks if dag is not None else None
             if full:
                 add("pool_full", f"run {run_id}: {name} is waiting for {full}")
+            elif capped is not None and snapshot.get("dag_running_attempts", 0) >= capped:
+                running = snapshot["dag_running_attempts"]
+                add(
+                    "max_active_tasks",
+                    f"run {run_id}: {name} is waiting for max_active_tasks ({running}/{capped} running)",
+                )
             elif snapshot["live_schedulers"] and queued_for > QUEUED_TOO_LONG:
                 add(
                     "pool_full",

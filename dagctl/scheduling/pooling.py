@@ -1,7 +1,8 @@
 """Pools, work queues and priorities as a scheduler syncs them: dagctl.yaml's `pools:`,
-which task takes which pool, goes to which queue and has which priority, written to the
-state database (store/pools.py, queues.py, priorities.py) whenever they differ from what
-this scheduler last wrote, so a change applies at the next sync of definitions."""
+which task takes which pool, goes to which queue and has which priority, and each DAG's
+max_active_tasks, written to the state database (store/pools.py, queues.py,
+priorities.py, dag_limits.py) whenever they differ from what this scheduler last
+wrote, so a change applies at the next sync of definitions."""
 
 from __future__ import annotations
 
@@ -62,13 +63,17 @@ class PoolSync:
         assignments = pool_assignments(dags)
         queues = queue_assignments(dags)
         priorities = priority_assignments(dags)
-        wanted = (pools, assignments, queues, priorities, frozenset(dags))
+        limits = {
+            name: dag.max_active_tasks for name, dag in dags.items() if dag.max_active_tasks is not None
+        }
+        wanted = (pools, assignments, queues, priorities, limits, frozenset(dags))
         if wanted != self._last:
             pooled = sum(len(tasks) for tasks in assignments.values())
             unpooled = pooled < sum(len(dag.tasks) for dag in dags.values())
             self.store.sync_pools(pools, assignments, frozenset(dags), unpooled_tasks=unpooled)
             self.store.sync_task_queues(queues, frozenset(dags))
             self.store.sync_task_priorities(priorities, frozenset(dags))
+            self.store.sync_dag_limits(limits, frozenset(dags))
             self._last = wanted
         if missing != self._forgotten:
             self.store.forget_routing(self.owner, missing)

@@ -42,6 +42,7 @@ from dagctl.states import (
     TaskStatus,
     task_sources,
 )
+from dagctl.store.dag_limits import Scope, dag_scope
 from dagctl.store.notifications import LOST as LOST_EVENT
 from dagctl.store.notifications import RETRY, AlertRules
 from dagctl.store.priorities import claim_order
@@ -77,10 +78,20 @@ class AttemptOperations:
         _pools_in_use: bool
         _unpooled_tasks: bool
         _priorities_in_use: bool
+        _dag_limits_in_use: bool
 
         def _queue_filter(self) -> frozenset[str] | None: ...
 
-        def _claim_pooled(self, connection: Connection, values: dict[str, Any]) -> list[Any]: ...
+        def _claim_pooled(
+            self, connection: Connection, values: dict[str, Any], scope: Scope = None
+        ) -> list[Any]: ...
+
+        def _claim_limited(
+            self,
+            connection: Connection,
+            values: dict[str, Any],
+            claim_in: Callable[[Connection, dict[str, Any], Scope], list[Any]],
+        ) -> list[Any]: ...
 
         def _store_outputs(self, connection: Connection, recorded: Any) -> None: ...
 
@@ -105,23 +116,15 @@ class AttemptOperations:
         else:
             values["p_lease_until"] = utcnow() + timedelta(seconds=lease_seconds)
         with self._tx() as connection:
-            queues = self._queue_filter()
-            by_priority = self._priorities_in_use
-            if not self._pools_in_use and queues is None and not by_priority:
-                claimed = list(connection.execute(self._statement("claim", self._build_claim), values))
+            if not self._dag_limits_in_use:
+                claimed = self._claim_in(connection, values, None)
             else:
-                # Pooled tasks are left to their own claim, which counts their pools'
-                # slots under the pools' row locks (pools.py); with work queues, only
-                # the attempts of the queues we serve (queues.py).
-                build = functools.partial(
-                    self._build_claim, skip_pooled=self._pools_in_use, queues=queues, by_priority=by_priority
-                )
-                key = ("claim", self._pools_in_use, queues, by_priority)
-                claimed = []
-                if self._unpooled_tasks:  # else that statement could only scan in vain
-                    claimed = list(connection.execute(self._statement(key, build), values))
-                if self._pools_in_use and len(claimed) < limit:
-                    claimed += self._claim_pooled(connection, {**values, "p_limit": limit - len(claimed)})
+                # The DAGs with max_active_tasks are claimed apart, each under its
+                # dag_limit row's lock (dag_limits.py).
+                claimed = self._claim_in(connection, values, "others")
+                if len(claimed) < limit:
+                    rest = {**values, "p_limit": limit - len(claimed)}
+                    claimed += self._claim_limited(connection, rest, self._claim_in)
         result = [
             ClaimedAttempt(
                 c.id,
@@ -140,8 +143,37 @@ class AttemptOperations:
         result.sort(key=lambda c: c.task_run_id)
         return result
 
+    def _claim_in(self, connection: Connection, values: dict[str, Any], scope: Scope) -> list[Any]:
+        """Up to `p_limit` ready attempts of the DAGs of `scope` (dag_limits.py)."""
+        queues = self._queue_filter()
+        by_priority = self._priorities_in_use
+        if not self._pools_in_use and queues is None and not by_priority and scope is None:
+            return list(connection.execute(self._statement("claim", self._build_claim), values))
+        # Pooled tasks are left to their own claim, which takes their pools' slots
+        # (pools.py); with work queues, only the attempts of the queues we serve (queues.py).
+        build = functools.partial(
+            self._build_claim,
+            skip_pooled=self._pools_in_use,
+            queues=queues,
+            by_priority=by_priority,
+            scope=scope,
+        )
+        key = ("claim", self._pools_in_use, queues, by_priority, scope)
+        claimed = []
+        if self._unpooled_tasks:  # else that statement could only scan in vain
+            claimed = list(connection.execute(self._statement(key, build), values))
+        limit = int(values["p_limit"])
+        if self._pools_in_use and len(claimed) < limit:
+            claimed += self._claim_pooled(connection, {**values, "p_limit": limit - len(claimed)}, scope)
+        return claimed
+
     def _build_claim(
-        self, *, skip_pooled: bool = False, queues: frozenset[str] | None = None, by_priority: bool = False
+        self,
+        *,
+        skip_pooled: bool = False,
+        queues: frozenset[str] | None = None,
+        by_priority: bool = False,
+        scope: Scope = None,
     ) -> Any:
         ready = (
             select(task_run.c.id)
@@ -159,6 +191,8 @@ class AttemptOperations:
             ready = ready.where(~is_pooled())
         if queues is not None:
             ready = ready.where(served_by(queues))
+        if (narrowed := dag_scope(scope)) is not None:
+            ready = ready.where(narrowed)
         if self.is_postgres:
             # Locked once, in a CTE joined to the UPDATE: as `id IN (subquery)` the planner
             # may run the locking subquery again for every row it scans (seen: 40 s for

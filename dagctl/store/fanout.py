@@ -5,7 +5,8 @@ holds the rendered list in `map_items`; each item is a task run of its own, name
 `task.sh[3]`, with its item in `map_items`, created `queued` by the advance step a
 few at a time (at most `max_parallel` not yet ended), claimed, run and retried like
 any attempt. Its retries are inserted by `finish` without the item: the item is read
-from the item's first attempt.
+from the item's first attempt. Items take their task's pool, queue and priority
+(item_routing.py).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import bindparam, select, tuple_, update
 
 from dagctl.states import TaskStatus
-from dagctl.store.tables import task_run
+from dagctl.store.item_routing import copy_item_routing
+from dagctl.store.tables import task_pool, task_priority, task_queue, task_run
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -27,6 +29,9 @@ if TYPE_CHECKING:
 
 class FanoutOperations:
     if TYPE_CHECKING:
+        _pools_in_use: bool
+        _queues_routed: bool
+        _priorities_in_use: bool
 
         def _tx(self) -> contextlib.AbstractContextManager[Connection]: ...
 
@@ -68,6 +73,19 @@ class FanoutOperations:
                 for name, item in items
             ],
         )
+        # The items take their task's pool, queue and priority (item_routing.py); a
+        # table is skipped while no task has a row there, as the claim skips it then.
+        routing = [
+            table
+            for table, used in (
+                (task_pool, self._pools_in_use),
+                (task_queue, self._queues_routed),
+                (task_priority, self._priorities_in_use),
+            )
+            if used
+        ]
+        if routing:
+            copy_item_routing(connection, self._insert, routing, dag_name, [name for name, _ in items])
         self._notify(connection)
 
     def item_values(self, keys: Collection[tuple[int, str]]) -> dict[tuple[int, str], Any]:

@@ -11,7 +11,7 @@ any error the usual way.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,6 +25,19 @@ _NEWEST_RUNS = (
     " WHERE id IN (SELECT max(id) FROM dag_run GROUP BY dag_name)"
 )
 _SUMMARIES = "SELECT name, stamp, summary FROM dag_summary"
+# As QueueOperations.unserved_queues (store/queues.py): the work queues with queued
+# attempts that no live scheduler serves; {live} is the heartbeat threshold.
+_UNSERVED = (
+    "SELECT q.queue, count(*) FROM (SELECT COALESCE((SELECT tq.queue FROM task_queue tq"
+    " WHERE tq.dag_name = t.dag_name AND tq.task_name = t.task_name), 'default') AS queue"
+    " FROM task_run t WHERE t.status IN ('queued', 'waiting'))"  # CLAIMABLE_TASK
+    " AS q WHERE q.queue NOT IN ({served}) AND EXISTS ({served}) GROUP BY q.queue ORDER BY q.queue"
+)
+_SERVED = "SELECT sq.queue FROM scheduler_queue sq JOIN scheduler s ON s.id = sq.scheduler_id WHERE {live}"
+_LIVE_SQLITE = "s.stopped_at IS NULL AND s.heartbeat_at >= ?"
+_LIVE_POSTGRES = (
+    "s.stopped_at IS NULL AND s.heartbeat_at >= timezone('utc', now()) - make_interval(secs => %s)"
+)
 
 # The columns SQLAlchemy turns into datetime / bool on the way out of SQLite (which
 # stores text and integers); tests/unit/test_fast_reads.py holds them to tables.py.
@@ -40,11 +53,18 @@ BOOLEAN_COLUMNS = {"dag_run": frozenset({"dirty"}), "task_run": frozenset[str]()
 
 class Listing:
     """What `list` reads from the database: {name: (stamp, summary)} as the schedulers
-    stored them, and {name: {"paused", "last_run"}} as Store.dag_summaries gives it."""
+    stored them, {name: {"paused", "last_run"}} as Store.dag_summaries gives it, and
+    {queue: queued attempts} of the queues no live scheduler serves."""
 
-    def __init__(self, summaries: dict[str, tuple[str, dict[str, Any]]], states: dict[str, dict[str, Any]]):
+    def __init__(
+        self,
+        summaries: dict[str, tuple[str, dict[str, Any]]],
+        states: dict[str, dict[str, Any]],
+        unserved: dict[str, int] | None = None,
+    ):
         self.summaries = summaries
         self.states = states
+        self.unserved = unserved or {}
 
 
 def _connect(url: str) -> Any:
@@ -73,7 +93,22 @@ def _time(value: Any) -> datetime | None:
     return datetime.fromisoformat(str(value))
 
 
-def read_listing(url: str) -> Listing | None:
+def _unserved(cursor: Any, stale_after_s: float) -> dict[str, int]:
+    if type(cursor).__module__.startswith("sqlite3"):
+        # SQLite heartbeats are on this host's clock, stored as SQLAlchemy writes them.
+        since = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(seconds=stale_after_s)
+        cursor.execute(
+            _UNSERVED.format(served=_SERVED.format(live=_LIVE_SQLITE)),
+            (since.strftime("%Y-%m-%d %H:%M:%S.%f"),) * 2,
+        )
+    else:
+        cursor.execute(_UNSERVED.format(served=_SERVED.format(live=_LIVE_POSTGRES)), (stale_after_s,) * 2)
+    return {queue: int(n) for queue, n in cursor.fetchall()}
+
+
+def read_listing(url: str, stale_after_s: float | None = None) -> Listing | None:
+    """`stale_after_s`: also read the unserved queues, a scheduler being alive while
+    its heartbeat is younger than that."""
     try:
         connection = _connect(url)
     except Exception:  # cannot connect here: the full path reports it properly
@@ -101,7 +136,8 @@ def read_listing(url: str) -> Listing | None:
                 "created_at": _time(created_at),
                 "ended_at": _time(ended_at),
             }
-        return Listing(summaries, states)
+        unserved = None if stale_after_s is None else _unserved(cursor, stale_after_s)
+        return Listing(summaries, states, unserved)
     except Exception:  # a driver error, a malformed row: the full path decides
         return None
     finally:

@@ -86,11 +86,13 @@ class Candidate:
     slots: int
 
 
-def build_candidates(free: Any, served: Any | None, by_priority: bool = False) -> Any:
+def build_candidates(
+    free: Any, served: Any | None, by_priority: bool = False, narrowed: Any | None = None
+) -> Any:
     """Step 1: the oldest ready pooled attempts of pools with a free slot by the count
     `free` (a CTE of pool name and free slots), locked, skipping those another
     scheduler holds. `served`: the work-queue filter, if any; `by_priority`: the
-    highest priority first."""
+    highest priority first; `narrowed`: the DAGs to claim from (dag_limits.py), if not all."""
     query = (
         select(task_run.c.id, task_pool.c.pool, task_pool.c.slots, free.c.free)
         .join_from(
@@ -109,6 +111,8 @@ def build_candidates(free: Any, served: Any | None, by_priority: bool = False) -
         .limit(bindparam("p_limit", type_=Integer))
         .with_for_update(skip_locked=True, of=task_run)
     )
+    if narrowed is not None:
+        query = query.where(narrowed)
     return query if served is None else query.where(served)
 
 

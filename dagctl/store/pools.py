@@ -38,6 +38,8 @@ from sqlalchemy import (
 from dagctl.dags.cron import utcnow
 from dagctl.states import CLAIMABLE_TASK, TaskStatus, task_sources
 from dagctl.store.attempts import claimed_columns
+from dagctl.store.dag_limits import Scope, dag_scope
+from dagctl.store.item_routing import with_item_rows
 from dagctl.store.pool_slots import build_candidates, build_take, claim_with_slots, sync_slot_rows
 from dagctl.store.priorities import claim_order, priority_of_task
 from dagctl.store.queues import served_by
@@ -121,6 +123,7 @@ class PoolOperations:
             }
             rows = connection.execute(select(task_pool)).all()
             current = {(r.dag_name, r.task_name): (r.pool, r.slots) for r in rows if r.dag_name in loaded}
+            want = with_item_rows(want, current)  # a for_each item's rows follow its task's
             stale = [key for key, value in current.items() if want.get(key) != value]
             if stale:
                 connection.execute(
@@ -166,29 +169,33 @@ class PoolOperations:
 
     # ------------------------------------------------------------ claims
 
-    def _claim_pooled(self, connection: Connection, values: dict[str, Any]) -> list[Any]:
-        """Inside claim()'s transaction: take up to `p_limit` ready pooled attempts whose
-        slots fit in their pools' free slots, oldest first within each pool."""
+    def _claim_pooled(self, connection: Connection, values: dict[str, Any], scope: Scope = None) -> list[Any]:
+        """Inside claim()'s transaction: take up to `p_limit` ready pooled attempts of the
+        DAGs of `scope` whose slots fit in their pools' free slots, oldest first within
+        each pool."""
         queues = self._queue_filter()
         if self.is_postgres:
             candidates = self._statement(
-                ("claim slots: candidates", queues, self._priorities_in_use),
+                ("claim slots: candidates", queues, self._priorities_in_use, scope),
                 lambda: build_candidates(
                     free_slots(func.timezone("utc", func.now())).cte("free"),
                     None if queues is None else served_by(queues),
                     self._priorities_in_use,
+                    dag_scope(scope),
                 ),
             )
             take = self._statement("claim slots: take", lambda: build_take(claimed_columns()))
             return claim_with_slots(connection, candidates, take, values)
         values = {**values, "p_wall": utcnow()}  # SQLite leases are on this host's clock
         build = functools.partial(
-            self._build_pooled_claim, queues=queues, by_priority=self._priorities_in_use
+            self._build_pooled_claim, queues=queues, by_priority=self._priorities_in_use, scope=scope
         )
-        key = ("claim pooled", queues, self._priorities_in_use)
+        key = ("claim pooled", queues, self._priorities_in_use, scope)
         return list(connection.execute(self._statement(key, build), values))
 
-    def _build_pooled_claim(self, queues: frozenset[str] | None = None, by_priority: bool = False) -> Any:
+    def _build_pooled_claim(
+        self, queues: frozenset[str] | None = None, by_priority: bool = False, scope: Scope = None
+    ) -> Any:
         db_now: Any = (
             func.timezone("utc", func.now()) if self.is_postgres else bindparam("p_wall", type_=DateTime)
         )
@@ -215,6 +222,8 @@ class PoolOperations:
         )
         if queues is not None:
             candidate = candidate.where(served_by(queues))
+        if (narrowed := dag_scope(scope)) is not None:
+            candidate = candidate.where(narrowed)
         if self.is_postgres:
             candidate = candidate.with_for_update(skip_locked=True, of=task_run)
         held = candidate.cte("candidate")

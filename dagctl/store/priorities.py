@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, delete, func, select
 
+from dagctl.store.item_routing import with_item_rows
 from dagctl.store.tables import task_priority, task_run
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ class PriorityOperations:
         with self._tx() as connection:
             rows = connection.execute(select(task_priority)).all()
             current = {(r.dag_name, r.task_name): r.priority for r in rows if r.dag_name in loaded}
+            want = with_item_rows(want, current)  # a for_each item's rows follow its task's
             stale = [key for key, value in current.items() if want.get(key) != value]
             if stale:
                 connection.execute(

@@ -24,6 +24,7 @@ from sqlalchemy import bindparam, delete, func, select
 from dagctl.dags.cron import utcnow
 from dagctl.dags.model import DEFAULT_QUEUE
 from dagctl.states import CLAIMABLE_TASK, TaskStatus
+from dagctl.store.item_routing import with_item_rows
 from dagctl.store.records import QueueUsage
 from dagctl.store.tables import queue_pause, scheduler, scheduler_queue, task_queue, task_run
 
@@ -83,6 +84,7 @@ class QueueOperations:
         with self._tx() as connection:
             rows = connection.execute(select(task_queue)).all()
             current = {(r.dag_name, r.task_name): r.queue for r in rows if r.dag_name in loaded}
+            want = with_item_rows(want, current)  # a for_each item's rows follow its task's
             stale = [key for key, queue in current.items() if want.get(key) != queue]
             if stale:
                 connection.execute(
@@ -111,6 +113,14 @@ class QueueOperations:
                 self._insert(scheduler_queue),
                 [{"scheduler_id": owner, "queue": name} for name in sorted(self._served_queues)],
             )
+
+    def unserved_queues(self, stale_after_s: float) -> dict[str, int]:
+        """{queue: queued attempts} of the queues no live scheduler serves, while any
+        scheduler is alive (else nothing: no queue is served, and `why` says so)."""
+        usage = self.queue_usage(stale_after_s)
+        if not any(q.served_by for q in usage):
+            return {}
+        return {q.name: q.waiting for q in usage if q.waiting and not q.served_by}
 
     def queue_usage(self, stale_after_s: float) -> list[QueueUsage]:
         """Every queue that has tasks routed to it, waiting or running attempts, or a live

@@ -26,6 +26,7 @@ from dagctl.store.attempts import AttemptOperations
 from dagctl.store.backfills import BackfillOperations
 from dagctl.store.children import ChildOperations
 from dagctl.store.control import ControlOperations
+from dagctl.store.dag_limits import DagLimitOperations
 from dagctl.store.dashboard import DashboardOperations
 from dagctl.store.fanout import FanoutOperations
 from dagctl.store.foreground import ForegroundOperations
@@ -64,6 +65,7 @@ class Store(
     InstallationOperations,
     ChildOperations,
     FanoutOperations,
+    DagLimitOperations,
     SummaryOperations,
 ):
     """Every operation dagctl performs on its state, one mixin per concern: runs.py

@@ -316,6 +316,15 @@ task_priority = Table(
     Column("priority", Integer, nullable=False),
 )
 
+# `max_active_tasks` of the DAGs that set it, synced from the definitions; a claim of
+# such a DAG's attempts locks its row (store/dag_limits.py).
+dag_limit = Table(
+    "dag_limit",
+    metadata,
+    Column("dag_name", String(200), primary_key=True),
+    Column("max_active_tasks", Integer, nullable=False),
+)
+
 # The work queues each scheduler serves (`schedule --queue`, default `default`), written
 # when it starts; they count while its heartbeat is fresh, like scheduler_dag, so
 # `dagctl queues` can tell a queue that no live scheduler serves (migration 0010).

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from pathlib import Path
 
 from tests.acceptance.conftest import Env
@@ -86,3 +87,28 @@ def test_status_read_with_the_driver_alone_is_what_the_full_path_reads(env: Env)
     )
     assert fast == full
     assert env.run("status").stdout == env.run("status", DATABASE_URL=env.db_url + option).stdout
+
+
+def test_list_names_a_queue_no_live_scheduler_serves(env: Env) -> None:
+    config = env.dags / "dagctl.yaml"
+    config.write_text(
+        (config.read_text() if config.exists() else "") + "queues:\n  k8s: {description: pods}\n"
+    )
+    env.dag("etl", "description: default queue\n", a__sh="#!/bin/bash\ntrue\n")
+    env.run("trigger", "etl")
+    notice = "queue default: 1 waiting attempt and no live scheduler serves it"
+    scheduler = env.spawn("schedule", "--queue", "k8s", "--poll-interval", "0.1")
+    try:
+        deadline = time.monotonic() + 20
+        while notice not in (table := env.run("list").stdout) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert notice in table  # the stored summaries' path
+        assert table.splitlines()[0].split() == ["DAG", "SCHEDULE", "NEXT", "RUN", "LAST", "RUN"]
+        assert [d["dag"] for d in env.json("list")] == ["etl"]  # -o json as before
+        (env.dags / "etl" / "workflow.yaml").write_text("description: edited\n")  # the parsing path
+        assert notice in env.run("list").stdout
+    finally:
+        scheduler.terminate()
+        scheduler.communicate(timeout=30)
+    # No scheduler alive at all: no queue is served, and list says nothing of queues.
+    assert "queue" not in env.run("list").stdout

@@ -89,3 +89,27 @@ def test_a_killed_schedulers_pool_slots_come_back_within_the_lease(harness: Harn
     assert started_at - killed_at < LEASE + 2, started_at - killed_at
     second.signal(signal.SIGTERM)
     second.wait(20)
+
+
+LIST_SH = """
+#!/usr/bin/env bash
+# inputs: []
+echo "{\\"n\\": [$(seq -s, 1 40)]}" > "$DAGCTL_OUTPUT"
+"""
+
+
+def test_for_each_items_of_a_pooled_task_never_run_more_than_its_slots(harness: Harness) -> None:
+    with_pools(harness, "pools:\n  warehouse: 2\n")
+    # The items' own max_parallel would allow 20; the pool allows 2, across 2 schedulers.
+    work = "#!/usr/bin/env bash\n# inputs: [list.sh]\n# for_each: \"{{ outputs['list.sh'].n }}\"\n"
+    work += "# max_parallel: 20\n# pool: warehouse\n" + STAMPED.lstrip().split("\n", 1)[1]
+    harness.dag("fan", "description: d\nmax_active_runs: 10\n", list__sh=LIST_SH, work__sh=work)
+    runs = harness.trigger_many("fan", 2)  # 80 items
+    schedulers = [harness.start("--concurrency", "8", "--until-idle") for _ in range(2)]
+    for scheduler in schedulers:
+        assert scheduler.wait(120) == 0, scheduler.output()[-3000:]
+    assert harness.run_statuses() == {"success": 2}
+    lines = harness.executions()
+    assert len(lines) == 160
+    assert most_at_once(lines) == 2
+    harness.check(triggered=runs, all_finished=True)
