@@ -89,7 +89,7 @@ def _follow(settings: Any, backfill_id: int) -> dict[str, Any]:
     """A progress bar on a terminal; one line per run that ends otherwise (on stderr:
     stdout carries the backfill's id)."""
     from dagctl.actions import backfill as actions
-    from dagctl.cli import render
+    from dagctl.cli import plaintext, render
 
     if sys.stderr.isatty():
         with render.backfill_bar() as update:
@@ -97,7 +97,7 @@ def _follow(settings: Any, backfill_id: int) -> dict[str, Any]:
     seen: dict[int, str] = {}
 
     def show(view: dict[str, Any]) -> None:
-        for line in render.backfill_lines(seen, view):
+        for line in plaintext.backfill_lines(seen, view):
             click.echo(line, err=True)
 
     return actions.follow(settings, backfill_id, show)

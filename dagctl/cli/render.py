@@ -4,6 +4,7 @@ Everything here takes the JSON-ready values the service layer returns, so what a
 person sees and what `-o json` prints come from the same data. Layouts are built for
 an 80-column terminal: long names are cut with an ellipsis, errors wrap on their own
 indented lines. Colour comes from rich, which turns it off when the output is not a
+from rich, which turns it off when the output is not a
 terminal or NO_COLOR is set.
 """
 
@@ -22,6 +23,8 @@ from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
+
+from dagctl.cli.plaintext import duration, fit, when, wrap_parts
 
 STATUS_STYLE = {
     "success": "green",
@@ -66,47 +69,8 @@ def _style(status: str) -> str:
     return STATUS_STYLE.get(status, "")
 
 
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes}m{secs:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
-
-
-def when(iso: str | None) -> str:
-    """'2024-06-01T00:15:02.123456Z' -> '2024-06-01 00:15:02 UTC'."""
-    if not iso:
-        return "-"
-    return iso.replace("T", " ")[:19] + " UTC"
-
-
-def fit(text: str, width: int) -> str:
-    """Cut to `width` cells with an ellipsis."""
-    if len(text) <= width:
-        return text
-    return text[: max(0, width - 1)] + "…"
-
-
 def _width(out: Console) -> int:
     return min(out.width, MAX_LAYOUT_WIDTH)
-
-
-def _wrap_parts(parts: Sequence[str], width: int, indent: str) -> list[str]:
-    """Join parts with ' · ', starting a new indented line instead of wrapping a part."""
-    lines: list[str] = []
-    current = ""
-    for part in parts:
-        candidate = f"{current} · {part}" if current else part
-        if current and len(indent) + len(candidate) > width:
-            lines.append(indent + current)
-            current = part
-        else:
-            current = candidate
-    if current:
-        lines.append(indent + current)
-    return [fit(line, width) for line in lines]
 
 
 # ---------------------------------------------------------------- status
@@ -134,7 +98,7 @@ def run_block(run: Mapping[str, Any], width: int, pending: Sequence[str] = ()) -
         details.append("params " + " ".join(f"{k}={_param_text(v)}" for k, v in run["params"].items()))
     if run.get("error"):
         details.append(str(run["error"]))
-    lines.extend(Text(line, style="dim") for line in _wrap_parts(details, width, "  "))
+    lines.extend(Text(line, style="dim") for line in wrap_parts(details, width, "  "))
     tasks = list(run["tasks"])
     if not tasks and not pending:
         lines.append(Text("  no task has started yet", style="dim"))
@@ -272,34 +236,6 @@ def live_run(out: Console | None = None) -> Iterator[LiveRun]:
     view = LiveRun(out or console())
     with view.live:
         yield view
-
-
-def progress_lines(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> list[str]:
-    """Plain lines for what changed between two views of a run (no TTY)."""
-    stamp = datetime.now().strftime("%H:%M:%S")  # local wall time: this is for people
-    lines = []
-    run_line = None
-    if previous is None or previous["status"] != current["status"]:
-        run_line = f"{stamp} run {current['id']} {current['dag']}: {current['status']}"
-    if run_line and current["status"] in ("queued", "running"):
-        lines.append(run_line)
-        run_line = None
-    before = {t["task"]: (t["status"], t["attempt"]) for t in (previous or {}).get("tasks", ())}
-    for task in current["tasks"]:
-        if before.get(task["task"]) == (task["status"], task["attempt"]):
-            continue
-        detail = f"attempt {task['attempt']}"
-        if task["status"] not in ("queued", "running", "waiting"):
-            detail += f", {duration(task['duration_s'])}"
-        if task["exit_code"] is not None:
-            detail += f", exit {task['exit_code']}"
-        if task["error"] and task["status"] != "success":
-            detail += f": {' '.join(str(task['error']).split())}"
-        status = "waiting for its retry delay" if task["status"] == "waiting" else task["status"]
-        lines.append(f"{stamp} {task['task']}: {status} ({detail})")
-    if run_line:
-        lines.append(run_line)
-    return lines
 
 
 # ---------------------------------------------------------------- list
@@ -542,23 +478,6 @@ def backfill_bar() -> Iterator[Any]:
             progress.update(bar, total=view["total"], completed=done, description=label)
 
         yield update
-
-
-def backfill_lines(seen: dict[int, str], view: Mapping[str, Any]) -> list[str]:
-    """One line per run of the backfill that ended since the last view (no TTY);
-    `seen` holds what was already told."""
-    lines = []
-    for run in view["runs"]:
-        if run["status"] in ("queued", "running") or seen.get(run["id"]) == run["status"]:
-            continue
-        seen[run["id"]] = run["status"]
-        error = ""
-        if run["error"] and run["status"] != "success":
-            error = f": {' '.join(str(run['error']).split())}"
-        lines.append(
-            f"run {run['id']} {run['logical_date']}: {run['status']}{error} ({len(seen)}/{view['total']})"
-        )
-    return lines
 
 
 def render_pools(rows: Sequence[Mapping[str, Any]], out: Console | None = None) -> None:

@@ -28,7 +28,7 @@ def watch_run(settings: Settings, run_id: int, *, plain_to_stderr: bool, noticed
                 live.update,
                 on_notice=None if noticed else lambda m: out.print(f"[yellow]{m}[/]"),
             )
-    from dagctl.cli.render import progress_lines
+    from dagctl.cli.plaintext import progress_lines
 
     previous: dict[str, Any] | None = None
 

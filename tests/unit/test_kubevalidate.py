@@ -244,7 +244,7 @@ def test_a_template_that_cannot_be_read_names_the_key(tmp_path: Path) -> None:
 
 
 def test_validate_points_at_the_pod_template_when_the_mistake_is_there(tmp_path: Path) -> None:
-    from dagctl.dags.loader import load_tree
+    from dagctl.dags.tree import load_tree
     from dagctl.managers.kubecheck import check_dags
 
     dags = tmp_path / "dags"

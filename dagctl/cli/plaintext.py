@@ -1,0 +1,92 @@
+"""Plain-text pieces of the terminal output (no rich): durations, times, cutting and
+wrapping, and the line-by-line progress printed when stdout is not a terminal."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def when(iso: str | None) -> str:
+    """'2024-06-01T00:15:02.123456Z' -> '2024-06-01 00:15:02 UTC'."""
+    if not iso:
+        return "-"
+    return iso.replace("T", " ")[:19] + " UTC"
+
+
+def fit(text: str, width: int) -> str:
+    """Cut to `width` cells with an ellipsis."""
+    if len(text) <= width:
+        return text
+    return text[: max(0, width - 1)] + "…"
+
+
+def wrap_parts(parts: Sequence[str], width: int, indent: str) -> list[str]:
+    """Join parts with ' · ', starting a new indented line instead of wrapping a part."""
+    lines: list[str] = []
+    current = ""
+    for part in parts:
+        candidate = f"{current} · {part}" if current else part
+        if current and len(indent) + len(candidate) > width:
+            lines.append(indent + current)
+            current = part
+        else:
+            current = candidate
+    if current:
+        lines.append(indent + current)
+    return [fit(line, width) for line in lines]
+
+
+def progress_lines(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> list[str]:
+    """Plain lines for what changed between two views of a run (no TTY)."""
+    stamp = datetime.now().strftime("%H:%M:%S")  # local wall time: this is for people
+    lines = []
+    run_line = None
+    if previous is None or previous["status"] != current["status"]:
+        run_line = f"{stamp} run {current['id']} {current['dag']}: {current['status']}"
+    if run_line and current["status"] in ("queued", "running"):
+        lines.append(run_line)
+        run_line = None
+    before = {t["task"]: (t["status"], t["attempt"]) for t in (previous or {}).get("tasks", ())}
+    for task in current["tasks"]:
+        if before.get(task["task"]) == (task["status"], task["attempt"]):
+            continue
+        detail = f"attempt {task['attempt']}"
+        if task["status"] not in ("queued", "running", "waiting"):
+            detail += f", {duration(task['duration_s'])}"
+        if task["exit_code"] is not None:
+            detail += f", exit {task['exit_code']}"
+        if task["error"] and task["status"] != "success":
+            detail += f": {' '.join(str(task['error']).split())}"
+        status = "waiting for its retry delay" if task["status"] == "waiting" else task["status"]
+        lines.append(f"{stamp} {task['task']}: {status} ({detail})")
+    if run_line:
+        lines.append(run_line)
+    return lines
+
+
+def backfill_lines(seen: dict[int, str], view: Mapping[str, Any]) -> list[str]:
+    """One line per run of the backfill that ended since the last view (no TTY);
+    `seen` holds what was already told."""
+    lines = []
+    for run in view["runs"]:
+        if run["status"] in ("queued", "running") or seen.get(run["id"]) == run["status"]:
+            continue
+        seen[run["id"]] = run["status"]
+        error = ""
+        if run["error"] and run["status"] != "success":
+            error = f": {' '.join(str(run['error']).split())}"
+        lines.append(
+            f"run {run['id']} {run['logical_date']}: {run['status']}{error} ({len(seen)}/{view['total']})"
+        )
+    return lines
