@@ -14,8 +14,37 @@ from typing import Any
 
 import yaml
 
+# How a plain scalar is typed ("5m" a string, "100" an int, "no" a boolean) depends on
+# its text alone (the safe loaders have no path resolvers), and the same few texts
+# (keys, task names, durations) recur in every file of a tree. libyaml calls back into
+# PyYAML's Python resolver for every node, which tries a list of regular expressions:
+# a fifth of composing a small document. Remembered answers, bounded.
+_RESOLVED: dict[tuple[Any, Any, Any], str] = {}
+_RESOLVED_MAX = 20_000
+_RESOLVED_TEXT_MAX = 64
+_resolve: Callable[[Any, Any, Any, Any], str] = yaml.resolver.Resolver.resolve
+
+
+def _remembered_resolve(loader: Any, kind: Any, value: Any, implicit: Any) -> str:
+    key = (kind, value, implicit)
+    try:
+        return _RESOLVED[key]
+    except KeyError:
+        pass
+    except TypeError:  # an unhashable value: never from libyaml, but stay general
+        return _resolve(loader, kind, value, implicit)
+    tag = _resolve(loader, kind, value, implicit)
+    if (value is None or len(value) <= _RESOLVED_TEXT_MAX) and len(_RESOLVED) < _RESOLVED_MAX:
+        _RESOLVED[key] = tag
+    return tag
+
+
 try:
-    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
+
+    class _CLoader(yaml.CSafeLoader):
+        resolve = _remembered_resolve
+
+    _Loader: type[yaml.SafeLoader] = _CLoader  # type: ignore[assignment]
 except AttributeError:  # PyYAML built without libyaml
     _Loader = yaml.SafeLoader
 

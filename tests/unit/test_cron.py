@@ -285,3 +285,28 @@ def test_utc_conversions() -> None:
     assert cron.to_utc(datetime(2024, 10, 27, 2, 30), zone) == utc("2024-10-27 00:30")  # fold: first
     local = cron.to_local(utc("2024-10-27 01:30"), zone)
     assert (local.hour, local.minute, local.utcoffset()) == (2, 30, timedelta(hours=1))
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "0 0 1 * *",
+        "0 0 28 2 *",
+        "0 0 29 2 *",
+        "0 0 5-30 2 *",
+        "0 0 */10 2 *",
+        "0 0 31,1 4 *",
+        "0 0 30,31 2 *",
+    ],
+)
+def test_never_fires_without_croniter_agrees_with_croniter(expression: str) -> None:
+    # never_fires answers "fires" from the day-of-month field alone when it holds a day
+    # every month has; croniter's own search must agree on every such expression.
+    from croniter import croniter
+
+    try:
+        croniter(expression, datetime(2000, 1, 1), max_years_between_matches=9).get_next(datetime)
+        fires = True
+    except Exception:
+        fires = False
+    assert cron.never_fires(expression) is not fires
