@@ -54,6 +54,8 @@ def check_expression(expression: str) -> str | None:
     fields = text.split()
     if len(fields) != 5:
         return f"cron expression {expression!r} has {len(fields)} fields, expected 5"
+    if _plainly_valid(fields):
+        return None
     from croniter import croniter  # imported on use: 0.1 s of a start
 
     try:
@@ -69,6 +71,34 @@ def check_expression(expression: str) -> str | None:
                 return f"bad cron expression {expression!r}: the {name} field {fields[index]!r} is not valid"
         return f"bad cron expression {expression!r}: {exc}"
     return None
+
+
+# minute, hour, day-of-month, month, day-of-week (7 for Sunday is left to croniter)
+_FIELD_BOUNDS = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 6))
+
+
+def _plainly_valid(fields: list[str]) -> bool:
+    """Whether every field is made only of `*`, `*/STEP`, numbers and ranges of
+    numbers within the field's bounds, which croniter always accepts. Building a
+    croniter to find out costs ~0.25 ms, a quarter of loading a small DAG; anything
+    else (names, L, W, #, H, steps on ranges) is still checked by croniter."""
+    for field, (low, high) in zip(fields, _FIELD_BOUNDS, strict=True):
+        for entry in field.split(","):
+            if entry == "*":
+                continue
+            if entry.startswith("*/"):
+                step = entry[2:]
+                if not (step.isdecimal() and step.isascii() and 1 <= int(step) <= high):
+                    return False
+                continue
+            first, dash, last = entry.partition("-")
+            if not dash:
+                last = first
+            if not (first.isdecimal() and last.isdecimal() and first.isascii() and last.isascii()):
+                return False
+            if not low <= int(first) <= int(last) <= high:
+                return False
+    return True
 
 
 @lru_cache(maxsize=4096)
