@@ -54,6 +54,8 @@ def check_expression(expression: str) -> str | None:
     fields = text.split()
     if len(fields) != 5:
         return f"cron expression {expression!r} has {len(fields)} fields, expected 5"
+    if _plainly_valid(fields):
+        return None
     from croniter import croniter  # imported on use: 0.1 s of a start
 
     try:
@@ -71,18 +73,58 @@ def check_expression(expression: str) -> str | None:
     return None
 
 
+# minute, hour, day-of-month, month, day-of-week (7 for Sunday is left to croniter)
+_FIELD_BOUNDS = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 6))
+
+
+def _plainly_valid(fields: list[str]) -> bool:
+    """Whether every field is made only of `*`, `*/STEP`, numbers and ranges of
+    numbers within the field's bounds, which croniter always accepts. Building a
+    croniter to find out costs ~0.25 ms, a quarter of loading a small DAG; anything
+    else (names, L, W, #, H, steps on ranges) is still checked by croniter."""
+    for field, (low, high) in zip(fields, _FIELD_BOUNDS, strict=True):
+        for entry in field.split(","):
+            if entry == "*":
+                continue
+            if entry.startswith("*/"):
+                step = entry[2:]
+                if not (step.isdecimal() and step.isascii() and 1 <= int(step) <= high):
+                    return False
+                continue
+            first, dash, last = entry.partition("-")
+            if not dash:
+                last = first
+            if not (first.isdecimal() and last.isdecimal() and first.isascii() and last.isascii()):
+                return False
+            if not low <= int(first) <= int(last) <= high:
+                return False
+    return True
+
+
 @lru_cache(maxsize=4096)
 def never_fires(expression: str) -> bool:
     """True for valid expressions that match no date at all (0 0 30 2 *)."""
     fields = expression.split()
-    if expression.strip().lower() in _MACROS or (len(fields) == 5 and fields[2] in ("*", "?")):
-        return False  # every day of every month matches, so some minute always does
+    if expression.strip().lower() in _MACROS or (len(fields) == 5 and _some_day_of_every_month(fields[2])):
+        return False  # a day every month has matches, so some minute of it always does
     from croniter import croniter  # imported on use: 0.1 s of a start
 
     try:
         croniter(expression, datetime(2000, 1, 1), max_years_between_matches=9).get_next(datetime)
     except Exception:  # croniter signals "no match" with CroniterBadDateError and others
         return True
+    return False
+
+
+def _some_day_of_every_month(day_field: str) -> bool:
+    """Whether a (valid) day-of-month field certainly includes a day from 1 to 28, which
+    every month has: `*`, `?`, or an entry whose first day is a number up to 28 (`1`,
+    `5-20`, `10/3`). Anything else (`30`, `L`, `15W`) is left to croniter. Asking
+    croniter costs ~0.25 ms an expression: a quarter of loading a small DAG."""
+    for entry in day_field.split(","):
+        first = entry.split("/", 1)[0].split("-", 1)[0]
+        if first in ("*", "?") or (first.isdecimal() and first.isascii() and 1 <= int(first) <= 28):
+            return True
     return False
 
 

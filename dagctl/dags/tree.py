@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import copyreg
 import dataclasses
+import gc
 import multiprocessing
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path, PosixPath, PurePath
 from types import MappingProxyType
 from typing import Any
@@ -90,8 +92,24 @@ def usable_dirs(dag_dirs: Sequence[Path], base: Path, problems: list[Problem]) -
     return usable
 
 
+@contextmanager
+def without_gc_pauses() -> Iterator[None]:
+    """The cycle collector off while a tree is built. Loading allocates millions of
+    objects that all stay alive (the model) or die by reference count (YAML nodes), so
+    the collector's full passes find nothing, yet they rescan every DAG loaded so far:
+    ~11 % of loading 10,000 DAGs in one process. It runs again as soon as this ends."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _load_chunk(dag_dirs: list[Path], config: RootConfig, base: Path) -> list[LoadResult]:
-    return [load_dag(dag_dir, config, base) for dag_dir in dag_dirs]
+    with without_gc_pauses():
+        return [load_dag(dag_dir, config, base) for dag_dir in dag_dirs]
 
 
 def _pool_context() -> Any:
@@ -117,7 +135,10 @@ def load_many(dag_dirs: Sequence[Path], config: RootConfig, base: Path) -> list[
         return _load_chunk(list(dag_dirs), config, base)
     chunks = [list(dag_dirs[i : i + CHUNK]) for i in range(0, len(dag_dirs), CHUNK)]
     try:
-        with ProcessPoolExecutor(max_workers=count, mp_context=_pool_context()) as pool:
+        with (
+            ProcessPoolExecutor(max_workers=count, mp_context=_pool_context()) as pool,
+            without_gc_pauses(),  # unpickling the results: the same objects, the same passes
+        ):
             parts = list(pool.map(_load_chunk, chunks, [config] * len(chunks), [base] * len(chunks)))
     except (OSError, RuntimeError):  # no processes to be had (limits, a sandbox): do it here
         return _load_chunk(list(dag_dirs), config, base)
@@ -134,6 +155,18 @@ def assemble(
 ) -> DagTree:
     """One DagTree from the per-folder results (by DAG name, in folder order): the
     checks across DAGs, and every DAG broken when dagctl.yaml is."""
+    with without_gc_pauses():
+        return _assembled(root, config, config_problems, folder_problems, results, base)
+
+
+def _assembled(
+    root: Path,
+    config: RootConfig,
+    config_problems: Sequence[Problem],
+    folder_problems: Sequence[Problem],
+    results: Mapping[str, LoadResult],
+    base: Path,
+) -> DagTree:
     config_broken = any(p.severity == "error" for p in config_problems)
     problems = [*config_problems, *folder_problems]
     dags: dict[str, Dag] = {}

@@ -14,8 +14,37 @@ from typing import Any
 
 import yaml
 
+# How a plain scalar is typed ("5m" a string, "100" an int, "no" a boolean) depends on
+# its text alone (the safe loaders have no path resolvers), and the same few texts
+# (keys, task names, durations) recur in every file of a tree. libyaml calls back into
+# PyYAML's Python resolver for every node, which tries a list of regular expressions:
+# a fifth of composing a small document. Remembered answers, bounded.
+_RESOLVED: dict[tuple[Any, Any, Any], str] = {}
+_RESOLVED_MAX = 20_000
+_RESOLVED_TEXT_MAX = 64
+_resolve: Callable[[Any, Any, Any, Any], str] = yaml.resolver.Resolver.resolve
+
+
+def _remembered_resolve(loader: Any, kind: Any, value: Any, implicit: Any) -> str:
+    key = (kind, value, implicit)
+    try:
+        return _RESOLVED[key]
+    except KeyError:
+        pass
+    except TypeError:  # an unhashable value: never from libyaml, but stay general
+        return _resolve(loader, kind, value, implicit)
+    tag = _resolve(loader, kind, value, implicit)
+    if (value is None or len(value) <= _RESOLVED_TEXT_MAX) and len(_RESOLVED) < _RESOLVED_MAX:
+        _RESOLVED[key] = tag
+    return tag
+
+
 try:
-    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
+
+    class _CLoader(yaml.CSafeLoader):
+        resolve = _remembered_resolve
+
+    _Loader: type[yaml.SafeLoader] = _CLoader  # type: ignore[assignment]
 except AttributeError:  # PyYAML built without libyaml
     _Loader = yaml.SafeLoader
 
@@ -143,12 +172,24 @@ class _Fallback(Exception):
 def _construct(root: yaml.Node | None, line_offset: int) -> Any:
     if root is None:
         return None
-    done: dict[int, tuple[Any, int]] = {}  # id(node) -> (value, expanded size): aliases share
-    busy: set[int] = set()
+    return _Builder(line_offset).build(root, 0)[0]
 
-    def build(node: yaml.Node, depth: int) -> tuple[Any, int]:
+
+class _Builder:
+    # A class, not a nested function calling itself: such a function refers to itself
+    # through its closure, a cycle only the garbage collector frees, with every value of
+    # the document attached (87 objects a small DAG: a full collection pass every few
+    # hundred DAGs loaded).
+    __slots__ = ("busy", "done", "line_offset")
+
+    def __init__(self, line_offset: int) -> None:
+        self.line_offset = line_offset
+        self.done: dict[int, tuple[Any, int]] = {}  # id(node) -> (value, expanded size): aliases share
+        self.busy: set[int] = set()
+
+    def build(self, node: yaml.Node, depth: int) -> tuple[Any, int]:
         if depth > MAX_DEPTH:
-            raise _too_deep(line_offset)
+            raise _too_deep(self.line_offset)
         kind = type(node)
         if kind is yaml.ScalarNode:  # immutable: aliases need not share them
             if node.tag == _STR:
@@ -166,42 +207,40 @@ def _construct(root: yaml.Node | None, line_offset: int) -> Any:
                 shown = node.value if len(node.value) <= 40 else node.value[:40] + "..."
                 raise YamlProblem(
                     f"YAML error: {shown!r} is not a valid {_TAG_NAMES.get(node.tag, node.tag)}",
-                    node.start_mark.line + 1 + line_offset,
+                    node.start_mark.line + 1 + self.line_offset,
                     "quote the value, or fix it",
                 ) from None
         key = id(node)
-        known = done.get(key)
+        known = self.done.get(key)
         if known is not None:
             return known
-        if key in busy:
+        if key in self.busy:
             raise _Fallback  # a recursive alias: PyYAML reports it
         if kind is yaml.SequenceNode and node.tag == _SEQ:
-            busy.add(key)
+            self.busy.add(key)
             items = []
             size = 1
             for child in node.value:
-                value, count = build(child, depth + 1)
+                value, count = self.build(child, depth + 1)
                 items.append(value)
                 size = _grown(size, count)
             result: tuple[Any, int] = (items, size)
         elif kind is yaml.MappingNode and node.tag == _MAP:
-            busy.add(key)
+            self.busy.add(key)
             mapping = {}
             size = 1
             for key_node, value_node in node.value:
                 if key_node.tag != _STR and key_node.tag not in _SCALARS:
                     raise _Fallback  # merge keys (<<), complex keys, ...
-                name, key_count = build(key_node, depth + 1)
-                value, count = build(value_node, depth + 1)
+                name, key_count = self.build(key_node, depth + 1)
+                value, count = self.build(value_node, depth + 1)
                 mapping[name] = value
                 size = _grown(size, key_count + count)
             result = (mapping, size)
         else:
             raise _Fallback
-        done[key] = result
+        self.done[key] = result
         return result
-
-    return build(root, 0)[0]
 
 
 def _grown(size: int, more: int) -> int:

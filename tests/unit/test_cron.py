@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 from collections import Counter
 from datetime import date, datetime, timedelta
 
@@ -285,3 +286,64 @@ def test_utc_conversions() -> None:
     assert cron.to_utc(datetime(2024, 10, 27, 2, 30), zone) == utc("2024-10-27 00:30")  # fold: first
     local = cron.to_local(utc("2024-10-27 01:30"), zone)
     assert (local.hour, local.minute, local.utcoffset()) == (2, 30, timedelta(hours=1))
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "0 0 1 * *",
+        "0 0 28 2 *",
+        "0 0 29 2 *",
+        "0 0 5-30 2 *",
+        "0 0 */10 2 *",
+        "0 0 31,1 4 *",
+        "0 0 30,31 2 *",
+    ],
+)
+def test_never_fires_without_croniter_agrees_with_croniter(expression: str) -> None:
+    # never_fires answers "fires" from the day-of-month field alone when it holds a day
+    # every month has; croniter's own search must agree on every such expression.
+    from croniter import croniter
+
+    try:
+        croniter(expression, datetime(2000, 1, 1), max_years_between_matches=9).get_next(datetime)
+        fires = True
+    except Exception:
+        fires = False
+    assert cron.never_fires(expression) is not fires
+
+
+def test_expressions_passed_without_croniter_are_ones_croniter_accepts() -> None:
+    # check_expression skips croniter for fields of plain numbers, ranges and */STEP
+    # within bounds; every such expression must be one croniter accepts, and croniter's
+    # refusals must still come out as problems.
+    from croniter import croniter
+
+    entries = [
+        "*",
+        "*/1",
+        "*/7",
+        "*/59",
+        "0",
+        "5",
+        "23",
+        "1-5",
+        "0-59",
+        "1,15",
+        "2-4,9",
+        "31",
+        "12",
+        "6",
+        "7",
+    ]
+    picks = random.Random(18)
+    for _ in range(1500):
+        expression = " ".join(picks.choice(entries) for _ in range(5))
+        try:
+            croniter(expression, datetime(2000, 1, 1))
+            accepted = True
+        except (ValueError, KeyError, TypeError):
+            accepted = False
+        if cron._plainly_valid(expression.split()):
+            assert accepted, expression
+        assert (cron.check_expression(expression) is None) is accepted, expression
