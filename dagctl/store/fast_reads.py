@@ -47,7 +47,8 @@ class Listing:
         self.states = states
 
 
-def _connect(url: str) -> Any:
+def connect_plain(url: str) -> Any:
+    """A DB-API connection for a plain URL (no options), None for any other."""
     parts = urlsplit(url)
     if parts.query or parts.fragment:
         return None
@@ -75,7 +76,7 @@ def _time(value: Any) -> datetime | None:
 
 def read_listing(url: str) -> Listing | None:
     try:
-        connection = _connect(url)
+        connection = connect_plain(url)
     except Exception:  # cannot connect here: the full path reports it properly
         return None
     if connection is None:
@@ -108,7 +109,7 @@ def read_listing(url: str) -> Listing | None:
         connection.close()
 
 
-def _rows(cursor: Any, table: str) -> list[dict[str, Any]]:
+def typed_rows(cursor: Any, table: str) -> list[dict[str, Any]]:
     names = [column[0] for column in cursor.description]
     times, flags = DATETIME_COLUMNS[table], BOOLEAN_COLUMNS[table]
     rows = []
@@ -127,7 +128,7 @@ def read_runs(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
     """As Store.runs and Store.task_runs of those runs (store/reads.py), or None."""
     try:
-        connection = _connect(url)
+        connection = connect_plain(url)
     except Exception:  # cannot connect here: the full path reports it properly
         return None
     if connection is None:
@@ -149,7 +150,7 @@ def read_runs(
         if [tuple(r) for r in cursor.fetchall()] != [(HEAD_REVISION,)]:
             return None
         cursor.execute(f"{query} ORDER BY id DESC LIMIT {int(limit)}", args)
-        runs = _rows(cursor, "dag_run")
+        runs = typed_rows(cursor, "dag_run")
         if not runs:
             return runs, []
         ids = [int(run["id"]) for run in runs]
@@ -158,7 +159,7 @@ def read_runs(
             " ORDER BY dag_run_id, queued_at, id",
             ids,
         )
-        return runs, _rows(cursor, "task_run")
+        return runs, typed_rows(cursor, "task_run")
     except Exception:  # a driver error, a malformed row: the full path decides
         return None
     finally:

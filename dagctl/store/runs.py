@@ -64,6 +64,8 @@ class RunOperations:
 
         def _notify(self, connection: Connection, *, urgent: bool = False) -> None: ...
 
+        def _notify_runs_ended(self, connection: Connection, run_ids: Collection[int]) -> None: ...
+
         def flag_parents(self, connection: Connection, finished_run_ids: Collection[int]) -> None: ...
 
         def cancel_children(
@@ -526,6 +528,7 @@ class RunOperations:
                 finished += [(row.id, row.dag_name, final.value) for row in moved]
         if finished:
             self.flag_parents(connection, [run_id for run_id, _, _ in finished])
+            self._notify_runs_ended(connection, [run_id for run_id, _, _ in finished])
         if finished and plan.alert_rules:
             # Only the runs this UPDATE really moved: each finish writes its events once.
             self._enqueue_run_events(connection, finished, plan.alert_rules, now)
