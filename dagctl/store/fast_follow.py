@@ -47,16 +47,17 @@ class RunFollower:
             return None
         postgres = "sqlite" not in type(connection).__module__
         try:
+            if postgres:
+                connection.autocommit = True  # LISTEN takes effect at once; reads see each commit
+            else:
+                connection.isolation_level = None  # no implicit transaction: each read sees the newest
             cursor = connection.cursor()
             cursor.execute("SELECT version_num FROM alembic_version")
             if [tuple(r) for r in cursor.fetchall()] != [(HEAD_REVISION,)]:
                 connection.close()
                 return None
             if postgres:
-                connection.autocommit = True  # LISTEN takes effect at once; reads see each commit
                 cursor.execute(f"LISTEN {RUN_ENDED_CHANNEL}")
-            else:
-                connection.isolation_level = None  # no implicit transaction: each read sees the newest
         except Exception:
             connection.close()
             return None
