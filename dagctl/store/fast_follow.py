@@ -23,9 +23,12 @@ from dagctl.store.revision import HEAD_REVISION
 RUN_ENDED_CHANNEL = "dagctl_run_ended"  # as dagctl.store.wakeup.RUN_ENDED_CHANNEL
 # What a PostgreSQL follower waits at most between reads, for changes that send no
 # NOTIFY (a task starting, a run cancelled or failed by a reaper).
-PG_POLL_S = 0.1
+PG_POLL_S = 0.25
 # SQLite: how often data_version is read; it costs microseconds and takes no lock.
 SQLITE_CHECK_S = 0.01
+# At most this often a read of the run and all its attempts: a busy scheduler commits
+# (and moves data_version) many times a second, and a run may have thousands of tasks.
+MIN_READ_SPACING_S = 0.05
 
 
 class RunFollower:
@@ -36,6 +39,7 @@ class RunFollower:
         self._postgres = postgres
         self._p = "%s" if postgres else "?"
         self._seen: int | None = None
+        self._last_read = 0.0
 
     @classmethod
     def open(cls, url: str) -> RunFollower | None:
@@ -66,6 +70,7 @@ class RunFollower:
     def read(self, run_id: int) -> tuple[dict[str, Any] | None, list[dict[str, Any]]] | None:
         """The run and its attempts in queue order (as Store.run_with_attempts); None
         on a driver error (the caller then follows through the store)."""
+        self._last_read = time.monotonic()
         try:
             cursor = self._connection.cursor()
             if not self._postgres:
@@ -85,9 +90,13 @@ class RunFollower:
     def wait(self, at_most: float) -> None:
         """Until another process may have changed the run, or `at_most` seconds."""
         deadline = time.monotonic() + at_most
+        spacing = self._last_read + MIN_READ_SPACING_S - time.monotonic()
+        if spacing > 0:
+            time.sleep(min(spacing, at_most))
         if self._postgres:
             with contextlib.suppress(Exception):
-                select.select([self._connection], [], [], min(at_most, PG_POLL_S))
+                timeout = max(0.0, min(PG_POLL_S, deadline - time.monotonic()))
+                select.select([self._connection], [], [], timeout)
                 self._connection.poll()
                 self._connection.notifies.clear()
             return
