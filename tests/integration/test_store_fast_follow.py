@@ -3,8 +3,10 @@ wakes when the run ends: by NOTIFY on PostgreSQL, by data_version on SQLite."""
 
 from __future__ import annotations
 
+import select
 import time
 from datetime import datetime
+from typing import Any
 
 import pytest
 
@@ -58,10 +60,18 @@ def test_a_run_ending_notifies_its_followers_on_postgresql(store: Store, db_url:
         listener.cursor().execute(f"LISTEN {RUN_ENDED_CHANNEL}")
         run_id = store.trigger("etl", {}, "test", NOW, "f1", NOW)
         _advance(store, AdvancePlan(start_runs=[run_id]))
-        listener.poll()
-        assert listener.notifies == []  # starting a run is no end
+        assert _notified(listener, 0.3) == []  # starting a run is no end
         _advance(store, AdvancePlan(finish_runs=[(run_id, "failed")]))
-        listener.poll()
-        assert [n.payload for n in listener.notifies] == [str(run_id)]
+        assert _notified(listener, 5.0) == [str(run_id)]
     finally:
         listener.close()
+
+
+def _notified(connection: Any, within: float) -> list[str]:
+    """The payloads delivered within `within` seconds (a NOTIFY arrives after the commit,
+    not with it)."""
+    deadline = time.monotonic() + within
+    while not connection.notifies and time.monotonic() < deadline:
+        select.select([connection], [], [], max(0.0, deadline - time.monotonic()))
+        connection.poll()
+    return [n.payload for n in connection.notifies]
