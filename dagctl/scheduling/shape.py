@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 
 from dagctl.dags.model import Dag, Task
 
-# Definitions are replaced on change; stale entries go when the cache is full.
-_MAX_CACHED = 4096
+# Definitions are replaced on change; stale entries (each holds its Dag) go when the
+# cache is full, so a scheduler keeps at most this many graphs beside its DAGs.
+_MAX_CACHED = 1024
 
 
 @dataclass(slots=True)
