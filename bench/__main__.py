@@ -12,7 +12,9 @@ attempts, W9 `dagctl serve` pages and API with 1,000 DAGs and 100,000 attempts, 
 alerts (failure -> webhook latency, loop time with 1,000 pending events), W11
 fan-out (for_each over 100 and 1,000 items, two schedulers), W12 10,000 DAGs (validate,
 first sync, idle scheduler CPU and RSS), W13 the terminal commands with 1,000 DAGs
-(list, status, trigger, trigger --wait).
+(list, status, trigger, trigger --wait), W14 hop cost in a chain of 1,000 against 20.
+W1, W2 and W14 also run a bare claim -> spawn -> finish -> commit loop (bench/floor.py)
+on the same database and report dagctl against it.
 PostgreSQL is started by the harness (tests/pgserver.py), or taken from
 DAGCTL_TEST_PG_URL.
 """
@@ -57,6 +59,7 @@ def _workloads() -> dict[str, tuple[str, Workload, bool]]:
         "W11": ("fan-out: for_each over 100 and 1,000 items", fanout.fanout, True),
         "W12": ("10,000 DAGs: validate, first sync, idle CPU and memory", manydags.many_dags, True),
         "W13": ("list, status, trigger, trigger --wait with 1,000 DAGs", cli.cli, True),
+        "W14": ("hop cost: a chain of 1,000 against a chain of 20", runs.chain1000, True),
     }
 
 

@@ -113,6 +113,8 @@ def fmt(value: float | None, unit: str) -> str:
         return f"{value:.1f} ms" if value < 100 else f"{value:,.0f} ms"
     if unit == "s":
         return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
+    if unit == "x":
+        return f"{value:.2f}x"
     return f"{value:g}{unit}"
 
 

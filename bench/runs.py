@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import statistics
 
-from bench import dags
+from bench import dags, floor
 from bench.common import Config, Db, Env, Figure, percentile, seconds, workspace
 
 AIRFLOW_CHAIN20_S = 29.0
 AIRFLOW_TASK_S = 1.25
 AIRFLOW_FAN100_S = 52.0
 PREFECT_END_TO_END_S = 8.6
+CHAIN_FLOOR_RATIO = 1.3  # issue 18: dagctl's run wall against the bare loop's
+FAN_FLOOR_RATIO = 1.5
+HOP_GROWTH = 1.2  # a hop in a chain of 1,000 against one in a chain of 20
 POLL_INTERVAL = "1.0"  # the default: on PostgreSQL NOTIFY wakes the loop, not the poll
 
 
@@ -72,10 +75,13 @@ def chain20(cfg: Config, backend: str) -> list[Figure]:
         try:
             _trigger_and_wait(env, name)  # warm-up: page cache, .pyc files, connections
             walls, runs, hop_medians, hop_p95s, pickups = [], [], [], [], []
-            step_medians, step_p95s = [], []
+            step_medians, step_p95s, floors, ratios = [], [], [], []
+            floor.run_floor(url, 0, floor.chain_shape(length), 2)  # warm-up
             for rep in range(cfg.reps):
                 wall, run_id = _trigger_and_wait(env, name)
                 status, run_s, tasks, created = _timings(db, run_id)
+                floors.append(floor.run_floor(url, rep + 1, floor.chain_shape(length), 2))
+                ratios.append(run_s / floors[-1])
                 if status != "success" or len(tasks) != length:
                     raise RuntimeError(f"{name} run {run_id} ended {status} with {len(tasks)} tasks")
                 hops = [seconds(tasks[i - 1][2], tasks[i][1]) * 1000 for i in range(1, len(tasks))]
@@ -93,7 +99,7 @@ def chain20(cfg: Config, backend: str) -> list[Figure]:
                 cfg.say(
                     f"{w} {backend} rep {rep + 1}: run {run_s * 1000:.0f} ms, wall {wall * 1000:.0f} ms, "
                     f"hop median {hop_medians[-1]:.1f} ms p95 {hop_p95s[-1]:.1f} ms, "
-                    f"start→start median {step_medians[-1]:.1f} ms"
+                    f"start→start median {step_medians[-1]:.1f} ms; floor {floors[-1] * 1000:.0f} ms"
                 )
         finally:
             env.stop_all()
@@ -110,6 +116,7 @@ def chain20(cfg: Config, backend: str) -> list[Figure]:
             target=0.3 * scale,
             baselines={"Airflow": AIRFLOW_CHAIN20_S * scale},
         ),
+        *_floor_figures(w, backend, name, floors, ratios, CHAIN_FLOOR_RATIO),
         Figure(
             w,
             backend,
@@ -162,15 +169,21 @@ def fan100(cfg: Config, backend: str) -> list[Figure]:
         db = _start(cfg, env, concurrency=2)
         try:
             _trigger_and_wait(env, name)
-            runs, walls = [], []
+            runs, walls, floors, ratios = [], [], [], []
+            floor.run_floor(url, 0, floor.fan_shape(width), 2)  # warm-up
             for rep in range(cfg.reps):
                 wall, run_id = _trigger_and_wait(env, name)
                 status, run_s, tasks, _ = _timings(db, run_id)
+                floors.append(floor.run_floor(url, rep + 1, floor.fan_shape(width), 2))
+                ratios.append(run_s / floors[-1])
                 if status != "success" or len(tasks) != width + 2:
                     raise RuntimeError(f"{name} run {run_id} ended {status} with {len(tasks)} tasks")
                 runs.append(run_s)
                 walls.append(wall)
-                cfg.say(f"{w} {backend} rep {rep + 1}: run {run_s * 1000:.0f} ms, wall {wall * 1000:.0f} ms")
+                cfg.say(
+                    f"{w} {backend} rep {rep + 1}: run {run_s * 1000:.0f} ms, wall {wall * 1000:.0f} ms, "
+                    f"floor {floors[-1] * 1000:.0f} ms"
+                )
         finally:
             env.stop_all()
             db.close()
@@ -186,8 +199,76 @@ def fan100(cfg: Config, backend: str) -> list[Figure]:
             target=1.0 * scale,
             baselines={"Airflow": AIRFLOW_FAN100_S * scale},
         ),
+        *_floor_figures(w, backend, f"1→{width}→1", floors, ratios, FAN_FLOOR_RATIO),
         Figure(w, backend, f"1→{width}→1 trigger --wait (wall)", walls, "s"),
     ]
 
 
-__all__ = ["chain20", "fan100"]
+def _floor_figures(
+    w: str, backend: str, name: str, floors: list[float], ratios: list[float], target: float
+) -> list[Figure]:
+    return [
+        Figure(
+            w,
+            backend,
+            f"{name} floor loop run (bench/floor.py)",
+            floors,
+            "s",
+            note="claim -> spawn bash -> wait -> finish -> commit, same database, concurrency 2",
+        ),
+        Figure(w, backend, f"{name} run / floor, same rep", ratios, "x", target=target),
+    ]
+
+
+def chain1000(cfg: Config, backend: str) -> list[Figure]:
+    """W14: hop cost (first task start -> last task end, per hop) in a chain of 1,000 against a chain of 20,
+    both DAGs on one scheduler, each rep running both; the floor loop likewise."""
+    long, short = (100, 20) if cfg.small else (1000, 20)
+    reps = max(1, min(cfg.reps, 3))
+    w = "W14"
+    with workspace("w14") as work:
+        url = cfg.dbs.fresh(backend)
+        env = Env(work, url, cfg.exe)
+        dags.chain(env.dags, f"chain{long}", long)
+        dags.chain(env.dags, f"chain{short}", short)
+        db = _start(cfg, env, concurrency=2)
+        env.wait_for(db, "SELECT count(*) FROM dag", 2)
+        hop_long, hop_short, ratios, floor_ratios = [], [], [], []
+        try:
+            _trigger_and_wait(env, f"chain{short}")  # warm-up
+            for rep in range(reps):
+                per_hop = []
+                for length in (long, short):
+                    _, run_id = _trigger_and_wait(env, f"chain{length}")
+                    status, _, tasks, _ = _timings(db, run_id)
+                    if status != "success" or len(tasks) != length:
+                        raise RuntimeError(
+                            f"chain{length} run {run_id} ended {status} with {len(tasks)} tasks"
+                        )
+                    # First start -> last end: the run's pickup and its own finish,
+                    # paid once per run, would weigh 50 times more in the short chain.
+                    per_hop.append(seconds(tasks[0][1], tasks[-1][2]) / (length - 1) * 1000)
+                hop_long.append(per_hop[0])
+                hop_short.append(per_hop[1])
+                ratios.append(per_hop[0] / per_hop[1])
+                floor_long = floor.run_floor(url, 2 * rep + 1, floor.chain_shape(long), 2) / long
+                floor_short = floor.run_floor(url, 2 * rep + 2, floor.chain_shape(short), 2) / short
+                floor_ratios.append(floor_long / floor_short)
+                cfg.say(
+                    f"{w} {backend} rep {rep + 1}: hop {per_hop[0]:.1f} ms in chain{long}, "
+                    f"{per_hop[1]:.1f} ms in chain{short} ({ratios[-1]:.2f}x); "
+                    f"floor {floor_long * 1000:.1f} / {floor_short * 1000:.1f} ms"
+                )
+        finally:
+            env.stop_all()
+            db.close()
+            cfg.dbs.drop(url)
+    return [
+        Figure(w, backend, f"hop cost in chain{long} (first start→last end / hops)", hop_long, "ms"),
+        Figure(w, backend, f"hop cost in chain{short} (first start→last end / hops)", hop_short, "ms"),
+        Figure(w, backend, f"hop cost chain{long} / chain{short}", ratios, "x", target=HOP_GROWTH),
+        Figure(w, backend, f"floor loop hop chain{long} / chain{short}", floor_ratios, "x"),
+    ]
+
+
+__all__ = ["chain20", "chain1000", "fan100"]

@@ -13,7 +13,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from dagctl.actions.common import check_dags_folder, no_run, now, stale_after_s
-from dagctl.actions.inspect import dag_row, secret_params
+from dagctl.actions.following import secret_params
+from dagctl.actions.inspect import dag_row
 from dagctl.actions.views import MASK, iso, run_json, seconds
 from dagctl.config import Settings
 from dagctl.dags import cron

@@ -4,7 +4,7 @@ Plain functions returning JSON-ready values; the CLI renders them."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -18,12 +18,12 @@ from dagctl.actions.common import (
     no_run,
     now,
     open_store,
-    presence_notice,
     stale_after_s,
     store_session,
     task_order,
     unknown_dag,
 )
+from dagctl.actions.following import FOLLOW_INTERVAL_S, secret_params
 from dagctl.actions.views import attempt_json, iso, pool_json, run_json
 from dagctl.config import Settings
 from dagctl.dags import cron
@@ -34,10 +34,6 @@ from dagctl.states import FINISHED_RUN_VALUES, NOT_ENDED_TASK_VALUES
 
 if TYPE_CHECKING:
     from dagctl.store import Store
-
-FOLLOW_INTERVAL_S = 0.5
-# `trigger --wait` says so when a run stays queued this long with no scheduler alive.
-NO_SCHEDULER_NOTICE_AFTER_S = 2.0
 
 
 def validate_tree(path: Path, manager: str | None, state_db_url: str | None = None) -> DagTree:
@@ -111,28 +107,6 @@ def _nest_child_runs(settings: Settings, shown: list[dict[str, Any]], depth: int
     for task in tasks:
         task["child_run"] = nested.get(task["child_run_id"])
     _nest_child_runs(settings, list(nested.values()), depth - 1)
-
-
-def secret_params(settings: Settings, dag_names: Collection[str]) -> dict[str, frozenset[str] | None]:
-    """The secret param names of each DAG, from its workflow.yaml alone (params are
-    declared nowhere else; loading whole DAGs would cost `status` milliseconds per DAG
-    shown); None for one that cannot be read now (its runs' params are then shown fully
-    masked)."""
-    return {name: _secret_names(settings.dags / name / "workflow.yaml") for name in dag_names}
-
-
-def _secret_names(path: Path) -> frozenset[str] | None:
-    from dagctl.dags import yamldoc
-
-    try:
-        if path.stat().st_size > 1024 * 1024:
-            return None
-        params = yamldoc.load(path.read_text(encoding="utf-8")).data.get("params") or {}
-    except Exception:  # unreadable, not YAML, not a mapping: mask everything
-        return None
-    if not isinstance(params, dict):
-        return None
-    return frozenset(str(k) for k, v in params.items() if isinstance(v, dict) and v.get("secret"))
 
 
 def list_dags(settings: Settings, notices: list[str] | None = None) -> list[dict[str, Any]]:
@@ -268,46 +242,6 @@ def latest_run_id(settings: Settings, dag_name: str | None) -> int:
         where = f" of DAG {dag_name!r}" if dag_name else ""
         raise UsageError(f"no runs{where} yet", "start one with dagctl trigger DAG")
     return int(rows[0]["id"])
-
-
-def follow_run(
-    settings: Settings,
-    run_id: int,
-    on_update: Callable[[dict[str, Any]], None],
-    on_notice: Callable[[str], None] | None = None,
-    interval: float = FOLLOW_INTERVAL_S,
-) -> str:
-    """Call `on_update` with the run's view (the `status -o json` form of one run plus
-    "pending": tasks not created yet) until the run has finished; return its status."""
-    order: list[str] | None = None
-    secrets: frozenset[str] | None = None
-    started = time.monotonic()
-    noticed = False
-    with store_session(settings) as store:
-        while True:
-            run, attempts = store.run_with_attempts(run_id)
-            if run is None:
-                raise no_run(run_id)
-            if order is None:
-                order = task_order(settings, run["dag_name"])
-                secrets = secret_params(settings, [run["dag_name"]])[run["dag_name"]]
-            view = run_json(run, attempts, secrets)
-            seen = {t["task"] for t in view["tasks"]}
-            view["pending"] = [name for name in order if name not in seen]
-            on_update(view)
-            if run["status"] in FINISHED_RUN_VALUES:
-                return str(run["status"])
-            if (
-                on_notice is not None
-                and not noticed
-                and run["status"] == "queued"
-                and time.monotonic() - started > NO_SCHEDULER_NOTICE_AFTER_S
-            ):
-                noticed = True
-                notice = presence_notice(run["dag_name"], store.presence(run["dag_name"], stale_after_s()))
-                if notice:
-                    on_notice(notice)
-            time.sleep(interval)
 
 
 def _pick_attempts(

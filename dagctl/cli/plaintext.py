@@ -1,5 +1,6 @@
-"""Plain-text pieces of the terminal output (no rich): durations, times, cutting and
-wrapping, and the line-by-line progress printed when stdout is not a terminal."""
+"""Plain-text pieces of the terminal output, without rich: durations, times, cutting and
+wrapping, and the progress lines printed when stdout is not a terminal (`trigger --wait`
+prints those from here: importing rich would cost it a tenth of a second)."""
 
 from __future__ import annotations
 

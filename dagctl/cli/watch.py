@@ -15,14 +15,14 @@ def watch_run(settings: Settings, run_id: int, *, plain_to_stderr: bool, noticed
     when stdout is a terminal, else one plain line per change (on stderr when stdout
     carries something else, as with `trigger --wait`). `noticed`: the caller already
     said why the run may not start, so the follower does not say it again."""
-    from dagctl.actions import inspect
+    from dagctl.actions import following
 
     if sys.stdout.isatty():
         from dagctl.cli.render import console, live_run
 
         out = console()
         with live_run(out) as live:
-            return inspect.follow_run(
+            return following.follow_run(
                 settings,
                 run_id,
                 live.update,
@@ -38,6 +38,6 @@ def watch_run(settings: Settings, run_id: int, *, plain_to_stderr: bool, noticed
             click.echo(line, err=plain_to_stderr)
         previous = view
 
-    return inspect.follow_run(
+    return following.follow_run(
         settings, run_id, show, on_notice=None if noticed else lambda m: click.echo(f"dagctl: {m}", err=True)
     )

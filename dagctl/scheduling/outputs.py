@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from dagctl.dags.model import Dag, Task
+from dagctl.scheduling.shape import shape_of
 from dagctl.store import ClaimedAttempt, Store
 
 
@@ -31,9 +32,9 @@ def _may_read_outputs(dags: Mapping[str, Dag], item: ClaimedAttempt) -> bool:
     dag = dags.get(item.dag_name)
     # An item of a for_each task (`task.sh[3]`) reads what its task may.
     task = dag.tasks.get(item.task_name.rpartition("[")[0] or item.task_name) if dag else None
-    if dag is None or task is None or not task.local_inputs:
+    if dag is None or task is None:
         return False
-    return any(dag.tasks[name].type != "no_op" for name in dag.upstream_of(task.name))
+    return shape_of(dag).may_read_outputs(dag, task.name)
 
 
 def upstream_outputs(dag: Dag, task: Task, run_outputs: Mapping[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ the scheduler loop carry the decisions out.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,6 +17,7 @@ from dagctl.dags.hints import did_you_mean
 from dagctl.dags.model import Dag
 from dagctl.errors import DagctlError, UsageError
 from dagctl.scheduling import crossdag
+from dagctl.scheduling.shape import shape_of
 from dagctl.states import (
     DONE_OK_TASK_VALUES,
     FINISHED_TASK,
@@ -196,17 +198,27 @@ def _advance_one(
     now: datetime | None = None,
 ) -> None:
     latest = dict(known)
+    shape = shape_of(dag)
     waiting_outside = False
-    # Repeat until nothing changes: an upstream_failed task created in this pass decides
-    # its own downstream tasks in the same pass, so a failure reaches the end of the DAG
-    # (and the run finishes) without waiting for another iteration.
-    changed = True
-    while changed:
-        changed = False
-        for name, task in dag.tasks.items():
+    # Only a task without inputs or with one that has an attempt can be decided: the
+    # successors of what exists, not every task of the DAG (a chain of 1,000 would
+    # otherwise walk 1,000 tasks at each hop). Passes go in the DAG's task order, as a
+    # walk over every task would; an upstream_failed task created in one pass decides
+    # its own successors in the same or the next pass, so a failure reaches the end of
+    # the DAG (and the run finishes) without waiting for another iteration.
+    candidates = {name for name in shape.roots if name not in latest}
+    for name in known:
+        candidates.update(s for s in shape.successors.get(name, ()) if s not in latest)
+    while candidates:
+        this_pass = [(shape.index[name], name) for name in candidates]
+        heapq.heapify(this_pass)
+        candidates = set()
+        while this_pass:
+            position, name = heapq.heappop(this_pass)
             if name in latest:
                 continue
-            verdict, reason = _inputs_verdict(task.local_inputs, latest), None
+            task = dag.tasks[name]
+            verdict, reason = _inputs_verdict(shape.inputs[name], latest), None
             if verdict == "ok" and task.external_inputs:
                 verdict, reason = crossdag.verdict(
                     dag, task, run.logical_date, run.started_at, now, external_status
@@ -221,9 +233,17 @@ def _advance_one(
                 status = TaskStatus.RUNNING  # never claimed: scheduling/children.py, fanout.py
             plan.new_task_runs.append(NewTaskRun(run.id, dag.name, name, status.value, reason))
             latest[name] = AttemptSnapshot(name, 1, status.value)
-            changed = True
+            for successor in shape.successors.get(name, ()):
+                if successor in latest:
+                    continue
+                if shape.index[successor] > position:
+                    heapq.heappush(this_pass, (shape.index[successor], successor))
+                else:
+                    candidates.add(successor)
     if waiting_outside:
         plan.still_dirty.append(run.id)
+    if len(latest) < len(dag.tasks):
+        return  # some task has no attempt yet
     statuses = [latest[name].status for name in dag.tasks if name in latest]
     if len(statuses) < len(dag.tasks) or any(s not in FINISHED_TASK for s in statuses):
         return

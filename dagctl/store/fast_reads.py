@@ -67,7 +67,8 @@ class Listing:
         self.unserved = unserved or {}
 
 
-def _connect(url: str) -> Any:
+def connect_plain(url: str) -> Any:
+    """A DB-API connection for a plain URL (no options), None for any other."""
     parts = urlsplit(url)
     if parts.query or parts.fragment:
         return None
@@ -110,7 +111,7 @@ def read_listing(url: str, stale_after_s: float | None = None) -> Listing | None
     """`stale_after_s`: also read the unserved queues, a scheduler being alive while
     its heartbeat is younger than that."""
     try:
-        connection = _connect(url)
+        connection = connect_plain(url)
     except Exception:  # cannot connect here: the full path reports it properly
         return None
     if connection is None:
@@ -144,7 +145,7 @@ def read_listing(url: str, stale_after_s: float | None = None) -> Listing | None
         connection.close()
 
 
-def _rows(cursor: Any, table: str) -> list[dict[str, Any]]:
+def typed_rows(cursor: Any, table: str) -> list[dict[str, Any]]:
     names = [column[0] for column in cursor.description]
     times, flags = DATETIME_COLUMNS[table], BOOLEAN_COLUMNS[table]
     rows = []
@@ -163,7 +164,7 @@ def read_runs(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
     """As Store.runs and Store.task_runs of those runs (store/reads.py), or None."""
     try:
-        connection = _connect(url)
+        connection = connect_plain(url)
     except Exception:  # cannot connect here: the full path reports it properly
         return None
     if connection is None:
@@ -185,7 +186,7 @@ def read_runs(
         if [tuple(r) for r in cursor.fetchall()] != [(HEAD_REVISION,)]:
             return None
         cursor.execute(f"{query} ORDER BY id DESC LIMIT {int(limit)}", args)
-        runs = _rows(cursor, "dag_run")
+        runs = typed_rows(cursor, "dag_run")
         if not runs:
             return runs, []
         ids = [int(run["id"]) for run in runs]
@@ -194,7 +195,7 @@ def read_runs(
             " ORDER BY dag_run_id, queued_at, id",
             ids,
         )
-        return runs, _rows(cursor, "task_run")
+        return runs, typed_rows(cursor, "task_run")
     except Exception:  # a driver error, a malformed row: the full path decides
         return None
     finally:

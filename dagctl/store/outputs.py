@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Hashable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, select, update
@@ -35,6 +35,8 @@ class OutputOperations:
 
         def _tx(self) -> contextlib.AbstractContextManager[Connection]: ...
 
+        def _statement(self, key: Hashable, build: Callable[[], Any]) -> Any: ...
+
     def _store_outputs(
         self, connection: Connection, recorded: Iterable[tuple[int, dict[str, Any] | None]]
     ) -> None:
@@ -57,17 +59,24 @@ class OutputOperations:
             return {}
         found: dict[int, dict[str, dict[str, Any]]] = {}
         with self._tx() as connection:
+            # Built once per store: it runs at every claim of a task with inputs.
             rows = connection.execute(
-                select(task_run.c.dag_run_id, task_run.c.task_name, task_run.c.outputs)
-                .where(
-                    task_run.c.dag_run_id.in_(sorted(run_ids)),
-                    task_run.c.status == TaskStatus.SUCCESS.value,
-                    task_run.c.outputs.is_not(None),
-                )
-                .order_by(task_run.c.attempt)
+                self._statement("run outputs", _build_run_outputs), {"p_runs": sorted(run_ids)}
             ).all()
         for row in rows:
             outputs = outputs_from_json(row.outputs)
             if outputs is not None:
                 found.setdefault(row.dag_run_id, {})[row.task_name] = outputs
         return found
+
+
+def _build_run_outputs() -> Any:
+    return (
+        select(task_run.c.dag_run_id, task_run.c.task_name, task_run.c.outputs)
+        .where(
+            task_run.c.dag_run_id.in_(bindparam("p_runs", expanding=True)),
+            task_run.c.status == TaskStatus.SUCCESS.value,
+            task_run.c.outputs.is_not(None),
+        )
+        .order_by(task_run.c.attempt)
+    )

@@ -14,9 +14,10 @@ from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import DateTime, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import DateTime, bindparam, func, insert, or_, select, update
 
 from dagctl.states import ACTIVE_RUN, RunStatus, TaskStatus, run_sources, task_sources
+from dagctl.store.hot_reads import active_runs
 from dagctl.store.records import (
     AdvancePlan,
     AdvanceSnapshot,
@@ -25,7 +26,7 @@ from dagctl.store.records import (
     NewRun,
     RunSnapshot,
 )
-from dagctl.store.tables import backfill, dag, dag_run, task_run
+from dagctl.store.tables import dag, dag_run, task_run
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -63,6 +64,8 @@ class RunOperations:
         def _insert(self, table: Any) -> Any: ...
 
         def _notify(self, connection: Connection, *, urgent: bool = False) -> None: ...
+
+        def _notify_runs_ended(self, connection: Connection, run_ids: Collection[int]) -> None: ...
 
         def flag_parents(self, connection: Connection, finished_run_ids: Collection[int]) -> None: ...
 
@@ -393,65 +396,8 @@ class RunOperations:
         self, connection: Connection, dag_names: Sequence[str]
     ) -> tuple[list[RunSnapshot], dict[int, dict[str, AttemptSnapshot]]]:
         """The active runs of these DAGs and the latest attempt of each task of the
-        running ones, in one query."""
-        rows = connection.execute(
-            self._statement("active runs", self._build_active_runs), {"p_names": list(dag_names)}
-        )
-        runs: dict[int, RunSnapshot] = {}
-        latest: dict[int, dict[str, AttemptSnapshot]] = {}
-        for (
-            run_id,
-            dag_name,
-            status,
-            logical_date,
-            backfill_id,
-            max_active,
-            reverse,
-            task_name,
-            attempt,
-            task_status,
-            started_at,
-        ) in rows:
-            if run_id not in runs:
-                runs[run_id] = RunSnapshot(
-                    run_id, dag_name, status, logical_date, backfill_id, max_active, bool(reverse), started_at
-                )
-            if task_name is None:
-                continue
-            per_run = latest.get(run_id)
-            if per_run is None:
-                per_run = latest[run_id] = {}
-            seen = per_run.get(task_name)
-            if seen is None or attempt > seen.attempt:
-                per_run[task_name] = AttemptSnapshot(task_name, attempt, task_status)
-        return list(runs.values()), latest
-
-    def _build_active_runs(self) -> Any:
-        return (
-            select(
-                dag_run.c.id,
-                dag_run.c.dag_name,
-                dag_run.c.status,
-                dag_run.c.logical_date,
-                dag_run.c.backfill_id,
-                backfill.c.max_active_runs,
-                backfill.c.reverse,
-                task_run.c.task_name,
-                task_run.c.attempt,
-                task_run.c.status,
-                dag_run.c.started_at,
-            )
-            .select_from(
-                dag_run.outerjoin(
-                    task_run,
-                    and_(task_run.c.dag_run_id == dag_run.c.id, dag_run.c.status == RunStatus.RUNNING.value),
-                ).outerjoin(backfill, backfill.c.id == dag_run.c.backfill_id)
-            )
-            .where(
-                dag_run.c.dag_name.in_(bindparam("p_names", expanding=True)),
-                dag_run.c.status.in_([s.value for s in ACTIVE_RUN]),
-            )
-        )
+        running ones, in one query (store/hot_reads.py)."""
+        return active_runs(connection, self.is_postgres, dag_names)
 
     def _external_status(
         self,
@@ -526,6 +472,7 @@ class RunOperations:
                 finished += [(row.id, row.dag_name, final.value) for row in moved]
         if finished:
             self.flag_parents(connection, [run_id for run_id, _, _ in finished])
+            self._notify_runs_ended(connection, [run_id for run_id, _, _ in finished])
         if finished and plan.alert_rules:
             # Only the runs this UPDATE really moved: each finish writes its events once.
             self._enqueue_run_events(connection, finished, plan.alert_rules, now)

@@ -6,6 +6,7 @@ a watch of the file's data version on SQLite). A mixin of `Store` (see store.py)
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import text
@@ -14,6 +15,9 @@ if TYPE_CHECKING:
     from sqlalchemy import Connection, Engine
 
 NOTIFY_CHANNEL = "dagctl"  # also spelled out in fast_trigger.py, which runs without SQLAlchemy
+# Followers of a run (`trigger --wait`, store/fast_follow.py) listen here; schedulers do
+# not, so a run's end wakes no loop. The payload is the ended runs' ids.
+RUN_ENDED_CHANNEL = "dagctl_run_ended"
 
 
 class WakeupOperations:
@@ -53,6 +57,14 @@ class WakeupOperations:
             self._notify_urgent = self._notify_urgent or urgent
         else:
             self._send_notify(connection)
+
+    def _notify_runs_ended(self, connection: Connection, run_ids: Collection[int]) -> None:
+        """Sent at commit with the transaction that ended the runs (PostgreSQL)."""
+        if self.is_postgres and run_ids:
+            connection.execute(
+                text("SELECT pg_notify(:channel, :ids)"),
+                {"channel": RUN_ENDED_CHANNEL, "ids": " ".join(str(i) for i in sorted(run_ids))},
+            )
 
     def _send_notify(self, connection: Connection) -> None:
         connection.execute(
@@ -135,4 +147,4 @@ class DataVersionWatch:
             self._connection.close()
 
 
-__all__ = ["NOTIFY_CHANNEL", "DataVersionWatch", "Listener", "WakeupOperations"]
+__all__ = ["NOTIFY_CHANNEL", "RUN_ENDED_CHANNEL", "DataVersionWatch", "Listener", "WakeupOperations"]
