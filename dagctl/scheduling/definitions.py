@@ -84,6 +84,17 @@ class Definitions:
             if self._listing.due(now):
                 self._listing.write(tree, self._cache.stamps(), now)
             return False
+        try:
+            self._full_sync(tree, mark, clock, now)
+        except BaseException:
+            # Half a sync (the database went away midway) is no sync: the next pass does
+            # it all again instead of taking the tree and mark for synced.
+            self._synced = self._mark = None
+            self._next_reload = 0.0
+            raise
+        return True
+
+    def _full_sync(self, tree: DagTree, mark: tuple[Any, ...], clock: float, now: datetime) -> None:
         self._mark = mark
         self._next_full_sync = clock + FULL_SYNC_S
         if tree is not self._synced:
@@ -104,7 +115,6 @@ class Definitions:
             due = planner.next_due(dag, state.last_slot, state.first_seen_at)
             if due is not None:
                 self.next_due[name] = due
-        return True
 
     def _take_tree(self, tree: DagTree, now: datetime) -> None:
         """What follows from a tree that changed: its DAGs, alert channels, pools, and
