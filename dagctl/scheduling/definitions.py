@@ -157,10 +157,16 @@ class Definitions:
         """Create the scheduled runs due at `now`; True when there were any to create."""
         if not any(due <= now for due in self.next_due.values()):
             return False  # no read of the database on an idle pass
-        work = planner.due_runs(self.dags, self.store.dag_states(), self.next_due, now)
+        # Moved on only once the runs are written: should the write fail, the same
+        # slots are due at the next pass (the definitions may not be synced again for
+        # a while, so nothing else would bring them back).
+        next_due = dict(self.next_due)
+        work = planner.due_runs(self.dags, self.store.dag_states(), next_due, now)
         if not work:
+            self.next_due = next_due
             return False
         created = self.store.create_scheduled_runs(work, now)
+        self.next_due = next_due
         if created:
             log.info("created %d scheduled run(s)", created)
         for name, runs, _, _ in work:
