@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     DateTime,
-    Float,
     Integer,
     String,
     Text,
@@ -42,6 +41,7 @@ from dagctl.states import (
     TaskStatus,
     task_sources,
 )
+from dagctl.store.claiming import running_values
 from dagctl.store.dag_limits import Scope, dag_scope
 from dagctl.store.notifications import LOST as LOST_EVENT
 from dagctl.store.notifications import RETRY, AlertRules
@@ -199,25 +199,15 @@ class AttemptOperations:
             # 10,000 queued attempts before their table had statistics).
             held = ready.with_for_update(skip_locked=True).cte("ready")
             chosen: Any = task_run.c.id == held.c.id
-            lease_until: Any = func.timezone("utc", func.now()) + func.make_interval(
-                0, 0, 0, 0, 0, 0, bindparam("p_lease_seconds", type_=Float)
-            )
         else:
             chosen = task_run.c.id.in_(ready.scalar_subquery())
-            lease_until = bindparam("p_lease_until", type_=DateTime)
         return (
             update(task_run)
             .where(
                 chosen,
                 task_run.c.status.in_(task_sources(TaskStatus.RUNNING)),
             )
-            .values(
-                status=TaskStatus.RUNNING.value,
-                lease_owner=bindparam("p_owner", type_=String),
-                lease_expires_at=lease_until,
-                started_at=bindparam("p_now", type_=DateTime),
-                host=bindparam("p_host", type_=String),
-            )
+            .values(running_values(self.is_postgres))
             .returning(*claimed_columns())
         )
 

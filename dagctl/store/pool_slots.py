@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     DateTime,
-    Float,
     Integer,
     String,
     and_,
@@ -46,6 +45,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from dagctl.states import CLAIMABLE_TASK, TaskStatus, task_sources
+from dagctl.store.claiming import running_values
 from dagctl.store.priorities import claim_order
 from dagctl.store.tables import dag, pool_slot, task_pool, task_run
 
@@ -175,9 +175,6 @@ def build_take(returning: Sequence[Any]) -> Any:
         .returning(pool_slot.c.slot)
         .cte("taken")
     )
-    lease_until = func.timezone("utc", func.now()) + func.make_interval(
-        0, 0, 0, 0, 0, 0, bindparam("p_lease_seconds", type_=Float)
-    )
     return (
         update(task_run)
         .where(
@@ -185,15 +182,7 @@ def build_take(returning: Sequence[Any]) -> Any:
             task_run.c.id == func.any(bindparam("p_ids", type_=ARRAY(Integer))),
             task_run.c.status.in_(task_sources(TaskStatus.RUNNING)),
         )
-        .values(
-            status=TaskStatus.RUNNING.value,
-            lease_owner=bindparam("p_owner", type_=String),
-            lease_expires_at=lease_until,
-            started_at=bindparam("p_now", type_=DateTime),
-            host=bindparam("p_host", type_=String),
-            pool=give.c.pool,
-            pool_slots=give.c.slots,
-        )
+        .values({**running_values(is_postgres=True), "pool": give.c.pool, "pool_slots": give.c.slots})
         .returning(*returning)
         .add_cte(taken)
     )

@@ -24,9 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     DateTime,
-    Float,
     Integer,
-    String,
     and_,
     bindparam,
     delete,
@@ -38,6 +36,7 @@ from sqlalchemy import (
 from dagctl.dags.cron import utcnow
 from dagctl.states import CLAIMABLE_TASK, TaskStatus, task_sources
 from dagctl.store.attempts import claimed_columns
+from dagctl.store.claiming import running_values
 from dagctl.store.dag_limits import Scope, dag_scope
 from dagctl.store.item_routing import with_item_rows
 from dagctl.store.pool_slots import build_candidates, build_take, claim_with_slots, sync_slot_rows
@@ -238,24 +237,10 @@ class PoolOperations:
             .where(ranked.c.upto <= ranked.c.free)
             .cte("fit")
         )
-        if self.is_postgres:
-            lease_until: Any = func.timezone("utc", func.now()) + func.make_interval(
-                0, 0, 0, 0, 0, 0, bindparam("p_lease_seconds", type_=Float)
-            )
-        else:
-            lease_until = bindparam("p_lease_until", type_=DateTime)
         return (
             update(task_run)
             .where(task_run.c.id == fit.c.id, task_run.c.status.in_(task_sources(TaskStatus.RUNNING)))
-            .values(
-                status=TaskStatus.RUNNING.value,
-                lease_owner=bindparam("p_owner", type_=String),
-                lease_expires_at=lease_until,
-                started_at=bindparam("p_now", type_=DateTime),
-                host=bindparam("p_host", type_=String),
-                pool=fit.c.pool,
-                pool_slots=fit.c.slots,
-            )
+            .values({**running_values(self.is_postgres), "pool": fit.c.pool, "pool_slots": fit.c.slots})
             .returning(*claimed_columns())
         )
 
