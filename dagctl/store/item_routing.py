@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Table, bindparam, literal, select
+from sqlalchemy import Table, bindparam, delete, literal, select
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -44,6 +44,37 @@ def with_item_rows(
         if base is not None and (dag_name, base) in want:
             out[(dag_name, task_name)] = want[(dag_name, base)]
     return out
+
+
+def sync_task_rows(
+    connection: Connection,
+    insert_into: Any,
+    table: Table,
+    column: str,
+    want: Mapping[tuple[str, str], Any],
+    loaded: frozenset[str],
+) -> bool:
+    """Make `table` (keyed by dag_name, task_name, with one value `column`) say `want`
+    for the `loaded` DAGs, item rows following their tasks; writes only what differs.
+    True when any row is left, of these DAGs or of DAGs loaded elsewhere."""
+    rows = connection.execute(select(table)).all()
+    current = {(r.dag_name, r.task_name): getattr(r, column) for r in rows if r.dag_name in loaded}
+    want = with_item_rows(want, current)  # a for_each item's rows follow its task's
+    stale = [key for key, value in current.items() if want.get(key) != value]
+    if stale:
+        connection.execute(
+            delete(table).where(table.c.dag_name == bindparam("d"), table.c.task_name == bindparam("t")),
+            [{"d": d, "t": t} for d, t in stale],
+        )
+    added = [
+        {"dag_name": d, "task_name": t, column: value}
+        for (d, t), value in want.items()
+        if current.get((d, t)) != value
+    ]
+    if added:
+        # DO NOTHING: schedulers starting together write the same rows.
+        connection.execute(insert_into(table).on_conflict_do_nothing(), added)
+    return bool(want) or any(r.dag_name not in loaded for r in rows)
 
 
 def copy_item_routing(

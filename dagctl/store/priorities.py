@@ -12,9 +12,9 @@ import contextlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, delete, func, select
+from sqlalchemy import func, select
 
-from dagctl.store.item_routing import with_item_rows
+from dagctl.store.item_routing import sync_task_rows
 from dagctl.store.tables import task_priority, task_run
 
 if TYPE_CHECKING:
@@ -38,28 +38,8 @@ class PriorityOperations:
         want = {(d, t): p for d, tasks in assignments.items() for t, p in tasks.items()}
         self._priorities_in_use = self._priorities_in_use or bool(want)
         with self._tx() as connection:
-            rows = connection.execute(select(task_priority)).all()
-            current = {(r.dag_name, r.task_name): r.priority for r in rows if r.dag_name in loaded}
-            want = with_item_rows(want, current)  # a for_each item's rows follow its task's
-            stale = [key for key, value in current.items() if want.get(key) != value]
-            if stale:
-                connection.execute(
-                    delete(task_priority).where(
-                        task_priority.c.dag_name == bindparam("d"),
-                        task_priority.c.task_name == bindparam("t"),
-                    ),
-                    [{"d": d, "t": t} for d, t in stale],
-                )
-            added = [
-                {"dag_name": d, "task_name": t, "priority": p}
-                for (d, t), p in want.items()
-                if current.get((d, t)) != p
-            ]
-            if added:
-                # DO NOTHING: schedulers starting together write the same rows.
-                connection.execute(self._insert(task_priority).on_conflict_do_nothing(), added)
-            others = any(r.dag_name not in loaded for r in rows)
-        self._priorities_in_use = bool(want) or others
+            in_use = sync_task_rows(connection, self._insert, task_priority, "priority", want, loaded)
+        self._priorities_in_use = in_use  # once committed
 
 
 def priority_of_task() -> Any:

@@ -19,12 +19,12 @@ from collections.abc import Collection, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, delete, func, select
+from sqlalchemy import delete, func, select
 
 from dagctl.dags.cron import utcnow
 from dagctl.dags.model import DEFAULT_QUEUE
 from dagctl.states import CLAIMABLE_TASK, TaskStatus
-from dagctl.store.item_routing import with_item_rows
+from dagctl.store.item_routing import sync_task_rows
 from dagctl.store.records import QueueUsage
 from dagctl.store.tables import queue_pause, scheduler, scheduler_queue, task_queue, task_run
 
@@ -82,27 +82,8 @@ class QueueOperations:
         # Set first: should this sync fail, claims must still filter on queues.
         self._queues_routed = self._queues_routed or bool(want)
         with self._tx() as connection:
-            rows = connection.execute(select(task_queue)).all()
-            current = {(r.dag_name, r.task_name): r.queue for r in rows if r.dag_name in loaded}
-            want = with_item_rows(want, current)  # a for_each item's rows follow its task's
-            stale = [key for key, queue in current.items() if want.get(key) != queue]
-            if stale:
-                connection.execute(
-                    delete(task_queue).where(
-                        task_queue.c.dag_name == bindparam("d"), task_queue.c.task_name == bindparam("t")
-                    ),
-                    [{"d": d, "t": t} for d, t in stale],
-                )
-            added = [
-                {"dag_name": d, "task_name": t, "queue": q}
-                for (d, t), q in want.items()
-                if current.get((d, t)) != q
-            ]
-            if added:
-                # DO NOTHING: schedulers starting together write the same rows.
-                connection.execute(self._insert(task_queue).on_conflict_do_nothing(), added)
-            others = any(r.dag_name not in loaded for r in rows)
-        self._queues_routed = bool(want) or others
+            routed = sync_task_rows(connection, self._insert, task_queue, "queue", want, loaded)
+        self._queues_routed = routed  # once committed
 
     def record_served_queues(self, owner: str) -> None:
         """Scheduler `owner` serves the queues of serve_queues() (written once, at start;
