@@ -18,7 +18,7 @@ def with_run_outputs(
 ) -> list[ClaimedAttempt]:
     """`claimed` with `run_outputs` filled for the attempts that may read any: those
     with an upstream task that can publish outputs (a `no_op` cannot)."""
-    runs = {item.dag_run_id for item in claimed if _may_read_outputs(dags, item)}
+    runs = {item.dag_run_id for item in claimed if item.run_has_outputs and _may_read_outputs(dags, item)}
     found = store.run_outputs(runs) if runs else {}
     if not found:
         return claimed

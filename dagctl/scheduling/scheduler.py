@@ -29,6 +29,7 @@ from dagctl.notify.delivery import AlertDelivery
 from dagctl.scheduling import children, fanout, outputs, planner, stopping
 from dagctl.scheduling.clock import DatabaseClock
 from dagctl.scheduling.definitions import Definitions
+from dagctl.scheduling.ends import Ends
 from dagctl.scheduling.leases import FENCE_FRACTION, LeaseTimers
 from dagctl.scheduling.metrics import SchedulerStats
 from dagctl.scheduling.options import SchedulerOptions
@@ -39,13 +40,10 @@ from dagctl.store.records import AdvancePlan, owner_id
 
 log = logging.getLogger("dagctl.scheduling.scheduler")
 
-LOG_FLUSH_INTERVAL_S = 1.0
-
 
 @dataclass
 class _Timers:
     next_reload: float = 0.0
-    next_log_flush: float = 0.0
     next_cancel_check: float = 0.0
     next_pause_check: float = 0.0
     outage_since: float | None = None
@@ -62,8 +60,6 @@ class Scheduler:
 
     def __post_init__(self) -> None:
         self._inflight: dict[int, ClaimedAttempt] = {}
-        self._unrecorded: list[FinishedAttempt] = []
-        self._log_chunks: list[tuple[int, str]] = []
         self._timers = _Timers()
         self._leases = LeaseTimers(self.options.lease_seconds)
         self._wakeups = Wakeups(self.store)
@@ -78,11 +74,11 @@ class Scheduler:
         self._last_full_advance = 0.0
         self._fenced: set[int] = set()
         self._paused_queues: frozenset[str] = frozenset()
-        self._log_problems: dict[int, str] = {}
         self._retention_chore = RetentionChore(self.store, self.owner)
         self.stats = SchedulerStats()  # `schedule --metrics-port` exports these
         self._alerts = AlertDelivery(self.store, self.owner)
         self._definitions = Definitions(self.store, self.dags_root, self.owner, self.options, self._alerts)
+        self._ends = Ends(self.store, self.owner, self.clock, self._alerts, self._adopter)
         self.store.serve_queues(self.options.queues)
 
     # ------------------------------------------------------------ the loop
@@ -184,42 +180,52 @@ class Scheduler:
         """One pass. Any database error abandons it whole; the next pass starts afresh."""
         began = time.perf_counter()
         self._poll_manager()
-        self._record_finished(now, advancing=True)
         self._sync_definitions(now)
         self._create_due_runs(now)
         self._keep_leases(now)
         self._check_queue_pauses()
         self._launch_all(self._advance_and_claim())
-        self._flush_logs(now)
+        self._ends.flush_logs(now)
         self._retention_chore.maybe_run(self._definitions.retention)
         self.stats.loop_done(time.perf_counter() - began)
 
     def _advance_and_claim(self) -> list[ClaimedAttempt]:
-        """Stop cancelled attempts, advance runs and claim ready attempts in ONE
-        transaction: a task run is claimed in the commit that creates it, so the hop from
-        a task to the next costs two commits (finish, then this). Nothing claimed starts
-        before this has committed."""
+        """Record the attempts that ended, stop cancelled ones, advance runs and claim
+        ready attempts in ONE transaction: the hop from a task to the next costs one
+        commit, and a task run is claimed in the commit that creates it. Nothing claimed
+        starts before this has committed."""
         free = self.options.concurrency - self.manager.running()
         claimed: list[ClaimedAttempt] = []
         full = self._advance_needed()
-        with self.store.transaction():
-            self._stop_cancelled()
-            plan = self._advance() if full else AdvancePlan()
-            if free > 0:
-                # started_at: when claimed, not when the pass began.
-                claimed = self.store.claim(self.owner, free, self.options.lease_seconds, self.clock())
-                claimed = fanout.with_items(
-                    self.store, outputs.with_run_outputs(self.store, self.dags, claimed)
-                )
-            queued = {(t.dag_run_id, t.task_name) for t in plan.new_task_runs if t.status == "queued"}
-            if queued and queued <= {(c.dag_run_id, c.task_name) for c in claimed}:
-                self.store.keep_news()  # we took every task run we queued: nobody else to wake
+        pending, chunks = self._ends.take()
+        try:
+            with self.store.transaction():
+                recorded = self._ends.write(pending, chunks, advancing=True)
+                claimed, plan = self._advance_and_claim_in(full, free)
+        except BaseException:
+            self._ends.restore(pending, chunks)
+            raise
+        self._ends.committed(pending, recorded)
         self.stats.claims += len(claimed)
         if full:
             self._advance_news, self._last_full_advance = False, time.monotonic()
         self._ended.clear()
         self._advanced(plan)
         return claimed
+
+    def _advance_and_claim_in(self, full: bool, free: int) -> tuple[list[ClaimedAttempt], AdvancePlan]:
+        """The part of _advance_and_claim inside its transaction, after the ends."""
+        claimed: list[ClaimedAttempt] = []
+        self._stop_cancelled()
+        plan = self._advance() if full else AdvancePlan()
+        if free > 0:
+            # started_at: when claimed, not when the pass began.
+            claimed = self.store.claim(self.owner, free, self.options.lease_seconds, self.clock())
+            claimed = fanout.with_items(self.store, outputs.with_run_outputs(self.store, self.dags, claimed))
+        queued = {(t.dag_run_id, t.task_name) for t in plan.new_task_runs if t.status == "queued"}
+        if queued and queued <= {(c.dag_run_id, c.task_name) for c in claimed}:
+            self.store.keep_news()  # we took every task run we queued: nobody else to wake
+        return claimed, plan
 
     def _advance_needed(self) -> bool:
         """Skip the advance step (two queries and planning) when all that happened is
@@ -241,7 +247,7 @@ class Scheduler:
             self._launch(item)
         if claimed:
             self._poll_manager()  # no_op attempts, and those that could not start, ended already
-        if self._unrecorded:
+        if self._ends.unrecorded:
             # Record them and advance their runs in another pass, at once: nothing else
             # would wake us for their successors.
             self._progress = True
@@ -358,7 +364,7 @@ class Scheduler:
             task = mapped[0]
         self._inflight[item.task_run_id] = item
         if dag is None or task is None:
-            self._unrecorded.append(
+            self._ends.unrecorded.append(
                 self._finished(
                     Outcome(
                         item.task_run_id,
@@ -411,8 +417,8 @@ class Scheduler:
         if result.finished:
             noticed = self.clock()  # one time for those noticed together: recorded together
             for outcome in result.finished:
-                self._unrecorded.append(self._finished(outcome, noticed))
-        self._log_chunks.extend((chunk.task_run_id, chunk.text) for chunk in result.logs)
+                self._ends.unrecorded.append(self._finished(outcome, noticed))
+        self._ends.log_chunks.extend((chunk.task_run_id, chunk.text) for chunk in result.logs)
 
     def _finished(self, outcome: Outcome, noticed: datetime | None = None) -> FinishedAttempt:
         item = self._inflight.pop(outcome.task_run_id, None)
@@ -422,7 +428,7 @@ class Scheduler:
         if outcome.task_run_id in self._fenced and status == "failed":
             status = INTERRUPTED  # we stopped it: its lease could not be renewed
         self._fenced.discard(outcome.task_run_id)
-        log_problem = self._log_problems.pop(outcome.task_run_id, None)
+        log_problem = self._ends.log_problems.pop(outcome.task_run_id, None)
         retry_after = None
         if status == INTERRUPTED:
             retry_after = 0.0  # run again at once, not counted against retries
@@ -440,50 +446,10 @@ class Scheduler:
             outputs=outcome.outputs,
         )
 
-    def _record_finished(self, now: datetime, *, advancing: bool = False) -> None:
-        """Record the attempts that ended. `advancing`: this pass advances their runs
-        next, so the other schedulers need not be woken for them."""
-        if not self._unrecorded and not self._log_chunks:
-            return
-        now = self.clock()  # when it ended, not when the iteration began
-        # Logs of a finished attempt must precede its final chunk; flush them first.
-        self._flush_logs(now, force=True)
-        pending, self._unrecorded = self._unrecorded, []
-        try:
-            recorded = self.store.finish(
-                self.owner, pending, now, wake_others=not advancing, alert_rules=self._alerts.rules
-            )
-        except BaseException:
-            # Keep them: they are recorded once the database is back (nothing is lost).
-            self._unrecorded = pending + self._unrecorded
-            raise
-        if self._adopter is not None and recorded == len(pending):
-            # Committed: what is left of these attempts (finished pods) may go now. If
-            # some were not ours any more (adopted by another scheduler while we
-            # stalled), the adopters' sweep sorts the pods out instead.
-            self._adopter.discard([item.task_run_id for item in pending])
-
-    def _flush_logs(self, now: datetime, force: bool = False) -> None:
-        clock = time.monotonic()
-        if not self._log_chunks or (not force and clock < self._timers.next_log_flush):
-            return
-        self._timers.next_log_flush = clock + LOG_FLUSH_INTERVAL_S
-        chunks, self._log_chunks = self._log_chunks, []
-        try:
-            failed = self.store.append_logs(chunks, now)
-        except BaseException:
-            self._log_chunks = chunks + self._log_chunks
-            raise
-        for task_run_id, problem in failed.items():
-            # Dropped, not retried: the attempt goes on, and its record will say so.
-            if task_run_id not in self._log_problems:
-                log.warning("could not store the output of task run %d: %s", task_run_id, problem)
-            self._log_problems[task_run_id] = problem
-
     def idle(self) -> bool:
         """Nothing left to do: no attempt of ours in flight or unrecorded, and no active
         run in the database (False, too, when the database cannot say)."""
-        if self.manager.running() or self._unrecorded or self._inflight:
+        if self.manager.running() or self._ends.unrecorded or self._inflight:
             return False
         try:
             return self.store.active_run_count() == 0
@@ -519,9 +485,7 @@ class Scheduler:
         """While waiting, tasks wrote or ended: take that in; True when it is worth an
         iteration now (an end to record, or logs due for a flush)."""
         self._poll_manager()
-        return bool(self._unrecorded) or (
-            bool(self._log_chunks) and time.monotonic() >= self._timers.next_log_flush
-        )
+        return bool(self._ends.unrecorded) or self._ends.flush_due()
 
     # ------------------------------------------------------------ stopping
 
@@ -537,12 +501,12 @@ class Scheduler:
         self._grace_period(time.monotonic() + grace)
         result = self.manager.shutdown(0.0)
         for outcome in result.finished:
-            self._unrecorded.append(self._finished(outcome))
-        self._log_chunks.extend((chunk.task_run_id, chunk.text) for chunk in result.logs)
+            self._ends.unrecorded.append(self._finished(outcome))
+        self._ends.log_chunks.extend((chunk.task_run_id, chunk.text) for chunk in result.logs)
         now = self.clock()
         for _ in range(3):
             try:
-                self._record_finished(now)
+                self._ends.record()
                 self.store.unregister_scheduler(self.owner, now)
                 break
             except Exception as exc:
@@ -551,7 +515,7 @@ class Scheduler:
         else:
             log.error(
                 "gave up recording %d attempt(s); their leases expire and they are retried",
-                len(self._unrecorded),
+                len(self._ends.unrecorded),
             )
         self._alerts.stop(drain_seconds=max(grace, 5.0))  # what is due now; the rest, any other
 

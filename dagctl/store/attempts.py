@@ -137,6 +137,7 @@ class AttemptOperations:
                 tries=c.attempt - c.uncounted,
                 data_interval_start=c.data_interval_start,
                 data_interval_end=c.data_interval_end,
+                run_has_outputs=bool(c.run_has_outputs),
             )
             for c in claimed
         ]
@@ -289,7 +290,9 @@ class AttemptOperations:
                 if not self.is_postgres:  # there, the statements above flagged their runs
                     connection.execute(update(dag_run).where(dag_run.c.id.in_(flagged)).values(dirty=True))
                 if wake_others or retried:
-                    self._notify(connection)
+                    # A queued retry is news for the others even when this transaction's
+                    # claim took everything it queued (keep_news()).
+                    self._notify(connection, urgent=retried)
         return recorded
 
     def _build_finish(self, status: str) -> Any:
@@ -538,6 +541,22 @@ def claimed_columns() -> tuple[Any, ...]:
         _of_run(dag_run.c.data_interval_start).label("data_interval_start"),
         _of_run(dag_run.c.data_interval_end).label("data_interval_end"),
         uncounted_before().label("uncounted"),
+        _run_has_outputs().label("run_has_outputs"),
+    )
+
+
+def _run_has_outputs() -> Any:
+    """Whether a succeeded attempt of the same run published outputs: a probe of the
+    partial index on outputs, so a run whose tasks publish none is not read again."""
+    published = task_run.alias("published")
+    return (
+        select(published.c.id)
+        .where(
+            published.c.dag_run_id == task_run.c.dag_run_id,
+            published.c.outputs.is_not(None),
+            published.c.status == TaskStatus.SUCCESS.value,
+        )
+        .exists()
     )
 
 

@@ -82,6 +82,9 @@ class ClaimedAttempt:
     run_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     # The item of an item attempt of a `for_each` task (scheduling/fanout.py).
     item: Any = None
+    # Whether any succeeded task of the run published outputs, as the claim saw: when
+    # none did, there is nothing to read for `run_outputs` (one statement less a hop).
+    run_has_outputs: bool = True
 
 
 @dataclass(frozen=True, slots=True)
