@@ -125,7 +125,13 @@ class QueueOperations:
                     queue_of.label("queue"),
                     func.count().filter(task_run.c.status.in_(claimable)).label("waiting"),
                     func.min(task_run.c.queued_at).filter(task_run.c.status.in_(claimable)).label("oldest"),
-                    func.count().filter(task_run.c.status == TaskStatus.RUNNING.value).label("running"),
+                    # Not the attempts of `dag` and for_each tasks, which hold no worker
+                    # slot (no lease owner): their child runs' and items' attempts count.
+                    func.count()
+                    .filter(
+                        task_run.c.status == TaskStatus.RUNNING.value, task_run.c.lease_owner.is_not(None)
+                    )
+                    .label("running"),
                 )
                 .where(task_run.c.status.in_([*claimable, TaskStatus.RUNNING.value]))
                 .group_by(queue_of)
