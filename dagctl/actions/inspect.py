@@ -396,6 +396,8 @@ def why(settings: Settings, dag_name: str) -> dict[str, Any]:
             snapshot["pools"] = {usage.name: usage for usage in store.pool_usage()}
         if dag is not None and dag.max_active_tasks is not None:
             snapshot["dag_running_attempts"] = store.dag_running_attempts(dag_name)
+        if snapshot["queued_attempts"]:
+            snapshot["queue_limits"] = store.queue_limits()
         grace = config.tuning().orphan_grace_seconds
         reasons = diagnose.why(
             dag_name, dag, broken_reason, snapshot, at, store.external_status, next_slot, grace

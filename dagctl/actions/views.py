@@ -134,6 +134,7 @@ def queue_json(usage: QueueUsage, now: datetime) -> dict[str, Any]:
         "running": usage.running,
         "served_by": list(usage.served_by),
         "paused": usage.paused,
+        "limit": usage.limit,
     }
 
 

@@ -516,7 +516,7 @@ def render_queues(rows: Sequence[Mapping[str, Any]], out: Console | None = None)
             Text(row["queue"], style="bold"),
             str(row["waiting"]),
             "-" if wait is None else f"{wait:.0f}s",
-            str(row["running"]),
+            str(row["running"]) if row.get("limit") is None else f"{row['running']}/{row['limit']}",
             served if served else Text("no live scheduler", style="red" if row["waiting"] else "dim"),
             Text("paused", style="yellow") if row["paused"] else Text("active", style="dim"),
         )

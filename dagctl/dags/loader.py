@@ -420,6 +420,7 @@ def load_root_config(root: Path, base: Path) -> tuple[RootConfig, list[Problem]]
             notify=sections.notify_rules(data.get("notify")),
             pools=MappingProxyType(sections.pools(data.get("pools"))),
             queues=MappingProxyType(sections.queues(data.get("queues"))),
+            queue_limits=MappingProxyType(sections.queue_limits(data.get("queues"))),
         ),
         out.problems,
     )

@@ -163,6 +163,7 @@ class RootConfig:
     notify: tuple[NotifyRule, ...] = ()
     pools: Mapping[str, Pool] = field(default_factory=lambda: _EMPTY)
     queues: Mapping[str, str] = field(default_factory=lambda: _EMPTY)  # name -> description
+    queue_limits: Mapping[str, int] = field(default_factory=lambda: _EMPTY)  # `limit:` of queues
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,16 @@ def queues(raw: Any) -> dict[str, str]:
     return {str(name): str((value or {}).get("description") or "") for name, value in (raw or {}).items()}
 
 
+def queue_limits(raw: Any) -> dict[str, int]:
+    """{queue: limit} of the queues with a `limit:` (at most that many attempts of the
+    queue running at once, across every scheduler)."""
+    return {
+        str(name): int(value["limit"])
+        for name, value in (raw or {}).items()
+        if isinstance(value, dict) and value.get("limit") is not None
+    }
+
+
 def retention(raw: Any) -> Retention | None:
     ok = isinstance(raw, dict) and "older_than" in raw
     return Retention(parse_duration(raw["older_than"]), int(raw.get("keep_last") or 0)) if ok else None

@@ -11,8 +11,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from dagctl.dags import cron
-from dagctl.dags.model import Dag
+from dagctl.dags.model import Dag, Task
 from dagctl.scheduling import crossdag
+from dagctl.scheduling.fanout import mapped_task
 from dagctl.scheduling.planner import latest_attempts
 from dagctl.states import DONE_OK_TASK_VALUES, NOT_ENDED_TASK_VALUES, UNCOUNTED_TASK_VALUES
 
@@ -50,7 +51,7 @@ def why(
 ) -> list[dict[str, str]]:
     """Reasons, most blocking first, each {"code", "message"}. Codes: missing, broken,
     paused, no_scheduler, unknown_to_schedulers, max_active_runs, waiting_on_inputs,
-    retry_delay, pool_full, max_active_tasks, queued, interrupted, running, nothing_queued."""
+    retry_delay, pool_full, max_active_tasks, queue_limit, queued, interrupted, running, nothing_queued."""
     reasons: list[dict[str, str]] = []
 
     def add(code: str, message: str) -> None:
@@ -178,26 +179,8 @@ def _why_run(
                 f"(in {_ago((attempt['not_before'] - now).total_seconds())})",
             )
         elif status in ("waiting", "queued"):
-            queued_for = now - attempt["queued_at"]
-            full = _full_pool(dag, name, snapshot)
-            capped = dag.max_active_tasks if dag is not None else None
-            if full:
-                add("pool_full", f"run {run_id}: {name} is waiting for {full}")
-            elif capped is not None and snapshot.get("dag_running_attempts", 0) >= capped:
-                running = snapshot["dag_running_attempts"]
-                add(
-                    "max_active_tasks",
-                    f"run {run_id}: {name} is waiting for max_active_tasks ({running}/{capped} running)",
-                )
-            elif snapshot["live_schedulers"] and queued_for > QUEUED_TOO_LONG:
-                add(
-                    "pool_full",
-                    f"run {run_id}: {name} has been queued for {_ago(queued_for.total_seconds())}: "
-                    f"every scheduler slot is busy ({snapshot['running_attempts']} attempts running, "
-                    f"{snapshot['queued_attempts']} queued)",
-                )
-            else:
-                add("queued", f"run {run_id}: {name} is queued for the next free scheduler slot")
+            code, message = _why_queued(dag, name, attempt, snapshot, now)
+            add(code, f"run {run_id}: {name} {message}")
     if dag is None:
         return
     for name, task in dag.tasks.items():
@@ -220,10 +203,46 @@ def _why_run(
             add("waiting_on_inputs", f"run {run_id}: {name} waits on {other_dag}:{other_task} ({detail})")
 
 
+def _why_queued(
+    dag: Dag | None, name: str, attempt: Mapping[str, Any], snapshot: Mapping[str, Any], now: datetime
+) -> tuple[str, str]:
+    """Why a ready attempt is not running yet: its pool, its DAG's max_active_tasks, its
+    queue's limit, every scheduler slot busy, or the next free slot."""
+    queued_for = now - attempt["queued_at"]
+    full = _full_pool(dag, name, snapshot)
+    capped = dag.max_active_tasks if dag is not None else None
+    task = _task_named(dag, name)
+    queue = dag.queue_for(task) if dag is not None and task is not None else None
+    queue_cap, queue_running = snapshot.get("queue_limits", {}).get(queue, (None, 0))
+    if full:
+        return "pool_full", f"is waiting for {full}"
+    if capped is not None and snapshot.get("dag_running_attempts", 0) >= capped:
+        running = snapshot["dag_running_attempts"]
+        return "max_active_tasks", f"is waiting for max_active_tasks ({running}/{capped} running)"
+    if queue_cap is not None and queue_running >= queue_cap:
+        return "queue_limit", f"is waiting for queue {queue}'s limit ({queue_running}/{queue_cap} running)"
+    if snapshot["live_schedulers"] and queued_for > QUEUED_TOO_LONG:
+        return "pool_full", (
+            f"has been queued for {_ago(queued_for.total_seconds())}: "
+            f"every scheduler slot is busy ({snapshot['running_attempts']} attempts running, "
+            f"{snapshot['queued_attempts']} queued)"
+        )
+    return "queued", "is queued for the next free scheduler slot"
+
+
+def _task_named(dag: Dag | None, name: str) -> Task | None:
+    """The task of an attempt named `name`: the for_each task for an item (`t.sh[3]`),
+    whose pool, queue and priority its items take."""
+    if dag is None:
+        return None
+    mapped = mapped_task(dag, name)
+    return mapped[0] if mapped is not None else dag.tasks.get(name)
+
+
 def _full_pool(dag: Dag | None, task_name: str, snapshot: Mapping[str, Any]) -> str | None:
     """'pool warehouse (4/4 used by etl/load.sql run 12, ...)' when the task's pool has
     no room for one more attempt of it, else None."""
-    task = dag.tasks.get(task_name) if dag is not None else None
+    task = _task_named(dag, task_name)
     taken = dag.pool_for(task) if dag is not None and task is not None else None
     usage = snapshot.get("pools", {}).get(taken[0]) if taken else None
     if taken is None or usage is None or usage.used + taken[1] <= usage.slots:
@@ -249,7 +268,7 @@ def unserved_queues(
         return []
     waiting: dict[str, list[str]] = {}
     for attempt in attempts:
-        task = dag.tasks.get(attempt["task_name"])
+        task = _task_named(dag, attempt["task_name"])
         if attempt["status"] == "queued" and task is not None:
             queue = dag.queue_for(task)
             stuck = queue in paused or (live > 0 and not served.get(queue))

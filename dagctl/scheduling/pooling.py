@@ -1,7 +1,7 @@
 """Pools, work queues and priorities as a scheduler syncs them: dagctl.yaml's `pools:`,
 which task takes which pool, goes to which queue and has which priority, and each DAG's
-max_active_tasks, written to the state database (store/pools.py, queues.py,
-priorities.py, dag_limits.py) whenever they differ from what this scheduler last
+max_active_tasks and the queues' limits, written to the state database (store/pools.py,
+queues.py, priorities.py, dag_limits.py, queue_limits.py) whenever they differ from what this scheduler last
 wrote, so a change applies at the next sync of definitions."""
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ class PoolSync:
         limits = {
             name: dag.max_active_tasks for name, dag in dags.items() if dag.max_active_tasks is not None
         }
-        wanted = (pools, assignments, queues, priorities, limits, frozenset(dags))
+        queue_limits = dict(config.queue_limits)
+        wanted = (pools, assignments, queues, priorities, limits, queue_limits, frozenset(dags))
         if wanted != self._last:
             pooled = sum(len(tasks) for tasks in assignments.values())
             unpooled = pooled < sum(len(dag.tasks) for dag in dags.values())
@@ -74,6 +75,7 @@ class PoolSync:
             self.store.sync_task_queues(queues, frozenset(dags))
             self.store.sync_task_priorities(priorities, frozenset(dags))
             self.store.sync_dag_limits(limits, frozenset(dags))
+            self.store.sync_queue_limits(queue_limits)
             self._last = wanted
         if missing != self._forgotten:
             self.store.forget_routing(self.owner, missing)

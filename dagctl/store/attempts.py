@@ -41,6 +41,7 @@ from dagctl.states import (
     TaskStatus,
     task_sources,
 )
+from dagctl.store.claim_scope import ClaimScope
 from dagctl.store.claiming import running_values
 from dagctl.store.dag_limits import Scope, dag_scope
 from dagctl.store.notifications import LOST as LOST_EVENT
@@ -78,7 +79,10 @@ class AttemptOperations:
         _pools_in_use: bool
         _unpooled_tasks: bool
         _priorities_in_use: bool
-        _dag_limits_in_use: bool
+
+        def _limits_in_use(self) -> bool: ...
+
+        def _unlimited_scope(self) -> ClaimScope: ...
 
         def _queue_filter(self) -> frozenset[str] | None: ...
 
@@ -116,12 +120,12 @@ class AttemptOperations:
         else:
             values["p_lease_until"] = utcnow() + timedelta(seconds=lease_seconds)
         with self._tx() as connection:
-            if not self._dag_limits_in_use:
+            if not self._limits_in_use():
                 claimed = self._claim_in(connection, values, None)
             else:
-                # The DAGs with max_active_tasks are claimed apart, each under its
-                # dag_limit row's lock (dag_limits.py).
-                claimed = self._claim_in(connection, values, "others")
+                # The DAGs with max_active_tasks and the limited queues are claimed
+                # apart, each under its limit row's lock (limited_claims.py).
+                claimed = self._claim_in(connection, values, self._unlimited_scope())
                 if len(claimed) < limit:
                     rest = {**values, "p_limit": limit - len(claimed)}
                     claimed += self._claim_limited(connection, rest, self._claim_in)

@@ -3,7 +3,8 @@ scheduler. A mixin of `Store` (see store.py).
 
 The DAGs that set it have a row in dag_limit, synced from the definitions. While there
 is one, the claim statements leave those DAGs' attempts out (scope "others"), and
-claim() takes them here, DAG by DAG, inside its transaction:
+claim() takes them DAG by DAG inside its transaction (limited_claims.py, which does the
+same for queue limits):
 
 1. lock the dag_limit rows (FOR UPDATE SKIP LOCKED: a DAG another scheduler is
    claiming from is passed over for this claim, never waited for);
@@ -22,29 +23,22 @@ IMMEDIATE`); the same steps hold there without the locks.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import String, bindparam, delete, func, select, update
+from sqlalchemy import delete, func, select, update
 
 from dagctl.dags.cron import utcnow
 from dagctl.states import TaskStatus
+from dagctl.store.claim_scope import Scope, scope_clause
 from dagctl.store.tables import dag_limit, task_run
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
-# None: every DAG; "others": the DAGs without max_active_tasks; "one": DAG `p_dag`.
-Scope = Literal["others", "one"] | None
-
-
-def dag_scope(scope: Scope) -> Any | None:
-    """The WHERE clause narrowing a claim statement's task_run rows to `scope`."""
-    if scope == "others":
-        return task_run.c.dag_name.not_in(select(dag_limit.c.dag_name))
-    if scope == "one":
-        return task_run.c.dag_name == bindparam("p_dag", type_=String)
-    return None
+# The scope types and clause live in claim_scope.py (queue limits narrow claims too);
+# pools.py and attempts.py take them from here.
+dag_scope = scope_clause
 
 
 def running_in_dags(db_now: Any) -> Any:
@@ -88,36 +82,6 @@ class DagLimitOperations:
                     )
             others = any(name not in loaded for name in current)
         self._dag_limits_in_use = bool(limits) or others
-
-    def _claim_limited(
-        self,
-        connection: Connection,
-        values: dict[str, Any],
-        claim_in: Callable[[Connection, dict[str, Any], Scope], list[Any]],
-    ) -> list[Any]:
-        """Inside claim()'s transaction: up to `p_limit` attempts of the DAGs with
-        max_active_tasks, each within its limit (steps 1-3 of the module docstring)."""
-        lock = select(dag_limit.c.dag_name, dag_limit.c.max_active_tasks).order_by(dag_limit.c.dag_name)
-        if self.is_postgres:
-            lock = lock.with_for_update(skip_locked=True)
-        locked = connection.execute(lock).all()
-        if not locked:
-            return []
-        db_now: Any = func.timezone("utc", func.now()) if self.is_postgres else utcnow()
-        names = [r.dag_name for r in locked]
-        running = {
-            r.dag_name: int(r.n)
-            for r in connection.execute(running_in_dags(db_now).where(task_run.c.dag_name.in_(names)))
-        }
-        claimed: list[Any] = []
-        limit = int(values["p_limit"])
-        for row in locked:
-            room = min(int(row.max_active_tasks) - running.get(row.dag_name, 0), limit - len(claimed))
-            if room > 0:
-                claimed += claim_in(connection, {**values, "p_dag": row.dag_name, "p_limit": room}, "one")
-            if len(claimed) >= limit:
-                break
-        return claimed
 
     def dag_running_attempts(self, dag_name: str) -> int:
         """The DAG's attempts running under a live lease (what max_active_tasks counts)."""

@@ -26,7 +26,7 @@ from dagctl.dags.model import DEFAULT_QUEUE
 from dagctl.states import CLAIMABLE_TASK, TaskStatus
 from dagctl.store.item_routing import sync_task_rows
 from dagctl.store.records import QueueUsage
-from dagctl.store.tables import queue_pause, scheduler, scheduler_queue, task_queue, task_run
+from dagctl.store.tables import queue_limit, queue_pause, scheduler, scheduler_queue, task_queue, task_run
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -125,7 +125,13 @@ class QueueOperations:
                     queue_of.label("queue"),
                     func.count().filter(task_run.c.status.in_(claimable)).label("waiting"),
                     func.min(task_run.c.queued_at).filter(task_run.c.status.in_(claimable)).label("oldest"),
-                    func.count().filter(task_run.c.status == TaskStatus.RUNNING.value).label("running"),
+                    # Not the attempts of `dag` and for_each tasks, which hold no worker
+                    # slot (no lease owner): their child runs' and items' attempts count.
+                    func.count()
+                    .filter(
+                        task_run.c.status == TaskStatus.RUNNING.value, task_run.c.lease_owner.is_not(None)
+                    )
+                    .label("running"),
                 )
                 .where(task_run.c.status.in_([*claimable, TaskStatus.RUNNING.value]))
                 .group_by(queue_of)
@@ -144,7 +150,8 @@ class QueueOperations:
                 serving.setdefault(r.queue, []).append(f"{r.host}:{r.pid}")
             routed = set(connection.execute(select(task_queue.c.queue).distinct()).scalars())
             paused = set(connection.execute(select(queue_pause.c.queue)).scalars())
-        names = sorted({DEFAULT_QUEUE, *routed, *counts, *serving, *paused})
+            limits = {r.queue: int(r.max_running) for r in connection.execute(select(queue_limit))}
+        names = sorted({DEFAULT_QUEUE, *routed, *counts, *serving, *paused, *limits})
         return [
             QueueUsage(
                 name,
@@ -153,6 +160,7 @@ class QueueOperations:
                 counts.get(name, (0, None, 0))[2],
                 tuple(serving.get(name, ())),
                 paused=name in paused,
+                limit=limits.get(name),
             )
             for name in names
         ]

@@ -275,3 +275,4 @@ class QueueUsage:
     running: int
     served_by: tuple[str, ...]  # "host:pid" of the live schedulers that serve it
     paused: bool = False  # by `dagctl queue pause`
+    limit: int | None = None  # `limit:` in dagctl.yaml, as the schedulers last synced it

@@ -3,4 +3,4 @@ SQLAlchemy (the `trigger` fast path checks it)."""
 
 from __future__ import annotations
 
-HEAD_REVISION = "0016"
+HEAD_REVISION = "0017"

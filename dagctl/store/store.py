@@ -31,12 +31,14 @@ from dagctl.store.dashboard import DashboardOperations
 from dagctl.store.fanout import FanoutOperations
 from dagctl.store.foreground import ForegroundOperations
 from dagctl.store.installation import InstallationOperations
+from dagctl.store.limited_claims import LimitedClaimOperations
 from dagctl.store.notifications import NotificationOperations
 from dagctl.store.outputs import OutputOperations
 from dagctl.store.pools import PoolOperations
 from dagctl.store.presence import PresenceOperations
 from dagctl.store.priorities import PriorityOperations
 from dagctl.store.prune import PruneOperations
+from dagctl.store.queue_limits import QueueLimitOperations
 from dagctl.store.queues import QueueOperations
 from dagctl.store.reads import ReadOperations
 from dagctl.store.runs import RunOperations
@@ -66,6 +68,8 @@ class Store(
     ChildOperations,
     FanoutOperations,
     DagLimitOperations,
+    QueueLimitOperations,
+    LimitedClaimOperations,
     SummaryOperations,
 ):
     """Every operation dagctl performs on its state, one mixin per concern: runs.py

@@ -343,3 +343,13 @@ queue_pause = Table(
     Column("queue", String(200), primary_key=True),
     Column("paused_at", DateTime, nullable=False),
 )
+
+# The per-queue concurrency limits of dagctl.yaml's `queues:` (`gpu: {limit: 2}`),
+# synced like dag_limit; a claim of such a queue's attempts locks its row
+# (store/queue_limits.py, migration 0017).
+queue_limit = Table(
+    "queue_limit",
+    metadata,
+    Column("queue", String(200), primary_key=True),
+    Column("max_running", Integer, nullable=False),
+)

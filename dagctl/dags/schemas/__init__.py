@@ -290,6 +290,11 @@ def _describe(error: Any) -> Iterator[tuple[str, str, str | None]]:
     pointer = _pointer(path)
     where = f"{'.'.join(str(p) for p in path)}: " if path else ""
     kind = error.validator
+    if len(path) == 3 and path[0] == "queues" and path[2] == "limit" and kind in ("type", "minimum"):
+        pause = f"dagctl queue pause {path[1]} stops a queue"
+        fix = f"write a whole number of at least 1, or leave limit out; {pause}"
+        yield pointer, f"{where}{error.instance!r} is not a number of attempts", fix
+        return
     if kind == "additionalProperties" and isinstance(error.instance, dict):
         allowed = set(error.schema.get("properties", {}))
         for key in error.instance:
