@@ -9,10 +9,11 @@ of a scope is None (no narrowing), "others" (only what no such limit covers) or 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import String, and_, bindparam, func, select
+from sqlalchemy import Connection, String, and_, bindparam, delete, func, select, update
 
 from dagctl.dags.model import DEFAULT_QUEUE
 from dagctl.store.tables import dag_limit, queue_limit, task_queue, task_run
@@ -54,4 +55,29 @@ def scope_clause(scope: Scope) -> Any | None:
     return and_(*parts) if parts else None
 
 
-__all__ = ["ClaimScope", "Part", "Scope", "queue_of_attempt", "scope_clause"]
+def write_limits(
+    connection: Connection,
+    insert: Any,
+    key: Any,
+    value: Any,
+    limits: Mapping[str, int],
+    may_drop: Callable[[str], bool],
+) -> dict[str, int]:
+    """Make a limit table (`key` -> `value` columns) say `limits`, writing only what
+    differs; rows missing from `limits` go when `may_drop(name)`. Returns what the
+    table held before."""
+    table = key.table
+    current = {row[0]: int(row[1]) for row in connection.execute(select(key, value))}
+    stale = [name for name in current if name not in limits and may_drop(name)]
+    if stale:
+        connection.execute(delete(table).where(key.in_(stale)))
+    for name, cap in limits.items():
+        if name not in current:
+            # DO NOTHING: schedulers starting together write the same rows.
+            connection.execute(insert.on_conflict_do_nothing(), {key.name: name, value.name: cap})
+        elif current[name] != cap:
+            connection.execute(update(table).where(key == name).values({value.name: cap}))
+    return current
+
+
+__all__ = ["ClaimScope", "Part", "Scope", "queue_of_attempt", "scope_clause", "write_limits"]

@@ -26,11 +26,11 @@ import contextlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select
 
 from dagctl.dags.cron import utcnow
 from dagctl.states import TaskStatus
-from dagctl.store.claim_scope import Scope, scope_clause
+from dagctl.store.claim_scope import Scope, scope_clause, write_limits
 from dagctl.store.tables import dag_limit, task_run
 
 if TYPE_CHECKING:
@@ -66,20 +66,9 @@ class DagLimitOperations:
         # Set first: should this sync fail, claims must still keep to the limits.
         self._dag_limits_in_use = self._dag_limits_in_use or bool(limits)
         with self._tx() as connection:
-            rows = connection.execute(select(dag_limit)).all()
-            current = {r.dag_name: int(r.max_active_tasks) for r in rows}
-            stale = [name for name in current if name in loaded and name not in limits]
-            if stale:
-                connection.execute(delete(dag_limit).where(dag_limit.c.dag_name.in_(stale)))
-            for name, cap in limits.items():
-                if name not in current:
-                    # DO NOTHING: schedulers starting together write the same rows.
-                    insert = self._insert(dag_limit).on_conflict_do_nothing()
-                    connection.execute(insert, {"dag_name": name, "max_active_tasks": cap})
-                elif current[name] != cap:
-                    connection.execute(
-                        update(dag_limit).where(dag_limit.c.dag_name == name).values(max_active_tasks=cap)
-                    )
+            insert = self._insert(dag_limit)
+            key, value = dag_limit.c.dag_name, dag_limit.c.max_active_tasks
+            current = write_limits(connection, insert, key, value, limits, loaded.__contains__)
             others = any(name not in loaded for name in current)
         self._dag_limits_in_use = bool(limits) or others
 

@@ -16,11 +16,11 @@ import contextlib
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select
 
 from dagctl.dags.cron import utcnow
 from dagctl.states import TaskStatus
-from dagctl.store.claim_scope import queue_of_attempt
+from dagctl.store.claim_scope import queue_of_attempt, write_limits
 from dagctl.store.tables import queue_limit, task_run
 
 if TYPE_CHECKING:
@@ -57,19 +57,8 @@ class QueueLimitOperations:
         # Set first: should this sync fail, claims must still keep to the limits.
         self._queue_limits_in_use = self._queue_limits_in_use or bool(limits)
         with self._tx() as connection:
-            current = {r.queue: int(r.max_running) for r in connection.execute(select(queue_limit))}
-            stale = [name for name in current if name not in limits]
-            if stale:
-                connection.execute(delete(queue_limit).where(queue_limit.c.queue.in_(stale)))
-            for name, cap in limits.items():
-                if name not in current:
-                    # DO NOTHING: schedulers starting together write the same rows.
-                    insert = self._insert(queue_limit).on_conflict_do_nothing()
-                    connection.execute(insert, {"queue": name, "max_running": cap})
-                elif current[name] != cap:
-                    connection.execute(
-                        update(queue_limit).where(queue_limit.c.queue == name).values(max_running=cap)
-                    )
+            key, value = queue_limit.c.queue, queue_limit.c.max_running
+            write_limits(connection, self._insert(queue_limit), key, value, limits, lambda _queue: True)
         self._queue_limits_in_use = bool(limits)
 
     def queue_limits(self) -> dict[str, tuple[int, int]]:
