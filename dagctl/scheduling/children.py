@@ -21,6 +21,7 @@ from dagctl.dags import templating
 from dagctl.dags.model import Dag, Task
 from dagctl.errors import ParamError
 from dagctl.scheduling import fanout
+from dagctl.scheduling.shape import shape_of
 from dagctl.states import RunStatus
 from dagctl.store import Store
 from dagctl.store.children import ChildFacts, ChildStart, DagAttempt, DagAttemptEnd
@@ -78,7 +79,7 @@ def advance_children(
 
 
 def _has_unheld(dag: Dag | None) -> bool:
-    return dag is not None and any(task.unheld for task in dag.tasks.values())
+    return dag is not None and shape_of(dag).has_unheld  # once per definition, not per hop
 
 
 def _task_of(dags: Mapping[str, Dag], attempt: DagAttempt) -> Task | None:

@@ -23,6 +23,7 @@ class Shape:
     inputs: dict[str, tuple[str, ...]]  # local inputs
     successors: dict[str, tuple[str, ...]]  # tasks with that one among their local inputs
     roots: tuple[str, ...]  # tasks without local inputs
+    has_unheld: bool  # a `dag` or `for_each` task (children.py), run by the advance itself
     _reads_outputs: dict[str, bool] = field(default_factory=dict)
 
     def may_read_outputs(self, dag: Dag, name: str) -> bool:
@@ -72,4 +73,5 @@ def _build(tasks: Mapping[str, Task]) -> Shape:
         inputs=inputs,
         successors={name: tuple(kids) for name, kids in successors.items()},
         roots=tuple(name for name, parents in inputs.items() if not parents),
+        has_unheld=any(task.unheld for task in tasks.values()),
     )
