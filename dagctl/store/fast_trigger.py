@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -150,6 +149,8 @@ def _postgres(
         # One round trip: the statements of one simple query run as one implicit
         # transaction, committed when the last succeeds and rolled back on any error.
         connection.autocommit = True
+        import socket
+
         tag = f"{socket.gethostname()}:{os.getpid()}:trigger"
         now = clock()  # connected: the run is created now
         args = (HEAD_REVISION, *_values(run, now, _same), NOTIFY_CHANNEL, tag)
