@@ -40,9 +40,10 @@ def trigger_with_notices(
     given: Mapping[str, Any],
     creator: str,
     logical_date_text: str | None = None,
-) -> tuple[int, list[str]]:
+) -> tuple[int, list[str], Dag]:
     """`dagctl trigger`: queue a run, then say what would keep it from running (paused,
-    no live scheduler that has loaded the DAG, parameters nothing provides)."""
+    no live scheduler that has loaded the DAG, parameters nothing provides). Also the
+    DAG as loaded, which `--wait` shows the run's tasks by."""
     from dagctl.actions.common import stale_after_s
     from dagctl.dags.templating import parse_logical_date
 
@@ -50,7 +51,7 @@ def trigger_with_notices(
     when = parse_logical_date(logical_date_text, dag) if logical_date_text else None
     # The presence is read in the trigger's own transaction when the driver path can.
     run_id, presence = _queue(settings, dag, given, creator, when, stale_after_s())
-    return run_id, run_notices(settings, dag, presence)
+    return run_id, run_notices(settings, dag, presence), dag
 
 
 def run_notices(settings: Settings, dag: Dag, presence: Presence | None = None) -> list[str]:
