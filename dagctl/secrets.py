@@ -10,9 +10,10 @@ value registered once is hidden everywhere, whatever its length.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Callable, Iterable
+from functools import cache
+from typing import Any
 from urllib.parse import unquote
 
 MASK = "***"
@@ -75,11 +76,25 @@ def mask(text: str) -> str:
     return _mask_registered(text)
 
 
-class MaskingFormatter(logging.Formatter):
-    """Log lines (tracebacks included) with every registered value masked."""
+def __getattr__(name: str) -> Any:
+    # MaskingFormatter, built on first use: it subclasses logging's Formatter, and
+    # importing logging cost every `dagctl` start ~4 ms for the scheduler's log lines.
+    if name == "MaskingFormatter":
+        return _masking_formatter()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-    def format(self, record: logging.LogRecord) -> str:
-        return mask(super().format(record))
+
+@cache
+def _masking_formatter() -> type[Any]:
+    import logging
+
+    class MaskingFormatter(logging.Formatter):
+        """Log lines (tracebacks included) with every registered value masked."""
+
+        def format(self, record: logging.LogRecord) -> str:
+            return mask(super().format(record))
+
+    return MaskingFormatter
 
 
 def _identity(text: str) -> str:

@@ -17,6 +17,7 @@ from dagctl.config import Settings
 from dagctl.states import FINISHED_RUN_VALUES
 
 if TYPE_CHECKING:
+    from dagctl.dags.model import Dag
     from dagctl.store.fast_follow import RunFollower
     from dagctl.store.records import Presence
 
@@ -31,9 +32,12 @@ def follow_run(
     on_update: Callable[[dict[str, Any]], None],
     on_notice: Callable[[str], None] | None = None,
     interval: float = FOLLOW_INTERVAL_S,
+    dag: Dag | None = None,
 ) -> str:
     """Call `on_update` with the run's view (the `status -o json` form of one run plus
-    "pending": tasks not created yet) until the run has finished; return its status."""
+    "pending": tasks not created yet) until the run has finished; return its status.
+    `dag`: the run's DAG as the caller loaded it (`trigger --wait`), which spares
+    reading its folder again for the task order and secret params."""
     from dagctl.store.fast_follow import RunFollower
 
     # Without SQLAlchemy, woken by the run's changes rather than a sleep, when it can.
@@ -41,13 +45,13 @@ def follow_run(
     if follower is not None:
         try:
             ended = _follow_fast(
-                settings, run_id, follower, _RunView(settings, on_update, on_notice), interval
+                settings, run_id, follower, _RunView(settings, on_update, on_notice, dag), interval
             )
         finally:
             follower.close()
         if ended is not None:
             return ended
-    view = _RunView(settings, on_update, on_notice)
+    view = _RunView(settings, on_update, on_notice, dag)
     with store_session(settings) as store:
         while True:
             run, attempts = store.run_with_attempts(run_id)
@@ -91,8 +95,10 @@ class _RunView:
         settings: Settings,
         on_update: Callable[[dict[str, Any]], None],
         on_notice: Callable[[str], None] | None,
+        dag: Dag | None = None,
     ) -> None:
         self._settings = settings
+        self._dag = dag
         self._on_update = on_update
         self._on_notice = on_notice
         self._order: list[str] | None = None
@@ -102,6 +108,8 @@ class _RunView:
 
     def show(self, run: dict[str, Any], attempts: list[dict[str, Any]]) -> bool:
         """Pass the view on when it changed; True once the run has finished."""
+        if self._order is None and self._dag is not None and self._dag.name == run["dag_name"]:
+            self._order, self._secrets = list(self._dag.tasks), self._dag.secret_params
         if self._order is None:
             self._order = task_order(self._settings, run["dag_name"])
             self._secrets = secret_params(self._settings, [run["dag_name"]])[run["dag_name"]]

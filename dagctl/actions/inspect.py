@@ -29,7 +29,6 @@ from dagctl.config import Settings
 from dagctl.dags import cron
 from dagctl.dags.model import BrokenDag, Dag, DagTree
 from dagctl.errors import DagNotFound, UsageError
-from dagctl.scheduling import diagnose
 from dagctl.states import FINISHED_RUN_VALUES, NOT_ENDED_TASK_VALUES
 
 if TYPE_CHECKING:
@@ -378,6 +377,8 @@ def next_slots(settings: Settings, dag_name: str, count: int) -> dict[str, Any]:
 
 
 def why(settings: Settings, dag_name: str) -> dict[str, Any]:
+    from dagctl.scheduling import diagnose  # with the planner and records: ~10 ms of list's start
+
     not_found: DagNotFound | None = None
     try:
         loaded: Dag | BrokenDag | None = load_any(settings, dag_name)

@@ -18,6 +18,7 @@ from dagctl.errors import UsageError
 
 if TYPE_CHECKING:
     from dagctl.execution.attempt import Outcome
+    from dagctl.store.liveness import Presence
 
 
 def trigger_run(
@@ -30,7 +31,7 @@ def trigger_run(
     """Check params against the DAG first (nothing is written if they are wrong), then queue
     a run for `logical_date` (default: now), its data interval from the DAG's schedule and
     its templated param defaults rendered for it."""
-    return _queue(settings, load_dag(settings.dags, dag_name), given, creator, logical_date)
+    return _queue(settings, load_dag(settings.dags, dag_name), given, creator, logical_date, None)[0]
 
 
 def trigger_with_notices(
@@ -39,18 +40,22 @@ def trigger_with_notices(
     given: Mapping[str, Any],
     creator: str,
     logical_date_text: str | None = None,
-) -> tuple[int, list[str]]:
+) -> tuple[int, list[str], Dag]:
     """`dagctl trigger`: queue a run, then say what would keep it from running (paused,
-    no live scheduler that has loaded the DAG, parameters nothing provides)."""
+    no live scheduler that has loaded the DAG, parameters nothing provides). Also the
+    DAG as loaded, which `--wait` shows the run's tasks by."""
+    from dagctl.actions.common import stale_after_s
     from dagctl.dags.templating import parse_logical_date
 
     dag = load_dag(settings.dags, dag_name)
     when = parse_logical_date(logical_date_text, dag) if logical_date_text else None
-    run_id = _queue(settings, dag, given, creator, when)
-    return run_id, run_notices(settings, dag)
+    # The presence is read in the trigger's own transaction when the driver path can.
+    run_id, presence = _queue(settings, dag, given, creator, when, stale_after_s())
+    return run_id, run_notices(settings, dag, presence), dag
 
 
-def run_notices(settings: Settings, dag: Dag) -> list[str]:
+def run_notices(settings: Settings, dag: Dag, presence: Presence | None = None) -> list[str]:
+    """What would keep a run of `dag` from starting; `presence`: as read already."""
     import os
 
     from dagctl.actions.common import presence_notice, stale_after_s, store_session
@@ -62,7 +67,8 @@ def run_notices(settings: Settings, dag: Dag) -> list[str]:
         " worker_config.env nor here: the scheduler's environment must set it, or the task fails"
         for task, name in missing_parameters(dag, os.environ)
     ]
-    presence = read_presence(settings.db_url, dag.name, stale_after_s(), utcnow())
+    if presence is None:
+        presence = read_presence(settings.db_url, dag.name, stale_after_s(), utcnow())
     if presence is None:
         with store_session(settings) as store:
             presence = store.presence(dag.name, stale_after_s())
@@ -83,7 +89,10 @@ def _queue(
     given: Mapping[str, Any],
     creator: str,
     logical_date: datetime | None,
-) -> int:
+    stale_after_s: float | None,
+) -> tuple[int, Presence | None]:
+    """Queue the run; with `stale_after_s`, also the DAG's presence when the driver
+    path could read it in the same transaction (else None: the caller asks)."""
     from dagctl.dags.templating import dates_for_manual, resolve_run_params
 
     dates = dates_for_manual(dag, logical_date or utcnow())
@@ -94,17 +103,17 @@ def _queue(
 
     # Without SQLAlchemy when it can (a migrated database): most of a trigger's time
     # would be importing it.
-    run_id = quick.trigger(
-        settings.db_url, dag.name, params, creator, dates.logical_date, dag.fingerprint, utcnow, interval
-    )
-    if run_id is not None:
-        return run_id
+    run = quick.ManualRun(dag.name, dict(params), creator, dates.logical_date, dag.fingerprint, interval)
+    queued = quick.queue_run(settings.db_url, run, utcnow, stale_after_s)
+    if queued is not None:
+        return queued
     store = open_store(settings, migrate=True)
     try:
         now = utcnow()
-        return store.trigger(
+        run_id = store.trigger(
             dag.name, params, creator, dates.logical_date, dag.fingerprint, now, data_interval=interval
         )
+        return run_id, None
     finally:
         store.close()
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 from collections.abc import Collection, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dagctl.dags.cron import utcnow
 from dagctl.states import UNCOUNTED_TASK_VALUES
-from dagctl.store.records import PoolUsage, QueueUsage
+
+if TYPE_CHECKING:  # importing the records costs `status` and `trigger --wait` ~10 ms
+    from dagctl.store.records import PoolUsage, QueueUsage
 
 
 def iso(value: datetime | None) -> str | None:

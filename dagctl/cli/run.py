@@ -53,7 +53,7 @@ def trigger(
     from dagctl.actions import runs
 
     settings = settings_of(ctx)
-    run_id, notices = runs.trigger_with_notices(
+    run_id, notices, loaded = runs.trigger_with_notices(
         settings, dag, params_from(assignments, params_file), creator, logical_date
     )
     if output == "json":
@@ -65,7 +65,7 @@ def trigger(
     if wait:
         from dagctl.cli.watch import watch_run
 
-        outcome = watch_run(settings, run_id, plain_to_stderr=True, noticed=bool(notices))
+        outcome = watch_run(settings, run_id, plain_to_stderr=True, noticed=bool(notices), dag=loaded)
         click.echo(f"run {run_id}: {outcome}", err=True)
         ctx.exit(EXIT_OK if outcome == "success" else EXIT_FAILED)
 

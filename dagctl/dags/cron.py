@@ -17,6 +17,7 @@ in UTC.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
@@ -45,6 +46,28 @@ class ScheduleError(ValueError):
     pass
 
 
+def _croniter() -> Any:
+    """croniter's class, imported on first use (0.1 s of a start). Its import asks
+    `platform.architecture()` whether this Python is 32-bit, which runs `file -b` on
+    the interpreter in a subprocess: a fork and exec in every `dagctl` that reads a
+    schedule. The pointer size answers that question without one, so the import is
+    given that answer."""
+    if "croniter" in sys.modules:
+        from croniter import croniter
+
+        return croniter
+    import platform
+    import struct
+
+    asked = platform.architecture
+    platform.architecture = lambda *_, **__: (f"{struct.calcsize('P') * 8}bit", "")
+    try:
+        from croniter import croniter
+    finally:
+        platform.architecture = asked
+    return croniter
+
+
 @lru_cache(maxsize=4096)
 def check_expression(expression: str) -> str | None:
     """Return why `expression` is not a usable 5-field cron expression, or None."""
@@ -56,7 +79,7 @@ def check_expression(expression: str) -> str | None:
         return f"cron expression {expression!r} has {len(fields)} fields, expected 5"
     if _plainly_valid(fields):
         return None
-    from croniter import croniter  # imported on use: 0.1 s of a start
+    croniter = _croniter()
 
     try:
         croniter(text, datetime(2000, 1, 1))
@@ -107,7 +130,7 @@ def never_fires(expression: str) -> bool:
     fields = expression.split()
     if expression.strip().lower() in _MACROS or (len(fields) == 5 and _some_day_of_every_month(fields[2])):
         return False  # a day every month has matches, so some minute of it always does
-    from croniter import croniter  # imported on use: 0.1 s of a start
+    croniter = _croniter()
 
     try:
         croniter(expression, datetime(2000, 1, 1), max_years_between_matches=9).get_next(datetime)
@@ -164,7 +187,7 @@ def next_slot_after(expression: str, tz_name: str, after: datetime) -> datetime 
     # Start a little before `after` on the wall clock: around a fold the wall clock goes
     # back, and a slot can map to a UTC instant later than its wall-clock neighbours.
     start = to_local(after, tz).replace(tzinfo=None) - timedelta(hours=3)
-    from croniter import croniter  # imported on use: 0.1 s of a start
+    croniter = _croniter()
 
     try:
         walker = croniter(expression, start, max_years_between_matches=9)
@@ -239,7 +262,7 @@ def dst_note(expression: str, tz_name: str, slot: datetime, previous: datetime) 
     the spring gap runs as many minutes after the gap as it would have been into it; a
     time in the autumn fold runs once, at its first occurrence. Otherwise, whether the
     clocks changed since `previous` (the slot before, or now), which moves the slot in UTC."""
-    from croniter import croniter
+    croniter = _croniter()
 
     tz = zone(tz_name)
     local = to_local(slot, tz)

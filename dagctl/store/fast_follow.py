@@ -2,7 +2,7 @@
 
 Importing SQLAlchemy and polling every half second made a `trigger --wait` of a
 one-task DAG take 0.6-0.8 s beyond the task's own run. This reads the run and its
-attempts with the DB-API driver (as fast_reads does) and, between reads, waits for a
+attempts with the DB-API driver (store/driver.py) and, between reads, waits for a
 change instead of sleeping: on PostgreSQL a LISTEN on the channel the store notifies
 when a run ends (with a short poll as the fallback for ends that send nothing, such
 as a cancel); on SQLite `PRAGMA data_version`, which moves when another connection
@@ -17,8 +17,7 @@ import select
 import time
 from typing import Any
 
-from dagctl.store.fast_reads import connect_plain, typed_rows
-from dagctl.store.revision import HEAD_REVISION
+from dagctl.store.driver import is_postgres, open_at_head, placeholder, typed_rows
 
 RUN_ENDED_CHANNEL = "dagctl_run_ended"  # as dagctl.store.wakeup.RUN_ENDED_CHANNEL
 # What a PostgreSQL follower waits at most between reads, for changes that send no
@@ -37,34 +36,26 @@ class RunFollower:
     def __init__(self, connection: Any, postgres: bool) -> None:
         self._connection = connection
         self._postgres = postgres
-        self._p = "%s" if postgres else "?"
+        self._p = placeholder(connection)
         self._seen: int | None = None
         self._last_read = 0.0
 
     @classmethod
     def open(cls, url: str) -> RunFollower | None:
-        try:
-            connection = connect_plain(url)
-        except Exception:  # cannot connect here: the full path reports it properly
-            return None
+        connection = open_at_head(url)
         if connection is None:
             return None
-        postgres = "sqlite" not in type(connection).__module__
-        try:
-            if postgres:
-                connection.autocommit = True  # LISTEN takes effect at once; reads see each commit
-            else:
-                connection.isolation_level = None  # no implicit transaction: each read sees the newest
-            cursor = connection.cursor()
-            cursor.execute("SELECT version_num FROM alembic_version")
-            if [tuple(r) for r in cursor.fetchall()] != [(HEAD_REVISION,)]:
+        postgres = is_postgres(connection)
+        if postgres:
+            try:
+                # Out of the revision check's transaction: LISTEN takes effect at once,
+                # and each read sees every commit.
+                connection.rollback()
+                connection.autocommit = True
+                connection.cursor().execute(f"LISTEN {RUN_ENDED_CHANNEL}")
+            except Exception:
                 connection.close()
                 return None
-            if postgres:
-                cursor.execute(f"LISTEN {RUN_ENDED_CHANNEL}")
-        except Exception:
-            connection.close()
-            return None
         return cls(connection, postgres)
 
     def read(self, run_id: int) -> tuple[dict[str, Any] | None, list[dict[str, Any]]] | None:

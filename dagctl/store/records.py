@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from dagctl.store.liveness import Presence
+
 # ---------------------------------------------------------------- owner ids
 
 # The width of scheduler.id and task_run.lease_owner (tables.py).
@@ -226,18 +228,10 @@ __all__ = [
     "NewRun",
     "NewTaskRun",
     "Notification",
+    "Presence",
     "RetryResult",
     "RunSnapshot",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class Presence:
-    """What the state database says about one DAG and the live schedulers."""
-
-    paused: bool
-    live_schedulers: int  # alive: not stopped, heartbeat within the stale limit
-    live_knowing: int  # of those, how many have loaded the DAG
 
 
 # ---------------------------------------------------------------- pools

@@ -1,6 +1,9 @@
-"""The benchmark harness still runs: every workload at its smoke size, on SQLite and on
+"""The benchmark harness still runs: its workloads at their smoke size, on SQLite and on
 the test suite's PostgreSQL. No timing is asserted (this machine's speed is not the
-product's); only that each workload completes and reports figures."""
+product's); only that each workload completes and reports figures.
+
+Left out, for the CI time they cost even at smoke size: W10 (alerts; ~18 s at load 3)
+and W14 (a chain of 1,000; ~21 s at load 3, and its code is W1's)."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ import pytest
 from tests.pgserver import PgServer
 
 REPO = Path(__file__).resolve().parents[2]
-WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8")
+WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "W11", "W12", "W13")
 
 
 @pytest.mark.postgres
@@ -27,7 +30,18 @@ def test_every_workload_completes_at_smoke_size(tmp_path: Path, pg_server: PgSer
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["DAGCTL_TEST_PG_URL"] = pg_server.url  # the harness makes its databases there
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--small", "--reps", "1", "--json", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--small",
+            "--reps",
+            "1",
+            "--only",
+            ",".join(WORKLOADS),
+            "--json",
+            str(out),
+        ],
         cwd=REPO,
         env=env,
         capture_output=True,

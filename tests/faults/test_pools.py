@@ -44,9 +44,10 @@ def most_at_once(lines: list[str]) -> int:
 
 def test_four_schedulers_never_run_more_of_a_pool_than_its_slots(harness: Harness) -> None:
     with_pools(harness, "pools:\n  warehouse: 3\n")
-    tasks = {f"load{i}__sh": STAMPED for i in range(4)}
+    with_parent = STAMPED.replace("$DAGCTL_TASK", "$DAGCTL_TASK $PPID")
+    tasks = {f"load{i}__sh": with_parent for i in range(4)}
     harness.dag("wh", "description: d\nmax_active_runs: 200\npool: warehouse\n", **tasks)
-    harness.dag("other", "description: unpooled\nmax_active_runs: 200\n", work__sh="#!/bin/bash\ntrue\n")
+    harness.dag("other", "description: unpooled\nmax_active_runs: 200\n", work__sh=with_parent)
     runs = harness.trigger_many("wh", 125)  # 500 pooled attempts
     others = harness.trigger_many("other", 50)
     schedulers = [harness.start("--concurrency", "8", "--until-idle") for _ in range(4)]
@@ -54,9 +55,13 @@ def test_four_schedulers_never_run_more_of_a_pool_than_its_slots(harness: Harnes
         assert scheduler.wait(120) == 0, scheduler.output()[-3000:]
     assert harness.run_statuses() == {"success": 175}
     lines = harness.executions()
-    assert len(lines) == 1000
-    assert most_at_once(lines) == 3
-    assert harness.sql("SELECT count(DISTINCT lease_owner) FROM task_run WHERE pool = 'warehouse'") != [(1,)]
+    pooled = [line for line in lines if line.split()[2] in {str(r) for r in runs}]
+    assert len(pooled) == 1000
+    assert most_at_once(pooled) == 3
+    # Several schedulers ran attempts while the pool held (each task's parent is its
+    # scheduler); not necessarily pooled ones: the scheduler whose pooled attempt ends
+    # claims the next in the same transaction, so the others may never find a free slot.
+    assert len({line.split()[4] for line in lines}) >= 2, {s.pid for s in schedulers}
     harness.check(triggered=runs + others, all_finished=True)
 
 

@@ -54,6 +54,37 @@ def test_quick_trigger_declines_what_it_cannot_be_sure_of(tmp_path: Path) -> Non
     assert quick.trigger("mysql://u@h/db", "etl", {}, "cli", None, None, clock) is None
 
 
+def test_a_quick_trigger_reads_the_presence_the_store_reads_in_its_own_transaction(
+    store: Store, db_url: str
+) -> None:
+    run = quick.ManualRun("etl", {"n": 1}, "cli", NOW, "fp1", None)
+    queued = quick.queue_run(db_url, run, lambda: NOW, 60.0)
+    assert queued is not None
+    run_id, presence = queued
+    assert store.runs(run_id=run_id, limit=1)[0]["dag_name"] == "etl"
+    # No scheduler: nobody alive, nobody knowing, not paused, on both clocks.
+    assert presence == store.presence("etl", 60.0)
+    assert presence is not None and (presence.paused, presence.live_schedulers) == (False, 0)
+    store.set_paused("etl", True, NOW)
+    queued = quick.queue_run(db_url, run, lambda: NOW, 60.0)
+    assert queued is not None and queued[1] == store.presence("etl", 60.0)
+    assert queued[1] is not None and queued[1].paused
+    # Without a stale limit it reads no presence.
+    assert quick.queue_run(db_url, run, lambda: NOW, None) == (queued[0] + 1, None)
+
+
+def test_quick_trigger_writes_nothing_on_a_schema_of_another_revision(store: Store, db_url: str) -> None:
+    from sqlalchemy import text
+
+    with store.engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '0001'"))
+    run = quick.ManualRun("fresh_dag", {}, "cli", NOW, "fp1", None)
+    assert quick.queue_run(db_url, run, lambda: NOW, 60.0) is None
+    with store.engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM dag_run")).scalar_one() == 0
+        assert connection.execute(text("SELECT count(*) FROM dag")).scalar_one() == 0
+
+
 def test_quick_trigger_declines_an_unreachable_server() -> None:
     url = "postgresql://bob:pw@127.0.0.1:1/nowhere"
     assert quick.trigger(url, "etl", {}, "cli", None, None, lambda: NOW) is None
