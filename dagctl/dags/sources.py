@@ -14,7 +14,7 @@ import stat
 import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +41,16 @@ class Collector:
     problems: list[Problem] = field(default_factory=list)
 
     def shown(self, path: Path) -> str:
+        text = str(path)
+        parent = _text_of_parent(self.base)
+        if parent not in ("/", ".") and text.startswith(parent + "/"):
+            # What relative_to gives for a path under the parent, without its parsing
+            # (which made reporting 10,000 problems take a second).
+            return printable(text[len(parent) + 1 :])
         try:
-            text = str(path.relative_to(self.base.parent)) if self.base.parent != path else str(path)
+            text = str(path.relative_to(self.base.parent)) if self.base.parent != path else text
         except ValueError:
-            text = str(path)
+            return printable(text)
         return printable(text)
 
     def add(
@@ -71,6 +77,11 @@ class Collector:
     @property
     def has_errors(self) -> bool:
         return any(p.severity == "error" for p in self.problems)
+
+
+@lru_cache(maxsize=64)
+def _text_of_parent(base: Path) -> str:
+    return str(base.parent)
 
 
 def printable(text: str) -> str:

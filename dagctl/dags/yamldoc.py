@@ -109,7 +109,7 @@ def load(text: str, line_offset: int = 0) -> YamlDoc:
     """Parse one YAML document; raise YamlProblem with a file line on any mistake."""
     if "\t" in text:
         _reject_tab_indentation(text, line_offset)
-    simple = yamlfast.load(text, _resolve_plain, _SCALARS)
+    simple = _PLAIN.load(text)
     if simple is not yamlfast.NOT_SIMPLE:
         return YamlDoc(data=simple, text=text, line_offset=line_offset)
     try:
@@ -172,6 +172,9 @@ _CONSTRUCTOR_ERRORS = (ValueError, TypeError, AttributeError, OverflowError)
 
 def _resolve_plain(kind: Any, value: Any, implicit: Any) -> str:
     return _remembered_resolve(_Loader, kind, value, implicit)
+
+
+_PLAIN = yamlfast.PlainYaml(_resolve_plain, _SCALARS)
 
 
 class _Fallback(Exception):

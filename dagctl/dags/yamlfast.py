@@ -16,6 +16,7 @@ every mistake with its line. Only documents that parse cleanly are read here.
 
 from __future__ import annotations
 
+import datetime
 import re
 import sys
 from collections.abc import Callable
@@ -29,8 +30,10 @@ _STR = "tag:yaml.org,2002:str"
 _INTERN_UP_TO = 64  # as yamldoc: one copy of the short strings every file repeats
 # Deeper than this the general path handles it (and its depth limit applies).
 _MAX_NESTING = 20
-# `key:` then the end of the line or a space: a bare `a:b` is one plain scalar.
-_KEY_LINE = re.compile(r"([A-Za-z_][A-Za-z0-9_.\-]*):(?: +(.*))?")
+# A key the fast path takes (quoted keys and others go to libyaml), and a list item
+# that is a `key: value` pair (a mapping in a list: left to libyaml too).
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
+_KEY_LINE = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*:(?: .*)?")
 # A plain scalar may not begin with an indicator; `-`, `?` and `:` may begin one when a
 # non-space follows, but are left to the general path.
 _PLAIN_START_REFUSED = frozenset("-?:,[]{}#&*!|>'\"%@` ")
@@ -47,57 +50,54 @@ class _NotSimple(Exception):
     pass
 
 
-def load(text: str, resolve: Callable[[Any, Any, Any], str], scalars: dict[str, Callable[[Any], Any]]) -> Any:
-    """The document's data, or NOT_SIMPLE. `resolve(kind, value, implicit)` is the
-    loader's resolver, `scalars` the constructors of the non-string scalar tags."""
-    if _CONTROL.search(text) or "\r" in text or (not text.isascii() and not _printable(text)):
-        return NOT_SIMPLE
-    lines: list[tuple[int, str]] = []
-    for raw in text.split("\n"):
-        content = raw.lstrip(" ")
-        if not content or content[0] == "#":
-            continue
-        lines.append((len(raw) - len(content), content.rstrip(" ")))
-    if not lines:
-        return None
-    try:
-        value, end = _Reader(lines, resolve, scalars).block(0, lines[0][0], 0)
-    except (_NotSimple, RecursionError):
-        return NOT_SIMPLE
-    return value if end == len(lines) else NOT_SIMPLE
+_NOT_CACHED: Any = object()
+# Values and keys by their text: the same few (`type: no_op`, `retries: 2`, task names)
+# recur in every file of a tree. Bounded; only immutable values are kept.
+_CACHE_MAX = 50_000
+_CACHE_TEXT_MAX = 200
+_IMMUTABLE = (str, int, float, bool, type(None), datetime.date, datetime.datetime)
+Lines = list[tuple[int, str]]
 
 
-def _printable(text: str) -> bool:
-    # Python's printable set is narrower than YAML's (it refuses U+2028, NEL, ...): what
-    # it refuses goes the general way, which knows YAML's rules.
-    return all(line.isprintable() for line in text.split("\n"))
-
-
-class _Reader:
-    __slots__ = ("lines", "resolve", "scalars")
+class PlainYaml:
+    """Reads plain documents with one loader's resolver and scalar constructors."""
 
     def __init__(
-        self,
-        lines: list[tuple[int, str]],
-        resolve: Callable[[Any, Any, Any], str],
-        scalars: dict[str, Callable[[Any], Any]],
+        self, resolve: Callable[[Any, Any, Any], str], scalars: dict[str, Callable[[Any], Any]]
     ) -> None:
-        self.lines = lines
-        self.resolve = resolve
-        self.scalars = scalars
+        self.resolve = resolve  # resolve(kind, value, implicit), as the loader's
+        self.scalars = scalars  # the constructors of the non-string scalar tags
+        self._values: dict[str, Any] = {}  # text -> a scalar, or a flow list as a tuple
+        self._keys: dict[str, bool] = {}  # text -> whether it is a plain string key
 
-    def block(self, index: int, indent: int, depth: int) -> tuple[Any, int]:
+    def load(self, text: str) -> Any:
+        """The document's data, or NOT_SIMPLE."""
+        if _CONTROL.search(text) or "\r" in text or (not text.isascii() and not _printable(text)):
+            return NOT_SIMPLE
+        lines: Lines = []
+        for raw in text.split("\n"):
+            content = raw.lstrip(" ")
+            if not content or content[0] == "#":
+                continue
+            lines.append((len(raw) - len(content), content.rstrip(" ")))
+        if not lines:
+            return None
+        try:
+            value, end = self._block(lines, 0, lines[0][0], 0)
+        except (_NotSimple, RecursionError):
+            return NOT_SIMPLE
+        return value if end == len(lines) else NOT_SIMPLE
+
+    def _block(self, lines: Lines, index: int, indent: int, depth: int) -> tuple[Any, int]:
         """The mapping or list whose lines start at `index`, indented by `indent`;
         returns it and the index of the first line after it."""
         if depth > _MAX_NESTING:
             raise _NotSimple
-        content = self.lines[index][1]
-        if content == "-" or content.startswith("- "):
-            return self._sequence(index, indent)
-        return self._mapping(index, indent, depth)
+        if _is_item(lines[index][1]):
+            return self._sequence(lines, index, indent)
+        return self._mapping(lines, index, indent, depth)
 
-    def _mapping(self, index: int, indent: int, depth: int) -> tuple[dict[str, Any], int]:
-        lines = self.lines
+    def _mapping(self, lines: Lines, index: int, indent: int, depth: int) -> tuple[dict[str, Any], int]:
         count = len(lines)
         mapping: dict[str, Any] = {}
         while index < count:
@@ -106,28 +106,24 @@ class _Reader:
                 break
             if line_indent > indent:
                 raise _NotSimple  # a continued scalar, or a mistake: the general path says
-            match = _KEY_LINE.fullmatch(content)
-            if match is None:
+            # `key:` then the end of the line or a space: a bare `a:b` is one plain scalar.
+            key, colon, rest = content.partition(":")
+            if not colon or (rest and rest[0] != " ") or key in mapping or not self._is_key(key):
                 raise _NotSimple
-            key = match.group(1)
-            if key in mapping or self.resolve(yaml.ScalarNode, key, (True, False)) != _STR:
-                raise _NotSimple  # `on:`, `null:`, `1:` are not string keys
-            rest = match.group(2)
+            rest = rest.lstrip(" ")
             index += 1
             if rest:
-                value = self.value(rest)
+                value = self._value(rest)
             elif index < count and (
-                lines[index][0] > indent
-                or (lines[index][0] == indent and (lines[index][1] == "-" or lines[index][1].startswith("- ")))
+                lines[index][0] > indent or (lines[index][0] == indent and _is_item(lines[index][1]))
             ):
-                value, index = self.block(index, lines[index][0], depth + 1)
+                value, index = self._block(lines, index, lines[index][0], depth + 1)
             else:
                 value = None
-            mapping[sys.intern(key) if len(key) <= _INTERN_UP_TO else key] = value
+            mapping[key] = value
         return mapping, index
 
-    def _sequence(self, index: int, indent: int) -> tuple[list[Any], int]:
-        lines = self.lines
+    def _sequence(self, lines: Lines, index: int, indent: int) -> tuple[list[Any], int]:
         count = len(lines)
         items: list[Any] = []
         while index < count:
@@ -141,19 +137,36 @@ class _Reader:
             item = content[2:].lstrip(" ")
             if not item or _KEY_LINE.fullmatch(item):
                 raise _NotSimple  # a mapping in a list
-            items.append(self.value(item))
+            items.append(self._value(item))
             index += 1
         return items, index
 
-    def value(self, text: str) -> Any:
+    def _is_key(self, key: str) -> bool:
+        known = self._keys.get(key)
+        if known is None:
+            # `on:`, `null:`, `1:` are not string keys.
+            plain = _KEY.fullmatch(key) is not None
+            known = plain and self.resolve(yaml.ScalarNode, key, (True, False)) == _STR
+            if len(self._keys) < _CACHE_MAX:
+                self._keys[_interned(key)] = known
+        return known
+
+    def _value(self, text: str) -> Any:
         """One scalar, or a one-line flow list of scalars."""
+        value = self._values.get(text, _NOT_CACHED)
+        if value is _NOT_CACHED:
+            value = self._read_value(text)
+            if len(text) <= _CACHE_TEXT_MAX and len(self._values) < _CACHE_MAX:
+                self._values[text] = value
+        return list(value) if type(value) is tuple else value
+
+    def _read_value(self, text: str) -> Any:
         if "#" in text:
             raise _NotSimple  # a comment, or a `#` in a value: left to the general path
-        first = text[0]
-        if first == "[":
+        if text[0] == "[":
             if _FLOW_LIST.fullmatch(text) is None:
                 raise _NotSimple
-            return [self._scalar(item.rstrip(" ")) for item in _FLOW_ITEMS.findall(text[1:-1])]
+            return tuple(self._scalar(item.rstrip(" ")) for item in _FLOW_ITEMS.findall(text[1:-1]))
         return self._scalar(text)
 
     def _scalar(self, text: str) -> Any:
@@ -171,9 +184,22 @@ class _Reader:
         if make is None:
             raise _NotSimple
         try:
-            return make(yaml.ScalarNode(tag, text))
+            value = make(yaml.ScalarNode(tag, text))
         except (ValueError, TypeError, AttributeError, OverflowError):
             raise _NotSimple from None  # the general path reports it with its line
+        if not isinstance(value, _IMMUTABLE):
+            raise _NotSimple  # the safe scalars are all immutable; a cached value must be
+        return value
+
+
+def _is_item(content: str) -> bool:
+    return content == "-" or content.startswith("- ")
+
+
+def _printable(text: str) -> bool:
+    # Python's printable set is narrower than YAML's (it refuses U+2028, NEL, ...): what
+    # it refuses goes the general way, which knows YAML's rules.
+    return all(line.isprintable() for line in text.split("\n"))
 
 
 def _interned(text: str) -> str:
