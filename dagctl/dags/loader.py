@@ -179,26 +179,21 @@ _MISSPELT_WORKFLOW_FILE = "workflow.yml"
 def _dag_files(dag_dir: Path) -> tuple[list[Path], list[Path]]:
     tasks: list[Path] = []
     ignored: list[Path] = []
-    # iterdir makes each child path from the folder's, without parsing it again (a third
-    # less than Path(entry.path) from scandir).
-    for path in sorted(dag_dir.iterdir(), key=_name_of):
-        name = path.name
-        if name.startswith(".") or name == WORKFLOW_FILE:
-            continue
-        if name == _MISSPELT_WORKFLOW_FILE:
-            ignored.append(path)  # reported with the missing workflow.yaml
-            continue
-        # Anything named like a task is one: a FIFO, a folder or a broken symlink called
-        # x.sh is reported as unreadable instead of silently dropping the task.
-        if path.suffix in TASK_EXTENSIONS:
-            tasks.append(path)
-        else:
-            ignored.append(path)
+    with os.scandir(dag_dir) as entries:
+        for entry in sorted(entries, key=lambda e: e.name):
+            if entry.name.startswith(".") or entry.name == WORKFLOW_FILE:
+                continue
+            path = Path(entry.path)
+            if entry.name == _MISSPELT_WORKFLOW_FILE:
+                ignored.append(path)  # reported with the missing workflow.yaml
+                continue
+            # Anything named like a task is one: a FIFO, a folder or a broken symlink called
+            # x.sh is reported as unreadable instead of silently dropping the task.
+            if path.suffix in TASK_EXTENSIONS:
+                tasks.append(path)
+            else:
+                ignored.append(path)
     return tasks, ignored
-
-
-def _name_of(path: Path) -> str:
-    return path.name
 
 
 def _load_params(path: Path, doc: YamlDoc, raw: Any, out: Collector) -> dict[str, ParamSpec]:

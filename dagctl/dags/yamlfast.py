@@ -68,7 +68,7 @@ class PlainYaml:
         self.resolve = resolve  # resolve(kind, value, implicit), as the loader's
         self.scalars = scalars  # the constructors of the non-string scalar tags
         self._values: dict[str, Any] = {}  # text -> a scalar, or a flow list as a tuple
-        self._keys: dict[str, bool] = {}  # text -> whether it is a plain string key
+        self._keys: dict[str, Any] = {}  # text -> the interned key, or None
 
     def load(self, text: str) -> Any:
         """The document's data, or NOT_SIMPLE."""
@@ -107,8 +107,9 @@ class PlainYaml:
             if line_indent > indent:
                 raise _NotSimple  # a continued scalar, or a mistake: the general path says
             # `key:` then the end of the line or a space: a bare `a:b` is one plain scalar.
-            key, colon, rest = content.partition(":")
-            if not colon or (rest and rest[0] != " ") or key in mapping or not self._is_key(key):
+            text, colon, rest = content.partition(":")
+            key = self._key(text) if colon and (not rest or rest[0] == " ") else None
+            if key is None or key in mapping:
                 raise _NotSimple
             rest = rest.lstrip(" ")
             index += 1
@@ -141,15 +142,18 @@ class PlainYaml:
             index += 1
         return items, index
 
-    def _is_key(self, key: str) -> bool:
-        known = self._keys.get(key)
-        if known is None:
-            # `on:`, `null:`, `1:` are not string keys.
-            plain = _KEY.fullmatch(key) is not None
-            known = plain and self.resolve(yaml.ScalarNode, key, (True, False)) == _STR
+    def _key(self, text: str) -> str | None:
+        """The key, interned as libyaml's reading interns it (the same few keys in every
+        file, kept by a scheduler for as long as it runs); None when not a plain string
+        key (`on:`, `null:`, `1:`, quoted keys are left to the general path)."""
+        key = self._keys.get(text, _NOT_CACHED)
+        if key is _NOT_CACHED:
+            plain = _KEY.fullmatch(text) is not None
+            string = plain and self.resolve(yaml.ScalarNode, text, (True, False)) == _STR
+            key = _interned(text) if string else None
             if len(self._keys) < _CACHE_MAX:
-                self._keys[_interned(key)] = known
-        return known
+                self._keys[_interned(text)] = key
+        return key  # type: ignore[no-any-return]
 
     def _value(self, text: str) -> Any:
         """One scalar, or a one-line flow list of scalars."""
