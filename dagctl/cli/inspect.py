@@ -32,6 +32,18 @@ from dagctl.errors import EXIT_FAILED, EXIT_OK, UsageError
 @click.pass_context
 def validate(ctx: click.Context, path: Path | None, manager: str | None, output: str) -> None:
     """Check every DAG under PATH (default: --dags) and report every problem."""
+    from dagctl.dags.tree import without_gc_pauses
+
+    # The cycle collector off for the whole command: its passes would rescan every DAG
+    # loaded (~0.3 s for 10,000) and find nothing. The tree holds no cycles and is freed
+    # by reference counting when _validate returns, before the collector is back on.
+    with without_gc_pauses():
+        failed = _validate(ctx, path, manager, output)
+    ctx.exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+def _validate(ctx: click.Context, path: Path | None, manager: str | None, output: str) -> bool:
+    """Check and report; True when there were errors."""
     from dagctl.actions import inspect as reading
     from dagctl.dags.sources import PYTHON_TASK_RULE
 
@@ -51,8 +63,8 @@ def validate(ctx: click.Context, path: Path | None, manager: str | None, output:
             }
         )
     else:
-        for problem in tree.problems:
-            click.echo(problem.render())
+        if tree.problems:  # one write: 10,000 warnings echoed one by one took ~0.2 s
+            click.echo("\n".join(problem.render() for problem in tree.problems))
         if settings.verbose:
             for ignored in tree.ignored_files:
                 why = f"a helper module: {PYTHON_TASK_RULE}" if ignored.endswith(".py") else "not a task file"
@@ -65,7 +77,7 @@ def validate(ctx: click.Context, path: Path | None, manager: str | None, output:
         if tree.ignored_files:
             summary += f", {len(tree.ignored_files)} other files ignored"
         click.echo(summary, err=True)
-    ctx.exit(EXIT_FAILED if errors else EXIT_OK)
+    return bool(errors)
 
 
 @click.command()

@@ -233,8 +233,21 @@ def check_external_inputs(
     per_dag: dict[str, list[Problem]],
     base: Path,
 ) -> None:
+    # Only DAGs with a cross-DAG input and the DAGs they name can be on a cycle across
+    # DAGs; the others are components of the graph of their own, which the search
+    # would walk (50,000 tasks in a tree of 10,000 DAGs) to find nothing to report.
+    linked: set[str] = set()
+    for dag_name, tasks in dags.items():
+        for task in tasks.values():
+            if any(":" in i for i in task.inputs):
+                linked.add(dag_name)
+                linked.update(other_dag for other_dag, _ in task.external_inputs)
+    if not linked:
+        return
     edges: dict[str, list[str]] = {}
     for dag_name, tasks in dags.items():
+        if dag_name not in linked:
+            continue
         out = Collector(base=base, dag=dag_name)
         for task in tasks.values():
             node = f"{dag_name}:{task.name}"
@@ -264,8 +277,6 @@ def check_external_inputs(
                 else:
                     edges[node].append(f"{other_dag}:{other_task}")
         per_dag[dag_name].extend(out.problems)
-    if not any(task.external_inputs for tasks in dags.values() for task in tasks.values()):
-        return
     for cycle in find_cycles({k: [v for v in vs if v in edges] for k, vs in edges.items()}):
         if len({node.split(":", 1)[0] for node in cycle}) < 2:
             continue  # reported within its DAG already
@@ -359,6 +370,7 @@ def check_sql_targets(
     in this environment, or whose database is dagctl's own state database."""
     from dagctl.config import normalise_db_url
 
+    env = dict(env)  # os.environ encodes and decodes each key looked up: 10,000 DAGs, 0.3 s
     problems: list[Problem] = []
     for dag in dags:
         out = Collector(base=base, dag=dag.name)
@@ -415,12 +427,17 @@ def check_parameter_names(
 
 def missing_parameters(dag: Dag, env: Mapping[str, str]) -> list[tuple[Task, str]]:
     """(task, name) for each `parameters:` entry that neither the DAG nor `env` provides."""
-    return [
-        (task, name)
-        for task in dag.tasks.values()
-        for name in task.parameters
-        if not provided_by_definition(dag.params, dag.worker_config_for(task), name) and name not in env
-    ]
+    missing = []
+    for task in dag.tasks.values():
+        merged = None  # the merged worker_config, only when a name needs it
+        for name in task.parameters:
+            if name in dag.params or name in env:
+                continue
+            if merged is None:
+                merged = dag.worker_config_for(task)
+            if not provided_by_definition(dag.params, merged, name):
+                missing.append((task, name))
+    return missing
 
 
 MISSING_PARAMETER_HINT = (
@@ -433,6 +450,7 @@ def check_parameters_provided(dags: Iterable[Dag], env: Mapping[str, str], base:
     """Warnings for `parameters:` entries that nothing provides in this environment:
     the task would fail with "task needs parameter ..." unless the scheduler's
     environment sets them."""
+    env = dict(env)  # a plain dict: os.environ encodes and decodes each key looked up
     problems: list[Problem] = []
     for dag in dags:
         out = Collector(base=base, dag=dag.name)

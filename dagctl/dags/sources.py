@@ -14,7 +14,7 @@ import stat
 import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +41,16 @@ class Collector:
     problems: list[Problem] = field(default_factory=list)
 
     def shown(self, path: Path) -> str:
+        text = str(path)
+        parent = _text_of_parent(self.base)
+        if parent not in ("/", ".") and text.startswith(parent + "/"):
+            # What relative_to gives for a path under the parent, without its parsing
+            # (which made reporting 10,000 problems take a second).
+            return printable(text[len(parent) + 1 :])
         try:
-            text = str(path.relative_to(self.base.parent)) if self.base.parent != path else str(path)
+            text = str(path.relative_to(self.base.parent)) if self.base.parent != path else text
         except ValueError:
-            text = str(path)
+            return printable(text)
         return printable(text)
 
     def add(
@@ -73,6 +79,11 @@ class Collector:
         return any(p.severity == "error" for p in self.problems)
 
 
+@lru_cache(maxsize=64)
+def _text_of_parent(base: Path) -> str:
+    return str(base.parent)
+
+
 def printable(text: str) -> str:
     """A path as text that can be printed and stored: bytes of a file name that are not
     UTF-8 (surrogate escapes in Python) are shown as \\xNN."""
@@ -92,23 +103,7 @@ def is_utf8(name: str) -> bool:
 
 
 def read_text(path: Path, limit: int, out: Collector) -> str:
-    try:
-        info = path.stat()
-        if not stat.S_ISREG(info.st_mode):
-            out.add(path, None, "not a regular file", "replace it with a file")
-            raise Invalid
-        if info.st_size > limit:
-            out.add(
-                path,
-                None,
-                f"file is {info.st_size:,} bytes, over the {limit:,}-byte limit",
-                "split it or move data out of the DAG folder",
-            )
-            raise Invalid
-        raw = path.read_bytes()
-    except OSError as exc:
-        out.add(path, None, f"cannot read: {exc.strerror or exc}", "check the file and its permissions")
-        raise Invalid from None
+    raw = _read_regular(path, limit, out)
     if b"\x00" in raw:
         out.add(path, None, "binary file, not text", "remove it or give it another extension")
         raise Invalid
@@ -118,6 +113,55 @@ def read_text(path: Path, limit: int, out: Collector) -> str:
         line = raw[: exc.start].count(b"\n") + 1
         out.add(path, line, "not valid UTF-8 text", "save the file as UTF-8")
         raise Invalid from None
+
+
+# Opened first and checked with fstat: one system call fewer a file than stat then
+# open, and no pathlib read (~9 µs of ~17 a file). Non-blocking, so that a FIFO named
+# like a task is refused instead of waited on.
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _read_regular(path: Path, limit: int, out: Collector) -> bytes:
+    """The bytes of a regular file within `limit`; a problem and Invalid otherwise."""
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError:
+        return _stat_then_read(path, limit, out)  # what cannot be opened: say why as before
+    try:
+        info = os.fstat(fd)
+        _check_regular(path, info, limit, out)
+        chunks = [os.read(fd, info.st_size + 1)]
+        while chunks[-1]:  # to the end, should the file have grown meanwhile
+            chunks.append(os.read(fd, 1 << 16))
+    except OSError as exc:
+        out.add(path, None, f"cannot read: {exc.strerror or exc}", "check the file and its permissions")
+        raise Invalid from None
+    finally:
+        os.close(fd)
+    return b"".join(chunks) if len(chunks) > 2 else chunks[0]
+
+
+def _stat_then_read(path: Path, limit: int, out: Collector) -> bytes:
+    try:
+        _check_regular(path, path.stat(), limit, out)
+        return path.read_bytes()
+    except OSError as exc:
+        out.add(path, None, f"cannot read: {exc.strerror or exc}", "check the file and its permissions")
+        raise Invalid from None
+
+
+def _check_regular(path: Path, info: os.stat_result, limit: int, out: Collector) -> None:
+    if not stat.S_ISREG(info.st_mode):
+        out.add(path, None, "not a regular file", "replace it with a file")
+        raise Invalid
+    if info.st_size > limit:
+        out.add(
+            path,
+            None,
+            f"file is {info.st_size:,} bytes, over the {limit:,}-byte limit",
+            "split it or move data out of the DAG folder",
+        )
+        raise Invalid
 
 
 def parse_yaml(path: Path, text: str, out: Collector, line_offset: int = 0) -> YamlDoc:

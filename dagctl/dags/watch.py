@@ -15,20 +15,21 @@ at most a fixed number of folders is looked at per load, in turn:
   catches an edit that kept the size and the mtime (a restored timestamp, a coarse-
   grained file system), without a pause of the loop to read the whole tree at once.
 
-Nothing here parses: a folder found changed is loaded again by tree.load_many.
+Nothing here parses: a folder found changed is loaded again (tree.in_parallel).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from dagctl.dags.loader import LoadResult, content_fingerprint, load_root_config, problem_base
+from dagctl.dags.loader import LoadResult, content_fingerprint, load_dag, load_root_config, problem_base
 from dagctl.dags.model import ROOT_CONFIG_FILE, Dag, DagTree, Problem, RootConfig
 from dagctl.dags.summary import Stat, dag_dirs_of, folder_stamp, stamp_digest, stat_key
-from dagctl.dags.tree import assemble, load_many, usable_dirs
+from dagctl.dags.tree import assemble, in_parallel, usable_dirs, without_gc_pauses
 
 FOLDERS_PER_LOAD = 1000
 CONTENT_CHECK_FOLDERS = 50
@@ -66,6 +67,16 @@ def _stamp(dag_dir: Path, config: Stat | None) -> tuple[Stat, tuple[str, ...], i
     return own, names, hash(tuple(f[1:] for f in files)), stamp_digest(config, own, files)
 
 
+def _stamp_and_load(
+    dag_dirs: list[Path], config_stamp: Stat | None, config: RootConfig, base: Path
+) -> list[tuple[tuple[Stat, tuple[str, ...], int, str], LoadResult]]:
+    """Each folder stamped, then loaded: in the worker processes with the loading, as
+    the 60,000 stat calls of 10,000 folders took ~0.8 s in the scheduler alone.
+    Stamped before reading: a change made while loading shows at the next load."""
+    with without_gc_pauses():
+        return [(_stamp(d, config_stamp), load_dag(d, config, base)) for d in dag_dirs]
+
+
 class DagCache:
     """The DAGs under `root`, reloaded folder by folder as they change (see above).
     `changed` tells whether the last load() found anything new; when it did not,
@@ -94,10 +105,10 @@ class DagCache:
             self._seen.clear()
         stale = self._stale_folders()
         if stale:
-            # Stamped before reading: a change made while loading shows at the next load.
-            stamps = [_stamp(d, self._config_stamp) for d in stale]
-            loaded = load_many(stale, self._config, base)
-            for dag_dir, stamp, result in zip(stale, stamps, loaded, strict=True):
+            job = functools.partial(
+                _stamp_and_load, config_stamp=self._config_stamp, config=self._config, base=base
+            )
+            for dag_dir, (stamp, result) in zip(stale, in_parallel(job, stale), strict=True):
                 self._seen[dag_dir] = _Seen(*stamp, result)
         present = set(self._dirs)
         gone = [d for d in self._seen if d not in present]

@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from dagctl.dags import yamlfast
+
 # How a plain scalar is typed ("5m" a string, "100" an int, "no" a boolean) depends on
 # its text alone (the safe loaders have no path resolvers), and the same few texts
 # (keys, task names, durations) recur in every file of a tree. libyaml calls back into
@@ -107,6 +109,9 @@ def load(text: str, line_offset: int = 0) -> YamlDoc:
     """Parse one YAML document; raise YamlProblem with a file line on any mistake."""
     if "\t" in text:
         _reject_tab_indentation(text, line_offset)
+    simple = _PLAIN.load(text)
+    if simple is not yamlfast.NOT_SIMPLE:
+        return YamlDoc(data=simple, text=text, line_offset=line_offset)
     try:
         loader = _loader_for(text)
         try:
@@ -163,6 +168,13 @@ _TAG_NAMES = {
     "tag:yaml.org,2002:timestamp": "date",
 }
 _CONSTRUCTOR_ERRORS = (ValueError, TypeError, AttributeError, OverflowError)
+
+
+def _resolve_plain(kind: Any, value: Any, implicit: Any) -> str:
+    return _remembered_resolve(_Loader, kind, value, implicit)
+
+
+_PLAIN = yamlfast.PlainYaml(_resolve_plain, _SCALARS)
 
 
 class _Fallback(Exception):

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -386,14 +387,23 @@ def test_an_unreadable_file(tmp_path: Path) -> None:
 def test_a_read_error_after_stat_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """What an unreadable file does, for root too: the OSError from reading becomes a problem."""
     _dag(tmp_path / "corpus", "unreadable", secret__sh="echo hi\n")
-    real = Path.read_bytes
+    real_open, real_read = os.open, os.read
+    secret: set[int] = set()
 
-    def read_bytes(self: Path) -> bytes:
-        if self.name == "secret.sh":
-            raise PermissionError(13, "Permission denied", str(self))
-        return real(self)
+    def opened(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        fd = real_open(path, flags, *args, **kwargs)
+        if os.path.basename(path) == "secret.sh":
+            secret.add(fd)
+        return fd
 
-    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    def read(fd: int, size: int) -> bytes:
+        if fd in secret:
+            secret.discard(fd)
+            raise PermissionError(13, "Permission denied")
+        return real_read(fd, size)
+
+    monkeypatch.setattr(os, "open", opened)
+    monkeypatch.setattr(os, "read", read)
     tree = load_tree(tmp_path / "corpus")
     assert [p.render() for p in tree.problems] == [
         "corpus/unreadable/secret.sh: cannot read: Permission denied (check the file and its permissions)"

@@ -114,3 +114,20 @@ def test_a_tree_loaded_by_worker_processes_equals_one_loaded_here(
     assert there.dags == here.dags and there.broken == here.broken
     assert there.problems == here.problems and sorted(here.broken) == ["dag3"]
     assert dict(there.dags["dag5"].tasks["c.sh"].worker_config) == {}
+
+
+def test_a_cache_loaded_by_worker_processes_stamps_each_folder_as_one_loaded_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "dags"
+    for i in range(5):
+        _dag(root, f"dag{i}", description=f"number {i}")
+    here = DagCache(root)
+    here_tree = here.load()
+    monkeypatch.setattr(tree_module, "PARALLEL_FROM", 1)
+    monkeypatch.setattr(tree_module, "CHUNK", 2)
+    monkeypatch.setattr(tree_module, "workers", lambda: 2)
+    there = DagCache(root)
+    there_tree = there.load()
+    assert there_tree.dags == here_tree.dags and there.stamps() == here.stamps()
+    assert there.load() is there_tree  # stamped as loaded: nothing is stale
