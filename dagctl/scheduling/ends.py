@@ -1,10 +1,10 @@
 """What the scheduler has to record of its attempts: the ends it noticed and the output
-they wrote, kept until a transaction that records them has committed.
+they wrote, kept until the transaction that records them has committed.
 
-The loop records ends inside its advance-and-claim transaction (one commit a hop), and
-at shutdown in a transaction of their own. Either way, when the transaction rolls back
-(the database went away), the ends and the output go back where they were, to be
-recorded once the database is back: nothing is lost.
+Ends are recorded in a transaction of their own, before each advance (so their runs
+are advanced in the same pass) and at shutdown. When it rolls back (the database went
+away), the ends and the output go back where they were, to be recorded once the
+database is back: nothing is lost.
 """
 
 from __future__ import annotations
@@ -55,8 +55,7 @@ class Ends:
 
     def write(self, pending: list[FinishedAttempt], chunks: Chunks, *, advancing: bool) -> int:
         """Inside a transaction: store `chunks` and record `pending`; how many were
-        recorded. `advancing`: the same transaction advances their runs next, so the
-        other schedulers need not be woken for them."""
+        recorded."""
         now = self.clock()  # when it ended, not when the iteration began
         if chunks:
             self._store_logs(chunks, now)
@@ -73,16 +72,19 @@ class Ends:
             # adopters' sweep sorts the pods out instead.
             self.adopter.discard([item.task_run_id for item in pending])
 
-    def record(self) -> None:
-        """Record the ends, and store the output, in a transaction of their own (at
-        shutdown)."""
+    def record(self, *, advancing: bool = False) -> None:
+        """Record the ends, with the output held so far, in a transaction of their own.
+        `advancing`: the caller advances their runs right after, so the other schedulers
+        need not be woken for them. Without ends, at shutdown (not advancing), the output
+        still held is stored."""
         if not self.unrecorded:
-            self.flush_logs(self.clock(), force=True)
+            if not advancing:
+                self.flush_logs(self.clock(), force=True)
             return
         pending, chunks = self.take()
         try:
             with self.store.transaction():
-                recorded = self.write(pending, chunks, advancing=False)
+                recorded = self.write(pending, chunks, advancing=advancing)
         except BaseException:
             self.restore(pending, chunks)
             raise

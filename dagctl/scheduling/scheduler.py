@@ -190,22 +190,21 @@ class Scheduler:
         self.stats.loop_done(time.perf_counter() - began)
 
     def _advance_and_claim(self) -> list[ClaimedAttempt]:
-        """Record the attempts that ended, stop cancelled ones, advance runs and claim
-        ready attempts in ONE transaction: the hop from a task to the next costs one
-        commit, and a task run is claimed in the commit that creates it. Nothing claimed
-        starts before this has committed."""
+        """Record the attempts that ended, then stop cancelled ones, advance runs and
+        claim ready attempts in ONE transaction: a task run is claimed in the commit
+        that creates it, so the hop from a task to the next costs two commits. Nothing
+        claimed starts before this has committed.
+
+        The ends commit on their own: each of the two transactions locks the runs it
+        touches in id order (store/runs.py, in_id_order), which is what keeps two
+        schedulers from deadlocking. One transaction doing both would lock two sets of
+        runs, each in order but not their union, and can deadlock with another doing
+        the same (tried, and undone)."""
         free = self.options.concurrency - self.manager.running()
-        claimed: list[ClaimedAttempt] = []
         full = self._advance_needed()
-        pending, chunks = self._ends.take()
-        try:
-            with self.store.transaction():
-                recorded = self._ends.write(pending, chunks, advancing=True)
-                claimed, plan = self._advance_and_claim_in(full, free)
-        except BaseException:
-            self._ends.restore(pending, chunks)
-            raise
-        self._ends.committed(pending, recorded)
+        self._ends.record(advancing=True)
+        with self.store.transaction():
+            claimed, plan = self._advance_and_claim_in(full, free)
         self.stats.claims += len(claimed)
         if full:
             self._advance_news, self._last_full_advance = False, time.monotonic()
@@ -214,7 +213,7 @@ class Scheduler:
         return claimed
 
     def _advance_and_claim_in(self, full: bool, free: int) -> tuple[list[ClaimedAttempt], AdvancePlan]:
-        """The part of _advance_and_claim inside its transaction, after the ends."""
+        """The part of _advance_and_claim inside its transaction."""
         claimed: list[ClaimedAttempt] = []
         self._stop_cancelled()
         plan = self._advance() if full else AdvancePlan()
