@@ -60,7 +60,7 @@ def test_four_schedulers_never_run_more_of_a_pool_than_its_slots(harness: Harnes
     assert most_at_once(pooled) == 3
     # Several schedulers ran attempts while the pool held (each task's parent is its
     # scheduler); not necessarily pooled ones: the scheduler whose pooled attempt ends
-    # claims the next in the same transaction, so the others may never find a free slot.
+    # is the one awake when the slot frees, and usually takes it again at once.
     assert len({line.split()[4] for line in lines}) >= 2, {s.pid for s in schedulers}
     harness.check(triggered=runs + others, all_finished=True)
 

@@ -35,7 +35,7 @@ def test_two_schedulers_never_run_more_of_a_queue_than_its_limit(harness: Harnes
     # The default queue was not held to it.
     assert most_at_once([line for line in lines if line not in gpu_lines]) > 2
     # Both schedulers ran attempts while the limit held (each task's parent is its
-    # scheduler). Not necessarily gpu ones: the scheduler whose gpu attempt ends claims
-    # the next in the same transaction, so the other may never find the queue with room.
+    # scheduler). Not necessarily gpu ones: the scheduler whose gpu attempt ends is the
+    # one awake when the queue has room, and usually takes it again at once.
     assert len({line.split()[4] for line in lines}) == 2, {s.pid for s in schedulers}
     harness.check(triggered=gpu + free, all_finished=True)
