@@ -294,8 +294,8 @@ class AttemptOperations:
                 if not self.is_postgres:  # there, the statements above flagged their runs
                     connection.execute(update(dag_run).where(dag_run.c.id.in_(flagged)).values(dirty=True))
                 if wake_others or retried:
-                    # A queued retry is news for the others even when this transaction's
-                    # claim took everything it queued (keep_news()).
+                    # A queued retry is news for the others, even inside a transaction()
+                    # whose claim takes everything it queued (keep_news()).
                     self._notify(connection, urgent=retried)
         return recorded
 
