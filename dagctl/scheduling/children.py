@@ -102,25 +102,10 @@ def plan_child_start(
             "failed",
             f"child DAG {task.child_dag} is not loaded (missing or broken: see dagctl validate)",
         )
-    dates = templating.RunDates(
-        attempt.logical_date,
-        attempt.data_interval_start or attempt.logical_date,
-        attempt.data_interval_end or attempt.logical_date,
-        parent.timezone,
-    )
-    upstream = parent.upstream_of(task.name)
-    variables = templating.run_variables(
-        parent.name,
-        dates,
-        run_id=attempt.dag_run_id,
-        task=task.name,
-        attempt=attempt.attempt,
-        params=attempt.params,
-        outputs={name: values for name, values in run_outputs.items() if name in upstream},
-    )
+    variables = fanout.attempt_variables(parent, task, attempt, run_outputs)
     try:
         given = templating.render_mapping(task.params, variables, "params")
-        params = templating.resolve_run_params(child, dates, given)
+        params = templating.resolve_run_params(child, fanout.attempt_dates(parent, attempt), given)
     except (templating.TemplateError, ParamError) as exc:
         return DagAttemptEnd(attempt.task_run_id, "failed", f"cannot start a run of {child.name}: {exc}")
     return ChildStart(

@@ -25,6 +25,7 @@ from typing import Any
 
 from dagctl.dags import templating
 from dagctl.dags.model import Dag, Task
+from dagctl.scheduling.outputs import upstream_outputs
 from dagctl.states import DONE_OK_TASK_VALUES, NOT_ENDED_TASK_VALUES, UNSUCCESSFUL_TASK_VALUES
 from dagctl.store import ClaimedAttempt, Store
 from dagctl.store.children import DagAttempt, DagAttemptEnd
@@ -87,21 +88,7 @@ def advance_fanout(
     for attempt, task in mapped:
         if attempt.map_items is None:
             dag = dags[attempt.dag_name]
-            dates = templating.RunDates(
-                attempt.logical_date,
-                attempt.data_interval_start or attempt.logical_date,
-                attempt.data_interval_end or attempt.logical_date,
-                dag.timezone,
-            )
-            variables = templating.run_variables(
-                dag.name,
-                dates,
-                run_id=attempt.dag_run_id,
-                task=task.name,
-                attempt=attempt.attempt,
-                params=attempt.params,
-                outputs=_upstream(dag, task, upstream.get(attempt.dag_run_id, {})),
-            )
+            variables = attempt_variables(dag, task, attempt, upstream.get(attempt.dag_run_id, {}))
             items = render_items(task, variables)
             if isinstance(items, str):
                 ends.append(DagAttemptEnd(attempt.task_run_id, "failed", items))
@@ -165,9 +152,30 @@ def plan_items(task: Task, count: int, latest: Mapping[str, AttemptSnapshot]) ->
     return step
 
 
-def _upstream(dag: Dag, task: Task, run_outputs: Mapping[str, Any]) -> dict[str, Any]:
-    upstream = dag.upstream_of(task.name)
-    return {name: values for name, values in run_outputs.items() if name in upstream}
+def attempt_dates(dag: Dag, attempt: DagAttempt) -> templating.RunDates:
+    """The dates of an attempt's run (runs from before run variables have only the slot)."""
+    return templating.RunDates(
+        attempt.logical_date,
+        attempt.data_interval_start or attempt.logical_date,
+        attempt.data_interval_end or attempt.logical_date,
+        dag.timezone,
+    )
+
+
+def attempt_variables(
+    dag: Dag, task: Task, attempt: DagAttempt, run_outputs: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The template variables of an attempt the advance runs itself (a `for_each` or
+    `dag` task's): its run's dates, params and the outputs of its upstream tasks."""
+    return templating.run_variables(
+        dag.name,
+        attempt_dates(dag, attempt),
+        run_id=attempt.dag_run_id,
+        task=task.name,
+        attempt=attempt.attempt,
+        params=attempt.params,
+        outputs=upstream_outputs(dag, task, run_outputs),
+    )
 
 
 def render_items(task: Task, variables: Mapping[str, Any]) -> list[Any] | str:
