@@ -28,6 +28,7 @@ from dagctl.scheduling.scheduler import Scheduler as InProcessScheduler
 from dagctl.scheduling.scheduler import SchedulerOptions
 from dagctl.store import open_store
 from tests.faults.invariants import check_invariants, query, wait_until
+from tests.pgserver import PgServer
 
 DAGCTL = str(Path(sys.executable).parent / "dagctl")
 
@@ -228,3 +229,14 @@ def utc(text: str) -> datetime:
 def wait_all(schedulers: Sequence[Scheduler], timeout: float) -> list[int]:
     deadline = time.monotonic() + timeout
     return [s.wait(max(0.1, deadline - time.monotonic())) for s in schedulers]
+
+
+@pytest.fixture
+def server(pg_server: PgServer) -> Iterator[PgServer]:
+    """The suite's PostgreSQL server, for tests that stop or restart it."""
+    if pg_server.is_external:
+        pytest.skip("needs the PostgreSQL server the tests start (DAGCTL_TEST_PG_URL is set)")
+    try:
+        yield pg_server
+    finally:
+        pg_server.start()  # whatever happened, later tests need it

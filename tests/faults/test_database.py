@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -34,16 +33,6 @@ echo "start $DAGCTL_RUN_ID $DAGCTL_TASK $DAGCTL_ATTEMPT" >> "$FAULT_OUT"
 if [ "$DAGCTL_ATTEMPT" = 1 ]; then sleep "$SECS"; fi
 echo "end $DAGCTL_RUN_ID $DAGCTL_TASK $DAGCTL_ATTEMPT" >> "$FAULT_OUT"
 """
-
-
-@pytest.fixture
-def server(pg_server: PgServer) -> Iterator[PgServer]:
-    if pg_server.is_external:
-        pytest.skip("needs the PostgreSQL server the tests start (DAGCTL_TEST_PG_URL is set)")
-    try:
-        yield pg_server
-    finally:
-        pg_server.start()  # whatever happened, later tests need it
 
 
 def successes(harness: Harness) -> int:

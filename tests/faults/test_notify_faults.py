@@ -111,16 +111,6 @@ def test_kill_9_of_the_delivering_scheduler_loses_no_event(harness: Harness, rec
     assert len(counts) == 5 and sum(counts.values()) <= 6
 
 
-@pytest.fixture
-def server(pg_server: PgServer) -> Iterator[PgServer]:
-    if pg_server.is_external:
-        pytest.skip("needs the PostgreSQL server the tests start (DAGCTL_TEST_PG_URL is set)")
-    try:
-        yield pg_server
-    finally:
-        pg_server.start()  # whatever happened, later tests need it
-
-
 @pytest.mark.postgres
 def test_postgres_restart_during_delivery_sends_every_event_once(
     harness: Harness, receiver: Receiver, server: PgServer
