@@ -24,6 +24,12 @@ SQLITE_SCHEMES = ("sqlite", "sqlite+pysqlite")
 POSTGRES_SCHEMES = ("postgresql", "postgresql+psycopg2")
 # How long a statement waits for a lock held by another process, as engine.py sets it.
 SQLITE_BUSY_TIMEOUT_S = 30
+# The NOTIFY channels, here because the driver-only paths (trigger, trigger --wait)
+# use them without importing SQLAlchemy (store/wakeup.py sends on both).
+NOTIFY_CHANNEL = "dagctl"  # schedulers listen: work was queued
+# Followers of a run (`trigger --wait`, store/fast_follow.py) listen here; schedulers do
+# not, so a run's end wakes no loop. The payload is the ended runs' ids.
+RUN_ENDED_CHANNEL = "dagctl_run_ended"
 
 # The columns SQLAlchemy turns into datetime / bool on the way out of SQLite (which
 # stores text and integers); tests/unit/test_fast_reads_columns.py holds them to tables.py.

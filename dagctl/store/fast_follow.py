@@ -17,9 +17,8 @@ import select
 import time
 from typing import Any
 
-from dagctl.store.driver import is_postgres, open_at_head, placeholder, typed_rows
+from dagctl.store.driver import RUN_ENDED_CHANNEL, is_postgres, open_at_head, placeholder, typed_rows
 
-RUN_ENDED_CHANNEL = "dagctl_run_ended"  # as dagctl.store.wakeup.RUN_ENDED_CHANNEL
 # What a PostgreSQL follower waits at most between reads, for changes that send no
 # NOTIFY (a task starting, a run cancelled or failed by a reaper).
 PG_POLL_S = 0.25

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from dagctl.store.driver import (
+    NOTIFY_CHANNEL,
     SQLITE_BUSY_TIMEOUT_S,
     at_head,
     connect,
@@ -28,8 +29,6 @@ from dagctl.store.driver import (
 )
 from dagctl.store.liveness import Presence
 from dagctl.store.revision import HEAD_REVISION
-
-NOTIFY_CHANNEL = "dagctl"  # as dagctl.store.wakeup.NOTIFY_CHANNEL
 
 _INSERT_DAG = (
     "INSERT INTO dag (name, paused, fingerprint, last_slot, first_seen_at, updated_at)"

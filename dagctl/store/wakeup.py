@@ -11,13 +11,10 @@ from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import text
 
+from dagctl.store.driver import NOTIFY_CHANNEL, RUN_ENDED_CHANNEL
+
 if TYPE_CHECKING:
     from sqlalchemy import Connection, Engine
-
-NOTIFY_CHANNEL = "dagctl"  # also spelled out in fast_trigger.py, which runs without SQLAlchemy
-# Followers of a run (`trigger --wait`, store/fast_follow.py) listen here; schedulers do
-# not, so a run's end wakes no loop. The payload is the ended runs' ids.
-RUN_ENDED_CHANNEL = "dagctl_run_ended"
 
 
 class WakeupOperations:
