@@ -39,7 +39,7 @@ class Ends:
     log_problems: dict[int, str] = field(default_factory=dict)
     next_log_flush: float = 0.0
 
-    def take(self) -> tuple[list[FinishedAttempt], Chunks]:
+    def _take(self) -> tuple[list[FinishedAttempt], Chunks]:
         """The ends to record, with every log chunk: a finished attempt's output must be
         stored before its end."""
         if not self.unrecorded:
@@ -48,12 +48,12 @@ class Ends:
         self.unrecorded, self.log_chunks = [], []
         return pending, chunks
 
-    def restore(self, pending: list[FinishedAttempt], chunks: Chunks) -> None:
+    def _restore(self, pending: list[FinishedAttempt], chunks: Chunks) -> None:
         """The transaction that was to record them rolled back whole: keep them."""
         self.unrecorded = pending + self.unrecorded
         self.log_chunks = chunks + self.log_chunks
 
-    def write(self, pending: list[FinishedAttempt], chunks: Chunks, *, advancing: bool) -> int:
+    def _write(self, pending: list[FinishedAttempt], chunks: Chunks, *, advancing: bool) -> int:
         """Inside a transaction: store `chunks` and record `pending`; how many were
         recorded."""
         now = self.clock()  # when it ended, not when the iteration began
@@ -65,7 +65,7 @@ class Ends:
             self.owner, pending, now, wake_others=not advancing, alert_rules=self.alerts.rules
         )
 
-    def committed(self, pending: Sequence[FinishedAttempt], recorded: int) -> None:
+    def _committed(self, pending: Sequence[FinishedAttempt], recorded: int) -> None:
         if self.adopter is not None and pending and recorded == len(pending):
             # What is left of these attempts (finished pods) may go now. If some were not
             # ours any more (adopted by another scheduler while we stalled), the
@@ -81,14 +81,14 @@ class Ends:
             if not advancing:
                 self.flush_logs(self.clock(), force=True)
             return
-        pending, chunks = self.take()
+        pending, chunks = self._take()
         try:
             with self.store.transaction():
-                recorded = self.write(pending, chunks, advancing=advancing)
+                recorded = self._write(pending, chunks, advancing=advancing)
         except BaseException:
-            self.restore(pending, chunks)
+            self._restore(pending, chunks)
             raise
-        self.committed(pending, recorded)
+        self._committed(pending, recorded)
 
     def flush_logs(self, now: datetime, force: bool = False) -> None:
         """Store the running attempts' output, at most once a second unless `force`."""
