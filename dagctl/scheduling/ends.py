@@ -1,17 +1,19 @@
 """What the scheduler has to record of its attempts: the ends it noticed and the output
 they wrote, kept until the transaction that records them has committed.
 
-Ends are recorded in a transaction of their own, before each advance (so their runs
-are advanced in the same pass) and at shutdown. When it rolls back (the database went
-away), the ends and the output go back where they were, to be recorded once the
-database is back: nothing is lost.
+Ends are recorded before each advance, so their runs are advanced in the same pass:
+in the advance's own transaction when only their runs are advanced, else in a
+transaction of their own (scheduler.py, _advance_and_claim), and at shutdown. When it
+rolls back (the database went away), the ends and the output go back where they were,
+to be recorded once the database is back: nothing is lost.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -85,6 +87,21 @@ class Ends:
         try:
             with self.store.transaction():
                 recorded = self._write(pending, chunks, advancing=advancing)
+        except BaseException:
+            self._restore(pending, chunks)
+            raise
+        self._committed(pending, recorded)
+
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[bool]:
+        """A transaction that records the ends first, with the output held so far, for
+        the caller to go on in: it advances their runs and claims in the same commit.
+        Yields whether every end was recorded (then their runs are locked, by `finish`)."""
+        pending, chunks = self._take()
+        try:
+            with self.store.transaction():
+                recorded = self._write(pending, chunks, advancing=True)
+                yield recorded == len(pending)
         except BaseException:
             self._restore(pending, chunks)
             raise

@@ -189,6 +189,58 @@ def _start_runs(dag: Dag, dag_runs: Sequence[RunSnapshot], plan: AdvancePlan) ->
     return started
 
 
+def tasks_to_read(dag: Dag, succeeded: Collection[str]) -> frozenset[str]:
+    """What `plan_after_ends` decides from for tasks that just succeeded: those tasks,
+    their successors and their successors' other inputs."""
+    shape = shape_of(dag)
+    wanted = set(succeeded)
+    for name in succeeded:
+        for successor in shape.successors.get(name, ()):
+            wanted.add(successor)
+            wanted.update(shape.inputs[successor])
+    return frozenset(wanted)
+
+
+def plan_after_ends(
+    dags: Mapping[str, Dag],
+    runs: Sequence[RunSnapshot],
+    attempts: Mapping[int, Mapping[str, AttemptSnapshot]],
+    succeeded: Mapping[int, Collection[str]],
+    external_status: ExternalLookup,
+    now: datetime | None = None,
+) -> tuple[AdvancePlan, list[int]]:
+    """Advance running runs after some of their tasks (`succeeded`, by run) succeeded,
+    knowing only the attempts of `tasks_to_read`: create the successors whose inputs
+    are all done. Returns the plan and the runs it cannot decide that way, to be planned
+    from all their attempts (plan_advance): those where an input that failed earlier
+    makes a successor upstream_failed (which cascades beyond what was read), and those
+    whose successors of what succeeded all have finished (so the run may be done)."""
+    plan, whole = AdvancePlan(), []
+    for run in runs:
+        dag = dags[run.dag_name]
+        known = attempts.get(run.id, {})
+        successors = shape_of(dag).successors
+        seeds = {s for name in succeeded[run.id] for s in successors.get(name, ()) if s not in known}
+        own = AdvancePlan()
+        _advance_one(dag, run, known, external_status, own, now, seeds=seeds)
+        created = {t.task_name: t.status for t in own.new_task_runs}
+        settled = not created and all(
+            s in known and known[s].status in FINISHED_TASK
+            for name in succeeded[run.id]
+            for s in successors.get(name, ())
+        )
+        if settled or any(status not in _NOT_ENDED for status in created.values()):
+            whole.append(run.id)
+            continue
+        plan.new_task_runs += own.new_task_runs
+        plan.still_dirty += own.still_dirty
+        plan.finish_runs += own.finish_runs
+    return plan, whole
+
+
+_NOT_ENDED = frozenset({TaskStatus.QUEUED.value, TaskStatus.RUNNING.value})
+
+
 def _advance_one(
     dag: Dag,
     run: RunSnapshot,
@@ -196,7 +248,10 @@ def _advance_one(
     external_status: ExternalLookup,
     plan: AdvancePlan,
     now: datetime | None = None,
+    seeds: set[str] | None = None,
 ) -> None:
+    """`seeds`: the tasks to decide first, where `known` holds only the attempts around
+    them (plan_after_ends); by default every task that can be decided."""
     latest = dict(known)
     shape = shape_of(dag)
     waiting_outside = False
@@ -206,9 +261,11 @@ def _advance_one(
     # walk over every task would; an upstream_failed task created in one pass decides
     # its own successors in the same or the next pass, so a failure reaches the end of
     # the DAG (and the run finishes) without waiting for another iteration.
-    candidates = {name for name in shape.roots if name not in latest}
-    for name in known:
-        candidates.update(s for s in shape.successors.get(name, ()) if s not in latest)
+    candidates = seeds
+    if candidates is None:
+        candidates = {name for name in shape.roots if name not in latest}
+        for name in known:
+            candidates.update(s for s in shape.successors.get(name, ()) if s not in latest)
     while candidates:
         this_pass = [(shape.index[name], name) for name in candidates]
         heapq.heapify(this_pass)

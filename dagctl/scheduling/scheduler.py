@@ -34,7 +34,9 @@ from dagctl.scheduling.leases import FENCE_FRACTION, LeaseTimers
 from dagctl.scheduling.metrics import SchedulerStats
 from dagctl.scheduling.options import SchedulerOptions
 from dagctl.scheduling.retention import RetentionChore
+from dagctl.scheduling.shape import shape_of
 from dagctl.scheduling.wakeups import Wakeups
+from dagctl.states import TaskStatus
 from dagctl.store import ClaimedAttempt, FinishedAttempt, Store
 from dagctl.store.records import AdvancePlan, owner_id
 
@@ -190,33 +192,47 @@ class Scheduler:
         self.stats.loop_done(time.perf_counter() - began)
 
     def _advance_and_claim(self) -> list[ClaimedAttempt]:
-        """Record the attempts that ended, then stop cancelled ones, advance runs and
-        claim ready attempts in ONE transaction: a task run is claimed in the commit
-        that creates it, so the hop from a task to the next costs two commits. Nothing
-        claimed starts before this has committed.
+        """Record the attempts that ended, stop cancelled ones, advance runs and claim
+        ready attempts. A task run is claimed in the commit that creates it, and nothing
+        claimed starts before that commit.
 
-        The ends commit on their own: each of the two transactions locks the runs it
-        touches in id order (store/runs.py, in_id_order), which is what keeps two
-        schedulers from deadlocking. One transaction doing both would lock two sets of
-        runs, each in order but not their union, and can deadlock with another doing
-        the same (tried, and undone)."""
+        When all that happened is that our own attempts succeeded, the ends are recorded
+        in that same transaction, and only their runs are advanced, from the attempts
+        around them (`_advance_ends`): the hop from a task to the next costs one commit,
+        whatever the size of the DAG. Otherwise (news from elsewhere, a failure, once
+        per poll interval) the ends commit on their own first, and the full advance
+        reads every flagged run: each of the two transactions locks the runs it touches
+        in one id-ordered statement (store/runs.py, in_id_order), which is what keeps
+        two schedulers from deadlocking. Recording the ends and a full advance in one
+        transaction would lock two sets of runs, each in order but not their union (tried,
+        and undone)."""
         free = self.options.concurrency - self.manager.running()
-        full = self._advance_needed()
-        self._ends.record(advancing=True)
-        with self.store.transaction():
-            claimed, plan = self._advance_and_claim_in(full, free)
-        self.stats.claims += len(claimed)
-        if full:
+        mode = self._advance_mode()
+        if mode == "full":
+            self._ends.record(advancing=True)
+            with self.store.transaction():
+                claimed, plan = self._advance_and_claim_in(self._advance, free)
             self._advance_news, self._last_full_advance = False, time.monotonic()
+        else:
+            with self._ends.recording() as all_recorded:
+                advance = self._advance_ends if mode == "ends" else None
+                if advance is not None and not all_recorded:
+                    # Some were not ours any more (reaped or cancelled meanwhile), so their
+                    # runs are not locked yet: look at everything next time instead.
+                    advance, self._advance_news = None, True
+                claimed, plan = self._advance_and_claim_in(advance, free)
+        self.stats.claims += len(claimed)
         self._ended.clear()
         self._advanced(plan)
         return claimed
 
-    def _advance_and_claim_in(self, full: bool, free: int) -> tuple[list[ClaimedAttempt], AdvancePlan]:
+    def _advance_and_claim_in(
+        self, advance: Callable[[], AdvancePlan] | None, free: int
+    ) -> tuple[list[ClaimedAttempt], AdvancePlan]:
         """The part of _advance_and_claim inside its transaction."""
         claimed: list[ClaimedAttempt] = []
         self._stop_cancelled()
-        plan = self._advance() if full else AdvancePlan()
+        plan = advance() if advance is not None else AdvancePlan()
         if free > 0:
             # started_at: when claimed, not when the pass began.
             claimed = self.store.claim(self.owner, free, self.options.lease_seconds, self.clock())
@@ -226,20 +242,35 @@ class Scheduler:
             self.store.keep_news()  # we took every task run we queued: nobody else to wake
         return claimed, plan
 
-    def _advance_needed(self) -> bool:
-        """Skip the advance step (two queries and planning) when all that happened is
-        that attempts ended whose runs cannot move on yet (planner.advance_needed). The
-        runs stay flagged; a full advance still runs at least once per poll interval."""
+    def _advance_mode(self) -> str:
+        """"full": advance every flagged run (another process's news, runs we created,
+        definitions synced, an abandoned pass, a failure, or a poll interval since the
+        last time); "ends": only the runs of our attempts that succeeded
+        (`_advance_ends`); "none": nothing can move yet (planner.advance_needed): the
+        runs stay flagged for the next full advance."""
         if (
             self._advance_news
             or not self._ended
             or time.monotonic() - self._last_full_advance >= self.options.poll_interval
         ):
-            return True
+            return "full"
         running: dict[int, set[str]] = {}
         for item in self._inflight.values():
             running.setdefault(item.dag_run_id, set()).add(item.task_name)
-        return planner.advance_needed(self.dags, self._ended, running, self._definitions.watched)
+        watched = self._definitions.watched
+        if not planner.advance_needed(self.dags, self._ended, running, watched):
+            return "none"
+        for ended in self._ended:
+            dag = self.dags.get(ended.dag_name)
+            if (
+                dag is None
+                or ended.status != TaskStatus.SUCCESS.value
+                or ended.task_name not in dag.tasks  # an item of a for_each task
+                or (ended.dag_name, ended.task_name) in watched
+                or shape_of(dag).has_unheld
+            ):
+                return "full"
+        return "ends"
 
     def _launch_all(self, claimed: list[ClaimedAttempt]) -> None:
         for item in claimed:
@@ -310,6 +341,31 @@ class Scheduler:
         self.store.apply_advance(plan, now)
         if children.advance_children(self.store, self.dags, snapshot, plan, now):
             self._progress = True  # their runs are flagged again: advance them at once
+        return plan
+
+    def _advance_ends(self) -> AdvancePlan:
+        """Inside the transaction that recorded our ends, which locked their runs: advance
+        those runs past the tasks that succeeded, from the attempts around them only;
+        a run that this cannot decide (planner.plan_after_ends) from all of its own."""
+        now = self.clock()
+        succeeded: dict[int, set[str]] = {}
+        for item in self._ended:
+            succeeded.setdefault(item.dag_run_id, set()).add(item.task_name)
+        dag_of = {item.dag_run_id: self.dags[item.dag_name] for item in self._ended}
+        wanted = {run: planner.tasks_to_read(dag_of[run], tasks) for run, tasks in succeeded.items()}
+        snapshot = self.store.lock_runs_of_ends(wanted)
+        plan, whole = planner.plan_after_ends(
+            self.dags, snapshot.runs, snapshot.attempts, succeeded, self.store.external_status, now
+        )
+        if whole:
+            runs = [run for run in snapshot.runs if run.id in whole]
+            attempts = self.store.attempts_of(dict.fromkeys(whole))
+            rest = planner.plan_advance(self.dags, {}, runs, attempts, self.store.external_status, now)
+            plan.new_task_runs += rest.new_task_runs
+            plan.finish_runs += rest.finish_runs
+            plan.still_dirty += rest.still_dirty
+        plan.alert_rules = self._alerts.rules
+        self.store.apply_advance(plan, now)
         return plan
 
     def _advanced(self, plan: AdvancePlan) -> None:

@@ -263,6 +263,13 @@ class AttemptOperations:
                         error = f"{error}; {problem}" if error else problem
                 key = (item.status, item.exit_code, _clip(error), item.ended_at or now)
                 alike.setdefault(key, []).append(item)
+            if self.is_postgres and len(alike) > 1:
+                # Each statement below locks its own runs in id order; all of them first,
+                # in one id-ordered statement, or two such transactions could deadlock.
+                connection.execute(
+                    self._statement("lock runs of ends", self._build_lock_runs_of),
+                    {"p_ids": [item.task_run_id for item in finished]},
+                )
             for (status, exit_code, error, ended_at), items in alike.items():
                 by_id = {item.task_run_id: item for item in items}
                 rows = connection.execute(
@@ -298,6 +305,10 @@ class AttemptOperations:
                     # whose claim takes everything it queued (keep_news()).
                     self._notify(connection, urgent=retried)
         return recorded
+
+    def _build_lock_runs_of(self) -> Any:
+        attempts = select(task_run.c.dag_run_id).where(task_run.c.id.in_(bindparam("p_ids", expanding=True)))
+        return select(in_id_order(select(dag_run.c.id).where(dag_run.c.id.in_(attempts)), "runs").c.id)
 
     def _build_finish(self, status: str) -> Any:
         return self._and_flag_runs(

@@ -1,4 +1,4 @@
-"""The advance's read of active runs and attempts, through the DB-API cursor.
+"""The advance's reads of runs and attempts, through the DB-API cursor.
 
 This query returns one row per attempt of every running run of the DAGs being advanced:
 in a chain of 1,000 tasks, up to 1,000 rows at every hop. SQLAlchemy's row objects and
@@ -41,12 +41,7 @@ def active_runs(
     sql = _ACTIVE_RUNS.format(
         running=RunStatus.RUNNING.value, names=", ".join([placeholder] * len(dag_names)), active=_ACTIVE
     )
-    cursor = connection.connection.cursor()
-    try:
-        cursor.execute(sql, tuple(dag_names))
-        rows = cursor.fetchall()
-    finally:
-        cursor.close()
+    rows = _fetch(connection, sql, tuple(dag_names))
     runs: dict[int, RunSnapshot] = {}
     latest: dict[int, dict[str, AttemptSnapshot]] = {}
     per_run: dict[str, AttemptSnapshot] = {}
@@ -73,3 +68,65 @@ def _run_snapshot(row: Sequence[Any], is_postgres: bool) -> RunSnapshot:
     return RunSnapshot(
         run_id, dag_name, status, logical_date, backfill_id, max_active, bool(reverse), started
     )
+
+
+# The advance of the runs whose attempts this scheduler just recorded as succeeded
+# (runs.lock_runs_of_ends): it locks those runs and reads only the tasks it decides from,
+# so a hop costs the same in a chain of 20 or of 1,000.
+_RUNNING_OF = (
+    "SELECT id, dag_name, status, logical_date, started_at FROM dag_run"
+    " WHERE id IN ({ids}) AND status = '{running}' ORDER BY id"
+)
+_TASKS_OF_RUN = "SELECT dag_run_id, task_name, attempt, status FROM task_run WHERE dag_run_id = {p}"
+
+
+def lock_running(connection: Connection, is_postgres: bool, run_ids: Sequence[int]) -> list[RunSnapshot]:
+    """These runs, those still running, locked in id order on PostgreSQL (one statement,
+    as store/runs.py's in_id_order does: transactions that lock runs this way never
+    deadlock with each other)."""
+    placeholder = "%s" if is_postgres else "?"
+    sql = _RUNNING_OF.format(ids=", ".join([placeholder] * len(run_ids)), running=RunStatus.RUNNING.value)
+    if is_postgres:
+        sql += " FOR UPDATE"
+    rows = _fetch(connection, sql, tuple(run_ids))
+    snapshots = []
+    for run_id, dag_name, status, logical_date, started_at in rows:
+        if is_postgres:
+            snapshots.append(RunSnapshot(run_id, dag_name, status, logical_date, started_at=started_at))
+        else:  # SQLite hands back text for DateTime columns
+            at, started = _sqlite_time(logical_date), _sqlite_time(started_at)
+            snapshots.append(RunSnapshot(run_id, dag_name, status, at, started_at=started))
+    return snapshots
+
+
+def latest_attempts(
+    connection: Connection, is_postgres: bool, wanted: dict[int, frozenset[str] | None]
+) -> dict[int, dict[str, AttemptSnapshot]]:
+    """The latest attempt of each named task of each run (of every task, where the names
+    are None), by the unique (dag_run_id, task_name, attempt) index."""
+    placeholder = "%s" if is_postgres else "?"
+    parts: list[str] = []
+    values: list[Any] = []
+    for run_id, names in wanted.items():
+        part = _TASKS_OF_RUN.format(p=placeholder)
+        values.append(run_id)
+        if names is not None:
+            part += f" AND task_name IN ({', '.join([placeholder] * len(names))})"
+            values.extend(sorted(names))
+        parts.append(part)
+    latest: dict[int, dict[str, AttemptSnapshot]] = {run_id: {} for run_id in wanted}
+    for run_id, task, attempt, status in _fetch(connection, " UNION ALL ".join(parts), tuple(values)):
+        per_run = latest[run_id]
+        seen = per_run.get(task)
+        if seen is None or attempt > seen.attempt:
+            per_run[task] = AttemptSnapshot(task, attempt, status)
+    return latest
+
+
+def _fetch(connection: Connection, sql: str, values: tuple[Any, ...]) -> list[Any]:
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(sql, values)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import DateTime, bindparam, func, insert, or_, select, update
 
 from dagctl.states import ACTIVE_RUN, RunStatus, TaskStatus, run_sources, task_sources
-from dagctl.store.hot_reads import active_runs
+from dagctl.store.hot_reads import active_runs, latest_attempts, lock_running
 from dagctl.store.records import (
     AdvancePlan,
     AdvanceSnapshot,
@@ -334,6 +334,25 @@ class RunOperations:
             return AdvanceSnapshot()
         runs, attempts = self._active_runs(connection, list(paused))
         return AdvanceSnapshot(paused, runs, attempts)
+
+    def lock_runs_of_ends(self, wanted: Mapping[int, frozenset[str]]) -> AdvanceSnapshot:
+        """The first half of an advance of only the runs whose attempts the caller has just
+        recorded as ended (`finish`, in this same `transaction()`, which locked these runs
+        already): those runs that are still running, and the latest attempt of the tasks
+        `wanted` of each, not of every task. Their flags are left set: something else
+        may have flagged them too, and the next full advance (`lock_flagged_runs`) looks."""
+        connection = self._joined_tx("lock_runs_of_ends")
+        runs = lock_running(connection, self.is_postgres, sorted(wanted))
+        if not runs:
+            return AdvanceSnapshot()
+        return AdvanceSnapshot({}, runs, self.attempts_of({run.id: wanted[run.id] for run in runs}))
+
+    def attempts_of(
+        self, wanted: Mapping[int, frozenset[str] | None]
+    ) -> dict[int, dict[str, AttemptSnapshot]]:
+        """Inside `transaction()`, with these runs locked: the latest attempt of each task
+        named (of every task, for None) of each run."""
+        return latest_attempts(self._joined_tx("attempts_of"), self.is_postgres, dict(wanted))
 
     def _lock_flagged_dags(self, connection: Connection) -> dict[str, bool]:
         """Lock the DAGs that have flagged runs (skipping those another scheduler holds)
