@@ -1,10 +1,11 @@
 """The advance's reads of runs and attempts, through the DB-API cursor.
 
-This query returns one row per attempt of every running run of the DAGs being advanced:
-in a chain of 1,000 tasks, up to 1,000 rows at every hop. SQLAlchemy's row objects and
-result processing cost more than the database's work on those rows, so the prebuilt
-SQL text goes to the driver's cursor, in the caller's transaction, and only the two
-datetime columns of each run (not of each attempt) are converted on SQLite."""
+The full advance's query returns one row per attempt of every running run of the DAGs
+being advanced: in a chain of 1,000 tasks, up to 1,000 rows. SQLAlchemy's row objects
+and result processing cost more than the database's work on those rows, so the
+prebuilt SQL text goes to the driver's cursor, in the caller's transaction, and only
+the two datetime columns of each run (not of each attempt) are converted on SQLite.
+The advance after our own ends (below) reads a few rows a hop, the same way."""
 
 from __future__ import annotations
 
