@@ -74,30 +74,47 @@ def _run_snapshot(row: Sequence[Any], is_postgres: bool) -> RunSnapshot:
 # The advance of the runs whose attempts this scheduler just recorded as succeeded
 # (runs.lock_runs_of_ends): it locks those runs and reads only the tasks it decides from,
 # so a hop costs the same in a chain of 20 or of 1,000.
-_RUNNING_OF = (
-    "SELECT id, dag_name, status, logical_date, started_at FROM dag_run"
-    " WHERE id IN ({ids}) AND status = '{running}' ORDER BY id"
+_RUNS_AND_TASKS = (
+    "SELECT r.id, r.dag_name, r.status, r.logical_date, r.started_at, t.task_name, t.attempt, t.status"
+    " FROM dag_run r LEFT OUTER JOIN task_run t ON t.dag_run_id = r.id AND ({tasks})"
+    " WHERE r.id IN ({ids}) AND r.status = '{running}' ORDER BY r.id"
 )
 _TASKS_OF_RUN = "SELECT dag_run_id, task_name, attempt, status FROM task_run WHERE dag_run_id = {p}"
 
 
-def lock_running(connection: Connection, is_postgres: bool, run_ids: Sequence[int]) -> list[RunSnapshot]:
-    """These runs, those still running, locked in id order on PostgreSQL (one statement,
-    as store/runs.py's in_id_order does: transactions that lock runs this way never
-    deadlock with each other)."""
+def running_runs_and_tasks(
+    connection: Connection, is_postgres: bool, wanted: dict[int, frozenset[str]]
+) -> tuple[list[RunSnapshot], dict[int, dict[str, AttemptSnapshot]]]:
+    """Those of these runs still running, locked in id order on PostgreSQL (as
+    store/runs.py's in_id_order does: transactions that lock runs this way never
+    deadlock with each other), with the latest attempt of each task named for each, in
+    one statement."""
     placeholder = "%s" if is_postgres else "?"
-    sql = _RUNNING_OF.format(ids=", ".join([placeholder] * len(run_ids)), running=RunStatus.RUNNING.value)
+    tasks, values = [], []
+    for run_id, names in sorted(wanted.items()):
+        tasks.append(f"(r.id = {placeholder} AND t.task_name IN ({', '.join([placeholder] * len(names))}))")
+        values += [run_id, *sorted(names)]
+    sql = _RUNS_AND_TASKS.format(
+        tasks=" OR ".join(tasks),
+        ids=", ".join([placeholder] * len(wanted)),
+        running=RunStatus.RUNNING.value,
+    )
     if is_postgres:
-        sql += " FOR UPDATE"
-    rows = _fetch(connection, sql, tuple(run_ids))
-    snapshots = []
-    for run_id, dag_name, status, logical_date, started_at in rows:
-        if is_postgres:
-            snapshots.append(RunSnapshot(run_id, dag_name, status, logical_date, started_at=started_at))
-        else:  # SQLite hands back text for DateTime columns
-            at, started = _sqlite_time(logical_date), _sqlite_time(started_at)
-            snapshots.append(RunSnapshot(run_id, dag_name, status, at, started_at=started))
-    return snapshots
+        sql += " FOR UPDATE OF r"
+    runs: list[RunSnapshot] = []
+    latest: dict[int, dict[str, AttemptSnapshot]] = {}
+    for row in _fetch(connection, sql, (*values, *sorted(wanted))):
+        run_id, task, attempt = row[0], row[5], row[6]
+        if run_id not in latest:
+            latest[run_id] = {}
+            logical_date, started_at = row[3], row[4]
+            if not is_postgres:  # SQLite hands back text for DateTime columns
+                logical_date, started_at = _sqlite_time(row[3]), _sqlite_time(row[4])
+            runs.append(RunSnapshot(run_id, row[1], row[2], logical_date, started_at=started_at))
+        seen = latest[run_id].get(task)
+        if task is not None and (seen is None or attempt > seen.attempt):
+            latest[run_id][task] = AttemptSnapshot(task, attempt, row[7])
+    return runs, latest
 
 
 def latest_attempts(

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import DateTime, bindparam, func, insert, or_, select, update
 
 from dagctl.states import ACTIVE_RUN, RunStatus, TaskStatus, run_sources, task_sources
-from dagctl.store.hot_reads import active_runs, latest_attempts, lock_running
+from dagctl.store.hot_reads import active_runs, latest_attempts, running_runs_and_tasks
 from dagctl.store.records import (
     AdvancePlan,
     AdvanceSnapshot,
@@ -342,10 +342,8 @@ class RunOperations:
         `wanted` of each, not of every task. Their flags are left set: something else
         may have flagged them too, and the next full advance (`lock_flagged_runs`) looks."""
         connection = self._joined_tx("lock_runs_of_ends")
-        runs = lock_running(connection, self.is_postgres, sorted(wanted))
-        if not runs:
-            return AdvanceSnapshot()
-        return AdvanceSnapshot({}, runs, self.attempts_of({run.id: wanted[run.id] for run in runs}))
+        runs, attempts = running_runs_and_tasks(connection, self.is_postgres, dict(wanted))
+        return AdvanceSnapshot({}, runs, attempts)
 
     def attempts_of(
         self, wanted: Mapping[int, frozenset[str] | None]
