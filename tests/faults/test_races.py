@@ -49,6 +49,34 @@ def test_claim_race_each_ready_attempt_executes_exactly_once(harness: Harness) -
         assert "UniqueViolation" not in scheduler.output()
 
 
+def test_joins_raced_by_schedulers_whose_inputs_end_at_once_run_every_task_once(
+    harness: Harness,
+) -> None:
+    """Each scheduler advances the runs of the attempts it saw succeed, in the
+    transaction that records them (scheduling/scheduler.py, _advance_ends): the inputs of
+    one join ending on several schedulers at once must still create the join once, and
+    finish every run, without a deadlock between them."""
+    fan = {f"b{i}__sh": f"# inputs: [a.sh]\n{APPEND}" for i in range(6)}
+    join = "# inputs: [" + ", ".join(f"b{i}.sh" for i in range(6)) + "]\n" + APPEND
+    harness.dag(
+        "diamond",
+        "description: d\nmax_active_runs: 20\nretries: 0\n",
+        a__sh=APPEND,
+        join__sh=join,
+        last__sh=f"# inputs: [join.sh]\n{APPEND}",
+        **fan,
+    )
+    triggered = harness.trigger_many("diamond", 12)
+    schedulers = [harness.start("--until-idle", "--concurrency", "4") for _ in range(3)]
+    codes = wait_all(schedulers, timeout=120)
+    assert codes == [0, 0, 0], [s.output()[-2000:] for s in schedulers]
+    per_task = collections.Counter(tuple(line.split()[:2]) for line in harness.executions())
+    assert len(per_task) == 12 * 9 and set(per_task.values()) == {1}
+    assert harness.check(triggered=triggered, all_finished=True) == {"success": 12}
+    for scheduler in schedulers:
+        assert "deadlock" not in scheduler.output().lower()
+
+
 HOURLY = 'description: hourly\nschedule: "0 * * * *"\n'
 
 
