@@ -13,6 +13,7 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from itertools import chain
 from typing import Any, TextIO
 
 from dagctl.cli.plaintext import MAX_LAYOUT_WIDTH, STATUS_STYLE, fit, unstyled_width, when
@@ -88,30 +89,33 @@ def write_plain(rows: Sequence[Mapping[str, Any]], stream: TextIO) -> bool:
 
 def _plain_table(rows: Sequence[tuple[Cell, ...]], width: int) -> str | None:
     """The table as rich lays it out without styles (no box, two spaces between columns,
-    a blank line between rows), or None when rich would fold or cut a cell, the table
-    is wider than `width`, or a cell is not plain ASCII (whose width needs rich)."""
-    lines_of = [["".join(text for text, _ in pieces).split("\n") for _, pieces in row] for row in rows]
-    widths = [len(h) for h in HEADERS]
-    for row in lines_of:
-        for column, lines in enumerate(row):
-            for line in lines:
-                if not (line.isascii() and line.isprintable()):
-                    return None
-                widths[column] = max(widths[column], len(line))
+    every cell padded to its column's width, a blank line between rows), or None when
+    rich would fold or cut a cell, the table is wider than `width`, or a cell is not
+    plain ASCII (whose width needs rich)."""
+    texts = [["".join([text for text, _ in pieces]) for _, pieces in row] for row in rows]
+    everything = "".join(["".join(row) for row in texts]).replace("\n", "")
+    if not (everything.isascii() and everything.isprintable()):
+        return None
+    lines_of = [[text.split("\n") for text in row] for row in texts]
+    widths = [
+        max(len(header), *map(len, chain.from_iterable(column)))
+        for header, column in zip(HEADERS, zip(*lines_of, strict=True), strict=True)
+    ]
     for column_width, limit in zip(widths, MAX_WIDTHS, strict=True):
         if limit is not None and column_width > limit:
             return None
     total = sum(widths) + 2 * (len(widths) - 1)
     if total > width:
         return None
-    pieces = ["  ".join(h.ljust(w) for h, w in zip(HEADERS, widths, strict=True)) + "\n"]
+    line_format = "  ".join(f"{{:<{w}}}" for w in widths) + "\n"
+    pieces = [line_format.format(*HEADERS)]
     blank = " " * total + "\n"
     for index, row in enumerate(lines_of):
         if index:
             pieces.append(blank)
-        for line_index in range(max(len(lines) for lines in row)):
-            row_cells = [lines[line_index] if line_index < len(lines) else "" for lines in row]
-            pieces.append("  ".join(c.ljust(w) for c, w in zip(row_cells, widths, strict=True)) + "\n")
+        height = max(map(len, row))
+        padded = [lines + [""] * (height - len(lines)) for lines in row]
+        pieces.extend(line_format.format(*line) for line in zip(*padded, strict=True))
     return "".join(pieces)
 
 
