@@ -104,9 +104,12 @@ def list_command(ctx: click.Context, output: str) -> None:
         return
     notices: list[str] = []
     rows = reading.list_dags(settings_of(ctx), notices)
-    from dagctl.cli.render import render_list
+    from dagctl.cli.listing import write_plain
 
-    render_list(rows)
+    if not write_plain(rows, sys.stdout):  # piped or NO_COLOR: without importing rich
+        from dagctl.cli.render import render_list
+
+        render_list(rows)
     for notice in notices:
         click.echo(notice)
 

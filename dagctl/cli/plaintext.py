@@ -4,9 +4,60 @@ prints those from here: importing rich would cost it a tenth of a second)."""
 
 from __future__ import annotations
 
+import builtins
+import os
+import sys
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TextIO
+
+MAX_LAYOUT_WIDTH = 100  # wider terminals get the same compact layout
+# The rich style each status is drawn in: plain names here, so that the rich-free
+# writers (listing.py) agree with render.py on them.
+STATUS_STYLE = {
+    "success": "green",
+    "failed": "red",
+    "upstream_failed": "red",
+    "cancelled": "yellow",
+    "interrupted": "yellow",
+    "running": "cyan",
+    "queued": "blue",
+    "waiting": "magenta",
+    "pending": "dim",
+    "skipped": "dim",
+}
+_DUMB_TERMINALS = ("dumb", "unknown")
+
+
+def unstyled_width(stream: TextIO) -> int | None:
+    """The width rich would lay `stream` (stdout) out in when it would draw no style
+    there, worked out as rich's Console does, without importing rich; None when it would
+    draw styles, or when rich alone can tell (FORCE_COLOR or TTY_COMPATIBLE set, whose
+    meaning changed between rich versions; Windows; Jupyter; a dumb terminal).
+
+    No style: not a terminal, or NO_COLOR set (dagctl's console() then asks for no
+    colour system). The width: COLUMNS, else the first of stdin, stdout and stderr that
+    is a terminal, else 80."""
+    environ = os.environ
+    if "FORCE_COLOR" in environ or "TTY_COMPATIBLE" in environ or "get_ipython" in vars(builtins):
+        return None
+    if sys.platform == "win32" or getattr(sys.stdin, "__module__", "").startswith("idlelib"):
+        return None
+    try:
+        terminal = stream.isatty()
+    except ValueError:  # closed
+        terminal = False
+    if terminal and (not environ.get("NO_COLOR") or environ.get("TERM", "").lower() in _DUMB_TERMINALS):
+        return None
+    columns = environ.get("COLUMNS")
+    if columns is not None and columns.isdigit():
+        return int(columns)
+    for descriptor in (0, 1, 2):
+        try:
+            return os.get_terminal_size(descriptor).columns or 80
+        except (AttributeError, ValueError, OSError):
+            continue
+    return 80
 
 
 def duration(seconds: float | None) -> str:

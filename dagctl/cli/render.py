@@ -4,8 +4,7 @@ Everything here takes the JSON-ready values the service layer returns, so what a
 person sees and what `-o json` prints come from the same data. Layouts are built for
 an 80-column terminal: long names are cut with an ellipsis, errors wrap on their own
 indented lines. Colour comes from rich, which turns it off when the output is not a
-from rich, which turns it off when the output is not a
-terminal or NO_COLOR is set.
+terminal or NO_COLOR is set (`list` is then written without rich: cli/listing.py).
 """
 
 from __future__ import annotations
@@ -24,20 +23,9 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from dagctl.cli.plaintext import duration, fit, when, wrap_parts
+from dagctl.cli import listing
+from dagctl.cli.plaintext import MAX_LAYOUT_WIDTH, STATUS_STYLE, duration, fit, when, wrap_parts
 
-STATUS_STYLE = {
-    "success": "green",
-    "failed": "red",
-    "upstream_failed": "red",
-    "cancelled": "yellow",
-    "interrupted": "yellow",
-    "running": "cyan",
-    "queued": "blue",
-    "waiting": "magenta",
-    "pending": "dim",
-    "skipped": "dim",
-}
 STATUS_ICON = {
     "success": "✓",
     "failed": "✗",
@@ -50,7 +38,6 @@ STATUS_ICON = {
     "waiting": "·",
     "pending": " ",
 }
-MAX_LAYOUT_WIDTH = 100  # wider terminals get the same compact layout
 ERROR_LINES = 3  # an error's full text is in `status -o json` and `logs`
 
 # Fixed columns of a task line: "  ✓ " + task + "  " + status + "  " + try + "  " + took + "  " + exit
@@ -241,98 +228,44 @@ def live_run(out: Console | None = None) -> Iterator[LiveRun]:
 # ---------------------------------------------------------------- list
 
 
-_LIST_HEADERS = ("DAG", "SCHEDULE", "NEXT RUN", "LAST RUN")
-_LIST_MAX_WIDTHS = (22, 18, None, None)
-
-
-def _plain_table(out: Console, rows: Sequence[tuple[Text, ...]]) -> bool:
-    """Write the `list` table as rich would lay it out when it carries no styles (not a
-    terminal, or NO_COLOR), line for line, without rich's per-cell layout work (half a
-    second for 1,000 DAGs); False, having written nothing, when rich is needed: a cell
-    that rich would fold or cut, a table wider than the console, text that is not
-    plain ASCII (whose width on screen needs rich's measuring)."""
-    if out.is_terminal and out.color_system is not None:
-        return False
-    lines_of = [[text.plain.split("\n") for text in row] for row in rows]
-    widths = [len(h) for h in _LIST_HEADERS]
-    for row in lines_of:
-        for column, lines in enumerate(row):
-            for line in lines:
-                if not (line.isascii() and line.isprintable()):
-                    return False
-                widths[column] = max(widths[column], len(line))
-    for width, limit in zip(widths, _LIST_MAX_WIDTHS, strict=True):
-        if limit is not None and width > limit:
-            return False
-    total = sum(widths) + 2 * (len(widths) - 1)
-    if total > out.width:
-        return False
-    pieces = ["  ".join(h.ljust(w) for h, w in zip(_LIST_HEADERS, widths, strict=True)) + "\n"]
-    blank = " " * total + "\n"
-    for row in lines_of:
-        if not row:
-            pieces.append(blank)
-            continue
-        for index in range(max(len(lines) for lines in row)):
-            cells = [lines[index] if index < len(lines) else "" for lines in row]
-            pieces.append("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + "\n")
-    out.file.write("".join(pieces))
-    out.file.flush()
-    return True
-
-
 def render_list(rows: Sequence[Mapping[str, Any]], out: Console | None = None) -> None:
+    """`list` with rich: on a terminal in colour, or when listing.write_plain cannot be
+    sure to write it as rich would."""
     out = out or console()
     if not rows:
-        out.print("no DAGs (put one folder per DAG under --dags, with a workflow.yaml)")
+        out.print(listing.NO_DAGS)
         return
     table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), header_style="dim")
-    table.add_column("DAG", overflow="fold", max_width=_LIST_MAX_WIDTHS[0])
-    table.add_column("SCHEDULE", overflow="ellipsis", no_wrap=True, max_width=_LIST_MAX_WIDTHS[1])
-    table.add_column("NEXT RUN", no_wrap=True)
-    table.add_column("LAST RUN", no_wrap=True)
-    broken: list[Mapping[str, Any]] = []
-    cells: list[tuple[Text, ...]] = []
+    table.add_column(listing.HEADERS[0], overflow="fold", max_width=listing.MAX_WIDTHS[0])
+    table.add_column(listing.HEADERS[1], overflow="ellipsis", no_wrap=True, max_width=listing.MAX_WIDTHS[1])
+    table.add_column(listing.HEADERS[2], no_wrap=True)
+    table.add_column(listing.HEADERS[3], no_wrap=True)
+    broken = [row for row in rows if row["broken"]]
     for row in rows:
         if row["broken"]:
-            broken.append(row)
             continue
         if table.row_count:
             table.add_row()  # a blank line between two-line rows
-            cells.append(())
-        name = Text(row["dag"], style="bold")
-        if row["paused"]:
-            name.append("\npaused", style="yellow")
-        schedule = Text(row["schedule"] or "manual", style="" if row["schedule"] else "dim")
-        if row["schedule"]:
-            schedule.append("\n" + row["timezone"], style="dim")
-        if row["next_run"]:
-            local = datetime.fromisoformat(row["next_run_local"])
-            next_run = Text(f"{local:%Y-%m-%d %H:%M} {row['next_run_tz']}")
-            if local.utcoffset():
-                next_run.append(f"\n{when(row['next_run'])[:16]} UTC", style="dim")
-        else:
-            next_run = Text("-", style="dim")
-        last = row["last_run"]
-        if last:
-            last_run = Text(f"#{last['id']} ")
-            last_run.append(last["status"], style=_style(last["status"]))
-            last_run.append(f"\n{when(last['logical_date'])[:16]}", style="dim")
-        else:
-            last_run = Text("never", style="dim")
-        table.add_row(name, schedule, next_run, last_run)
-        cells.append((name, schedule, next_run, last_run))
-    if table.row_count and not _plain_table(out, cells):
+        table.add_row(*(_cell_text(cell) for cell in listing.cells(row)))
+    if table.row_count:
         out.print(table)
     width = _width(out)
     for row in broken:
         if table.row_count:
             out.print()
-        line = Text(fit(row["dag"], width - 8), style="bold")
-        line.append("  broken", style="red")
+        line = Text(listing.broken_name(row, width), style="bold")
+        line.append(listing.BROKEN, style="red")
         out.print(line)
-        for reason_line in textwrap.wrap(row["reason"] or "", width - 2):
-            out.print(Text("  " + reason_line, style="dim"), no_wrap=True, overflow="ellipsis")
+        for reason_line in listing.reason_lines(row, width):
+            out.print(Text(reason_line, style="dim"), no_wrap=True, overflow="ellipsis")
+
+
+def _cell_text(cell: listing.Cell) -> Text:
+    style, pieces = cell
+    text = Text(style=style)
+    for piece, piece_style in pieces:
+        text.append(piece, style=piece_style)
+    return text
 
 
 # ---------------------------------------------------------------- insight
