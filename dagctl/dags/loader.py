@@ -58,6 +58,11 @@ _NO_MAPPING: Mapping[str, Any] = MappingProxyType({})
 _EXTENSION_OF = {"shell": ".sh", "python": ".py", "sql": ".sql"}
 
 
+def _read_only(mapping: dict[str, Any]) -> Mapping[str, Any]:
+    # One shared empty mapping for the many DAGs and tasks without one, not one each.
+    return MappingProxyType(mapping) if mapping else _NO_MAPPING
+
+
 def _task_type(
     path: Path, spec: Mapping[str, Any], line_of: Callable[[str], int | None], out: Collector
 ) -> str | None:
@@ -99,7 +104,7 @@ def _task_type(
     return task_type
 
 
-def _load_task(path: Path, out: Collector, hasher: Any) -> Task | None:
+def _load_task(path: Path, folder: str, out: Collector, hasher: Any) -> Task | None:
     suffix = path.suffix
     limit = MAX_YAML_BYTES if suffix in (".yaml", ".yml") else MAX_SCRIPT_BYTES
     try:
@@ -135,8 +140,7 @@ def _load_task(path: Path, out: Collector, hasher: Any) -> Task | None:
 
     def as_mapping(key: str) -> Mapping[str, Any]:
         value = spec.get(key)
-        # One shared empty mapping: three a task, 30,000 objects in a tree of 10,000 DAGs.
-        return MappingProxyType(dict(value)) if isinstance(value, dict) and value else _NO_MAPPING
+        return _read_only(dict(value)) if isinstance(value, dict) else _NO_MAPPING
 
     composed = composition.task_fields(path, spec, task_type, line_of, out)
     retries = spec.get("retries")
@@ -145,7 +149,7 @@ def _load_task(path: Path, out: Collector, hasher: Any) -> Task | None:
     try:
         return Task(
             name=path.name,
-            path=path,
+            folder=folder,
             type=task_type,
             description=str(spec.get("description") or ""),
             inputs=as_tuple("inputs"),
@@ -271,6 +275,7 @@ def _read_workflow(
 
 def _build_dag(
     dag_dir: Path,
+    folder: str,
     config: RootConfig,
     data: Mapping[str, Any],
     tasks: dict[str, Task],
@@ -281,7 +286,7 @@ def _build_dag(
     settings = _settings(config, data)
     return Dag(
         name=dag_dir.name,
-        path=dag_dir,
+        folder=folder,
         description=str(data["description"]),
         tasks=MappingProxyType(tasks),
         fingerprint=fingerprint,
@@ -295,7 +300,7 @@ def _build_dag(
         retry_delay=parse_duration(settings.get("retry_delay", DEFAULT_RETRY_DELAY_S)),
         retry_backoff=float(settings.get("retry_backoff", DEFAULT_RETRY_BACKOFF)),
         timeout=parse_duration(settings["timeout"]) if settings.get("timeout") is not None else None,
-        worker_config=MappingProxyType(merge_config(config.worker_config, data.get("worker_config") or {})),
+        worker_config=_read_only(merge_config(config.worker_config, data.get("worker_config") or {})),
         tags=tuple(str(t) for t in settings.get("tags") or ()),
         connections=config.connections,
         notify=(*sections.notify_rules(data.get("notify")), *config.notify),
@@ -331,11 +336,12 @@ def load_dag(
         out.add(path, None, "the file name is not valid UTF-8", "rename the file")
         task_paths.remove(path)
     hasher = hashlib.sha256()
+    folder = str(dag_dir)  # one string shared by the DAG and its tasks
     data, doc, params = _read_workflow(dag_dir, out, hasher)
     tasks: dict[str, Task] = {}
     for path in list(task_paths):
         try:
-            task = _load_task(path, out, hasher)
+            task = _load_task(path, folder, out, hasher)
         except NotATask:
             task_paths.remove(path)
             ignored.append(path)
@@ -368,8 +374,11 @@ def load_dag(
 
     if out.has_errors or doc is None:
         return BrokenDag(name, dag_dir, tuple(out.problems)), out.problems, tasks, task_names, ignored
-    dag = _build_dag(dag_dir, config, data, tasks, params, hasher.hexdigest()[:16])
-    return dag, out.problems, tasks, task_names, ignored
+    dag = _build_dag(dag_dir, folder, config, data, tasks, params, hasher.hexdigest()[:16])
+    # The DAG's own mapping of its tasks, not the dict under it: a scheduler keeps both
+    # (the result, for the next assembly), and they would cross from the worker
+    # processes as two copies.
+    return dag, out.problems, dag.tasks, task_names, ignored
 
 
 def content_fingerprint(dag_dir: Path) -> str:
