@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Mapping
+from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from dagctl.dags import checks, composition, sections
 from dagctl.dags.hints import did_you_mean
@@ -56,6 +57,22 @@ from dagctl.dags.yamldoc import YamlDoc
 MAX_YAML_BYTES = 1024 * 1024
 _NO_MAPPING: Mapping[str, Any] = MappingProxyType({})
 _EXTENSION_OF = {"shell": ".sh", "python": ".py", "sql": ".sql"}
+
+
+T = TypeVar("T", bound=tuple[Any, ...])
+
+
+def shared(value: T) -> T:
+    """An equal tuple loaded before, if any, else this one. The same few tuples of
+    names (inputs, parameters, tags, task files) recur across DAGs: a scheduler keeps
+    each once instead of once a task (~6 MB of 10,000 DAGs), and pickling sends each
+    once a chunk from the worker processes."""
+    return cast(T, _first_of(value))
+
+
+@lru_cache(maxsize=4096)  # bounded: a tree of unique values only stops being shared
+def _first_of(value: tuple[Any, ...]) -> tuple[Any, ...]:
+    return value
 
 
 def _read_only(mapping: dict[str, Any]) -> Mapping[str, Any]:
@@ -136,7 +153,7 @@ def _load_task(path: Path, folder: str, out: Collector, hasher: Any) -> Task | N
 
     def as_tuple(key: str) -> tuple[str, ...]:
         value = spec.get(key)
-        return tuple(str(v) for v in value) if isinstance(value, list) else ()
+        return shared(tuple(str(v) for v in value)) if isinstance(value, list) else ()
 
     def as_mapping(key: str) -> Mapping[str, Any]:
         value = spec.get(key)
@@ -301,7 +318,7 @@ def _build_dag(
         retry_backoff=float(settings.get("retry_backoff", DEFAULT_RETRY_BACKOFF)),
         timeout=parse_duration(settings["timeout"]) if settings.get("timeout") is not None else None,
         worker_config=_read_only(merge_config(config.worker_config, data.get("worker_config") or {})),
-        tags=tuple(str(t) for t in settings.get("tags") or ()),
+        tags=shared(tuple(str(t) for t in settings.get("tags") or ())),
         connections=config.connections,
         notify=(*sections.notify_rules(data.get("notify")), *config.notify),
         deadline=parse_duration(data["deadline"]) if data.get("deadline") is not None else None,
@@ -320,7 +337,7 @@ def load_dag(
     dag_dir: Path,
     config: RootConfig,
     base: Path,
-) -> tuple[Dag | BrokenDag, list[Problem], Mapping[str, Task], tuple[str, ...], list[Path]]:
+) -> LoadResult:
     """One DAG folder. Returns the DAG (or why it is broken), its problems, the tasks that
     loaded and the names of all task files (kept even when the DAG is broken, so other DAGs'
     cross-DAG inputs can be checked), and the ignored files."""
@@ -330,7 +347,8 @@ def load_dag(
         task_paths, ignored = _dag_files(dag_dir)
     except OSError as exc:
         out.add(dag_dir, None, f"cannot list the DAG folder: {exc.strerror or exc}")
-        return BrokenDag(name, dag_dir, tuple(out.problems)), out.problems, {}, (), []
+        problems = tuple(out.problems)
+        return BrokenDag(name, dag_dir, problems), problems, {}, (), ()
     for path in [p for p in task_paths if not is_utf8(p.name)]:
         # Task names end up in the state database and in every message: they must be text.
         out.add(path, None, "the file name is not valid UTF-8", "rename the file")
@@ -348,7 +366,7 @@ def load_dag(
             continue
         if task is not None:
             tasks[task.name] = task
-    task_names = tuple(p.name for p in task_paths)
+    task_names = shared(tuple(p.name for p in task_paths))
     if not task_paths:
         out.add(
             dag_dir,
@@ -373,12 +391,13 @@ def load_dag(
     )
 
     if out.has_errors or doc is None:
-        return BrokenDag(name, dag_dir, tuple(out.problems)), out.problems, tasks, task_names, ignored
+        problems = tuple(out.problems)
+        return BrokenDag(name, dag_dir, problems), problems, tasks, task_names, tuple(ignored)
     dag = _build_dag(dag_dir, folder, config, data, tasks, params, hasher.hexdigest()[:16])
     # The DAG's own mapping of its tasks, not the dict under it: a scheduler keeps both
     # (the result, for the next assembly), and they would cross from the worker
     # processes as two copies.
-    return dag, out.problems, dag.tasks, task_names, ignored
+    return dag, tuple(out.problems), dag.tasks, task_names, tuple(ignored)
 
 
 def content_fingerprint(dag_dir: Path) -> str:
@@ -453,7 +472,12 @@ def known_task_types() -> frozenset[str]:
     return task_type_names()
 
 
-LoadResult = tuple["Dag | BrokenDag", list[Problem], Mapping[str, Task], tuple[str, ...], list[Path]]
+# The DAG (or why it is broken), its problems, the tasks that loaded, the names of all
+# its task files and its ignored files. A scheduler keeps one for each DAG (tuples: an
+# empty one is no object of its own).
+LoadResult = tuple[
+    "Dag | BrokenDag", tuple[Problem, ...], Mapping[str, Task], tuple[str, ...], tuple[Path, ...]
+]
 
 
 def load_one(root: Path | str, name: str) -> tuple[Dag | BrokenDag | None, RootConfig]:

@@ -220,8 +220,8 @@ def _assembled(
             )
         if any(p.severity == "error" for p in reasons):
             broken[name] = BrokenDag(name, dags.pop(name).path, tuple(reasons))
-    for dag_problems in per_dag.values():
-        problems.extend(dag_problems)
+    for found in per_dag.values():
+        problems.extend(found)
     return DagTree(
         root=root,
         config=config,

@@ -26,7 +26,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from dagctl.dags.loader import LoadResult, content_fingerprint, load_dag, load_root_config, problem_base
+from dagctl.dags.loader import (
+    LoadResult,
+    content_fingerprint,
+    load_dag,
+    load_root_config,
+    problem_base,
+    shared,
+)
 from dagctl.dags.model import ROOT_CONFIG_FILE, Dag, DagTree, Problem, RootConfig
 from dagctl.dags.summary import Stat, dag_dirs_of, folder_stamp, stamp_digest, stat_key
 from dagctl.dags.tree import assemble, in_parallel, usable_dirs, without_gc_pauses
@@ -50,26 +57,26 @@ def _files_key(dag_dir: str, names: tuple[str, ...]) -> int:
 
 @dataclass(slots=True)
 class _Seen:
-    own: Stat
+    own: int  # hash of the folder's own stat (like files_key: one int, not three in a tuple)
     names: tuple[str, ...]  # the folder's entries, interned (the same few names everywhere)
     files_key: int  # _files_key of them when loaded
     stamp: str  # summary.stamp_digest when loaded
     result: LoadResult
 
 
-def _stamp(dag_dir: Path, config: Stat | None) -> tuple[Stat, tuple[str, ...], int, str]:
+def _stamp(dag_dir: Path, config: Stat | None) -> tuple[int, tuple[str, ...], int, str]:
     """_Seen's fields but the result."""
     try:
         own, files = folder_stamp(dag_dir)
     except OSError:
-        return _UNREADABLE, (), 0, ""  # loaded again next time
-    names = tuple(sys.intern(f[0]) for f in files)
-    return own, names, hash(tuple(f[1:] for f in files)), stamp_digest(config, own, files)
+        return hash(_UNREADABLE), (), 0, ""  # loaded again next time
+    names = shared(tuple(sys.intern(f[0]) for f in files))
+    return hash(own), names, hash(tuple(f[1:] for f in files)), stamp_digest(config, own, files)
 
 
 def _stamp_and_load(
     dag_dirs: list[Path], config_stamp: Stat | None, config: RootConfig, base: Path
-) -> list[tuple[tuple[Stat, tuple[str, ...], int, str], LoadResult]]:
+) -> list[tuple[tuple[int, tuple[str, ...], int, str], LoadResult]]:
     """Each folder stamped, then loaded: in the worker processes with the loading, as
     the 60,000 stat calls of 10,000 folders took ~0.8 s in the scheduler alone.
     Stamped before reading: a change made while loading shows at the next load."""
@@ -181,7 +188,7 @@ class DagCache:
             return False
         path = str(dag_dir)
         try:
-            if stat_key(path) != seen.own:
+            if hash(stat_key(path)) != seen.own:
                 return True
         except OSError:
             return True
