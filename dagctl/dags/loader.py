@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Mapping
-from functools import lru_cache
+from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar, cast
@@ -59,20 +58,26 @@ _NO_MAPPING: Mapping[str, Any] = MappingProxyType({})
 _EXTENSION_OF = {"shell": ".sh", "python": ".py", "sql": ".sql"}
 
 
-T = TypeVar("T", bound=tuple[Any, ...])
+T = TypeVar("T")
+# Values loaded before, by key: at most this many, then forgotten all at once (a tree
+# of all-different values is then only not shared).
+_SHARED_MAX = 4096
+_shared: dict[Hashable, Any] = {}
 
 
-def shared(value: T) -> T:
-    """An equal tuple loaded before, if any, else this one. The same few tuples of
-    names (inputs, parameters, tags, task files) recur across DAGs: a scheduler keeps
-    each once instead of once a task (~6 MB of 10,000 DAGs), and pickling sends each
-    once a chunk from the worker processes."""
-    return cast(T, _first_of(value))
-
-
-@lru_cache(maxsize=4096)  # bounded: a tree of unique values only stops being shared
-def _first_of(value: tuple[Any, ...]) -> tuple[Any, ...]:
-    return value
+def shared(value: T, key: Hashable = None) -> T:
+    """An equal value loaded before, if any, else this one (`key`: what tells them
+    equal, the value itself by default). The same tuples of names (inputs, parameters,
+    tags, task files) and the same param declarations recur across DAGs: a scheduler
+    keeps each once instead of once a DAG or task (~15 MB of 10,000 DAGs), and pickling
+    sends each once a chunk from the worker processes. Only for values nothing changes."""
+    key = value if key is None else key
+    found = _shared.get(key)
+    if found is None:
+        if len(_shared) >= _SHARED_MAX:
+            _shared.clear()
+        _shared[key] = found = value
+    return cast(T, found)
 
 
 def _read_only(mapping: dict[str, Any]) -> Mapping[str, Any]:
@@ -312,7 +317,8 @@ def _build_dag(
         catchup=settings.get("catchup", "latest"),
         max_active_runs=int(settings.get("max_active_runs", DEFAULT_MAX_ACTIVE_RUNS)),
         max_active_tasks=int(data["max_active_tasks"]) if data.get("max_active_tasks") is not None else None,
-        params=MappingProxyType(params),
+        # Declared alike in many DAGs (a repr tells the types apart: 1, 1.0 and True).
+        params=shared(_read_only(params), key=repr(params)),
         retries=int(settings.get("retries", DEFAULT_RETRIES)),
         retry_delay=parse_duration(settings.get("retry_delay", DEFAULT_RETRY_DELAY_S)),
         retry_backoff=float(settings.get("retry_backoff", DEFAULT_RETRY_BACKOFF)),
