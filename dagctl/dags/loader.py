@@ -209,7 +209,7 @@ def _dag_files(dag_dir: Path) -> tuple[list[Path], list[Path]]:
         for entry in sorted(entries, key=lambda e: e.name):
             if entry.name.startswith(".") or entry.name == WORKFLOW_FILE:
                 continue
-            path = Path(entry.path)
+            path = dag_dir / entry.name  # not Path(entry.path): half the parsing
             if entry.name == _MISSPELT_WORKFLOW_FILE:
                 ignored.append(path)  # reported with the missing workflow.yaml
                 continue
@@ -248,11 +248,10 @@ def _settings(config: RootConfig, data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _read_workflow(
-    dag_dir: Path, out: Collector, hasher: Any
+    dag_dir: Path, workflow: Path, out: Collector, hasher: Any
 ) -> tuple[Mapping[str, Any], YamlDoc | None, dict[str, ParamSpec]]:
     """workflow.yaml's data (empty when unusable), its document and its params; every
     problem goes to `out`, and its text into the DAG's fingerprint."""
-    workflow = dag_dir / WORKFLOW_FILE
     data: Mapping[str, Any] = {}
     doc: YamlDoc | None = None
     if not workflow.exists() and not workflow.is_symlink():
@@ -302,6 +301,7 @@ def _build_dag(
     data: Mapping[str, Any],
     tasks: dict[str, Task],
     params: dict[str, ParamSpec],
+    outputs: Mapping[str, tuple[str, str]],
     fingerprint: str,
 ) -> Dag:
     """The frozen DAG from a workflow.yaml that passed every check."""
@@ -332,9 +332,7 @@ def _build_dag(
         pool=str(data["pool"]) if data.get("pool") else None,
         pool_slots=int(data.get("pool_slots") or 1),
         queue=str(data.get("queue") or DEFAULT_QUEUE),
-        outputs=composition.declared_outputs(
-            dag_dir / WORKFLOW_FILE, None, data.get("outputs"), tasks, Collector(base=dag_dir, dag=None)
-        ),
+        outputs=outputs,
         priority=int(data.get("priority") or 0),
     )
 
@@ -361,7 +359,8 @@ def load_dag(
         task_paths.remove(path)
     hasher = hashlib.sha256()
     folder = str(dag_dir)  # one string shared by the DAG and its tasks
-    data, doc, params = _read_workflow(dag_dir, out, hasher)
+    workflow = dag_dir / WORKFLOW_FILE
+    data, doc, params = _read_workflow(dag_dir, workflow, out, hasher)
     tasks: dict[str, Task] = {}
     for path in list(task_paths):
         try:
@@ -382,12 +381,12 @@ def load_dag(
         )
     checks.check_inputs(name, tasks, out)
     checks.check_output_references(tasks, out)
-    composition.declared_outputs(dag_dir / WORKFLOW_FILE, doc, data.get("outputs"), tasks, out)
+    outputs = composition.declared_outputs(workflow, doc, data.get("outputs"), tasks, out)
     checks.check_connections(tasks, config, out)
     if doc is not None:
-        checks.check_notify_channels(dag_dir / WORKFLOW_FILE, doc, data.get("notify"), config.channels, out)
-    checks.check_pools(dag_dir / WORKFLOW_FILE, doc, data, tasks, config, out)
-    checks.check_queues(dag_dir / WORKFLOW_FILE, doc, data, tasks, config, out)
+        checks.check_notify_channels(workflow, doc, data.get("notify"), config.channels, out)
+    checks.check_pools(workflow, doc, data, tasks, config, out)
+    checks.check_queues(workflow, doc, data, tasks, config, out)
     dag_config = data.get("worker_config")  # anything else than a mapping is a schema error
     checks.check_parameter_names(
         tasks,
@@ -399,7 +398,7 @@ def load_dag(
     if out.has_errors or doc is None:
         problems = tuple(out.problems)
         return BrokenDag(name, dag_dir, problems), problems, tasks, task_names, tuple(ignored)
-    dag = _build_dag(dag_dir, folder, config, data, tasks, params, hasher.hexdigest()[:16])
+    dag = _build_dag(dag_dir, folder, config, data, tasks, params, outputs, hasher.hexdigest()[:16])
     # The DAG's own mapping of its tasks, not the dict under it: a scheduler keeps both
     # (the result, for the next assembly), and they would cross from the worker
     # processes as two copies.
