@@ -27,8 +27,6 @@ class SummaryOperations:
 
         def _insert(self, table: Any) -> Any: ...
 
-        def _in_batches(self, statement: Any, column: Any) -> Any: ...
-
     def dag_mark(self) -> tuple[Any, ...]:
         """Changes whenever a DAG row is added, paused or unpaused, re-fingerprinted or
         marked missing by any process: one aggregate instead of reading every row."""
@@ -50,17 +48,15 @@ class SummaryOperations:
         with self._tx() as connection:
             if changed:
                 statement = self._insert(dag_summary)
-                upsert = statement.on_conflict_do_update(
-                    index_elements=[dag_summary.c.name],
-                    set_={
-                        "stamp": statement.excluded.stamp,
-                        "summary": statement.excluded.summary,
-                        "updated_at": statement.excluded.updated_at,
-                    },
-                )
-                # Each name once (a mapping's keys): a batch never updates a row twice.
                 connection.execute(
-                    self._in_batches(upsert, dag_summary.c.name),
+                    statement.on_conflict_do_update(
+                        index_elements=[dag_summary.c.name],
+                        set_={
+                            "stamp": statement.excluded.stamp,
+                            "summary": statement.excluded.summary,
+                            "updated_at": statement.excluded.updated_at,
+                        },
+                    ),
                     [
                         {"name": name, "stamp": stamp, "summary": summary, "updated_at": now}
                         for name, (stamp, summary) in changed.items()
