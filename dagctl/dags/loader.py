@@ -67,10 +67,11 @@ _shared: dict[Hashable, Any] = {}
 
 def shared(value: T, key: Hashable = None) -> T:
     """An equal value loaded before, if any, else this one (`key`: what tells them
-    equal, the value itself by default). The same tuples of names (inputs, parameters,
-    tags, task files) and the same param declarations recur across DAGs: a scheduler
-    keeps each once instead of once a DAG or task (~15 MB of 10,000 DAGs), and pickling
-    sends each once a chunk from the worker processes. Only for values nothing changes."""
+    alike; the value itself by default, which suits tuples of text, not numbers: 1, 1.0
+    and True are equal). The same tuples of names (inputs, parameters, tags, task files)
+    and the same param declarations recur across DAGs: a scheduler keeps each once
+    instead of once a DAG or task (~15 MB of 10,000 DAGs), and pickling sends each once
+    a chunk from the worker processes. Only for values nothing changes."""
     key = value if key is None else key
     found = _shared.get(key)
     if found is None:
