@@ -101,13 +101,17 @@ def _dag_fields(
     return {"child_dag": child, "wait": wait if isinstance(wait, bool) else True}
 
 
+# Shared by every DAG without `outputs:` (most): one empty mapping, not one each.
+_NO_OUTPUTS: Mapping[str, tuple[str, str]] = MappingProxyType({})
+
+
 def declared_outputs(
     path: Path, doc: YamlDoc | None, raw: Any, tasks: Mapping[str, Task], out: Collector
 ) -> Mapping[str, tuple[str, str]]:
     """`outputs:` of workflow.yaml as name -> (task, key). `TASK.KEY` splits after the
     longest task name it starts with (task names hold dots: `extract.sh.rows`)."""
     if not isinstance(raw, Mapping):
-        return MappingProxyType({})  # absent, or a schema error already reported
+        return _NO_OUTPUTS  # absent, or a schema error already reported
     declared: dict[str, tuple[str, str]] = {}
     for name, source in raw.items():
         if not isinstance(source, str):

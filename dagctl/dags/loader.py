@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from dagctl.dags import checks, composition, sections
 from dagctl.dags.hints import did_you_mean
@@ -58,6 +58,34 @@ _NO_MAPPING: Mapping[str, Any] = MappingProxyType({})
 _EXTENSION_OF = {"shell": ".sh", "python": ".py", "sql": ".sql"}
 
 
+T = TypeVar("T")
+# Values loaded before, by key: at most this many, then forgotten all at once (a tree
+# of all-different values is then only not shared).
+_SHARED_MAX = 4096
+_shared: dict[Hashable, Any] = {}
+
+
+def shared(value: T, key: Hashable = None) -> T:
+    """An equal value loaded before, if any, else this one (`key`: what tells them
+    alike; the value itself by default, which suits tuples of text, not numbers: 1, 1.0
+    and True are equal). The same tuples of names (inputs, parameters, tags, task files)
+    and the same param declarations recur across DAGs: a scheduler keeps each once
+    instead of once a DAG or task (~15 MB of 10,000 DAGs), and pickling sends each once
+    a chunk from the worker processes. Only for values nothing changes."""
+    key = value if key is None else key
+    found = _shared.get(key)
+    if found is None:
+        if len(_shared) >= _SHARED_MAX:
+            _shared.clear()
+        _shared[key] = found = value
+    return cast(T, found)
+
+
+def _read_only(mapping: dict[str, Any]) -> Mapping[str, Any]:
+    # One shared empty mapping for the many DAGs and tasks without one, not one each.
+    return MappingProxyType(mapping) if mapping else _NO_MAPPING
+
+
 def _task_type(
     path: Path, spec: Mapping[str, Any], line_of: Callable[[str], int | None], out: Collector
 ) -> str | None:
@@ -99,7 +127,7 @@ def _task_type(
     return task_type
 
 
-def _load_task(path: Path, out: Collector, hasher: Any) -> Task | None:
+def _load_task(path: Path, folder: str, out: Collector, hasher: Any) -> Task | None:
     suffix = path.suffix
     limit = MAX_YAML_BYTES if suffix in (".yaml", ".yml") else MAX_SCRIPT_BYTES
     try:
@@ -131,12 +159,11 @@ def _load_task(path: Path, out: Collector, hasher: Any) -> Task | None:
 
     def as_tuple(key: str) -> tuple[str, ...]:
         value = spec.get(key)
-        return tuple(str(v) for v in value) if isinstance(value, list) else ()
+        return shared(tuple(str(v) for v in value)) if isinstance(value, list) else ()
 
     def as_mapping(key: str) -> Mapping[str, Any]:
         value = spec.get(key)
-        # One shared empty mapping: three a task, 30,000 objects in a tree of 10,000 DAGs.
-        return MappingProxyType(dict(value)) if isinstance(value, dict) and value else _NO_MAPPING
+        return _read_only(dict(value)) if isinstance(value, dict) else _NO_MAPPING
 
     composed = composition.task_fields(path, spec, task_type, line_of, out)
     retries = spec.get("retries")
@@ -145,7 +172,7 @@ def _load_task(path: Path, out: Collector, hasher: Any) -> Task | None:
     try:
         return Task(
             name=path.name,
-            path=path,
+            folder=folder,
             type=task_type,
             description=str(spec.get("description") or ""),
             inputs=as_tuple("inputs"),
@@ -183,7 +210,7 @@ def _dag_files(dag_dir: Path) -> tuple[list[Path], list[Path]]:
         for entry in sorted(entries, key=lambda e: e.name):
             if entry.name.startswith(".") or entry.name == WORKFLOW_FILE:
                 continue
-            path = Path(entry.path)
+            path = dag_dir / entry.name  # not Path(entry.path): half the parsing
             if entry.name == _MISSPELT_WORKFLOW_FILE:
                 ignored.append(path)  # reported with the missing workflow.yaml
                 continue
@@ -222,11 +249,10 @@ def _settings(config: RootConfig, data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _read_workflow(
-    dag_dir: Path, out: Collector, hasher: Any
+    dag_dir: Path, workflow: Path, out: Collector, hasher: Any
 ) -> tuple[Mapping[str, Any], YamlDoc | None, dict[str, ParamSpec]]:
     """workflow.yaml's data (empty when unusable), its document and its params; every
     problem goes to `out`, and its text into the DAG's fingerprint."""
-    workflow = dag_dir / WORKFLOW_FILE
     data: Mapping[str, Any] = {}
     doc: YamlDoc | None = None
     if not workflow.exists() and not workflow.is_symlink():
@@ -271,17 +297,19 @@ def _read_workflow(
 
 def _build_dag(
     dag_dir: Path,
+    folder: str,
     config: RootConfig,
     data: Mapping[str, Any],
     tasks: dict[str, Task],
     params: dict[str, ParamSpec],
+    outputs: Mapping[str, tuple[str, str]],
     fingerprint: str,
 ) -> Dag:
     """The frozen DAG from a workflow.yaml that passed every check."""
     settings = _settings(config, data)
     return Dag(
         name=dag_dir.name,
-        path=dag_dir,
+        folder=folder,
         description=str(data["description"]),
         tasks=MappingProxyType(tasks),
         fingerprint=fingerprint,
@@ -290,13 +318,14 @@ def _build_dag(
         catchup=settings.get("catchup", "latest"),
         max_active_runs=int(settings.get("max_active_runs", DEFAULT_MAX_ACTIVE_RUNS)),
         max_active_tasks=int(data["max_active_tasks"]) if data.get("max_active_tasks") is not None else None,
-        params=MappingProxyType(params),
+        # Declared alike in many DAGs (a repr tells the types apart: 1, 1.0 and True).
+        params=shared(_read_only(params), key=repr(params)),
         retries=int(settings.get("retries", DEFAULT_RETRIES)),
         retry_delay=parse_duration(settings.get("retry_delay", DEFAULT_RETRY_DELAY_S)),
         retry_backoff=float(settings.get("retry_backoff", DEFAULT_RETRY_BACKOFF)),
         timeout=parse_duration(settings["timeout"]) if settings.get("timeout") is not None else None,
-        worker_config=MappingProxyType(merge_config(config.worker_config, data.get("worker_config") or {})),
-        tags=tuple(str(t) for t in settings.get("tags") or ()),
+        worker_config=_read_only(merge_config(config.worker_config, data.get("worker_config") or {})),
+        tags=shared(tuple(str(t) for t in settings.get("tags") or ())),
         connections=config.connections,
         notify=(*sections.notify_rules(data.get("notify")), *config.notify),
         deadline=parse_duration(data["deadline"]) if data.get("deadline") is not None else None,
@@ -304,9 +333,7 @@ def _build_dag(
         pool=str(data["pool"]) if data.get("pool") else None,
         pool_slots=int(data.get("pool_slots") or 1),
         queue=str(data.get("queue") or DEFAULT_QUEUE),
-        outputs=composition.declared_outputs(
-            dag_dir / WORKFLOW_FILE, None, data.get("outputs"), tasks, Collector(base=dag_dir, dag=None)
-        ),
+        outputs=outputs,
         priority=int(data.get("priority") or 0),
     )
 
@@ -315,7 +342,7 @@ def load_dag(
     dag_dir: Path,
     config: RootConfig,
     base: Path,
-) -> tuple[Dag | BrokenDag, list[Problem], Mapping[str, Task], tuple[str, ...], list[Path]]:
+) -> LoadResult:
     """One DAG folder. Returns the DAG (or why it is broken), its problems, the tasks that
     loaded and the names of all task files (kept even when the DAG is broken, so other DAGs'
     cross-DAG inputs can be checked), and the ignored files."""
@@ -325,24 +352,27 @@ def load_dag(
         task_paths, ignored = _dag_files(dag_dir)
     except OSError as exc:
         out.add(dag_dir, None, f"cannot list the DAG folder: {exc.strerror or exc}")
-        return BrokenDag(name, dag_dir, tuple(out.problems)), out.problems, {}, (), []
+        problems = tuple(out.problems)
+        return BrokenDag(name, dag_dir, problems), problems, {}, (), ()
     for path in [p for p in task_paths if not is_utf8(p.name)]:
         # Task names end up in the state database and in every message: they must be text.
         out.add(path, None, "the file name is not valid UTF-8", "rename the file")
         task_paths.remove(path)
     hasher = hashlib.sha256()
-    data, doc, params = _read_workflow(dag_dir, out, hasher)
+    folder = str(dag_dir)  # one string shared by the DAG and its tasks
+    workflow = dag_dir / WORKFLOW_FILE
+    data, doc, params = _read_workflow(dag_dir, workflow, out, hasher)
     tasks: dict[str, Task] = {}
     for path in list(task_paths):
         try:
-            task = _load_task(path, out, hasher)
+            task = _load_task(path, folder, out, hasher)
         except NotATask:
             task_paths.remove(path)
             ignored.append(path)
             continue
         if task is not None:
             tasks[task.name] = task
-    task_names = tuple(p.name for p in task_paths)
+    task_names = shared(tuple(p.name for p in task_paths))
     if not task_paths:
         out.add(
             dag_dir,
@@ -352,12 +382,12 @@ def load_dag(
         )
     checks.check_inputs(name, tasks, out)
     checks.check_output_references(tasks, out)
-    composition.declared_outputs(dag_dir / WORKFLOW_FILE, doc, data.get("outputs"), tasks, out)
+    outputs = composition.declared_outputs(workflow, doc, data.get("outputs"), tasks, out)
     checks.check_connections(tasks, config, out)
     if doc is not None:
-        checks.check_notify_channels(dag_dir / WORKFLOW_FILE, doc, data.get("notify"), config.channels, out)
-    checks.check_pools(dag_dir / WORKFLOW_FILE, doc, data, tasks, config, out)
-    checks.check_queues(dag_dir / WORKFLOW_FILE, doc, data, tasks, config, out)
+        checks.check_notify_channels(workflow, doc, data.get("notify"), config.channels, out)
+    checks.check_pools(workflow, doc, data, tasks, config, out)
+    checks.check_queues(workflow, doc, data, tasks, config, out)
     dag_config = data.get("worker_config")  # anything else than a mapping is a schema error
     checks.check_parameter_names(
         tasks,
@@ -367,9 +397,13 @@ def load_dag(
     )
 
     if out.has_errors or doc is None:
-        return BrokenDag(name, dag_dir, tuple(out.problems)), out.problems, tasks, task_names, ignored
-    dag = _build_dag(dag_dir, config, data, tasks, params, hasher.hexdigest()[:16])
-    return dag, out.problems, tasks, task_names, ignored
+        problems = tuple(out.problems)
+        return BrokenDag(name, dag_dir, problems), problems, tasks, task_names, tuple(ignored)
+    dag = _build_dag(dag_dir, folder, config, data, tasks, params, outputs, hasher.hexdigest()[:16])
+    # The DAG's own mapping of its tasks, not the dict under it: a scheduler keeps both
+    # (the result, for the next assembly), and they would cross from the worker
+    # processes as two copies.
+    return dag, tuple(out.problems), dag.tasks, task_names, tuple(ignored)
 
 
 def content_fingerprint(dag_dir: Path) -> str:
@@ -444,7 +478,12 @@ def known_task_types() -> frozenset[str]:
     return task_type_names()
 
 
-LoadResult = tuple["Dag | BrokenDag", list[Problem], Mapping[str, Task], tuple[str, ...], list[Path]]
+# The DAG (or why it is broken), its problems, the tasks that loaded, the names of all
+# its task files and its ignored files. A scheduler keeps one for each DAG (tuples: an
+# empty one is no object of its own).
+LoadResult = tuple[
+    "Dag | BrokenDag", tuple[Problem, ...], Mapping[str, Task], tuple[str, ...], tuple[Path, ...]
+]
 
 
 def load_one(root: Path | str, name: str) -> tuple[Dag | BrokenDag | None, RootConfig]:

@@ -82,7 +82,10 @@ class ParamSpec:
 @dataclass(frozen=True, slots=True)
 class Task:
     name: str  # the file name, extension included
-    path: Path
+    # Its DAG's folder as text, the very string the Dag holds: the task file is `path`,
+    # built on demand. A Path a task cost five times the memory of a string (its parts
+    # are a list of strings), and 10,000 DAGs hold 50,000 tasks.
+    folder: str
     type: str
     description: str = ""
     inputs: tuple[str, ...] = ()  # same-DAG task names, or "other_dag:task"
@@ -112,6 +115,10 @@ class Task:
     # long (seconds after the run started) to wait before failing.
     input_match: str = "same_day"
     wait_timeout: float | None = None
+
+    @property
+    def path(self) -> Path:
+        return Path(self.folder, self.name)
 
     @property
     def unheld(self) -> bool:
@@ -177,7 +184,7 @@ class Retention:
 @dataclass(frozen=True, slots=True)
 class Dag:
     name: str
-    path: Path
+    folder: str  # the DAG folder's path as text (see Task.folder); `path` builds a Path
     description: str
     tasks: Mapping[str, Task]
     fingerprint: str
@@ -206,6 +213,10 @@ class Dag:
     # this DAG, name -> (task, key of that task's outputs).
     outputs: Mapping[str, tuple[str, str]] = field(default_factory=lambda: _EMPTY)
     priority: int = 0  # claim order: higher first, then the oldest
+
+    @property
+    def path(self) -> Path:
+        return Path(self.folder)
 
     def queue_for(self, task: Task) -> str:
         return task.queue or self.queue

@@ -51,6 +51,7 @@ PARALLEL_FROM = 1500
 # small share, small enough that the workers finish together.
 CHUNK = 250
 R = TypeVar("R")
+D = TypeVar("D", Path, str)  # a DAG folder
 
 
 def _read_only(mapping: dict[Any, Any]) -> MappingProxyType[Any, Any]:
@@ -145,7 +146,7 @@ def load_many(dag_dirs: Sequence[Path], config: RootConfig, base: Path) -> list[
     return in_parallel(functools.partial(_load_chunk, config=config, base=base), dag_dirs)
 
 
-def in_parallel(job: Callable[[list[Path]], list[R]], dag_dirs: Sequence[Path]) -> list[R]:
+def in_parallel(job: Callable[[list[D]], list[R]], dag_dirs: Sequence[D]) -> list[R]:
     """job(folders) over all the folders, in order: in this process for a few, else in
     chunks split between processes (`job` must pickle: a module-level function, or a
     functools.partial of one)."""
@@ -220,8 +221,8 @@ def _assembled(
             )
         if any(p.severity == "error" for p in reasons):
             broken[name] = BrokenDag(name, dags.pop(name).path, tuple(reasons))
-    for dag_problems in per_dag.values():
-        problems.extend(dag_problems)
+    for found in per_dag.values():
+        problems.extend(found)
     return DagTree(
         root=root,
         config=config,

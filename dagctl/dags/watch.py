@@ -26,7 +26,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from dagctl.dags.loader import LoadResult, content_fingerprint, load_dag, load_root_config, problem_base
+from dagctl.dags.loader import (
+    LoadResult,
+    content_fingerprint,
+    load_dag,
+    load_root_config,
+    problem_base,
+    shared,
+)
 from dagctl.dags.model import ROOT_CONFIG_FILE, Dag, DagTree, Problem, RootConfig
 from dagctl.dags.summary import Stat, dag_dirs_of, folder_stamp, stamp_digest, stat_key
 from dagctl.dags.tree import assemble, in_parallel, usable_dirs, without_gc_pauses
@@ -50,31 +57,32 @@ def _files_key(dag_dir: str, names: tuple[str, ...]) -> int:
 
 @dataclass(slots=True)
 class _Seen:
-    own: Stat
+    own: int  # hash of the folder's own stat (like files_key: one int, not three in a tuple)
     names: tuple[str, ...]  # the folder's entries, interned (the same few names everywhere)
     files_key: int  # _files_key of them when loaded
     stamp: str  # summary.stamp_digest when loaded
     result: LoadResult
 
 
-def _stamp(dag_dir: Path, config: Stat | None) -> tuple[Stat, tuple[str, ...], int, str]:
+def _stamp(dag_dir: Path, config: Stat | None) -> tuple[int, tuple[str, ...], int, str]:
     """_Seen's fields but the result."""
     try:
         own, files = folder_stamp(dag_dir)
     except OSError:
-        return _UNREADABLE, (), 0, ""  # loaded again next time
-    names = tuple(sys.intern(f[0]) for f in files)
-    return own, names, hash(tuple(f[1:] for f in files)), stamp_digest(config, own, files)
+        return hash(_UNREADABLE), (), 0, ""  # loaded again next time
+    names = shared(tuple(sys.intern(f[0]) for f in files))
+    return hash(own), names, hash(tuple(f[1:] for f in files)), stamp_digest(config, own, files)
 
 
 def _stamp_and_load(
-    dag_dirs: list[Path], config_stamp: Stat | None, config: RootConfig, base: Path
-) -> list[tuple[tuple[Stat, tuple[str, ...], int, str], LoadResult]]:
+    dag_dirs: list[str], config_stamp: Stat | None, config: RootConfig, base: Path
+) -> list[tuple[tuple[int, tuple[str, ...], int, str], LoadResult]]:
     """Each folder stamped, then loaded: in the worker processes with the loading, as
     the 60,000 stat calls of 10,000 folders took ~0.8 s in the scheduler alone.
     Stamped before reading: a change made while loading shows at the next load."""
     with without_gc_pauses():
-        return [(_stamp(d, config_stamp), load_dag(d, config, base)) for d in dag_dirs]
+        paths = [Path(d) for d in dag_dirs]
+        return [(_stamp(d, config_stamp), load_dag(d, config, base)) for d in paths]
 
 
 class DagCache:
@@ -85,9 +93,10 @@ class DagCache:
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
         self.changed = True
-        self._seen: dict[Path, _Seen] = {}
+        # The DAG folders as text: a Path each would cost ~3 MB for 10,000 DAGs.
+        self._seen: dict[str, _Seen] = {}
         self._root_stamp: Stat | None = None
-        self._dirs: list[Path] = []
+        self._dirs: list[str] = []
         self._config_root = self.root
         self._config_stamp: Stat | None = None
         self._config = RootConfig()
@@ -116,7 +125,7 @@ class DagCache:
             del self._seen[dag_dir]
         self.changed = bool(self._tree is None or listing_changed or config_changed or stale or gone)
         if self.changed or self._tree is None:
-            results = {d.name: self._seen[d].result for d in self._dirs}
+            results = {r[0].name: r for r in (self._seen[d].result for d in self._dirs)}
             self._tree = assemble(
                 self.root, self._config, self._config_problems, self._folder_problems, results, base
             )
@@ -124,7 +133,7 @@ class DagCache:
 
     def stamps(self) -> dict[str, str]:
         """Each loaded DAG's stamp (summary.stamp_digest) as of its last load."""
-        return {d.name: seen.stamp for d, seen in self._seen.items()}
+        return {seen.result[0].name: seen.stamp for seen in self._seen.values()}
 
     def _list_folders(self, base: Path) -> bool:
         """Re-list the DAGs folder when its own stat changed; True when it was."""
@@ -136,7 +145,7 @@ class DagCache:
             return False
         dag_dirs, self._config_root = dag_dirs_of(self.root)  # raises when unreadable
         self._folder_problems = []
-        self._dirs = usable_dirs(dag_dirs, base, self._folder_problems)
+        self._dirs = [str(d) for d in usable_dirs(dag_dirs, base, self._folder_problems)]
         self._root_stamp = stamp
         return True
 
@@ -152,7 +161,7 @@ class DagCache:
         self._config, self._config_problems = load_root_config(self._config_root, base)
         return True
 
-    def _stale_folders(self) -> list[Path]:
+    def _stale_folders(self) -> list[str]:
         count = len(self._dirs)
         stat_from, stat_count = self._turn("_file_cursor", FOLDERS_PER_LOAD)
         content_from, content_count = self._turn("_content_cursor", CONTENT_CHECK_FOLDERS)
@@ -173,21 +182,20 @@ class DagCache:
         setattr(self, cursor, start + min(count, size))
         return start, min(count, size)
 
-    def _is_stale(self, dag_dir: Path, *, stat: bool, content: bool) -> bool:
+    def _is_stale(self, dag_dir: str, *, stat: bool, content: bool) -> bool:
         seen = self._seen.get(dag_dir)
         if seen is None:
             return True
         if not (stat or content):
             return False
-        path = str(dag_dir)
         try:
-            if stat_key(path) != seen.own:
+            if hash(stat_key(dag_dir)) != seen.own:
                 return True
         except OSError:
             return True
-        if stat and _files_key(path, seen.names) != seen.files_key:
+        if stat and _files_key(dag_dir, seen.names) != seen.files_key:
             return True
-        return content and not self._same_content(dag_dir, seen.result)
+        return content and not self._same_content(Path(dag_dir), seen.result)
 
     @staticmethod
     def _same_content(dag_dir: Path, result: LoadResult) -> bool:

@@ -63,6 +63,8 @@ class RunOperations:
 
         def _insert(self, table: Any) -> Any: ...
 
+        def _in_batches(self, statement: Any, column: Any) -> Any: ...
+
         def _notify(self, connection: Connection, *, urgent: bool = False) -> None: ...
 
         def _notify_runs_ended(self, connection: Connection, run_ids: Collection[int]) -> None: ...
@@ -91,7 +93,7 @@ class RunOperations:
             missing = [name for name in fingerprints if name not in states]
             if missing:
                 connection.execute(
-                    self._insert(dag).on_conflict_do_nothing(),
+                    self._in_batches(self._insert(dag).on_conflict_do_nothing(), dag.c.name),
                     [
                         {
                             "name": n,

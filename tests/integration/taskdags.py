@@ -50,14 +50,14 @@ def make_dag(
         fields = dict(task_fields)
         if kind != "command":
             fields.pop("command", None)
-        tasks[file_name] = Task(name=file_name, path=path, type=kind, **fields)
+        tasks[file_name] = Task(name=file_name, folder=str(folder), type=kind, **fields)
     specs = {
         pname: ParamSpec(pname, {"type": "string"}, True, value, secret=pname in secrets)
         for pname, value in (params or {}).items()
     }
     return Dag(
         name=name,
-        path=folder,
+        folder=str(folder),
         description="test",
         tasks=MappingProxyType(tasks),
         fingerprint="test",

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from dagctl.dags.model import Dag
@@ -14,7 +13,7 @@ from dagctl.scheduling.planner import new_runs
 from dagctl.store import Store, open_store
 
 NOW = datetime(2024, 8, 1, 12, 0)
-DAG = Dag(name="daily", path=Path("daily"), description="", tasks={}, fingerprint="f", schedule="0 3 * * *")
+DAG = Dag(name="daily", folder="daily", description="", tasks={}, fingerprint="f", schedule="0 3 * * *")
 SLOTS = [datetime(2024, 7, 1, 3) + timedelta(days=i) for i in range(31)]
 
 

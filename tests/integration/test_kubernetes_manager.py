@@ -33,13 +33,13 @@ def make_manager(kubeconfig: str, **kwargs: Any) -> KubernetesManager:
 
 def make_dag(config: dict[str, Any] | None = None, *, timeout: float | None = None, secret: str = "") -> Dag:
     tasks = {
-        name: Task(name=name, path=Path("/dags/demo") / name, type=kind)
+        name: Task(name=name, folder="/dags/demo", type=kind)
         for name, kind in (("a.sh", "shell"), ("b.sh", "shell"), ("noop.yaml", "no_op"))
     }
     params = {"token": ParamSpec("token", {"type": "string"}, True, secret, secret=True)} if secret else {}
     return Dag(
         name="demo",
-        path=Path("/dags/demo"),
+        folder="/dags/demo",
         description="d",
         tasks=MappingProxyType(tasks),
         fingerprint="f",

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 
@@ -15,7 +14,7 @@ from dagctl.scheduling import crossdag, fanout, planner
 from dagctl.store.records import AttemptSnapshot, RunSnapshot
 from tests.unit.test_planner import make_dag, no_external
 
-MAPPED = Task(name="t.sh", path=Path("/x/t.sh"), type="shell", for_each="{{ x }}", max_parallel=3)
+MAPPED = Task(name="t.sh", folder="/x", type="shell", for_each="{{ x }}", max_parallel=3)
 
 
 def _latest(**statuses: str) -> dict[str, AttemptSnapshot]:

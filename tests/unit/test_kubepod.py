@@ -40,13 +40,13 @@ def make_attempt(
 ) -> Attempt:
     task = Task(
         name=task_name,
-        path=dags_root / dag_name / task_name,
+        folder=str(dags_root / dag_name),
         type="shell",
         worker_config=MappingProxyType(task_config or {}),
     )
     dag = Dag(
         name=dag_name,
-        path=dags_root / dag_name,
+        folder=str(dags_root / dag_name),
         description="d",
         tasks=MappingProxyType({task_name: task}),
         fingerprint="f",

@@ -585,3 +585,33 @@ def test_comment_lines_before_a_header_are_skipped(tmp_path: Path) -> None:
         "c.sql": ("a.sh",),
         "d.sql": (),
     }
+
+
+# ---------------------------------------------------------------- what a loaded tree keeps
+
+
+def test_dags_declared_alike_share_their_values_but_not_their_folders(tmp_path: Path) -> None:
+    workflow = WORKFLOW + "tags: [nightly]\nparams:\n  date:\n    type: string\n    default: '2024-01-01'\n"
+    task = "# inputs: [a.sh]\n# parameters: [date]\necho\n"
+    different = workflow.replace("2024-01-01", "2024-01-02")
+    tree = load(
+        tmp_path,
+        {
+            **{
+                f"{d}/{name}": text
+                for d in ("x", "y", "z")
+                for name, text in (("a.sh", "echo\n"), ("b.sh", task))
+            },
+            "x/workflow.yaml": workflow,
+            "y/workflow.yaml": workflow,
+            "z/workflow.yaml": different,
+        },
+    )
+    x, y, z = (tree.dags[d] for d in "xyz")
+    assert x.params is y.params and x.tags is y.tags
+    assert x.tasks["b.sh"].inputs is y.tasks["b.sh"].inputs
+    assert z.params is not x.params and z.params["date"].default == "2024-01-02"
+    # Each task knows its own file, as a Path built from its DAG's folder.
+    assert x.tasks["b.sh"].folder is x.folder
+    assert x.tasks["b.sh"].path == tmp_path / "dags" / "x" / "b.sh" != y.tasks["b.sh"].path
+    assert x.path == tmp_path / "dags" / "x"

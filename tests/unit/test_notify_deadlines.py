@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 
 from dagctl.dags.model import Dag
 from dagctl.notify.deadlines import deadline_at
 
 
 def _dag(**kwargs: object) -> Dag:
-    return Dag(name="d", path=Path("/x"), description="x", tasks={}, fingerprint="f", **kwargs)  # type: ignore[arg-type]
+    return Dag(name="d", folder="/x", description="x", tasks={}, fingerprint="f", **kwargs)  # type: ignore[arg-type]
 
 
 def test_no_deadline() -> None:

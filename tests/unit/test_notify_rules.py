@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import cast
 
 from dagctl.dags.model import Dag, NotifyRule
@@ -15,7 +14,7 @@ DEFAULTS = (NotifyRule(("failure",), ("mail",)),)
 
 
 def _dag(name: str, *rules: NotifyRule) -> Dag:
-    return Dag(name=name, path=Path("/x"), description="x", tasks={}, fingerprint="f", notify=rules)
+    return Dag(name=name, folder="/x", description="x", tasks={}, fingerprint="f", notify=rules)
 
 
 def test_rules_merge_the_channels_of_every_rule_naming_an_event() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from pathlib import Path
 from types import MappingProxyType
 
 from dagctl.dags.model import Dag, Task
@@ -21,11 +20,11 @@ def make_dag(
 ) -> Dag:
     return Dag(
         name="d",
-        path=Path("/nowhere/d"),
+        folder="/nowhere/d",
         description="test",
         tasks=MappingProxyType(
             {
-                name: Task(name=name, path=Path(f"/nowhere/d/{name}"), type="no_op", inputs=inputs)
+                name: Task(name=name, folder="/nowhere/d", type="no_op", inputs=inputs)
                 for name, inputs in tasks.items()
             }
         ),

@@ -68,7 +68,7 @@ def test_the_interval_of_a_slot_is_the_previous_slot_across_the_autumn_fold() ->
 
 def _dag(schedule: str | None, tz: str = "Europe/Berlin") -> Dag:
     return Dag(
-        name="d", path=Path("d"), description="", tasks={}, fingerprint="f", schedule=schedule, timezone=tz
+        name="d", folder="d", description="", tasks={}, fingerprint="f", schedule=schedule, timezone=tz
     )
 
 
