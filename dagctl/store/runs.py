@@ -460,7 +460,10 @@ class RunOperations:
             )
         if plan.new_task_runs:
             connection.execute(
-                self._statement("new task runs", lambda: self._insert(task_run).on_conflict_do_nothing()),
+                self._statement(
+                    "new task runs",
+                    lambda: self._in_batches(self._insert(task_run).on_conflict_do_nothing(), task_run.c.id),
+                ),
                 [
                     {
                         "dag_run_id": t.dag_run_id,
