@@ -232,9 +232,7 @@ def plan_after_ends(
         if settled or any(status not in _NOT_ENDED for status in created.values()):
             whole.append(run.id)
             continue
-        plan.new_task_runs += own.new_task_runs
-        plan.still_dirty += own.still_dirty
-        plan.finish_runs += own.finish_runs
+        plan.absorb(own)
     return plan, whole
 
 

@@ -243,7 +243,7 @@ class Scheduler:
         return claimed, plan
 
     def _advance_mode(self) -> str:
-        """"full": advance every flagged run (another process's news, runs we created,
+        """Which advance: "full", every flagged run (another process's news, runs we created,
         definitions synced, an abandoned pass, a failure, or a poll interval since the
         last time); "ends": only the runs of our attempts that succeeded
         (`_advance_ends`); "none": nothing can move yet (planner.advance_needed): the
@@ -359,11 +359,8 @@ class Scheduler:
         )
         if whole:
             runs = [run for run in snapshot.runs if run.id in whole]
-            attempts = self.store.attempts_of(dict.fromkeys(whole))
-            rest = planner.plan_advance(self.dags, {}, runs, attempts, self.store.external_status, now)
-            plan.new_task_runs += rest.new_task_runs
-            plan.finish_runs += rest.finish_runs
-            plan.still_dirty += rest.still_dirty
+            attempts = self.store.attempts_of(whole)
+            plan.absorb(planner.plan_advance(self.dags, {}, runs, attempts, self.store.external_status, now))
         plan.alert_rules = self._alerts.rules
         self.store.apply_advance(plan, now)
         return plan

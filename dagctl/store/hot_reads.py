@@ -54,11 +54,8 @@ def active_runs(
             if run_id not in runs:
                 runs[run_id] = _run_snapshot(row, is_postgres)
             per_run = latest.setdefault(run_id, {})
-        if task is None:
-            continue
-        seen = per_run.get(task)
-        if seen is None or attempt > seen.attempt:
-            per_run[task] = AttemptSnapshot(task, attempt, row[10])
+        if task is not None:
+            _keep_latest(per_run, task, attempt, row[10])
     return list(runs.values()), {run_id: tasks for run_id, tasks in latest.items() if tasks}
 
 
@@ -79,7 +76,7 @@ _RUNS_AND_TASKS = (
     " FROM dag_run r LEFT OUTER JOIN task_run t ON t.dag_run_id = r.id AND ({tasks})"
     " WHERE r.id IN ({ids}) AND r.status = '{running}' ORDER BY r.id"
 )
-_TASKS_OF_RUN = "SELECT dag_run_id, task_name, attempt, status FROM task_run WHERE dag_run_id = {p}"
+_TASKS_OF_RUNS = "SELECT dag_run_id, task_name, attempt, status FROM task_run WHERE dag_run_id IN ({ids})"
 
 
 def running_runs_and_tasks(
@@ -111,34 +108,27 @@ def running_runs_and_tasks(
             if not is_postgres:  # SQLite hands back text for DateTime columns
                 logical_date, started_at = _sqlite_time(row[3]), _sqlite_time(row[4])
             runs.append(RunSnapshot(run_id, row[1], row[2], logical_date, started_at=started_at))
-        seen = latest[run_id].get(task)
-        if task is not None and (seen is None or attempt > seen.attempt):
-            latest[run_id][task] = AttemptSnapshot(task, attempt, row[7])
+        if task is not None:
+            _keep_latest(latest[run_id], task, attempt, row[7])
     return runs, latest
 
 
 def latest_attempts(
-    connection: Connection, is_postgres: bool, wanted: dict[int, frozenset[str] | None]
+    connection: Connection, is_postgres: bool, run_ids: Sequence[int]
 ) -> dict[int, dict[str, AttemptSnapshot]]:
-    """The latest attempt of each named task of each run (of every task, where the names
-    are None), by the unique (dag_run_id, task_name, attempt) index."""
+    """The latest attempt of every task of each of these runs."""
     placeholder = "%s" if is_postgres else "?"
-    parts: list[str] = []
-    values: list[Any] = []
-    for run_id, names in wanted.items():
-        part = _TASKS_OF_RUN.format(p=placeholder)
-        values.append(run_id)
-        if names is not None:
-            part += f" AND task_name IN ({', '.join([placeholder] * len(names))})"
-            values.extend(sorted(names))
-        parts.append(part)
-    latest: dict[int, dict[str, AttemptSnapshot]] = {run_id: {} for run_id in wanted}
-    for run_id, task, attempt, status in _fetch(connection, " UNION ALL ".join(parts), tuple(values)):
-        per_run = latest[run_id]
-        seen = per_run.get(task)
-        if seen is None or attempt > seen.attempt:
-            per_run[task] = AttemptSnapshot(task, attempt, status)
+    sql = _TASKS_OF_RUNS.format(ids=", ".join([placeholder] * len(run_ids)))
+    latest: dict[int, dict[str, AttemptSnapshot]] = {run_id: {} for run_id in run_ids}
+    for run_id, task, attempt, status in _fetch(connection, sql, tuple(run_ids)):
+        _keep_latest(latest[run_id], task, attempt, status)
     return latest
+
+
+def _keep_latest(per_run: dict[str, AttemptSnapshot], task: str, attempt: int, status: str) -> None:
+    seen = per_run.get(task)
+    if seen is None or attempt > seen.attempt:
+        per_run[task] = AttemptSnapshot(task, attempt, status)
 
 
 def _fetch(connection: Connection, sql: str, values: tuple[Any, ...]) -> list[Any]:

@@ -174,6 +174,13 @@ class AdvancePlan:
     # write to the outbox in the same transaction (store/notifications.py).
     alert_rules: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
 
+    def absorb(self, other: AdvancePlan) -> None:
+        """Add what `other` decided (its alert rules are the caller's to set)."""
+        self.start_runs += other.start_runs
+        self.new_task_runs += other.new_task_runs
+        self.finish_runs += other.finish_runs
+        self.still_dirty += other.still_dirty
+
 
 # ---------------------------------------------------------------- alerts
 

@@ -347,12 +347,10 @@ class RunOperations:
         runs, attempts = running_runs_and_tasks(connection, self.is_postgres, dict(wanted))
         return AdvanceSnapshot({}, runs, attempts)
 
-    def attempts_of(
-        self, wanted: Mapping[int, frozenset[str] | None]
-    ) -> dict[int, dict[str, AttemptSnapshot]]:
-        """Inside `transaction()`, with these runs locked: the latest attempt of each task
-        named (of every task, for None) of each run."""
-        return latest_attempts(self._joined_tx("attempts_of"), self.is_postgres, dict(wanted))
+    def attempts_of(self, run_ids: Sequence[int]) -> dict[int, dict[str, AttemptSnapshot]]:
+        """Inside `transaction()`, with these runs locked: the latest attempt of every
+        task of each run."""
+        return latest_attempts(self._joined_tx("attempts_of"), self.is_postgres, run_ids)
 
     def _lock_flagged_dags(self, connection: Connection) -> dict[str, bool]:
         """Lock the DAGs that have flagged runs (skipping those another scheduler holds)
