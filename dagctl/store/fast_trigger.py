@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
+from dagctl.store.doorbell import ring
 from dagctl.store.driver import (
     NOTIFY_CHANNEL,
     SQLITE_BUSY_TIMEOUT_S,
@@ -25,6 +26,7 @@ from dagctl.store.driver import (
     connect,
     dialect_of,
     open_at_head,
+    sqlite_file,
     sqlite_time,
 )
 from dagctl.store.liveness import Presence
@@ -128,6 +130,9 @@ def _sqlite(
             connection.rollback()
             return None
         _commit(url, connection)
+        file = sqlite_file(url)
+        if file is not None:
+            ring(file)  # the schedulers' NOTIFY (doorbell.py)
         return run_id, presence
     finally:
         connection.close()

@@ -111,10 +111,12 @@ class Store(
         try:
             with self.engine.begin() as connection:
                 yield connection
-        except DBAPIError as exc:
-            raise engines.connection_error(self.url, exc) from exc
-        if self._watches:
-            self._committed()
+        except BaseException as exc:
+            self._notify_due = self._notify_urgent = False  # rolled back: no news
+            if isinstance(exc, DBAPIError):
+                raise engines.connection_error(self.url, exc) from exc
+            raise
+        self._committed()
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -126,19 +128,21 @@ class Store(
         if self._joined is not None:
             yield
             return
+        news = False
         try:
             with self.engine.begin() as connection:
                 self._joined, self._notify_due, self._notify_urgent = connection, False, False
                 try:
                     yield
-                    if self._notify_due:
+                    news = self._notify_due
+                    if news and self.is_postgres:
                         self._send_notify(connection)
                 finally:
                     self._joined, self._notify_due, self._notify_urgent = None, False, False
         except DBAPIError as exc:
             raise engines.connection_error(self.url, exc) from exc
-        if self._watches:
-            self._committed()
+        self._notify_due = news and not self.is_postgres  # SQLite rings once committed
+        self._committed()
 
     def _joined_tx(self, operation: str) -> Connection:
         """The open transaction(), for the operations whose locks must outlast them (the

@@ -1,17 +1,28 @@
-"""Wake-ups between processes: the NOTIFY the store sends when there is work for others,
-and what a scheduler waits on for the others' news (a LISTEN connection on PostgreSQL,
-a watch of the file's data version on SQLite). A mixin of `Store` (see store.py).
+"""Wake-ups between processes: the NOTIFY the store sends when there is work for others
+(on SQLite, a ring of the schedulers' doorbells after the commit, doorbell.py), and what
+a scheduler waits on for the others' news (a LISTEN connection on PostgreSQL; on SQLite
+its doorbell, and the file's data version now and then). A mixin of `Store` (see store.py).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Collection
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import text
 
-from dagctl.store.driver import NOTIFY_CHANNEL, RUN_ENDED_CHANNEL
+from dagctl.store import doorbell
+from dagctl.store.driver import NOTIFY_CHANNEL, RUN_ENDED_CHANNEL, sqlite_file
+
+log = logging.getLogger("dagctl.store.wakeup")
+
+# How often a scheduler on SQLite reads the data version: every 50 ms without a
+# doorbell; with one, only for the writers that do not ring (see doorbell.py).
+LOOK_EVERY_S = 0.05
+LOOK_EVERY_S_WITH_BELL = 0.25
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection, Engine
@@ -20,6 +31,7 @@ if TYPE_CHECKING:
 class WakeupOperations:
     if TYPE_CHECKING:
         engine: Engine
+        url: str
         is_postgres: bool
         notify_tag: str
         _joined: Connection | None
@@ -32,13 +44,22 @@ class WakeupOperations:
         PostgreSQL, a watch of the file's data version on SQLite."""
         if self.is_postgres:
             return Listener(self.engine, ignore=self.notify_tag)
-        watch = DataVersionWatch(self.engine)
+        watch = DataVersionWatch(self.engine, sqlite_file(self.url))
         self._watches = [watch]  # a scheduler has one; a new one replaces a dropped one
         return watch
 
     def _committed(self) -> None:
+        """After each commit of ours: our own change is no news to our watch, and on
+        SQLite the news for others (see `_notify`) rings their doorbells now that it is
+        visible to them."""
         for watch in self._watches:
             watch.settle()
+        if self._notify_due and not self.is_postgres and self._joined is None:
+            self._notify_due = self._notify_urgent = False
+            file = sqlite_file(self.url)
+            if file is not None:
+                own = self._watches[0].bell if self._watches else None
+                doorbell.ring(file, except_bell=own)
 
     def keep_news(self) -> None:
         """Inside transaction(): send no NOTIFY for the work it queued (the caller took
@@ -47,13 +68,12 @@ class WakeupOperations:
         self._notify_due = self._notify_due and self._notify_urgent
 
     def _notify(self, connection: Connection, *, urgent: bool = False) -> None:
-        if not self.is_postgres:
-            return
-        if self._joined is not None:
-            self._notify_due = True  # once, when the whole transaction() ends
-            self._notify_urgent = self._notify_urgent or urgent
-        else:
+        if self.is_postgres and self._joined is None:
             self._send_notify(connection)
+            return
+        # Once, when the whole transaction() ends; on SQLite, a ring after the commit.
+        self._notify_due = True
+        self._notify_urgent = self._notify_urgent or urgent
 
     def _notify_runs_ended(self, connection: Connection, run_ids: Collection[int]) -> None:
         """Sent at commit with the transaction that ended the runs (PostgreSQL)."""
@@ -108,25 +128,36 @@ class Listener:
 
 
 class DataVersionWatch:
-    """SQLite's stand-in for LISTEN: a connection of its own reads `PRAGMA data_version`,
-    which changes when another connection commits a change (a `trigger`, a `cancel`,
-    another scheduler). It has no descriptor to wait on, so the loop asks every
-    `check_every` seconds; reading it costs microseconds and no lock. The store moves
-    its mark past each of its own commits, so only other processes' changes count."""
+    """SQLite's stand-in for LISTEN: the scheduler's doorbell (doorbell.py), which the
+    processes that queue work ring, and a connection of its own reading
+    `PRAGMA data_version`, which changes when another connection commits a change (a
+    `trigger`, a `cancel`, another scheduler). The version has no descriptor to wait on,
+    so the loop asks every `check_every` seconds; reading it costs microseconds and no
+    lock. The store moves its mark past each of its own commits, so only other
+    processes' changes count."""
 
-    check_every: float | None = 0.05
-
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, database_file: Path | None) -> None:
         raw = engine.raw_connection()
         self._connection = cast(Any, raw.driver_connection)
         raw.detach()
         self._seen = self._version()
+        self._bell: doorbell.Doorbell | None = None
+        if database_file is not None:
+            try:
+                self._bell = doorbell.Doorbell(database_file)
+            except OSError as exc:  # a folder we may not write to: the data version alone
+                log.debug("no doorbell beside %s: %s", database_file, exc)
+        self.check_every: float | None = LOOK_EVERY_S if self._bell is None else LOOK_EVERY_S_WITH_BELL
+
+    @property
+    def bell(self) -> Path | None:
+        return None if self._bell is None else self._bell.path
 
     def _version(self) -> int:
         return int(self._connection.execute("PRAGMA data_version").fetchone()[0])
 
     def fileno(self) -> int | None:
-        return None
+        return None if self._bell is None else self._bell.fileno()
 
     def settle(self) -> None:
         """After a commit of our own: what has changed so far is known."""
@@ -134,12 +165,16 @@ class DataVersionWatch:
             self._seen = self._version()
 
     def drain(self) -> bool:
-        """True when another process committed a change since we last looked."""
+        """True when another process rang or committed a change since we last looked.
+        A ring counts even when our own commit has moved the mark past its change."""
+        rang = self._bell is not None and self._bell.drain()
         version = self._version()
         changed, self._seen = version != self._seen, version
-        return changed
+        return changed or rang
 
     def close(self) -> None:
+        if self._bell is not None:
+            self._bell.close()
         with contextlib.suppress(Exception):
             self._connection.close()
 

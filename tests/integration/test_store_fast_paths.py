@@ -140,13 +140,43 @@ def test_sqlite_watch_sees_other_processes_changes_not_ours(tmp_path: Path) -> N
     store = open_store(url, migrate=True)
     try:
         watch = store.listener()
-        assert watch.fileno() is None and watch.check_every
+        assert watch.fileno() is not None and watch.check_every  # its doorbell, and a look now and then
         assert watch.drain() is False
-        store.trigger("etl", {}, "test", NOW, "f1", NOW)  # our own commit
+        store.trigger("etl", {}, "test", NOW, "f1", NOW)  # our own commit rings nobody
+        assert not _readable(watch.fileno(), 0.0)
         assert watch.drain() is False
         assert quick.trigger(url, "etl", {}, "cli", None, None, lambda: NOW)  # another "process"
+        assert _readable(watch.fileno(), 5.0)  # its bell rang: the wait ends at once
         assert watch.drain() is True
         assert watch.drain() is False
+        other = open_store(url, migrate=False)  # another process queuing through the full path
+        try:
+            other.trigger("etl", {}, "test", NOW, "f1", NOW)
+        finally:
+            other.close()
+        assert _readable(watch.fileno(), 5.0)
+        assert watch.drain() is True
+        watch.close()
+        assert list((tmp_path / ".state.db-bells").iterdir()) == []  # its bell went with it
+    finally:
+        store.close()
+
+
+def test_a_ring_counts_even_when_our_own_commit_moved_the_data_version_past_it(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/state.db"
+    store = open_store(url, migrate=True)
+    try:
+        watch = store.listener()
+        assert quick.trigger(url, "etl", {}, "cli", None, None, lambda: NOW)
+        store.trigger("etl", {}, "test", NOW, "f1", NOW)  # settles the mark past both commits
+        assert watch.drain() is True
         watch.close()
     finally:
         store.close()
+
+
+def _readable(fd: int | None, timeout: float) -> bool:
+    import select
+
+    assert fd is not None
+    return bool(select.select([fd], [], [], timeout)[0])
