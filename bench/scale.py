@@ -49,13 +49,15 @@ class _InProcess:
         self.scheduler = Scheduler(
             self.store, root, self.manager, SchedulerOptions(concurrency=2), clock=lambda: FIXED_NOW
         )
-        self.timers = self.scheduler._timers  # the harness decides which periodic work is due
+        # The harness decides which periodic work is due.
+        self.timers = self.scheduler._timers
+        self.leases = self.scheduler._leases
 
     def iterate(self, *, reload: bool = False, leases: bool = False) -> tuple[float, int]:
         """Wall time (ms) and statements of one iteration."""
         far = time.monotonic() + 3600
         self.timers.next_reload = 0.0 if reload else far
-        self.timers.next_lease = 0.0 if leases else far
+        self.leases.next_renewal = self.leases.next_reap = 0.0 if leases else far
         before = self.statements
         start = time.perf_counter()
         self.scheduler.iterate(FIXED_NOW)

@@ -30,9 +30,9 @@ def startup(cfg: Config, backend: str) -> list[Figure]:
     runs = 2 if cfg.small else max(10, cfg.reps)
     figures = []
     if backend == cfg.backends[0]:
-        env = child_env()
-        _timed([cfg.exe, "--help"], env)  # warm-up
-        helps = [_timed([cfg.exe, "--help"], env) for _ in range(runs)]
+        variables = child_env()
+        _timed([cfg.exe, "--help"], variables)  # warm-up
+        helps = [_timed([cfg.exe, "--help"], variables) for _ in range(runs)]
         figures.append(Figure("W5", "-", "dagctl --help (wall)", helps, "s", target=HELP_TARGET_S))
     with workspace("w5") as work:
         url = cfg.dbs.fresh(backend)
