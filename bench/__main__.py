@@ -12,8 +12,9 @@ attempts, W9 `dagctl serve` pages and API with 1,000 DAGs and 100,000 attempts, 
 alerts (failure -> webhook latency, loop time with 1,000 pending events), W11
 fan-out (for_each over 100 and 1,000 items, two schedulers), W12 10,000 DAGs (validate,
 first sync, idle scheduler CPU and RSS), W13 the terminal commands with 1,000 DAGs
-(list, status, trigger, trigger --wait), W14 hop cost in a chain of 1,000 against 20.
-W1, W2 and W14 also run a bare claim -> spawn -> finish -> commit loop (bench/floor.py)
+(list, status, trigger, trigger --wait), W14 hop cost in a chain of 1,000 against 20,
+W15 where a hop's time goes (in process, per step) against the floor loop's.
+W1, W2, W14 and W15 also run a bare claim -> spawn -> finish -> commit loop (bench/floor.py)
 on the same database and report dagctl against it.
 PostgreSQL is started by the harness (tests/pgserver.py), or taken from
 DAGCTL_TEST_PG_URL.
@@ -43,7 +44,7 @@ Workload = Callable[[common.Config, str], list[common.Figure]]
 
 def _workloads() -> dict[str, tuple[str, Workload, bool]]:
     """name -> (title, function(cfg, backend), runs per backend)."""
-    from bench import alerts, cli, cron, fanout, history, manydags, scale, startup, throughput, web
+    from bench import alerts, cli, cron, fanout, history, hop, manydags, scale, startup, throughput, web
 
     return {
         "W1": ("chain20", runs.chain20, True),
@@ -60,6 +61,7 @@ def _workloads() -> dict[str, tuple[str, Workload, bool]]:
         "W12": ("10,000 DAGs: validate, first sync, idle CPU and memory", manydags.many_dags, True),
         "W13": ("list, status, trigger, trigger --wait with 1,000 DAGs", cli.cli, True),
         "W14": ("hop cost: a chain of 1,000 against a chain of 20", runs.chain1000, True),
+        "W15": ("where a hop's time goes, against the floor loop's", hop.hop_breakdown, True),
     }
 
 

@@ -19,7 +19,7 @@ import pytest
 from tests.pgserver import PgServer
 
 REPO = Path(__file__).resolve().parents[2]
-WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "W11", "W12", "W13")
+WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "W11", "W12", "W13", "W15")
 
 
 @pytest.mark.postgres
