@@ -44,7 +44,7 @@ from dagctl.store.reads import ReadOperations
 from dagctl.store.runs import RunOperations
 from dagctl.store.summaries import SummaryOperations
 from dagctl.store.tables import scheduler, scheduler_dag
-from dagctl.store.wakeup import DataVersionWatch, WakeupOperations
+from dagctl.store.wakeup import RING_AFTER_COMMIT, DataVersionWatch, WakeupOperations
 
 
 class Store(
@@ -110,13 +110,13 @@ class Store(
             return
         try:
             with self.engine.begin() as connection:
-                yield connection
-        except BaseException as exc:
-            self._notify_due = self._notify_urgent = False  # rolled back: no news
-            if isinstance(exc, DBAPIError):
-                raise engines.connection_error(self.url, exc) from exc
-            raise
-        self._committed()
+                try:
+                    yield connection
+                finally:  # rolled back: no news; the mark must not outlive this use
+                    news = bool(connection.info.pop(RING_AFTER_COMMIT, False))
+        except DBAPIError as exc:
+            raise engines.connection_error(self.url, exc) from exc
+        self._committed(ring=news)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -141,8 +141,7 @@ class Store(
                     self._joined, self._notify_due, self._notify_urgent = None, False, False
         except DBAPIError as exc:
             raise engines.connection_error(self.url, exc) from exc
-        self._notify_due = news and not self.is_postgres  # SQLite rings once committed
-        self._committed()
+        self._committed(ring=news and not self.is_postgres)  # SQLite rings once committed
 
     def _joined_tx(self, operation: str) -> Connection:
         """The open transaction(), for the operations whose locks must outlast them (the

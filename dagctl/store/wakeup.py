@@ -19,6 +19,9 @@ from dagctl.store.driver import NOTIFY_CHANNEL, RUN_ENDED_CHANNEL, sqlite_file
 
 log = logging.getLogger("dagctl.store.wakeup")
 
+# Marks a connection whose transaction queued work for others: SQLite rings the
+# schedulers' doorbells once it has committed (store.py's _tx).
+RING_AFTER_COMMIT = "dagctl_ring_after_commit"
 # How often a scheduler on SQLite reads the data version: every 50 ms without a
 # doorbell; with one, only for the writers that do not ring (see doorbell.py).
 LOOK_EVERY_S = 0.05
@@ -48,18 +51,14 @@ class WakeupOperations:
         self._watches = [watch]  # a scheduler has one; a new one replaces a dropped one
         return watch
 
-    def _committed(self) -> None:
+    def _committed(self, *, ring: bool) -> None:
         """After each commit of ours: our own change is no news to our watch, and on
-        SQLite the news for others (see `_notify`) rings their doorbells now that it is
-        visible to them."""
+        SQLite, when it was news for others (`_notify`), their doorbells ring now that
+        it is visible to them."""
         for watch in self._watches:
             watch.settle()
-        if self._notify_due and not self.is_postgres and self._joined is None:
-            self._notify_due = self._notify_urgent = False
-            file = sqlite_file(self.url)
-            if file is not None:
-                own = self._watches[0].bell if self._watches else None
-                doorbell.ring(file, except_bell=own)
+        if ring and (file := sqlite_file(self.url)) is not None:
+            doorbell.ring(file, except_bell=self._watches[0].bell if self._watches else None)
 
     def keep_news(self) -> None:
         """Inside transaction(): send no NOTIFY for the work it queued (the caller took
@@ -68,12 +67,14 @@ class WakeupOperations:
         self._notify_due = self._notify_due and self._notify_urgent
 
     def _notify(self, connection: Connection, *, urgent: bool = False) -> None:
-        if self.is_postgres and self._joined is None:
+        if self._joined is not None:
+            self._notify_due = True  # once, when the whole transaction() ends
+            self._notify_urgent = self._notify_urgent or urgent
+        elif self.is_postgres:
             self._send_notify(connection)
-            return
-        # Once, when the whole transaction() ends; on SQLite, a ring after the commit.
-        self._notify_due = True
-        self._notify_urgent = self._notify_urgent or urgent
+        else:
+            # On the connection, not the store: threads share a store (`dagctl serve`).
+            connection.info[RING_AFTER_COMMIT] = True
 
     def _notify_runs_ended(self, connection: Connection, run_ids: Collection[int]) -> None:
         """Sent at commit with the transaction that ended the runs (PostgreSQL)."""
@@ -179,4 +180,11 @@ class DataVersionWatch:
             self._connection.close()
 
 
-__all__ = ["NOTIFY_CHANNEL", "RUN_ENDED_CHANNEL", "DataVersionWatch", "Listener", "WakeupOperations"]
+__all__ = [
+    "NOTIFY_CHANNEL",
+    "RING_AFTER_COMMIT",
+    "RUN_ENDED_CHANNEL",
+    "DataVersionWatch",
+    "Listener",
+    "WakeupOperations",
+]

@@ -180,3 +180,20 @@ def _readable(fd: int | None, timeout: float) -> bool:
 
     assert fd is not None
     return bool(select.select([fd], [], [], timeout)[0])
+
+
+def test_news_that_was_rolled_back_rings_nobody(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/state.db"
+    store = open_store(url, migrate=True)
+    other = open_store(url, migrate=False)
+    try:
+        watch = store.listener()
+        with pytest.raises(RuntimeError), other._tx() as connection:
+            other._notify(connection)
+            raise RuntimeError("rolled back")
+        other.register_scheduler("s1", "worker", NOW)  # a commit with no news in it
+        assert not _readable(watch.fileno(), 0.0)
+        watch.close()
+    finally:
+        other.close()
+        store.close()
