@@ -108,12 +108,16 @@ class Store(
         if self._joined is not None:
             yield self._joined  # inside transaction(): its commit is the caller's
             return
+        news = False
         try:
             with self.engine.begin() as connection:
                 try:
                     yield connection
-                finally:  # rolled back: no news; the mark must not outlive this use
-                    news = bool(connection.info.pop(RING_AFTER_COMMIT, False))
+                finally:
+                    # The mark must not outlive this use of the pooled connection. A
+                    # broken one refuses even this; its marks went with it (invalidated).
+                    with contextlib.suppress(Exception):
+                        news = bool(connection.info.pop(RING_AFTER_COMMIT, False))
         except DBAPIError as exc:
             raise engines.connection_error(self.url, exc) from exc
         self._committed(ring=news)
