@@ -40,7 +40,7 @@ def _timed(targets: list[tuple[Any, str, str]], totals: Totals) -> Iterator[None
     for owner, name, label in targets:
         original = getattr(owner, name)
         originals.append((owner, name, original))
-        setattr(owner, name, _timer(original, label, totals))
+        setattr(owner, name, _timer(original, functools.partial(_add, totals, label)))
     try:
         yield
     finally:
@@ -48,14 +48,20 @@ def _timed(targets: list[tuple[Any, str, str]], totals: Totals) -> Iterator[None
             setattr(owner, name, original)
 
 
-def _timer(original: Callable[..., Any], label: str, totals: Totals) -> Callable[..., Any]:
+def _add(totals: Totals, label: str, seconds: float) -> None:
+    totals[label] = totals.get(label, 0.0) + seconds
+
+
+def _timer(original: Callable[..., Any], add: Callable[[float], None]) -> Callable[..., Any]:
+    """`original`, handing the wall time of each call to `add`."""
+
     @functools.wraps(original)
     def timed(*args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
         try:
             return original(*args, **kwargs)
         finally:
-            totals[label] = totals.get(label, 0.0) + time.perf_counter() - started
+            add(time.perf_counter() - started)
 
     return timed
 
@@ -71,18 +77,10 @@ class _Driver:
 
     def add(self, seconds: float) -> None:
         if self.inside:
-            self.totals["driver"] = self.totals.get("driver", 0.0) + seconds
+            _add(self.totals, "driver", seconds)
 
     def around(self, original: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(original)
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                self.add(time.perf_counter() - started)
-
-        return timed
+        return _timer(original, self.add)
 
     def transaction(self, original: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(original)
@@ -158,7 +156,9 @@ def _schedule_in_process(env: Env) -> Totals:
     saved = {name: os.environ.get(name) for name in ("DATABASE_URL", "DAGCTL_DAGS")}
     os.environ.update(DATABASE_URL=env.db_url, DAGCTL_DAGS=str(env.dags))
     iterate = Scheduler.iterate
-    Scheduler.iterate = after_the_first(_timer(iterate, "loop", totals))  # type: ignore[method-assign]
+    Scheduler.iterate = after_the_first(  # type: ignore[method-assign]
+        _timer(iterate, functools.partial(_add, totals, "loop"))
+    )
     try:
         with _timed(steps, totals), _Driver(totals).watching():
             cli(
