@@ -111,9 +111,15 @@ class BackfillOperations:
             created = 0
             if rows:
                 # Any unique key may refuse a row (another process took the slot): skip it.
-                created = connection.execute(self._insert(dag_run).on_conflict_do_nothing(), rows).rowcount
+                # RETURNING: without it SQLAlchemy sends such an INSERT one row a round trip
+                # on PostgreSQL (1,000 slots, 1,000 round trips); the refused rows return none.
+                created = len(
+                    connection.execute(
+                        self._insert(dag_run).on_conflict_do_nothing().returning(dag_run.c.id), rows
+                    ).all()
+                )
                 self._notify(connection)
-            return backfill_id, max(created or 0, 0)
+            return backfill_id, created
 
     def backfill_info(self, backfill_id: int) -> dict[str, Any] | None:
         """The backfill row, its runs (id, logical date, status) oldest slot first, and

@@ -39,6 +39,8 @@ class ControlOperations:
 
         def _insert(self, table: Any) -> Any: ...
 
+        def _in_batches(self, statement: Any, column: Any) -> Any: ...
+
         def _notify(self, connection: Connection, *, urgent: bool = False) -> None: ...
 
         def cancel_children(
@@ -197,7 +199,7 @@ class ControlOperations:
                     select(dag_run.c.dag_name).where(dag_run.c.id == run_id)
                 ).scalar_one()
                 connection.execute(
-                    self._insert(task_run).on_conflict_do_nothing(),
+                    self._in_batches(self._insert(task_run).on_conflict_do_nothing(), task_run.c.id),
                     [
                         {
                             "dag_run_id": run_id,

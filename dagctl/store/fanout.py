@@ -39,6 +39,8 @@ class FanoutOperations:
 
         def _insert(self, table: Any) -> Any: ...
 
+        def _in_batches(self, statement: Any, column: Any) -> Any: ...
+
         def _notify(self, connection: Connection, *, urgent: bool = False) -> None: ...
 
     def set_map_items(self, task_run_id: int, items: Sequence[Any]) -> None:
@@ -58,7 +60,7 @@ class FanoutOperations:
             return
         connection = self._joined_tx("start_items")
         connection.execute(
-            self._insert(task_run).on_conflict_do_nothing(),
+            self._in_batches(self._insert(task_run).on_conflict_do_nothing(), task_run.c.id),
             [
                 {
                     "dag_run_id": dag_run_id,
