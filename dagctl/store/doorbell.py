@@ -35,6 +35,8 @@ class Doorbell:
     """A scheduler's own bell: a descriptor to wait on, readable once somebody rang."""
 
     def __init__(self, database_file: Path) -> None:
+        if not hasattr(os, "mkfifo"):  # not a POSIX system: the data version alone
+            raise OSError(errno.ENOSYS, "no FIFOs on this system")
         folder = bells_of(database_file)
         folder.mkdir(exist_ok=True)
         name = f"{os.getpid()}-{secrets.token_hex(4)}"
