@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, select, update
 
 from dagctl.states import NOT_ENDED_TASK_VALUES, TaskStatus
-from dagctl.store.attempts import uncounted_before
+from dagctl.store.claiming import uncounted_before
 from dagctl.store.records import AdoptResult, ClaimedAttempt
 from dagctl.store.tables import dag_run, task_log, task_run
 

@@ -25,7 +25,6 @@ from sqlalchemy import (
     case,
     func,
     insert,
-    literal_column,
     select,
     update,
 )
@@ -36,13 +35,12 @@ from dagctl.dags.cron import utcnow
 from dagctl.states import (
     CLAIMABLE_TASK,
     RERUN_TASK_VALUES,
-    UNCOUNTED_TASK_VALUES,
     RunStatus,
     TaskStatus,
     task_sources,
 )
 from dagctl.store.claim_scope import ClaimScope
-from dagctl.store.claiming import running_values
+from dagctl.store.claiming import claimed_columns, running_values
 from dagctl.store.dag_limits import Scope, dag_scope
 from dagctl.store.notifications import LOST as LOST_EVENT
 from dagctl.store.notifications import RETRY, AlertRules
@@ -523,28 +521,6 @@ def _ended_status(status: str) -> Any:
     return case((run_status == RunStatus.CANCELLED.value, TaskStatus.CANCELLED.value), else_=status)
 
 
-def uncounted_before() -> Any:
-    """How many earlier attempts of the same task of the same run do not count against
-    `retries` (interrupted ones), as a scalar subquery for the RETURNING clause of an
-    UPDATE of task_run."""
-    earlier = task_run.alias("earlier")
-    # Spelled out: in an UPDATE, SQLite's compiler leaves the updated table's columns
-    # unqualified, which inside this subquery would name `earlier`'s own.
-    outer: dict[str, Any] = {
-        name: literal_column(f"task_run.{name}") for name in ("dag_run_id", "task_name", "attempt")
-    }
-    return (
-        select(func.count())
-        .where(
-            earlier.c.dag_run_id == outer["dag_run_id"],
-            earlier.c.task_name == outer["task_name"],
-            earlier.c.attempt < outer["attempt"],
-            earlier.c.status.in_(sorted(UNCOUNTED_TASK_VALUES)),
-        )
-        .scalar_subquery()
-    )
-
-
 def is_pooled() -> Any:
     """The task of a task_run row takes a pool (a row in task_pool, synced by pools.py)."""
     return (
@@ -560,44 +536,6 @@ def _build_flag_runs() -> Any:
     return update(dag_run).where(dag_run.c.id.in_(bindparam("p_ids", expanding=True))).values(dirty=True)
 
 
-def claimed_columns() -> tuple[Any, ...]:
-    """What a claim returns of each attempt it took (the RETURNING of its UPDATE)."""
-    return (
-        task_run.c.id,
-        task_run.c.dag_run_id,
-        task_run.c.dag_name,
-        task_run.c.task_name,
-        task_run.c.attempt,
-        # The run's date and params in the same round trip.
-        _of_run(dag_run.c.logical_date).label("logical_date"),
-        _of_run(dag_run.c.params).label("params"),
-        _of_run(dag_run.c.data_interval_start).label("data_interval_start"),
-        _of_run(dag_run.c.data_interval_end).label("data_interval_end"),
-        uncounted_before().label("uncounted"),
-        _run_has_outputs().label("run_has_outputs"),
-    )
-
-
-def _run_has_outputs() -> Any:
-    """Whether a succeeded attempt of the same run published outputs: a probe of the
-    partial index on outputs, so a run whose tasks publish none is not read again."""
-    published = task_run.alias("published")
-    return (
-        select(published.c.id)
-        .where(
-            published.c.dag_run_id == task_run.c.dag_run_id,
-            published.c.outputs.is_not(None),
-            published.c.status == TaskStatus.SUCCESS.value,
-        )
-        .exists()
-    )
-
-
-def _of_run(column: Any) -> Any:
-    """A column of the run a task_run row belongs to, as a scalar subquery."""
-    return select(column).where(dag_run.c.id == task_run.c.dag_run_id).scalar_subquery()
-
-
 def _clip(message: str | None, limit: int = 4000) -> str | None:
     if message is not None:
         message = secrets.mask(message)  # an error may quote a URL or a driver's message
@@ -606,4 +544,4 @@ def _clip(message: str | None, limit: int = 4000) -> str | None:
     return message[: limit - 1] + "…"
 
 
-__all__ = ["LOG_NOT_STORED", "LOST", "AttemptOperations", "uncounted_before"]
+__all__ = ["LOG_NOT_STORED", "LOST", "AttemptOperations"]

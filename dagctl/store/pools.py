@@ -35,8 +35,7 @@ from sqlalchemy import (
 
 from dagctl.dags.cron import utcnow
 from dagctl.states import CLAIMABLE_TASK, TaskStatus, task_sources
-from dagctl.store.attempts import claimed_columns
-from dagctl.store.claiming import running_values
+from dagctl.store.claiming import claimed_columns, running_values
 from dagctl.store.dag_limits import Scope, dag_scope
 from dagctl.store.item_routing import with_item_rows
 from dagctl.store.pool_slots import build_candidates, build_take, claim_with_slots, sync_slot_rows
