@@ -143,7 +143,8 @@ def _schedule_in_process(env: Env) -> Totals:
                 return iterate(*args, **kwargs)
             finally:
                 if not first:
-                    first.update(totals, noted=1.0)  # `iterate` has added its own time
+                    # Its own time is in `totals` already; the key marks `first` as taken.
+                    first.update(totals, first_iteration=1.0)
 
         return noted
 
