@@ -434,8 +434,9 @@ class AttemptOperations:
                     task_run.c.status,
                 )
             ).all()
+            # The others ended cancelled (their runs were): no retry for them.
             lost = [row for row in rows if row.status == TaskStatus.INTERRUPTED.value]
-            self._queue_retries(connection, [(row, 0.0) for row in lost], now)  # others: runs cancelled
+            self._queue_retries(connection, [(row, 0.0) for row in lost], now)
             if lost and alert_rules:
                 self._enqueue_attempt_events(connection, LOST_EVENT, lost, alert_rules, now)
             if rows:
