@@ -33,19 +33,30 @@ from bench.common import Config, Env, Figure, workspace
 Totals = dict[str, float]
 
 
+Wrap = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
 @contextlib.contextmanager
-def _timed(targets: list[tuple[Any, str, str]], totals: Totals) -> Iterator[None]:
-    """Add each call's wall time to totals[label] while inside; put the originals back."""
-    originals = []
-    for owner, name, label in targets:
-        original = getattr(owner, name)
-        originals.append((owner, name, original))
-        setattr(owner, name, _timer(original, functools.partial(_add, totals, label)))
+def _patched(targets: list[tuple[Any, str, Wrap]]) -> Iterator[None]:
+    """Each owner.name replaced by wrap(owner.name) while inside; the originals put back."""
+    originals = [(owner, name, getattr(owner, name)) for owner, name, _ in targets]
+    for owner, name, wrap in targets:
+        setattr(owner, name, wrap(getattr(owner, name)))
     try:
         yield
     finally:
         for owner, name, original in reversed(originals):
             setattr(owner, name, original)
+
+
+def _timed(targets: list[tuple[Any, str, str]], totals: Totals) -> contextlib.AbstractContextManager[None]:
+    """Add each call's wall time to totals[label] while inside."""
+    return _patched(
+        [
+            (owner, name, functools.partial(_timer, add=functools.partial(_add, totals, label)))
+            for owner, name, label in targets
+        ]
+    )
 
 
 def _add(totals: Totals, label: str, seconds: float) -> None:
@@ -107,23 +118,20 @@ class _Driver:
         def after(conn: Any, *_: Any) -> None:
             self.add(time.perf_counter() - conn.info.pop("bench_started"))
 
-        patched = [
-            (hot_reads, "_fetch", self.around),
-            (Connection, "_commit_impl", self.around),
-            (Scheduler, "_advance_and_claim", self.transaction),
-        ]
-        originals = [(owner, name, getattr(owner, name)) for owner, name, _ in patched]
-        for owner, name, wrap in patched:
-            setattr(owner, name, wrap(getattr(owner, name)))
         event.listen(Engine, "before_cursor_execute", before)
         event.listen(Engine, "after_cursor_execute", after)
         try:
-            yield
+            with _patched(
+                [
+                    (hot_reads, "_fetch", self.around),
+                    (Connection, "_commit_impl", self.around),
+                    (Scheduler, "_advance_and_claim", self.transaction),
+                ]
+            ):
+                yield
         finally:
             event.remove(Engine, "before_cursor_execute", before)
             event.remove(Engine, "after_cursor_execute", after)
-            for owner, name, original in originals:
-                setattr(owner, name, original)
 
 
 def _schedule_in_process(env: Env) -> Totals:
@@ -156,19 +164,19 @@ def _schedule_in_process(env: Env) -> Totals:
     ]
     saved = {name: os.environ.get(name) for name in ("DATABASE_URL", "DAGCTL_DAGS")}
     os.environ.update(DATABASE_URL=env.db_url, DAGCTL_DAGS=str(env.dags))
-    iterate = Scheduler.iterate
-    Scheduler.iterate = after_the_first(  # type: ignore[method-assign]
-        _timer(iterate, functools.partial(_add, totals, "loop"))
-    )
+    loop = functools.partial(_add, totals, "loop")
     try:
-        with _timed(steps, totals), _Driver(totals).watching():
+        with (
+            _patched([(Scheduler, "iterate", lambda iterate: after_the_first(_timer(iterate, loop)))]),
+            _timed(steps, totals),
+            _Driver(totals).watching(),
+        ):
             cli(
                 ["schedule", "--until-idle", "--concurrency", "2", "--poll-interval", "1"],
                 prog_name="dagctl",
                 standalone_mode=False,
             )
     finally:
-        Scheduler.iterate = iterate  # type: ignore[method-assign]
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)

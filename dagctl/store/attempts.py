@@ -66,9 +66,7 @@ class AttemptOperations:
 
         def _statement(self, key: Hashable, build: Callable[[], Any]) -> Any: ...
 
-        def _insert(self, table: Any) -> Any: ...
-
-        def _in_batches(self, statement: Any, column: Any) -> Any: ...
+        def _insert_missing(self, table: Any) -> Any: ...
 
         def _db_now(self) -> Any: ...
 
@@ -363,7 +361,7 @@ class AttemptOperations:
         if not retries:
             return
         connection.execute(
-            self._in_batches(self._insert(task_run).on_conflict_do_nothing(), task_run.c.id),
+            self._insert_missing(task_run),
             [
                 {
                     "dag_run_id": row.dag_run_id,

@@ -39,7 +39,7 @@ class ControlOperations:
 
         def _insert(self, table: Any) -> Any: ...
 
-        def _in_batches(self, statement: Any, column: Any) -> Any: ...
+        def _insert_missing(self, table: Any) -> Any: ...
 
         def _notify(self, connection: Connection, *, urgent: bool = False) -> None: ...
 
@@ -199,7 +199,7 @@ class ControlOperations:
                     select(dag_run.c.dag_name).where(dag_run.c.id == run_id)
                 ).scalar_one()
                 connection.execute(
-                    self._in_batches(self._insert(task_run).on_conflict_do_nothing(), task_run.c.id),
+                    self._insert_missing(task_run),
                     [
                         {
                             "dag_run_id": run_id,

@@ -39,7 +39,7 @@ class FanoutOperations:
 
         def _insert(self, table: Any) -> Any: ...
 
-        def _in_batches(self, statement: Any, column: Any) -> Any: ...
+        def _insert_missing(self, table: Any) -> Any: ...
 
         def _notify(self, connection: Connection, *, urgent: bool = False) -> None: ...
 
@@ -60,7 +60,7 @@ class FanoutOperations:
             return
         connection = self._joined_tx("start_items")
         connection.execute(
-            self._in_batches(self._insert(task_run).on_conflict_do_nothing(), task_run.c.id),
+            self._insert_missing(task_run),
             [
                 {
                     "dag_run_id": dag_run_id,

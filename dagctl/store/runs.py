@@ -63,7 +63,7 @@ class RunOperations:
 
         def _insert(self, table: Any) -> Any: ...
 
-        def _in_batches(self, statement: Any, column: Any) -> Any: ...
+        def _insert_missing(self, table: Any) -> Any: ...
 
         def _notify(self, connection: Connection, *, urgent: bool = False) -> None: ...
 
@@ -93,7 +93,7 @@ class RunOperations:
             missing = [name for name in fingerprints if name not in states]
             if missing:
                 connection.execute(
-                    self._in_batches(self._insert(dag).on_conflict_do_nothing(), dag.c.name),
+                    self._insert_missing(dag),
                     [
                         {
                             "name": n,
@@ -460,7 +460,7 @@ class RunOperations:
             connection.execute(
                 self._statement(
                     "new task runs",
-                    lambda: self._in_batches(self._insert(task_run).on_conflict_do_nothing(), task_run.c.id),
+                    lambda: self._insert_missing(task_run),
                 ),
                 [
                     {

@@ -166,13 +166,15 @@ class Store(
     def _insert(self, table: Any) -> Any:
         return (postgresql.insert if self.is_postgres else sqlite.insert)(table)
 
-    def _in_batches(self, statement: Any, column: Any) -> Any:
-        """An INSERT ... ON CONFLICT of many rows, sent 1,000 rows a statement on
-        PostgreSQL: without RETURNING, SQLAlchemy 2.1 sends it one row a round trip
-        (10,000 DAG rows: 0.9 s, with it 0.4 s). Not for every such INSERT: what it
-        returns leaves the process larger (the `list` summaries' upsert through it kept
-        a scheduler of 10,000 DAGs ~3 MB larger). SQLite's executemany is one call."""
-        return statement.returning(column) if self.is_postgres else statement
+    def _insert_missing(self, table: Any) -> Any:
+        """An INSERT of many rows that skips those already there (ON CONFLICT DO
+        NOTHING), sent 1,000 rows a statement on PostgreSQL: without RETURNING (its
+        primary key here), SQLAlchemy 2.1 sends it one row a round trip (10,000 DAG
+        rows: 0.9 s, with it 0.4 s). Not for every such INSERT: what it returns leaves
+        the process larger (the `list` summaries' upsert through it kept a scheduler of
+        10,000 DAGs ~3 MB larger). SQLite's executemany is one call."""
+        statement = self._insert(table).on_conflict_do_nothing()
+        return statement.returning(*table.primary_key.columns) if self.is_postgres else statement
 
     def _db_now(self) -> Any:
         """The database's clock on PostgreSQL, so leases never depend on a host's clock
